@@ -282,3 +282,31 @@ export function parseDialHeader(
   const n = Number(nText);
   return Number.isSafeInteger(n) ? { wrapperId, n } : undefined;
 }
+
+/**
+ * The status a wrapper frame ends its execution with (PROTOCOL.md 5.1), or `undefined` for
+ * a frame that is not terminal: `complete` → completed, `interrupted` → interrupted, `error`
+ * with `data.fatal === true` → failed.
+ *
+ * @example
+ * ```ts
+ * terminalStatusOfFrame({ streamEventType: "complete", data: { exitCode: 0 } }); // "completed"
+ * terminalStatusOfFrame({ streamEventType: "error", data: { fatal: false } }); // undefined
+ * ```
+ */
+export function terminalStatusOfFrame(
+  frame: { streamEventType: string; data?: unknown },
+): TerminalStatus | undefined {
+  switch (frame.streamEventType) {
+    case "complete":
+      return "completed";
+    case "interrupted":
+      return "interrupted";
+    case "error": {
+      const data = frame.data as { fatal?: unknown } | null | undefined;
+      return typeof data === "object" && data?.fatal === true ? "failed" : undefined;
+    }
+    default:
+      return undefined;
+  }
+}

@@ -17,7 +17,13 @@ Deno.test("delay rejects with the abort reason and leaves no timer", async () =>
 
 Deno.test("backoffDelay doubles, caps and jitters within ±20 %", () => {
   const mid = { baseMs: 1000, maxMs: 5000, random: () => 0.5 };
-  assert.deepEqual([1, 2, 3, 4, 5].map((n) => backoffDelay(n, mid)), [1000, 2000, 4000, 5000, 5000]);
+  assert.deepEqual([1, 2, 3, 4, 5].map((n) => backoffDelay(n, mid)), [
+    1000,
+    2000,
+    4000,
+    5000,
+    5000,
+  ]);
   assert.equal(backoffDelay(1, { ...mid, random: () => 0 }), 800);
   assert.equal(backoffDelay(1, { ...mid, random: () => 0.999999 }), 1200);
   assert.equal(backoffDelay(2000, mid), 5000);

@@ -1,0 +1,99 @@
+/**
+ * The Hono application: small routers composed under `/v1`, with validation at the edge,
+ * the error body of PROTOCOL.md 1, 404/405 for unknown routes and methods, and CORS from
+ * the origin allow-list. WebSocket routes are mounted before any middleware that touches
+ * response headers.
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import { cors } from "hono/cors";
+import type { AppEnv } from "./context.ts";
+import { errorResponse, HttpError } from "./http.ts";
+import { TransactionConflictError } from "./store/mod.ts";
+import type { Runtime } from "./runtime.ts";
+import { authorize } from "./routes/auth.ts";
+import { sessionRoutes } from "./routes/sessions.ts";
+import { streamRoutes } from "./routes/stream.ts";
+import { ingestRoutes } from "./routes/ingest.ts";
+
+/** Path patterns the service knows, for 405 on a wrong method. */
+const KNOWN_PATHS = [
+  "/v1/sessions",
+  "/v1/sessions/:sid",
+  "/v1/sessions/:sid/executions",
+  "/v1/sessions/:sid/executions/:eid",
+  "/v1/sessions/:sid/executions/:eid/interrupt",
+  "/v1/sessions/:sid/executions/:eid/fail",
+  "/v1/sessions/:sid/executions/:eid/ingest",
+  "/v1/sessions/:sid/events",
+  "/v1/sessions/:sid/stream",
+  "/v1/sessions/:sid/tickets",
+  "/healthz",
+  "/metrics",
+];
+
+/** Builds the application for one runtime. */
+export function createApp(rt: Runtime): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  app.use("*", async (c, next) => {
+    c.set("runtime", rt);
+    await next();
+  });
+
+  // Upgrades first: CORS must not touch a 101 response's headers.
+  app.route("/v1/sessions", ingestRoutes());
+  app.route("/v1/sessions", streamRoutes());
+
+  app.use(
+    "/v1/*",
+    cors({
+      origin: (origin) =>
+        rt.config.allowedOrigins.length === 0 || rt.config.allowedOrigins.includes(origin)
+          ? origin
+          : null,
+      allowHeaders: ["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+      allowMethods: ["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
+      exposeHeaders: ["Content-Type"],
+      maxAge: 600,
+    }),
+  );
+  app.route("/v1/sessions", sessionRoutes());
+
+  app.get("/healthz", async (c) => {
+    try {
+      await rt.kv.get(["healthz"]);
+      return c.json({ status: "ok" });
+    } catch {
+      return c.json({ status: "unavailable" }, 503);
+    }
+  });
+
+  app.get("/metrics", async (c) => {
+    const decision = await authorize(rt, c.req.raw, undefined, "client");
+    if (!decision.ok) return errorResponse(c, decision.status, decision.code, decision.message);
+    rt.metrics.set("tether_ingest_sockets", rt.hub.connectionCount);
+    rt.metrics.set("tether_viewer_sockets", rt.hub.viewerCount);
+    return c.text(rt.metrics.render(), 200, { "content-type": "text/plain; version=0.0.4" });
+  });
+
+  for (const path of KNOWN_PATHS) {
+    app.all(
+      path,
+      (c) => errorResponse(c, 405, "METHOD_NOT_ALLOWED", `${c.req.method} not allowed`),
+    );
+  }
+  app.notFound((c) => errorResponse(c, 404, "NOT_FOUND", "no such route"));
+  app.onError((err, c) => {
+    if (err instanceof HttpError) {
+      return errorResponse(c, err.status, err.code, err.message, err.details);
+    }
+    if (err instanceof TransactionConflictError) {
+      rt.log.warn("transaction kept conflicting", { path: c.req.path });
+      return errorResponse(c, 503, "BUSY", "too much contention, try again");
+    }
+    rt.log.error("unhandled error", { path: c.req.path, err: String(err?.stack ?? err) });
+    return errorResponse(c, 500, "INTERNAL", "internal error");
+  });
+  return app;
+}

@@ -1,0 +1,148 @@
+/**
+ * Service configuration: every environment variable of PROTOCOL.md with its default, parsed
+ * and validated in one place. A bad value stops start-up with a message naming the variable.
+ *
+ * @module
+ */
+import { z } from "zod";
+
+const ms = (def: number, min = 1, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number().int().min(min).max(max).default(def);
+const list = z.string().optional().transform((s) =>
+  (s ?? "").split(",").map((x) => x.trim()).filter(Boolean)
+);
+
+/** Where deadlines get their wake-ups from (PROTOCOL.md 8). */
+export const TimerWakeup = z.enum(["queue", "sweep", "cron"]);
+export type TimerWakeup = z.infer<typeof TimerWakeup>;
+
+const EnvSchema = z.object({
+  TETHER_API_KEYS: list,
+  TETHER_TICKET_SECRET: z.string().min(16).optional(),
+  TETHER_TICKET_TTL_MS: ms(60_000, 1000, 86_400_000),
+  TETHER_ALLOWED_ORIGINS: list,
+  TETHER_PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional().transform((u) =>
+    u?.replace(/\/+$/, "")
+  ),
+  TETHER_KV_PATH: z.string().min(1).optional(),
+  PORT: z.coerce.number().int().min(0).max(65535).default(8000),
+  TETHER_MAX_QUEUE: ms(16, 0, 10_000),
+  TETHER_MAX_IN_FLIGHT: ms(1000, 1, 100_000),
+  TETHER_MAX_FRAME_BYTES: ms(524_288, 1024, 716_800),
+  TETHER_MAX_FRAMES_PER_SEC: ms(20_000),
+  TETHER_HEARTBEAT_WRITE_MS: ms(5000, 0),
+  TETHER_PING_MS: ms(15_000),
+  TETHER_SSE_KEEPALIVE_MS: ms(15_000),
+  TETHER_VIEWER_BUFFER_BYTES: ms(8 * 1024 * 1024, 1024),
+  TETHER_DISCONNECT_GRACE_MS: ms(10_000),
+  TETHER_HEARTBEAT_TIMEOUT_MS: ms(120_000),
+  TETHER_PENDING_TIMEOUT_MS: ms(300_000),
+  TETHER_INTERRUPT_TIMEOUT_MS: ms(10_000),
+  TETHER_SESSION_TTL_MS: ms(7_776_000_000),
+  TETHER_TIMER_WAKEUPS: z.string().optional().transform((s, ctx) => {
+    if (s === undefined || s.trim() === "") return undefined;
+    const parts = s.split(",").map((x) => x.trim()).filter(Boolean);
+    const parsed = z.array(TimerWakeup).safeParse(parts);
+    if (!parsed.success) {
+      ctx.addIssue({ code: "custom", message: "expected a list of queue, sweep, cron" });
+      return z.NEVER;
+    }
+    return parsed.data;
+  }),
+  TETHER_SWEEP_MS: ms(500),
+  TETHER_LOG_LEVEL: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
+});
+
+/** KV file for local runs when `TETHER_KV_PATH` is unset. */
+export const DEFAULT_KV_PATH = "./data/tether.kv";
+
+/** The typed configuration the service runs with. */
+export interface Config {
+  /** Accepted api keys (`TETHER_API_KEYS`); empty only in dev mode before a key is generated. */
+  apiKeys: string[];
+  /** HMAC secret for tickets and callback signatures; `undefined` = created once in KV. */
+  ticketSecret?: string;
+  ticketTtlMs: number;
+  allowedOrigins: string[];
+  /** `http(s)://host[:port]` base for ingest/stream URLs behind a proxy. */
+  publicUrl?: string;
+  /** Local KV file, `:memory:`, or `undefined` for the platform's KV (Deno Deploy). */
+  kvPath?: string;
+  port: number;
+  maxQueue: number;
+  maxInFlight: number;
+  maxFrameBytes: number;
+  maxFramesPerSec: number;
+  heartbeatWriteMs: number;
+  pingMs: number;
+  sseKeepAliveMs: number;
+  viewerBufferBytes: number;
+  disconnectGraceMs: number;
+  heartbeatTimeoutMs: number;
+  pendingTimeoutMs: number;
+  interruptTimeoutMs: number;
+  sessionTtlMs: number;
+  /** Wake-up sources for deadlines; `undefined` = chosen at start-up (queues probed). */
+  timerWakeups?: TimerWakeup[];
+  sweepMs: number;
+  logLevel: "debug" | "info" | "warn" | "error" | "silent";
+}
+
+/** Raised for an invalid environment; the message names every bad variable. */
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/**
+ * Reads the configuration from an environment map.
+ *
+ * @example
+ * ```ts
+ * const config = loadConfig({ TETHER_KV_PATH: ":memory:", PORT: "0" });
+ * config.disconnectGraceMs; // 10000
+ * ```
+ */
+export function loadConfig(env: Record<string, string | undefined>): Config {
+  const parsed = EnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join("\n")}`);
+  }
+  const e = parsed.data;
+  return {
+    apiKeys: e.TETHER_API_KEYS,
+    ticketSecret: e.TETHER_TICKET_SECRET,
+    ticketTtlMs: e.TETHER_TICKET_TTL_MS,
+    allowedOrigins: e.TETHER_ALLOWED_ORIGINS,
+    publicUrl: e.TETHER_PUBLIC_URL,
+    // Deno Deploy sets DENO_DEPLOYMENT_ID; there the platform's KV is used (no path).
+    kvPath: e.TETHER_KV_PATH ?? (env.DENO_DEPLOYMENT_ID ? undefined : DEFAULT_KV_PATH),
+    port: e.PORT,
+    maxQueue: e.TETHER_MAX_QUEUE,
+    maxInFlight: e.TETHER_MAX_IN_FLIGHT,
+    maxFrameBytes: e.TETHER_MAX_FRAME_BYTES,
+    maxFramesPerSec: e.TETHER_MAX_FRAMES_PER_SEC,
+    heartbeatWriteMs: e.TETHER_HEARTBEAT_WRITE_MS,
+    pingMs: e.TETHER_PING_MS,
+    sseKeepAliveMs: e.TETHER_SSE_KEEPALIVE_MS,
+    viewerBufferBytes: e.TETHER_VIEWER_BUFFER_BYTES,
+    disconnectGraceMs: e.TETHER_DISCONNECT_GRACE_MS,
+    heartbeatTimeoutMs: e.TETHER_HEARTBEAT_TIMEOUT_MS,
+    pendingTimeoutMs: e.TETHER_PENDING_TIMEOUT_MS,
+    interruptTimeoutMs: e.TETHER_INTERRUPT_TIMEOUT_MS,
+    sessionTtlMs: e.TETHER_SESSION_TTL_MS,
+    timerWakeups: e.TETHER_TIMER_WAKEUPS,
+    sweepMs: e.TETHER_SWEEP_MS,
+    logLevel: e.TETHER_LOG_LEVEL,
+  };
+}
+
+/** A configuration for tests: `:memory:` KV, one api key, short timers where given. */
+export function testConfig(overrides: Partial<Config> = {}): Config {
+  return {
+    ...loadConfig({ TETHER_KV_PATH: ":memory:", PORT: "0" }),
+    apiKeys: ["test-key"],
+    logLevel: "silent",
+    ...overrides,
+  };
+}

@@ -1,0 +1,67 @@
+/**
+ * HTTP edge helpers: the error body of PROTOCOL.md 1, zod validation of bodies, queries and
+ * headers, and the 64 KiB body limit.
+ *
+ * @module
+ */
+import type { Context } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { z } from "zod";
+
+/** Largest request body accepted (PROTOCOL.md 10). */
+export const MAX_BODY_BYTES = 64 * 1024;
+
+/** An error the routes turn into `{error, message, ...details}` with its status. */
+export class HttpError extends Error {
+  constructor(
+    readonly status: ContentfulStatusCode,
+    readonly code: string,
+    message: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
+    super(message);
+  }
+}
+
+/** The JSON error response. */
+export function errorResponse(
+  c: Context,
+  status: ContentfulStatusCode,
+  code: string,
+  message: string,
+  details: Record<string, unknown> = {},
+): Response {
+  return c.json({ error: code, message, ...details }, status);
+}
+
+/** Raises `400 INVALID_REQUEST` with zod's issues when `value` does not match `schema`. */
+export function validate<S extends z.ZodType>(schema: S, value: unknown, what: string): z.infer<S> {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  throw new HttpError(400, "INVALID_REQUEST", `invalid ${what}`, {
+    issues: parsed.error.issues.map((i) => ({ path: i.path, message: i.message, code: i.code })),
+  });
+}
+
+/**
+ * Reads a JSON body (an empty body reads as `{}`), enforcing the size limit (413) and JSON
+ * syntax (400), then validates it.
+ */
+export async function readBody<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
+  const declared = Number(c.req.header("content-length") ?? "0");
+  if (declared > MAX_BODY_BYTES) throw tooLarge();
+  const bytes = new Uint8Array(await c.req.arrayBuffer());
+  if (bytes.length > MAX_BODY_BYTES) throw tooLarge();
+  const text = new TextDecoder().decode(bytes);
+  if (text.trim() === "") return validate(schema, {}, "body");
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new HttpError(400, "INVALID_REQUEST", "body is not valid JSON", { issues: [] });
+  }
+  return validate(schema, json, "body");
+}
+
+const tooLarge = () =>
+  new HttpError(413, "PAYLOAD_TOO_LARGE", `request body exceeds ${MAX_BODY_BYTES} bytes`);

@@ -1,0 +1,153 @@
+/**
+ * Per-instance fan-out. Holds what only this instance can touch (its ingest sockets and
+ * viewers) and wakes them:
+ *
+ * - connection commands (close with 4000/4001, send `kill`) arrive as KV inbox messages,
+ *   addressed by the `instanceId` in the connection record; the instance watches its bell
+ *   key and also polls, since watches do not cross processes on a local file;
+ * - viewers are woken by a local push right after this instance commits events, and by a
+ *   watch on the session's head key (plus a slow poll) for events other instances store.
+ *
+ * The socket map here is only ever a cache of sockets this very instance holds; who owns an
+ * execution's connection is decided in KV.
+ *
+ * @module
+ */
+import { bellKey, headKey, type InboxMessage, type StoredEvent, takeInbox } from "./store/mod.ts";
+import type { Logger } from "./log.ts";
+
+/** What the hub can do to an ingest socket held by this instance. */
+export interface ConnectionHandle {
+  /** Settles once the close has been recorded. */
+  readonly closed: Promise<void>;
+  close(code: number, reason: string): void;
+  kill(reason: string): void;
+}
+
+/** A viewer's wake-up: `pushed` holds freshly committed events when they are known. */
+export type Waker = (pushed?: readonly StoredEvent[]) => void;
+
+/** Options of {@link Hub}. */
+export interface HubOptions {
+  /** Poll period for the inbox and viewed sessions' heads, in ms. Default 1000. */
+  pollMs?: number;
+  log: Logger;
+}
+
+/** The instance's registry of sockets and viewers. */
+export class Hub {
+  readonly #connections = new Map<string, ConnectionHandle>();
+  readonly #viewers = new Map<string, { wakers: Set<Waker>; watch: ReadableStream<unknown> }>();
+  readonly #abort = new AbortController();
+  #poll?: ReturnType<typeof setInterval>;
+  #bellWatch?: ReadableStream<unknown>;
+
+  constructor(
+    private readonly kv: Deno.Kv,
+    readonly instanceId: string,
+    private readonly options: HubOptions,
+  ) {}
+
+  /** Starts watching the bell and polling. */
+  start(): void {
+    this.#bellWatch = this.kv.watch([bellKey(this.instanceId)]);
+    this.#consume(this.#bellWatch, () => void this.deliverInbox());
+    this.#poll = setInterval(() => {
+      void this.deliverInbox();
+      for (const { wakers } of this.#viewers.values()) for (const wake of wakers) wake();
+    }, this.options.pollMs ?? 1000);
+  }
+
+  /** Stops watches and polling. */
+  async stop(): Promise<void> {
+    this.#abort.abort();
+    clearInterval(this.#poll);
+    await this.#bellWatch?.cancel().catch(() => {});
+    for (const { watch } of this.#viewers.values()) await watch.cancel().catch(() => {});
+    this.#viewers.clear();
+  }
+
+  /** Registers an ingest socket this instance holds; returns the unregister function. */
+  holdConnection(connectionId: string, handle: ConnectionHandle): () => void {
+    this.#connections.set(connectionId, handle);
+    return () => {
+      if (this.#connections.get(connectionId) === handle) this.#connections.delete(connectionId);
+    };
+  }
+
+  /** Ingest sockets currently held. */
+  get connectionCount(): number {
+    return this.#connections.size;
+  }
+
+  /** Handles of all held ingest sockets (shutdown). */
+  connections(): ConnectionHandle[] {
+    return [...this.#connections.values()];
+  }
+
+  /** Reads and applies this instance's inbox messages. */
+  async deliverInbox(): Promise<void> {
+    if (this.#abort.signal.aborted) return;
+    let messages: InboxMessage[];
+    try {
+      messages = await takeInbox(this.kv, this.instanceId);
+    } catch (err) {
+      if (!this.#abort.signal.aborted) this.options.log.warn("inbox read failed", { err });
+      return;
+    }
+    for (const message of messages) {
+      const handle = this.#connections.get(message.connectionId);
+      if (!handle) continue;
+      if (message.type === "close") handle.close(message.code, message.reason);
+      else handle.kill(message.reason);
+    }
+  }
+
+  /** Viewers currently subscribed on this instance. */
+  get viewerCount(): number {
+    let n = 0;
+    for (const { wakers } of this.#viewers.values()) n += wakers.size;
+    return n;
+  }
+
+  /** Subscribes a viewer to a session's new events; returns the unsubscribe function. */
+  subscribe(sessionId: string, wake: Waker): () => void {
+    let entry = this.#viewers.get(sessionId);
+    if (!entry) {
+      const watch = this.kv.watch([headKey(sessionId)]);
+      entry = { wakers: new Set(), watch };
+      this.#viewers.set(sessionId, entry);
+      const wakers = entry.wakers;
+      this.#consume(watch, () => {
+        for (const w of wakers) w();
+      });
+    }
+    entry.wakers.add(wake);
+    return () => {
+      const current = this.#viewers.get(sessionId);
+      if (!current) return;
+      current.wakers.delete(wake);
+      if (current.wakers.size === 0) {
+        this.#viewers.delete(sessionId);
+        void current.watch.cancel().catch(() => {});
+      }
+    };
+  }
+
+  /** Pushes events this instance just committed to its viewers of the session. */
+  publish(sessionId: string, stored: readonly StoredEvent[]): void {
+    const entry = this.#viewers.get(sessionId);
+    if (!entry || stored.length === 0) return;
+    for (const wake of entry.wakers) wake(stored);
+  }
+
+  #consume(stream: ReadableStream<unknown>, onChange: () => void): void {
+    (async () => {
+      try {
+        for await (const _ of stream) onChange();
+      } catch (err) {
+        if (!this.#abort.signal.aborted) this.options.log.warn("watch ended", { err });
+      }
+    })();
+  }
+}

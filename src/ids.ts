@@ -1,0 +1,79 @@
+/**
+ * Identifiers and secrets: monotonic ULIDs for session and execution ids, random ingest
+ * tokens (which carry their execution id, so admission needs one KV read), SHA-256 hashes
+ * and constant-time comparison.
+ *
+ * @module
+ */
+
+const CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+let lastTime = 0;
+let lastRandom: number[] = [];
+
+/**
+ * A 26-character ULID. Ids made in the same millisecond increase, so ids sort by creation.
+ *
+ * @example
+ * ```ts
+ * ulid() < ulid(); // true
+ * ```
+ */
+export function ulid(now: number = Date.now()): string {
+  if (now <= lastTime) {
+    // Same millisecond (or a clock step back): increment the random part instead.
+    let i = lastRandom.length - 1;
+    while (i >= 0 && lastRandom[i] === 31) lastRandom[i--] = 0;
+    if (i >= 0) lastRandom[i]++;
+    now = lastTime;
+  } else {
+    lastTime = now;
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    lastRandom = Array.from(bytes, (b) => b & 31);
+  }
+  let time = "";
+  for (let t = now, i = 0; i < 10; i++, t = Math.floor(t / 32)) time = CROCKFORD[t % 32] + time;
+  return time + lastRandom.map((d) => CROCKFORD[d]).join("");
+}
+
+/** `ses_` + ULID. */
+export const newSessionId = (): string => `ses_${ulid()}`;
+/** `exc_` + ULID. */
+export const newExecutionId = (): string => `exc_${ulid()}`;
+
+/** Random URL-safe text with `bytes` bytes of entropy. */
+export function randomSecret(bytes = 32): string {
+  const raw = crypto.getRandomValues(new Uint8Array(bytes));
+  return btoa(String.fromCharCode(...raw)).replaceAll("+", "-").replaceAll("/", "_")
+    .replace(/=+$/, "");
+}
+
+/** An ingest token: `tok.<executionId>.<256-bit secret>`. */
+export function newIngestToken(executionId: string): string {
+  return `tok.${executionId}.${randomSecret(32)}`;
+}
+
+/** The execution id a token names, or `undefined` when it is not shaped like a token. */
+export function tokenExecutionId(token: string): string | undefined {
+  const m = /^tok\.(exc_[0-9A-Z]{26})\.[A-Za-z0-9_-]{43}$/.exec(token);
+  return m?.[1];
+}
+
+/** Lower-case hex SHA-256 of a text. */
+export async function sha256Hex(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return toHex(new Uint8Array(digest));
+}
+
+/** Lower-case hex of bytes. */
+export function toHex(bytes: Uint8Array): string {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Compares two texts in time that depends only on their lengths. */
+export function timingSafeEqual(a: string, b: string): boolean {
+  const x = new TextEncoder().encode(a);
+  const y = new TextEncoder().encode(b);
+  let diff = x.length ^ y.length;
+  for (let i = 0; i < Math.max(x.length, y.length); i++) diff |= (x[i] ?? 0) ^ (y[i] ?? 0);
+  return diff === 0;
+}

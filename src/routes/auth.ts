@@ -1,0 +1,108 @@
+/**
+ * Who may call what (PROTOCOL.md 2): api keys for clients, tickets for viewers of one
+ * session incarnation, and the origin allow-list. HTTP routes answer 401/403; WebSocket
+ * routes get the same decision as a value and close with 4401/4403 after the upgrade.
+ *
+ * @module
+ */
+import type { Context, MiddlewareHandler } from "hono";
+import type { AppEnv } from "../context.ts";
+import { HttpError } from "../http.ts";
+import { SESSION_ID_RE } from "../protocol.ts";
+import type { Runtime } from "../runtime.ts";
+import { records, type SessionRecord, transact } from "../store/mod.ts";
+
+/** What a request needs: any valid credential for the session, or the client's api key. */
+export type Need = "read" | "client";
+
+export type Decision =
+  | { ok: true; kind: "client" | "viewer"; session: SessionRecord | null }
+  | { ok: false; status: 401 | 403 | 404; code: string; message: string };
+
+const deny = (status: 401 | 403 | 404, code: string, message: string): Decision => ({
+  ok: false,
+  status,
+  code,
+  message,
+});
+
+/** The bearer token of an `Authorization` header, if any. */
+export function bearer(header: string | null | undefined): string | undefined {
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "");
+  return m?.[1];
+}
+
+/** False when an allow-list is set and the request's `Origin` is not on it. */
+export function originAllowed(rt: Runtime, req: Request): boolean {
+  const origin = req.headers.get("origin");
+  return !origin || rt.config.allowedOrigins.length === 0 ||
+    rt.config.allowedOrigins.includes(origin);
+}
+
+/**
+ * Decides a request for session `sessionId` (`undefined` for routes outside any session).
+ * The api key wins over a ticket when both are sent. A live session is looked up and
+ * returned (404 when missing for an authorized caller).
+ */
+export async function authorize(
+  rt: Runtime,
+  req: Request,
+  sessionId: string | undefined,
+  need: Need,
+): Promise<Decision> {
+  if (!originAllowed(rt, req)) return deny(403, "FORBIDDEN", "origin not allowed");
+  const key = bearer(req.headers.get("authorization"));
+  const ticket = new URL(req.url).searchParams.get("ticket");
+  let kind: "client" | "viewer";
+  if (key !== undefined && rt.credentials.isApiKey(key)) {
+    kind = "client";
+  } else if (ticket) {
+    const claims = await rt.credentials.verifyTicket(ticket, rt.ctx.now());
+    if (!claims) return deny(401, "UNAUTHORIZED", "invalid or expired ticket");
+    const owner = SESSION_ID_RE.test(claims.sessionId)
+      ? await liveSession(rt, claims.sessionId)
+      : null;
+    if (!owner || owner.incarnation !== claims.incarnation) {
+      return deny(401, "UNAUTHORIZED", "ticket names a session that no longer exists");
+    }
+    if (claims.sessionId !== sessionId) {
+      return deny(403, "FORBIDDEN", "ticket is for another session");
+    }
+    if (need === "client") return deny(403, "FORBIDDEN", "a ticket grants reading only");
+    return { ok: true, kind: "viewer", session: owner };
+  } else {
+    return deny(401, "UNAUTHORIZED", "missing or invalid credentials");
+  }
+  if (sessionId === undefined) return { ok: true, kind, session: null };
+  const session = SESSION_ID_RE.test(sessionId) ? await liveSession(rt, sessionId) : null;
+  if (!session) return deny(404, "SESSION_NOT_FOUND", "session not found");
+  return { ok: true, kind, session };
+}
+
+async function liveSession(rt: Runtime, sessionId: string): Promise<SessionRecord | null> {
+  const session = await transact(rt.kv, (tx) => records.session(sessionId).get(tx));
+  return session && !session.deletedAt ? session : null;
+}
+
+/** Middleware: the api key is required (routes outside a session). */
+export const requireClient: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const decision = await authorize(c.get("runtime"), c.req.raw, undefined, "client");
+  if (!decision.ok) throw new HttpError(decision.status, decision.code, decision.message);
+  c.set("caller", { kind: "client" });
+  await next();
+};
+
+/** Middleware for `/:sid/...` routes: authorizes and loads the live session. */
+export function requireSession(need: Need): MiddlewareHandler<AppEnv> {
+  return async (c: Context<AppEnv>, next) => {
+    const sid = c.req.param("sid") ?? "";
+    const decision = await authorize(c.get("runtime"), c.req.raw, sid, need);
+    if (!decision.ok) throw new HttpError(decision.status, decision.code, decision.message);
+    c.set(
+      "caller",
+      decision.kind === "client" ? { kind: "client" } : { kind: "viewer", sessionId: sid },
+    );
+    c.set("session", decision.session!);
+    await next();
+  };
+}

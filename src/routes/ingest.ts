@@ -1,0 +1,58 @@
+/**
+ * The ingest upgrade (PROTOCOL.md 5): 426 for a plain request; otherwise the upgrade is
+ * accepted and admission decides, closing with 4401/4403/4000/4009/4001 or serving the
+ * connection.
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import type { AppEnv } from "../context.ts";
+import { HttpError } from "../http.ts";
+import { ulid } from "../ids.ts";
+import { IngestConnection } from "../ingest.ts";
+import { admitConnection } from "../lifecycle.ts";
+import { parseDialHeader } from "../protocol.ts";
+import { bearer, originAllowed } from "./auth.ts";
+
+/** The ingest route, mounted at `/v1/sessions`. */
+export function ingestRoutes(): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+  app.get("/:sid/executions/:eid/ingest", (c) => {
+    const rt = c.get("runtime");
+    if ((c.req.header("upgrade") ?? "").toLowerCase() !== "websocket") {
+      throw new HttpError(426, "UPGRADE_REQUIRED", "this route takes a WebSocket upgrade");
+    }
+    const path = { sessionId: c.req.param("sid"), executionId: c.req.param("eid") };
+    const token = bearer(c.req.header("authorization"));
+    const dial = parseDialHeader(c.req.header("x-tether-dial"));
+    const allowed = originAllowed(rt, c.req.raw);
+    const { socket, response } = Deno.upgradeWebSocket(c.req.raw, {
+      idleTimeout: 0,
+    });
+    socket.onopen = async () => {
+      if (!allowed) return socket.close(4403, "origin not allowed");
+      const connectionId = `con_${ulid()}`;
+      try {
+        const admission = await admitConnection(rt.ctx, path, token, connectionId, dial);
+        if (!admission.admitted) {
+          if (socket.readyState === WebSocket.OPEN) socket.close(admission.code, admission.reason);
+          return;
+        }
+        rt.committed(admission.effects);
+        const connection = new IngestConnection(rt, socket, { ...admission, connectionId });
+        connection.start();
+        rt.log.info("wrapper connected", {
+          sessionId: admission.sessionId,
+          executionId: admission.executionId,
+          event: "ingest_admitted",
+          lastSeq: admission.lastSeq,
+        });
+      } catch (err) {
+        rt.log.error("admission failed", { err: String(err) });
+        if (socket.readyState === WebSocket.OPEN) socket.close(1011, "internal error");
+      }
+    };
+    return response;
+  });
+  return app;
+}

@@ -1,0 +1,147 @@
+/**
+ * Viewer routes (PROTOCOL.md 6): `GET …/events` as a JSON page or, with
+ * `Accept: text/event-stream`, as Server-Sent Events; `GET …/stream` as a WebSocket.
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import type { AppEnv } from "../context.ts";
+import { HttpError, validate } from "../http.ts";
+import { EventsQuery } from "../protocol.ts";
+import type { Runtime } from "../runtime.ts";
+import { readEventsPage, runViewer, type ViewerFilter } from "../stream.ts";
+import { authorize, requireSession } from "./auth.ts";
+
+function filterOf(query: EventsQuery): ViewerFilter {
+  return {
+    executionIds: query.executionIds ? new Set(query.executionIds) : undefined,
+    eventTypes: query.eventTypes ? new Set(query.eventTypes) : undefined,
+  };
+}
+
+const LAST_EVENT_ID = /^\d{1,15}$/;
+
+/** The viewer routes, mounted at `/v1/sessions`. */
+export function streamRoutes(): Hono<AppEnv> {
+  const app = new Hono<AppEnv>();
+
+  app.get("/:sid/events", requireSession("read"), async (c) => {
+    const rt = c.get("runtime");
+    const sid = c.req.param("sid");
+    const query = validate(EventsQuery, c.req.query(), "query");
+    const filter = filterOf(query);
+    if (!(c.req.header("accept") ?? "").includes("text/event-stream")) {
+      const page = await readEventsPage(rt, sid, {
+        after: query.after ?? 0,
+        limit: query.limit,
+        filter,
+      });
+      return c.json(page);
+    }
+    const lastEventId = c.req.header("last-event-id");
+    if (lastEventId !== undefined && !LAST_EVENT_ID.test(lastEventId.trim())) {
+      throw new HttpError(400, "INVALID_REQUEST", "invalid Last-Event-ID", { issues: [] });
+    }
+    const after = lastEventId !== undefined
+      ? Number(lastEventId.trim())
+      : query.after ?? query.fromId ?? 0;
+    return sseResponse(rt, sid, after, filter, c.req.raw.signal);
+  });
+
+  app.get("/:sid/stream", async (c) => {
+    const rt = c.get("runtime");
+    if ((c.req.header("upgrade") ?? "").toLowerCase() !== "websocket") {
+      throw new HttpError(426, "UPGRADE_REQUIRED", "this route takes a WebSocket upgrade");
+    }
+    const sid = c.req.param("sid");
+    const decision = await authorize(rt, c.req.raw, sid, "read");
+    const query = EventsQuery.safeParse(c.req.query());
+    const { socket, response } = Deno.upgradeWebSocket(c.req.raw);
+    socket.onopen = () => {
+      if (!decision.ok) {
+        const code = decision.status === 401 ? 4401 : decision.status === 403 ? 4403 : 4404;
+        socket.close(code, decision.message);
+      } else if (!query.success) {
+        socket.close(1008, "invalid query");
+      } else {
+        serveSocketViewer(rt, sid, query.data, socket);
+      }
+    };
+    return response;
+  });
+
+  return app;
+}
+
+function serveSocketViewer(rt: Runtime, sid: string, query: EventsQuery, socket: WebSocket) {
+  const stop = new AbortController();
+  const onShutdown = () => stop.abort();
+  rt.shutdown.addEventListener("abort", onShutdown);
+  socket.onclose = () => stop.abort();
+  socket.onerror = () => stop.abort();
+  socket.onmessage = () => {}; // viewer messages are ignored
+  runViewer(rt, sid, query.after ?? query.fromId ?? 0, filterOf(query), {
+    send(event) {
+      if (socket.readyState !== WebSocket.OPEN) return true;
+      socket.send(event.json);
+      return socket.bufferedAmount <= rt.config.viewerBufferBytes;
+    },
+    close(code, reason) {
+      if (socket.readyState === WebSocket.OPEN) socket.close(code, reason);
+    },
+  }, stop.signal).catch((err) => {
+    rt.log.warn("viewer failed", { sessionId: sid, err: String(err) });
+    if (socket.readyState === WebSocket.OPEN) socket.close(1011, "internal error");
+  }).finally(() => rt.shutdown.removeEventListener("abort", onShutdown));
+}
+
+function sseResponse(
+  rt: Runtime,
+  sid: string,
+  after: number,
+  filter: ViewerFilter,
+  requestSignal: AbortSignal,
+): Response {
+  const encoder = new TextEncoder();
+  const stop = new AbortController();
+  const onStop = () => stop.abort();
+  requestSignal.addEventListener("abort", onStop);
+  rt.shutdown.addEventListener("abort", onStop);
+  let keepAlive: ReturnType<typeof setInterval> | undefined;
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      const write = (text: string): boolean => {
+        if (stop.signal.aborted) return true;
+        controller.enqueue(encoder.encode(text));
+        return (controller.desiredSize ?? 0) >= 0;
+      };
+      keepAlive = setInterval(() => write(": keep-alive\n\n"), rt.config.sseKeepAliveMs);
+      runViewer(rt, sid, after, filter, {
+        send: (event) => write(`id: ${event.envelope.eventId}\ndata: ${event.json}\n\n`),
+        close: () => stop.abort(),
+      }, stop.signal).catch((err) => {
+        rt.log.warn("sse viewer failed", { sessionId: sid, err: String(err) });
+      }).finally(() => {
+        clearInterval(keepAlive);
+        requestSignal.removeEventListener("abort", onStop);
+        rt.shutdown.removeEventListener("abort", onStop);
+        try {
+          controller.close();
+        } catch {
+          // already closed by the client
+        }
+      });
+    },
+    cancel() {
+      stop.abort();
+      clearInterval(keepAlive);
+    },
+  }, new ByteLengthQueuingStrategy({ highWaterMark: rt.config.viewerBufferBytes }));
+  return new Response(body, {
+    headers: {
+      "content-type": "text/event-stream",
+      "cache-control": "no-cache",
+      "x-accel-buffering": "no",
+    },
+  });
+}

@@ -1,0 +1,102 @@
+/**
+ * The runtime of one service instance: configuration, KV, credentials, lifecycle context,
+ * hub, logs and metrics, built once and shared by every route.
+ *
+ * @module
+ */
+import { Credentials, loadSigningSecret } from "./auth.ts";
+import type { Config } from "./config.ts";
+import { Hub } from "./hub.ts";
+import { ulid } from "./ids.ts";
+import type { Effects, LifecycleContext } from "./lifecycle.ts";
+import { Logger } from "./log.ts";
+import { Metrics } from "./metrics.ts";
+
+/** Everything a route or socket handler needs. */
+export interface Runtime {
+  config: Config;
+  kv: Deno.Kv;
+  instanceId: string;
+  credentials: Credentials;
+  ctx: LifecycleContext;
+  hub: Hub;
+  log: Logger;
+  metrics: Metrics;
+  /** Aborted when the instance shuts down. */
+  shutdown: AbortSignal;
+  /** Aborts `shutdown`: viewers end, loops stop. */
+  abort(): void;
+  /** After a commit: push its events to local viewers and wake the instances it addressed. */
+  committed(effects: Effects): void;
+  /** `ws(s)://host[:port]` for URLs handed to wrappers and viewers. */
+  publicBase(requestUrl: string): string;
+}
+
+/** Options of {@link createRuntime}. */
+export interface RuntimeOptions {
+  /** Whether commits enqueue KV queue wake-ups. Default: from `config.timerWakeups`. */
+  queues?: boolean;
+  /** Clock for lifecycle decisions. Default `Date.now`. */
+  now?: () => number;
+  /** Where log lines go. Default stdout. */
+  logSink?: (line: string) => void;
+  instanceId?: string;
+}
+
+/** Builds the runtime of one instance over an open KV handle. */
+export async function createRuntime(
+  config: Config,
+  kv: Deno.Kv,
+  options: RuntimeOptions = {},
+): Promise<Runtime> {
+  const instanceId = options.instanceId ?? `ins_${ulid()}`;
+  const log = new Logger(config.logLevel, options.logSink).with({ instanceId });
+  const secret = await loadSigningSecret(kv, config.ticketSecret);
+  const credentials = new Credentials(secret, config.apiKeys);
+  const metrics = new Metrics();
+  const hub = new Hub(kv, instanceId, { log });
+  const shutdown = new AbortController();
+  const queues = options.queues ?? (config.timerWakeups?.includes("queue") ?? true);
+  const ctx: LifecycleContext = {
+    kv,
+    config,
+    credentials,
+    instanceId,
+    queues,
+    now: options.now ?? Date.now,
+  };
+  return {
+    config,
+    kv,
+    instanceId,
+    credentials,
+    ctx,
+    hub,
+    log,
+    metrics,
+    shutdown: shutdown.signal,
+    abort: () => shutdown.abort(),
+    committed(effects) {
+      hub.publish(effects.sessionId, effects.stored);
+      metrics.inc("tether_events_stored_total", {}, effects.stored.length);
+      for (const e of effects.stored) {
+        if (e.envelope.streamEventType !== "execution_status") continue;
+        const status = (e.envelope.data as { status: string }).status;
+        if (status === "completed" || status === "failed" || status === "interrupted") {
+          metrics.inc("tether_executions_ended_total", { status });
+          log.info("execution ended", {
+            sessionId: effects.sessionId,
+            executionId: e.envelope.executionId,
+            event: "execution_status",
+            status,
+          });
+        }
+      }
+      if (effects.notified.has(instanceId)) void hub.deliverInbox();
+    },
+    publicBase(requestUrl) {
+      const base = config.publicUrl ?? new URL(requestUrl).origin;
+      return base.replace(/^http/, "ws");
+    },
+  };
+}

@@ -1,0 +1,179 @@
+/**
+ * Typed access to every KV record. Transitions compose these inside `transact`; nothing
+ * outside src/store builds a key.
+ *
+ * @module
+ */
+import { keys, type TimerKind } from "./keys.ts";
+import type {
+  ActiveSlot,
+  ConnRecord,
+  ExecutionRecord,
+  GraceRecord,
+  IdempotencyRecord,
+  InboxMessage,
+  InterruptFlag,
+  QueueRecord,
+  SessionRecord,
+  TimerRecord,
+} from "./records.ts";
+import type { Tx } from "./transact.ts";
+import { ulid } from "../ids.ts";
+
+export * from "./records.ts";
+export * from "./events.ts";
+export { transact, TransactionConflictError, type Tx } from "./transact.ts";
+export type { TimerKind } from "./keys.ts";
+
+/** Read, write and delete one record inside a transaction. */
+export interface Entry<T> {
+  get(tx: Tx): Promise<T | null>;
+  set(tx: Tx, value: T, options?: { expireIn?: number }): void;
+  delete(tx: Tx): void;
+}
+
+function entry<T>(key: Deno.KvKey): Entry<T> {
+  return {
+    get: (tx) => tx.get<T>(key),
+    set: (tx, value, options) => tx.set(key, value, options),
+    delete: (tx) => tx.delete(key),
+  };
+}
+
+/** Idempotency records live this long (PROTOCOL.md 4: retries within 24 h). */
+export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
+/** Longest delay KV queues accept. */
+const MAX_QUEUE_DELAY_MS = 30 * 24 * 60 * 60 * 1000;
+/** Inbox messages of an instance that died are garbage-collected after this. */
+const INBOX_TTL_MS = 60 * 60 * 1000;
+
+export const records = {
+  session: (sid: string) => entry<SessionRecord>(keys.session(sid)),
+  active: (sid: string) => entry<ActiveSlot>(keys.active(sid)),
+  queue: (sid: string) => entry<QueueRecord>(keys.queue(sid)),
+  interrupt: (sid: string) => entry<InterruptFlag>(keys.interrupt(sid)),
+  grace: (sid: string) => entry<GraceRecord>(keys.grace(sid)),
+  execution: (eid: string) => entry<ExecutionRecord>(keys.exec(eid)),
+  input: (eid: string) => entry<{ input: unknown }>(keys.execInput(eid)),
+  conn: (eid: string) => entry<ConnRecord>(keys.conn(eid)),
+  idempotency: (sid: string, key: string) => entry<IdempotencyRecord>(keys.idem(sid, key)),
+  sessionExecution: (sid: string, eid: string) => entry<true>(keys.sessionExec(sid, eid)),
+};
+
+/**
+ * Arms a durable deadline in the transaction: the timer entry, plus a queue message with
+ * the same due time (dropped by `transact` where KV queues are off).
+ */
+export function armTimer(
+  tx: Tx,
+  kind: TimerKind,
+  id: string,
+  dueAt: number,
+  extra: Partial<TimerRecord> = {},
+): void {
+  const timer: TimerRecord = { kind, id, dueAt, ...extra };
+  tx.set(keys.timer(dueAt, kind, id), timer);
+  const delay = Math.max(0, dueAt - Date.now());
+  // KV refuses queue delays over 30 days; the sweep and cron carry those deadlines.
+  if (delay <= MAX_QUEUE_DELAY_MS) tx.enqueue({ timer: keys.timer(dueAt, kind, id) }, { delay });
+}
+
+/** Key of a timer entry. */
+export const timerKey = (timer: TimerRecord): Deno.KvKey =>
+  keys.timer(timer.dueAt, timer.kind, timer.id);
+
+/** Lists timers due at or before `now`. */
+export async function listDueTimers(kv: Deno.Kv, now: number, limit = 500): Promise<TimerRecord[]> {
+  const out: TimerRecord[] = [];
+  const iter = kv.list<TimerRecord>({ start: keys.timers(), end: [...keys.timers(), now + 1] }, {
+    limit,
+  });
+  for await (const e of iter) out.push(e.value);
+  return out;
+}
+
+/** Lists every armed timer (tests and diagnostics). */
+export async function listTimers(kv: Deno.Kv): Promise<TimerRecord[]> {
+  const out: TimerRecord[] = [];
+  for await (const e of kv.list<TimerRecord>({ prefix: keys.timers() })) out.push(e.value);
+  return out;
+}
+
+/** Posts a message to the instance holding a socket, and rings its bell. */
+export function postToInbox(tx: Tx, instanceId: string, message: InboxMessage): void {
+  tx.set(keys.inboxMessage(instanceId, ulid()), message, { expireIn: INBOX_TTL_MS });
+  tx.set(keys.bell(instanceId), Date.now());
+}
+
+/** Takes (reads and deletes) the messages waiting for an instance. */
+export async function takeInbox(kv: Deno.Kv, instanceId: string): Promise<InboxMessage[]> {
+  const entries = await Array.fromAsync(
+    kv.list<InboxMessage>({ prefix: keys.inbox(instanceId) }, { limit: 500 }),
+  );
+  for (let i = 0; i < entries.length; i += 500) {
+    const op = kv.atomic();
+    for (const e of entries.slice(i, i + 500)) op.delete(e.key);
+    await op.commit();
+  }
+  return entries.map((e) => e.value);
+}
+
+/** The key an instance watches for new inbox messages. */
+export const bellKey = (instanceId: string): Deno.KvKey => keys.bell(instanceId);
+
+/** The session head key, watched by viewers for new events. */
+export const headKey = (sid: string): Deno.KvKey => keys.head(sid);
+
+/** Execution ids of a session in creation order, after `after` (exclusive). */
+export async function listExecutionIds(
+  kv: Deno.Kv,
+  sid: string,
+  options: { after?: string; limit: number },
+): Promise<string[]> {
+  const prefix = keys.sessionExecs(sid);
+  const selector = options.after
+    ? { prefix, start: [...prefix, options.after + "\u0000"] }
+    : { prefix };
+  const out: string[] = [];
+  for await (const e of kv.list(selector, { limit: options.limit })) out.push(e.key[3] as string);
+  return out;
+}
+
+/** Reads the current ingest connections this KV knows of (start-up sweep). */
+export async function listConnections(
+  kv: Deno.Kv,
+): Promise<{ executionId: string; conn: ConnRecord }[]> {
+  const out: { executionId: string; conn: ConnRecord }[] = [];
+  for await (const e of kv.list<ConnRecord>({ prefix: keys.conns() })) {
+    out.push({ executionId: e.key[1] as string, conn: e.value });
+  }
+  return out;
+}
+
+/**
+ * Removes a deleted session's data in batches: events, chunks, records, executions and
+ * idempotency records. The tombstone and the head stay (the caller removes the tombstone;
+ * the head keeps eventIds from being reused).
+ */
+export async function purgeSessionData(kv: Deno.Kv, sid: string): Promise<void> {
+  const doomed: Deno.KvKey[] = [];
+  const flush = async (force: boolean) => {
+    while (doomed.length >= 500 || (force && doomed.length > 0)) {
+      const op = kv.atomic();
+      for (const key of doomed.splice(0, 500)) op.delete(key);
+      await op.commit();
+    }
+  };
+  for await (const e of kv.list({ prefix: keys.sessionExecs(sid) })) {
+    const eid = e.key[3] as string;
+    doomed.push(keys.exec(eid), keys.execInput(eid), keys.conn(eid));
+    await flush(false);
+  }
+  for (const prefix of [keys.idemPrefix(sid), keys.sessionPrefix(sid)]) {
+    for await (const e of kv.list({ prefix })) {
+      doomed.push(e.key);
+      await flush(false);
+    }
+  }
+  await flush(true);
+}

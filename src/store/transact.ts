@@ -1,0 +1,145 @@
+/**
+ * `transact(kv, fn)`: an optimistic transaction over Deno KV in the style of FoundationDB.
+ * Every read inside `fn` records the versionstamp it saw; every write is buffered; at the
+ * end one `kv.atomic()` commits the writes with a `check` per read. On a conflict `fn`
+ * runs again on fresh data. So a transition cannot forget a check, and no step of it is
+ * ever a separate write.
+ *
+ * Keep `fn` free of side effects outside the transaction: it may run several times.
+ *
+ * @module
+ */
+import { delay } from "../async.ts";
+
+/** The view of KV that a transaction body gets. */
+export interface Tx {
+  /** Reads a key (seeing this transaction's own writes) and checks it at commit. */
+  get<T>(key: Deno.KvKey): Promise<T | null>;
+  /** Reads several keys at once; each is checked at commit. */
+  getMany<T extends unknown[]>(
+    keys: { [K in keyof T]: Deno.KvKey },
+  ): Promise<{ [K in keyof T]: T[K] | null }>;
+  /** Buffers a write. */
+  set(key: Deno.KvKey, value: unknown, options?: { expireIn?: number }): void;
+  /** Buffers a deletion. */
+  delete(key: Deno.KvKey): void;
+  /** Buffers a queue message, sent by the same commit. */
+  enqueue(message: unknown, options?: { delay?: number }): void;
+  /** Registers a check that `key` is still absent / at `versionstamp` without reading it. */
+  check(key: Deno.KvKey, versionstamp: string | null): void;
+}
+
+/** Options of {@link transact}. */
+export interface TransactOptions {
+  /** Whether `enqueue` sends queue messages; off where KV queues do not work. Default true. */
+  queues?: boolean;
+  /** Attempts before giving up with {@link TransactionConflictError}. Default 100. */
+  maxAttempts?: number;
+  signal?: AbortSignal;
+}
+
+/** Raised when a transaction kept conflicting for `maxAttempts` runs. */
+export class TransactionConflictError extends Error {
+  override name = "TransactionConflictError";
+}
+
+type Write =
+  | { key: Deno.KvKey; kind: "set"; value: unknown; expireIn?: number }
+  | { key: Deno.KvKey; kind: "delete" };
+
+const keyId = (key: Deno.KvKey) =>
+  JSON.stringify(key, (_k, v) => typeof v === "bigint" ? `${v}n` : v);
+
+class Transaction implements Tx {
+  readonly reads = new Map<string, { key: Deno.KvKey; versionstamp: string | null }>();
+  readonly writes = new Map<string, Write>();
+  readonly messages: { message: unknown; delay?: number }[] = [];
+  /** Values read in this run, so a repeated read sees the same snapshot. */
+  readonly values = new Map<string, unknown>();
+  constructor(private readonly kv: Deno.Kv, private readonly queues: boolean) {}
+
+  async get<T>(key: Deno.KvKey): Promise<T | null> {
+    const [value] = await this.getMany<[T]>([key]);
+    return value;
+  }
+
+  async getMany<T extends unknown[]>(
+    keyList: { [K in keyof T]: Deno.KvKey },
+  ): Promise<{ [K in keyof T]: T[K] | null }> {
+    const ids = (keyList as Deno.KvKey[]).map(keyId);
+    const missing = (keyList as Deno.KvKey[]).filter((_, i) =>
+      !this.writes.has(ids[i]) && !this.reads.has(ids[i])
+    );
+    for (let i = 0; i < missing.length; i += 10) {
+      const entries = await this.kv.getMany(missing.slice(i, i + 10));
+      for (const entry of entries) {
+        this.reads.set(keyId(entry.key), { key: entry.key, versionstamp: entry.versionstamp });
+        this.values.set(keyId(entry.key), entry.value);
+      }
+    }
+    return ids.map((id) => {
+      const write = this.writes.get(id);
+      if (write) return write.kind === "set" ? write.value : null;
+      return this.values.get(id) ?? null;
+    }) as { [K in keyof T]: T[K] | null };
+  }
+
+  set(key: Deno.KvKey, value: unknown, options?: { expireIn?: number }): void {
+    this.writes.set(keyId(key), { key, kind: "set", value, expireIn: options?.expireIn });
+  }
+
+  delete(key: Deno.KvKey): void {
+    this.writes.set(keyId(key), { key, kind: "delete" });
+  }
+
+  enqueue(message: unknown, options?: { delay?: number }): void {
+    if (this.queues) this.messages.push({ message, delay: options?.delay });
+  }
+
+  check(key: Deno.KvKey, versionstamp: string | null): void {
+    if (!this.reads.has(keyId(key))) this.reads.set(keyId(key), { key, versionstamp });
+  }
+
+  commit(): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
+    const op = this.kv.atomic();
+    for (const read of this.reads.values()) op.check(read);
+    for (const write of this.writes.values()) {
+      if (write.kind === "set") op.set(write.key, write.value, { expireIn: write.expireIn });
+      else op.delete(write.key);
+    }
+    for (const m of this.messages) op.enqueue(m.message, { delay: m.delay });
+    return op.commit();
+  }
+}
+
+/**
+ * Runs `fn` as one optimistic transaction and returns its result once committed.
+ *
+ * @example
+ * ```ts
+ * const kv = await Deno.openKv(":memory:");
+ * const next = await transact(kv, async (tx) => {
+ *   const n = (await tx.get<number>(["counter"])) ?? 0;
+ *   tx.set(["counter"], n + 1);
+ *   return n + 1;
+ * });
+ * ```
+ */
+export async function transact<T>(
+  kv: Deno.Kv,
+  fn: (tx: Tx) => Promise<T>,
+  options: TransactOptions = {},
+): Promise<T> {
+  const { maxAttempts = 100, signal, queues = true } = options;
+  for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+    signal?.throwIfAborted();
+    const tx = new Transaction(kv, queues);
+    const result = await fn(tx);
+    if (tx.writes.size === 0 && tx.messages.length === 0) return result;
+    const commit = await tx.commit();
+    if (commit.ok) return result;
+    // Conflict: back off a little (with jitter so racing writers spread out), then rerun.
+    await delay(Math.random() * Math.min(50, 2 ** attempt), { signal });
+  }
+  throw new TransactionConflictError(`transaction conflicted ${maxAttempts} times`);
+}

@@ -1,0 +1,229 @@
+/**
+ * Durable deadlines, the firing side. A deadline is a KV entry written in the same commit as
+ * the state change that arms it (see `armTimer`); this module wakes them up: KV queue
+ * messages where queues work, an in-process sweep, and `Deno.cron` where idle instances are
+ * stopped. Firing commits the effect together with the checked deletion of the entry, so
+ * however many wake-ups arrive, each deadline has at most one effect.
+ *
+ * Completion callbacks and session purges do I/O, so they run outside a transaction: a
+ * callback first claims its deadline (replacing it by a lease), sends, then records the
+ * outcome; a purge deletes in batches and removes the tombstone last.
+ *
+ * @module
+ */
+import type { TimerWakeup } from "./config.ts";
+import { fireDeadline } from "./lifecycle.ts";
+import type { CallbackBody, TerminalStatus } from "./protocol.ts";
+import type { Runtime } from "./runtime.ts";
+import {
+  armTimer,
+  listDueTimers,
+  purgeSessionData,
+  records,
+  timerKey,
+  type TimerRecord,
+  transact,
+} from "./store/mod.ts";
+
+/** Options of {@link DeadlineRunner}. */
+export interface DeadlineRunnerOptions {
+  wakeups: readonly TimerWakeup[];
+  /** Sweep period in ms. Default 500. */
+  sweepMs?: number;
+  /** Base of the callback retry backoff (1 min × 2ⁿ in production). Default 60000. */
+  callbackBackoffMs?: number;
+  /** Tries of a callback before giving up. Default 5. */
+  callbackTries?: number;
+  /** How long a claimed callback is leased before another wake-up may retry it. Default 30000. */
+  callbackLeaseMs?: number;
+  /** Timeout of one callback request. Default 10000. */
+  callbackTimeoutMs?: number;
+  /** Deadlines fired at once by a sweep. Default 8. */
+  concurrency?: number;
+}
+
+/** Wakes and fires the deadlines of one instance. */
+export class DeadlineRunner {
+  readonly #rt: Runtime;
+  readonly #options: Required<DeadlineRunnerOptions>;
+  #sweepTimer?: ReturnType<typeof setInterval>;
+  #sweeping?: Promise<void>;
+  #stopped = false;
+
+  constructor(rt: Runtime, options: DeadlineRunnerOptions) {
+    this.#rt = rt;
+    this.#options = {
+      sweepMs: 500,
+      callbackBackoffMs: 60_000,
+      callbackTries: 5,
+      callbackLeaseMs: 30_000,
+      callbackTimeoutMs: 10_000,
+      concurrency: 8,
+      ...options,
+    };
+  }
+
+  /** Starts the configured wake-ups (`cron` is registered by the entry point, once per process). */
+  start(): void {
+    if (this.#options.wakeups.includes("queue")) {
+      this.#rt.kv.listenQueue(async (message) => {
+        const key = (message as { timer?: Deno.KvKey })?.timer;
+        if (Array.isArray(key) && !this.#stopped) await this.fire(key);
+      }).catch(() => {});
+    }
+    if (this.#options.wakeups.includes("sweep")) {
+      this.#sweepTimer = setInterval(() => void this.sweep(), this.#options.sweepMs);
+    }
+  }
+
+  /** Stops the sweep; queue messages arriving later are ignored. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearInterval(this.#sweepTimer);
+    await this.#sweeping;
+  }
+
+  /** Fires every deadline that is due (one sweep at a time). */
+  sweep(): Promise<void> {
+    this.#sweeping ??= this.#sweepOnce().finally(() => this.#sweeping = undefined);
+    return this.#sweeping;
+  }
+
+  async #sweepOnce(): Promise<void> {
+    try {
+      const due = await listDueTimers(this.#rt.kv, this.#rt.ctx.now());
+      const queue = [...due];
+      const worker = async () => {
+        for (let t = queue.shift(); t && !this.#stopped; t = queue.shift()) {
+          await this.fire(timerKey(t));
+        }
+      };
+      await Promise.all(Array.from({ length: this.#options.concurrency }, worker));
+    } catch (err) {
+      if (!this.#stopped) this.#rt.log.warn("sweep failed", { err: String(err) });
+    }
+  }
+
+  /** Fires one deadline by its key; a no-op when another wake-up already fired it. */
+  async fire(key: Deno.KvKey): Promise<void> {
+    const rt = this.#rt;
+    try {
+      const timer = (await rt.kv.get<TimerRecord>(key)).value;
+      if (!timer || timer.dueAt > rt.ctx.now()) return;
+      const lateness = rt.ctx.now() - timer.dueAt;
+      let outcome: string;
+      if (timer.kind === "callback") outcome = await this.#callback(key, timer);
+      else if (timer.kind === "purge") outcome = await this.#purge(key, timer);
+      else {
+        const firing = await fireDeadline(rt.ctx, key);
+        if (!firing) return;
+        outcome = firing.outcome;
+        if (firing.effects) rt.committed(firing.effects);
+      }
+      rt.metrics.deadline(timer.kind, outcome, lateness);
+      if (timer.kind === "grace" && outcome !== "noop") {
+        rt.metrics.inc("tether_grace_expired_total");
+      }
+      if (outcome !== "noop" && outcome !== "rearmed") {
+        rt.log.info("deadline fired", { kind: timer.kind, id: timer.id, outcome, lateness });
+      }
+    } catch (err) {
+      rt.log.error("deadline failed", { key: JSON.stringify(key), err: String(err) });
+    }
+  }
+
+  async #callback(key: Deno.KvKey, timer: TimerRecord): Promise<string> {
+    const rt = this.#rt;
+    const now = rt.ctx.now();
+    const attempt = timer.attempt ?? 1;
+    // Claim: replace the deadline by a lease, so one wake-up sends and a crash still retries.
+    const lease: TimerRecord = { ...timer, dueAt: now + this.#options.callbackLeaseMs };
+    const exec = await transact(rt.kv, async (tx) => {
+      if (!(await tx.get(key))) return undefined;
+      tx.delete(key);
+      const exec = await records.execution(timer.id).get(tx);
+      if (exec?.callbackUrl) armTimer(tx, "callback", timer.id, lease.dueAt, { attempt });
+      return exec;
+    }, { queues: rt.ctx.queues });
+    if (!exec?.callbackUrl) return "noop";
+    const body: CallbackBody = {
+      sessionId: exec.sessionId,
+      executionId: exec.executionId,
+      status: exec.status as TerminalStatus,
+      ...(exec.error !== undefined && exec.status !== "completed" ? { error: exec.error } : {}),
+      completedAt: exec.completedAt!,
+    };
+    const retry = await this.#post(exec.callbackUrl, JSON.stringify(body));
+    await transact(rt.kv, async (tx) => {
+      if (!(await tx.get(timerKey(lease)))) return;
+      tx.delete(timerKey(lease));
+      if (retry && attempt < this.#options.callbackTries) {
+        const wait = this.#options.callbackBackoffMs * 2 ** (attempt - 1);
+        armTimer(tx, "callback", timer.id, rt.ctx.now() + wait, { attempt: attempt + 1 });
+      }
+    }, { queues: rt.ctx.queues });
+    if (!retry) return "delivered";
+    return attempt < this.#options.callbackTries ? "retry" : "gave-up";
+  }
+
+  /** POSTs a signed callback; returns true when it should be retried. */
+  async #post(url: string, body: string): Promise<boolean> {
+    try {
+      const res = await fetch(url, {
+        method: "POST",
+        body,
+        headers: {
+          "content-type": "application/json",
+          "x-tether-signature": await this.#rt.credentials.signature(body),
+        },
+        signal: AbortSignal.timeout(this.#options.callbackTimeoutMs),
+      });
+      await res.body?.cancel();
+      return res.status === 429 || res.status >= 500;
+    } catch {
+      return true;
+    }
+  }
+
+  async #purge(key: Deno.KvKey, timer: TimerRecord): Promise<string> {
+    const rt = this.#rt;
+    const session = await transact(rt.kv, (tx) => records.session(timer.id).get(tx));
+    if (!session?.deletedAt || session.incarnation !== timer.incarnation) {
+      await transact(rt.kv, async (tx) => {
+        if (await tx.get(key)) tx.delete(key);
+      });
+      return "noop";
+    }
+    await purgeSessionData(rt.kv, timer.id);
+    return await transact(rt.kv, async (tx) => {
+      if (!(await tx.get(key))) return "noop";
+      tx.delete(key);
+      const current = await records.session(timer.id).get(tx);
+      if (current?.deletedAt && current.incarnation === timer.incarnation) {
+        records.session(timer.id).delete(tx);
+      }
+      return "purged";
+    });
+  }
+}
+
+/**
+ * Which wake-ups to use when none are configured: queues only where a probe shows they
+ * work (the current Deno Deploy has none), always the sweep, and cron where a platform
+ * stops idle instances (no local KV path).
+ */
+export async function chooseWakeups(kv: Deno.Kv, localKv: boolean): Promise<TimerWakeup[]> {
+  const wakeups: TimerWakeup[] = ["sweep"];
+  if (await queuesWork(kv)) wakeups.unshift("queue");
+  if (!localKv) wakeups.push("cron");
+  return wakeups;
+}
+
+async function queuesWork(kv: Deno.Kv): Promise<boolean> {
+  try {
+    const result = await kv.atomic().enqueue({ probe: true }).commit();
+    return result.ok;
+  } catch {
+    return false;
+  }
+}

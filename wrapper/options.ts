@@ -1,0 +1,171 @@
+/**
+ * The wrapper's command line (PROTOCOL.md section 9): `[options] -- <agent command> [args…]`,
+ * each option as `--name value` or `--name=value`, with an environment fallback
+ * (`TETHER_WRAPPER_<NAME>`, except `TETHER_INGEST_URL` and `TETHER_INGEST_TOKEN`).
+ *
+ * @module
+ */
+
+/** Everything the wrapper runs with. */
+export interface WrapperOptions {
+  ingestUrl: string;
+  token: string;
+  heartbeatMs: number;
+  silenceTimeoutMs: number;
+  reconnectBaseMs: number;
+  reconnectMaxMs: number;
+  reconnectAttempts: number;
+  connectTimeoutMs: number;
+  bufferLimit: number;
+  bufferBytes: number;
+  killGraceMs: number;
+  maxFrameBytes: number;
+  /** Server-Sent Events URL to forward as `kilocode` frames, if any. */
+  sse: string | undefined;
+  doneEvent: string;
+  /** 0 = off. */
+  idleTimeoutMs: number;
+  /** The agent command and its arguments; empty when only `--sse` is read. */
+  command: string[];
+}
+
+/** A bad command line; the message names the option. The CLI exits with 64. */
+export class UsageError extends Error {
+  override name = "UsageError";
+}
+
+type Kind = "url" | "sse-url" | "text" | "integer" | "positive";
+
+interface OptionSpec {
+  key: Exclude<keyof WrapperOptions, "command">;
+  kind: Kind;
+  env?: string;
+  default?: number | string;
+}
+
+/** Every option, in the order of PROTOCOL.md's table; absent `default` = required or off. */
+const OPTIONS: Record<string, OptionSpec> = {
+  "ingest-url": { key: "ingestUrl", kind: "url", env: "TETHER_INGEST_URL" },
+  "token": { key: "token", kind: "text", env: "TETHER_INGEST_TOKEN" },
+  "heartbeat-ms": { key: "heartbeatMs", kind: "positive", default: 20_000 },
+  "silence-timeout-ms": { key: "silenceTimeoutMs", kind: "positive", default: 45_000 },
+  "reconnect-base-ms": { key: "reconnectBaseMs", kind: "positive", default: 1000 },
+  "reconnect-max-ms": { key: "reconnectMaxMs", kind: "positive", default: 5000 },
+  "reconnect-attempts": { key: "reconnectAttempts", kind: "positive", default: 10 },
+  "connect-timeout-ms": { key: "connectTimeoutMs", kind: "positive", default: 5000 },
+  "buffer-limit": { key: "bufferLimit", kind: "positive", default: 10_000 },
+  "buffer-bytes": { key: "bufferBytes", kind: "positive", default: 67_108_864 },
+  "kill-grace-ms": { key: "killGraceMs", kind: "integer", default: 5000 },
+  "max-frame-bytes": { key: "maxFrameBytes", kind: "positive", default: 524_288 },
+  "sse": { key: "sse", kind: "sse-url" },
+  "done-event": { key: "doneEvent", kind: "text", default: "session.idle" },
+  "idle-timeout-ms": { key: "idleTimeoutMs", kind: "integer", default: 0 },
+};
+
+/** Smallest frame limit that still leaves room for a truncated line. */
+const MIN_FRAME_BYTES = 1024;
+
+/** The help text. */
+export const USAGE = `Usage: deno task wrapper [options] -- <agent command> [args...]
+
+Runs a coding agent and streams its output to a Tether execution's ingest endpoint.
+
+Options (each also --name=value; environment fallback in brackets):
+  --ingest-url <url>          ingest URL, http(s) or ws(s)   [TETHER_INGEST_URL] (required)
+  --token <token>             the execution's ingest token   [TETHER_INGEST_TOKEN] (required)
+${
+  Object.entries(OPTIONS).slice(2).map(([name, spec]) =>
+    `  --${`${name} <${spec.kind === "text" || spec.kind === "sse-url" ? "value" : "n"}>`.padEnd(26)}` +
+    `[${envName(name)}] default ${spec.default ?? "off"}`
+  ).join("\n")
+}
+
+Exit codes: 0 completed, 1 failed, 130 interrupted, 2 connection given up,
+3 replaced by another wrapper, 4 token refused, 64 usage.`;
+
+function envName(option: string): string {
+  return OPTIONS[option]?.env ?? `TETHER_WRAPPER_${option.toUpperCase().replaceAll("-", "_")}`;
+}
+
+/**
+ * Parses the wrapper's arguments; throws {@link UsageError} naming the bad option. Returns
+ * `"help"` for `--help`.
+ *
+ * @example
+ * ```ts
+ * const options = parseOptions(
+ *   ["--ingest-url=https://t.example/v1/sessions/s/executions/e/ingest", "--token", "tk", "--", "claude", "-p", "hi"],
+ *   (name) => Deno.env.get(name),
+ * );
+ * options === "help" || options.command; // ["claude", "-p", "hi"]
+ * ```
+ */
+export function parseOptions(
+  args: readonly string[],
+  env: (name: string) => string | undefined,
+): WrapperOptions | "help" {
+  const given = new Map<string, string>();
+  let i = 0;
+  for (; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === "--") break;
+    if (arg === "--help" || arg === "-h") return "help";
+    if (!arg.startsWith("--")) {
+      throw new UsageError(`unexpected argument "${arg}": put the agent command after --`);
+    }
+    const eq = arg.indexOf("=");
+    const name = arg.slice(2, eq < 0 ? undefined : eq);
+    if (!(name in OPTIONS)) throw new UsageError(`unknown option --${name}`);
+    if (eq >= 0) {
+      given.set(name, arg.slice(eq + 1));
+    } else {
+      const value = args[++i];
+      if (value === undefined || value === "--") {
+        throw new UsageError(`option --${name} needs a value`);
+      }
+      given.set(name, value);
+    }
+  }
+  const options = { command: args.slice(i + 1) } as Partial<WrapperOptions>;
+  for (const [name, spec] of Object.entries(OPTIONS)) {
+    const raw = given.get(name) ?? env(envName(name));
+    const value = raw === undefined ? spec.default : convert(name, spec.kind, raw);
+    if (value === undefined && spec.kind !== "sse-url") {
+      throw new UsageError(`missing option --${name} (or ${envName(name)})`);
+    }
+    Object.assign(options, { [spec.key]: value });
+  }
+  const parsed = options as WrapperOptions;
+  if (parsed.maxFrameBytes < MIN_FRAME_BYTES) {
+    throw new UsageError(`option --max-frame-bytes must be at least ${MIN_FRAME_BYTES}`);
+  }
+  if (parsed.command.length === 0 && parsed.sse === undefined) {
+    throw new UsageError("missing agent command after -- (or --sse <url>)");
+  }
+  return parsed;
+}
+
+function convert(name: string, kind: Kind, raw: string): string | number {
+  switch (kind) {
+    case "text":
+      if (raw === "") throw new UsageError(`option --${name} must not be empty`);
+      return raw;
+    case "url":
+    case "sse-url": {
+      const schemes = kind === "url" ? ["http:", "https:", "ws:", "wss:"] : ["http:", "https:"];
+      if (!URL.canParse(raw) || !schemes.includes(new URL(raw).protocol)) {
+        throw new UsageError(`option --${name} must be a ${schemes.join("/")} URL, got "${raw}"`);
+      }
+      return raw;
+    }
+    case "integer":
+    case "positive": {
+      const value = Number(raw);
+      const min = kind === "positive" ? 1 : 0;
+      if (!/^\d+$/.test(raw) || !Number.isSafeInteger(value) || value < min) {
+        throw new UsageError(`option --${name} must be an integer ≥ ${min}, got "${raw}"`);
+      }
+      return value;
+    }
+  }
+}

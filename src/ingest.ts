@@ -198,7 +198,6 @@ export class IngestConnection implements ConnectionHandle {
       this.#reject("INVALID_FRAME", "frame is not a JSON object");
       return;
     }
-    this.#refreshLiveness();
     const parsed = WrapperFrame.safeParse(json);
     const rawSeq = (json as { seq?: unknown }).seq;
     const seq = Number.isSafeInteger(rawSeq) && (rawSeq as number) >= 1
@@ -209,7 +208,11 @@ export class IngestConnection implements ConnectionHandle {
       return;
     }
     const frame = parsed.data;
-    if (LIVENESS_EVENT_TYPES.has(frame.streamEventType)) return;
+    if (LIVENESS_EVENT_TYPES.has(frame.streamEventType)) {
+      // Stored frames refresh liveness in their commit; liveness-only ones need a write.
+      this.#refreshLiveness();
+      return;
+    }
     const { terminal, invalid } = terminalOf(frame.streamEventType, frame.data);
     if (invalid) {
       this.#invalid(invalid, frame.seq);

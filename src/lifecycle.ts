@@ -14,6 +14,7 @@ import type { Config } from "./config.ts";
 import type { Credentials } from "./auth.ts";
 import { newExecutionId, newSessionId, randomSecret, sha256Hex } from "./ids.ts";
 import {
+  type CallbackBody,
   type CreateExecutionBody,
   cutErrorText,
   ErrorText,
@@ -489,7 +490,16 @@ async function finish(
     });
     p.notified.add(conn.instanceId);
   }
-  if (exec.callbackUrl) armTimer(tx, "callback", eid, p.now, { attempt: 1 });
+  if (exec.callbackUrl) {
+    const body: CallbackBody = strip({
+      sessionId: sid,
+      executionId: eid,
+      status,
+      error: status === "completed" ? undefined : ended.error,
+      completedAt: p.at,
+    });
+    armTimer(tx, "callback", eid, p.now, { attempt: 1, callback: { url: exec.callbackUrl, body } });
+  }
 }
 
 async function promote(
@@ -601,6 +611,8 @@ export type Admission =
     graceMs: number;
     /** The pending interrupt's reason, when a kill must follow `hello`. */
     killReason?: string;
+    /** Whether this admission cancelled a disconnect grace (metrics). */
+    graceCancelled: boolean;
     effects: Effects;
   };
 
@@ -671,7 +683,8 @@ export async function admitConnection(
         dialN: dial?.n,
       }) satisfies ConnRecord,
     );
-    if (grace?.executionId === exec.executionId) records.grace(sid).delete(tx);
+    const graceCancelled = grace?.executionId === exec.executionId;
+    if (graceCancelled) records.grace(sid).delete(tx);
     let updated: ExecutionRecord = { ...exec, lastHeartbeatAt: p.now };
     if (exec.status === "pending") {
       updated = { ...updated, status: "running", startedAt: p.at };
@@ -686,6 +699,7 @@ export async function admitConnection(
       lastSeq: exec.lastSeq,
       graceMs: exec.graceMs,
       killReason: flag?.executionId === exec.executionId ? flag.reason : undefined,
+      graceCancelled,
     };
   });
   return result.admitted ? { ...result, effects } : result;
@@ -944,17 +958,19 @@ async function sessionTtl(
 
 /**
  * Fires one deadline: runs its effect and deletes its timer entry in one checked commit.
- * A wake-up that finds the entry gone (another one won) does nothing.
+ * A wake-up that finds the entry gone (another one won) does nothing. `peeked` is the
+ * entry as the caller already read it (it only locates the session; the commit re-reads).
  */
 export async function fireDeadline(
   ctx: LifecycleContext,
   timerKey: Deno.KvKey,
+  peeked?: TimerRecord,
 ): Promise<Firing | null> {
   const sessionOf = async (timer: TimerRecord) =>
     timer.kind === "ttl" || timer.kind === "purge"
       ? timer.id
       : (await transact(ctx.kv, (tx) => records.execution(timer.id).get(tx)))?.sessionId ?? "";
-  const peek = await transact(ctx.kv, (tx) => tx.get<TimerRecord>(timerKey));
+  const peek = peeked ?? await transact(ctx.kv, (tx) => tx.get<TimerRecord>(timerKey));
   if (!peek) return null;
   const sid = await sessionOf(peek);
   const { result, effects } = await change(ctx, sid, async (tx, p) => {

@@ -11,9 +11,9 @@
  *
  * @module
  */
+import { delay } from "./async.ts";
 import type { TimerWakeup } from "./config.ts";
 import { fireDeadline } from "./lifecycle.ts";
-import type { CallbackBody, TerminalStatus } from "./protocol.ts";
 import type { Runtime } from "./runtime.ts";
 import {
   armTimer,
@@ -24,6 +24,11 @@ import {
   type TimerRecord,
   transact,
 } from "./store/mod.ts";
+
+/** Due timers read per sweep page (a sweep reads pages until none is left). */
+const SWEEP_PAGE = 500;
+/** A queue message that arrives before its due time waits at most this long (ms); the sweep covers the rest. */
+const MAX_EARLY_WAIT_MS = 1000;
 
 /** Options of {@link DeadlineRunner}. */
 export interface DeadlineRunnerOptions {
@@ -38,7 +43,7 @@ export interface DeadlineRunnerOptions {
   callbackLeaseMs?: number;
   /** Timeout of one callback request. Default 10000. */
   callbackTimeoutMs?: number;
-  /** Deadlines fired at once by a sweep. Default 8. */
+  /** Deadlines fired at once, queue wake-ups and sweep together. Default 8. */
   concurrency?: number;
 }
 
@@ -46,9 +51,10 @@ export interface DeadlineRunnerOptions {
 export class DeadlineRunner {
   readonly #rt: Runtime;
   readonly #options: Required<DeadlineRunnerOptions>;
+  readonly #limit: Limiter;
+  readonly #stop = new AbortController();
   #sweepTimer?: ReturnType<typeof setInterval>;
   #sweeping?: Promise<void>;
-  #stopped = false;
 
   constructor(rt: Runtime, options: DeadlineRunnerOptions) {
     this.#rt = rt;
@@ -61,15 +67,13 @@ export class DeadlineRunner {
       concurrency: 8,
       ...options,
     };
+    this.#limit = new Limiter(this.#options.concurrency);
   }
 
   /** Starts the configured wake-ups (`cron` is registered by the entry point, once per process). */
   start(): void {
     if (this.#options.wakeups.includes("queue")) {
-      this.#rt.kv.listenQueue(async (message) => {
-        const key = (message as { timer?: Deno.KvKey })?.timer;
-        if (Array.isArray(key) && !this.#stopped) await this.fire(key);
-      }).catch(() => {});
+      this.#rt.kv.listenQueue((message) => this.#onQueueMessage(message)).catch(() => {});
     }
     if (this.#options.wakeups.includes("sweep")) {
       this.#sweepTimer = setInterval(() => void this.sweep(), this.#options.sweepMs);
@@ -78,9 +82,27 @@ export class DeadlineRunner {
 
   /** Stops the sweep; queue messages arriving later are ignored. */
   async stop(): Promise<void> {
-    this.#stopped = true;
+    this.#stop.abort();
     clearInterval(this.#sweepTimer);
     await this.#sweeping;
+  }
+
+  get #stopped(): boolean {
+    return this.#stop.signal.aborted;
+  }
+
+  async #onQueueMessage(message: unknown): Promise<void> {
+    const key = (message as { timer?: Deno.KvKey })?.timer;
+    if (!Array.isArray(key) || this.#stopped) return;
+    // Queue delays are measured from the enqueue, which may precede the commit's clock
+    // reading; a message a little early waits instead of finding its deadline not yet due.
+    const early = typeof key[1] === "number" ? key[1] - this.#rt.ctx.now() : 0;
+    if (early > 0) {
+      await delay(Math.min(early, MAX_EARLY_WAIT_MS), { signal: this.#stop.signal }).catch(
+        () => {},
+      );
+    }
+    if (!this.#stopped) await this.#limit.run(() => this.fire(key));
   }
 
   /** Fires every deadline that is due (one sweep at a time). */
@@ -91,14 +113,19 @@ export class DeadlineRunner {
 
   async #sweepOnce(): Promise<void> {
     try {
-      const due = await listDueTimers(this.#rt.kv, this.#rt.ctx.now());
-      const queue = [...due];
-      const worker = async () => {
-        for (let t = queue.shift(); t && !this.#stopped; t = queue.shift()) {
-          await this.fire(timerKey(t));
-        }
-      };
-      await Promise.all(Array.from({ length: this.#options.concurrency }, worker));
+      // Page through what is due; a deadline that failed to fire stays listed, so stop
+      // when a page brings nothing new.
+      const tried = new Set<string>();
+      for (;;) {
+        const due = await listDueTimers(this.#rt.kv, this.#rt.ctx.now(), SWEEP_PAGE);
+        const fresh = due.map(timerKey).filter((key) => !tried.has(String(key)));
+        if (fresh.length === 0 || this.#stopped) return;
+        for (const key of fresh) tried.add(String(key));
+        await Promise.all(
+          fresh.map((key) => this.#limit.run(() => this.#stopped ? undefined : this.fire(key))),
+        );
+        if (due.length < SWEEP_PAGE) return;
+      }
     } catch (err) {
       if (!this.#stopped) this.#rt.log.warn("sweep failed", { err: String(err) });
     }
@@ -115,7 +142,7 @@ export class DeadlineRunner {
       if (timer.kind === "callback") outcome = await this.#callback(key, timer);
       else if (timer.kind === "purge") outcome = await this.#purge(key, timer);
       else {
-        const firing = await fireDeadline(rt.ctx, key);
+        const firing = await fireDeadline(rt.ctx, key, timer);
         if (!firing) return;
         outcome = firing.outcome;
         if (firing.effects) rt.committed(firing.effects);
@@ -134,36 +161,33 @@ export class DeadlineRunner {
 
   async #callback(key: Deno.KvKey, timer: TimerRecord): Promise<string> {
     const rt = this.#rt;
-    const now = rt.ctx.now();
+    const { callback } = timer;
     const attempt = timer.attempt ?? 1;
     // Claim: replace the deadline by a lease, so one wake-up sends and a crash still retries.
-    const lease: TimerRecord = { ...timer, dueAt: now + this.#options.callbackLeaseMs };
-    const exec = await transact(rt.kv, async (tx) => {
-      if (!(await tx.get(key))) return undefined;
+    const lease = rt.ctx.now() + this.#options.callbackLeaseMs;
+    const claimed = await transact(rt.kv, async (tx) => {
+      if (!(await tx.get(key))) return false;
       tx.delete(key);
-      const exec = await records.execution(timer.id).get(tx);
-      if (exec?.callbackUrl) armTimer(tx, "callback", timer.id, lease.dueAt, { attempt });
-      return exec;
+      if (callback) armTimer(tx, "callback", timer.id, lease, { attempt, callback });
+      return true;
     }, { queues: rt.ctx.queues });
-    if (!exec?.callbackUrl) return "noop";
-    const body: CallbackBody = {
-      sessionId: exec.sessionId,
-      executionId: exec.executionId,
-      status: exec.status as TerminalStatus,
-      ...(exec.error !== undefined && exec.status !== "completed" ? { error: exec.error } : {}),
-      completedAt: exec.completedAt!,
-    };
-    const retry = await this.#post(exec.callbackUrl, JSON.stringify(body));
+    if (!claimed || !callback) return "noop";
+    const leaseKey = timerKey({ ...timer, dueAt: lease });
+    const retry = await this.#post(callback.url, JSON.stringify(callback.body));
+    const again = retry && attempt < this.#options.callbackTries;
     await transact(rt.kv, async (tx) => {
-      if (!(await tx.get(timerKey(lease)))) return;
-      tx.delete(timerKey(lease));
-      if (retry && attempt < this.#options.callbackTries) {
+      if (!(await tx.get(leaseKey))) return;
+      tx.delete(leaseKey);
+      if (again) {
         const wait = this.#options.callbackBackoffMs * 2 ** (attempt - 1);
-        armTimer(tx, "callback", timer.id, rt.ctx.now() + wait, { attempt: attempt + 1 });
+        armTimer(tx, "callback", timer.id, rt.ctx.now() + wait, {
+          attempt: attempt + 1,
+          callback,
+        });
       }
     }, { queues: rt.ctx.queues });
     if (!retry) return "delivered";
-    return attempt < this.#options.callbackTries ? "retry" : "gave-up";
+    return again ? "retry" : "gave-up";
   }
 
   /** POSTs a signed callback; returns true when it should be retried. */
@@ -225,5 +249,26 @@ async function queuesWork(kv: Deno.Kv): Promise<boolean> {
     return result.ok;
   } catch {
     return false;
+  }
+}
+
+/** Runs at most `max` tasks at once; the rest wait their turn in order. */
+class Limiter {
+  #active = 0;
+  readonly #waiting: (() => void)[] = [];
+
+  constructor(readonly max: number) {}
+
+  async run<T>(task: () => Promise<T> | T): Promise<T> {
+    // A finishing task hands its slot straight to the next waiter.
+    if (this.#active < this.max) this.#active++;
+    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    try {
+      return await task();
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#active--;
+    }
   }
 }

@@ -39,6 +39,7 @@ export function ingestRoutes(): Hono<AppEnv> {
           return;
         }
         rt.committed(admission.effects);
+        if (admission.graceCancelled) rt.metrics.inc("tether_grace_cancelled_total");
         const connection = new IngestConnection(rt, socket, { ...admission, connectionId });
         connection.start();
         rt.log.info("wrapper connected", {

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { ExecutionStatus } from "../protocol.ts";
+import type { CallbackBody, ExecutionStatus } from "../protocol.ts";
 
 /** A session. `deletedAt` marks a tombstone whose data is still being removed. */
 export interface SessionRecord {
@@ -93,6 +93,11 @@ export interface TimerRecord {
   attempt?: number;
   /** Session incarnation for `ttl` and `purge`: a re-created session is not affected. */
   incarnation?: string;
+  /**
+   * For `callback`: where to POST and what, frozen when the execution ended, so a retry
+   * needs no record that a session purge may have removed meanwhile.
+   */
+  callback?: { url: string; body: CallbackBody };
 }
 
 /** A message for the instance that holds a socket. */

@@ -16,6 +16,8 @@ import { authorize } from "./routes/auth.ts";
 import { sessionRoutes } from "./routes/sessions.ts";
 import { streamRoutes } from "./routes/stream.ts";
 import { ingestRoutes } from "./routes/ingest.ts";
+import { dsRoutes } from "./routes/ds.ts";
+import { viewerPageRoutes } from "./routes/viewer_page.ts";
 
 /** Path patterns the service knows, for 405 on a wrong method. */
 const KNOWN_PATHS = [
@@ -29,6 +31,8 @@ const KNOWN_PATHS = [
   "/v1/sessions/:sid/events",
   "/v1/sessions/:sid/stream",
   "/v1/sessions/:sid/tickets",
+  "/v1/sessions/:sid/ds",
+  "/",
   "/healthz",
   "/metrics",
 ];
@@ -54,11 +58,19 @@ export function createApp(rt: Runtime): Hono<AppEnv> {
           : null,
       allowHeaders: ["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
       allowMethods: ["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
-      exposeHeaders: ["Content-Type"],
+      exposeHeaders: [
+        "Content-Type",
+        "ETag",
+        "Stream-Next-Offset",
+        "Stream-Up-To-Date",
+        "Stream-Cursor",
+      ],
       maxAge: 600,
     }),
   );
   app.route("/v1/sessions", sessionRoutes());
+  app.route("/v1/sessions", dsRoutes());
+  app.route("/", viewerPageRoutes());
 
   app.get("/healthz", async (c) => {
     try {

@@ -1,0 +1,262 @@
+/**
+ * `HEAD` and `GET /v1/sessions/:sid/ds`: the session's event log through the read path of
+ * the Durable Streams Protocol 1.0 (PROTOCOL.md 6.1), content type `application/json`,
+ * one message per envelope. Catch-up reads return a bounded JSON array; `live=long-poll`
+ * waits for the log to grow (204 on timeout); `live=sse` streams `data` and `control`
+ * events and ends after about a minute so clients reconnect from their offset.
+ *
+ * Besides the protocol's parameters (`offset`, `live`, `cursor`) a read may pass
+ * `timeout=<seconds>` (the protocol's suggested extension) to shorten how long a live read
+ * stays open; it never lengthens it past the server's limit.
+ *
+ * @module
+ */
+import { Hono } from "hono";
+import type { Context } from "hono";
+import type { AppEnv } from "../context.ts";
+import {
+  type Batch,
+  batchJson,
+  encodeOffset,
+  nextCursor,
+  type OffsetRequest,
+  parseOffset,
+  readBatch,
+  SessionFollower,
+  tailOf,
+} from "../ds.ts";
+import { HttpError } from "../http.ts";
+import type { Runtime } from "../runtime.ts";
+import { requireSession } from "./auth.ts";
+
+/** Options of {@link dsRoutes}. */
+export interface DsRouteOptions {
+  /** Longest wait of a long-poll read before its 204. Default 20000 ms. */
+  longPollMs?: number;
+  /** Longest life of an SSE read. Default 60000 ms (the protocol's advice). */
+  sseMs?: number;
+}
+
+/** Headers on every Durable Streams response (the protocol's browser-safety advice). */
+const BASE_HEADERS = {
+  "cache-control": "no-store",
+  "x-content-type-options": "nosniff",
+  "cross-origin-resource-policy": "cross-origin",
+};
+
+type Live = "long-poll" | "sse" | undefined;
+
+interface ReadRequest {
+  offset: OffsetRequest;
+  live: Live;
+  cursor?: string;
+  /** The client's `timeout`, in ms, when it gave one. */
+  timeoutMs?: number;
+}
+
+function badRequest(message: string): HttpError {
+  return new HttpError(400, "INVALID_REQUEST", message, { issues: [{ message }] });
+}
+
+function parseRead(c: Context<AppEnv>): ReadRequest {
+  const query = c.req.query();
+  const offset = parseOffset(query.offset);
+  if (!offset) throw badRequest("invalid offset");
+  const live = query.live;
+  if (live !== undefined && live !== "long-poll" && live !== "sse") {
+    throw badRequest("live must be long-poll or sse");
+  }
+  if (live !== undefined && query.offset === undefined) {
+    throw badRequest("a live read needs an offset");
+  }
+  let timeoutMs: number | undefined;
+  if (query.timeout !== undefined) {
+    if (!/^\d{1,6}$/.test(query.timeout)) throw badRequest("timeout must be whole seconds");
+    timeoutMs = Number(query.timeout) * 1000;
+  }
+  return { offset, live, cursor: query.cursor, timeoutMs };
+}
+
+/** The Durable Streams routes, mounted at `/v1/sessions`. */
+export function dsRoutes(options: DsRouteOptions = {}): Hono<AppEnv> {
+  const { longPollMs = 20_000, sseMs = 60_000 } = options;
+  const app = new Hono<AppEnv>();
+
+  // Hono answers HEAD with the GET handler (dropping the body); the handler skips the read.
+  app.get("/:sid/ds", requireSession("read"), async (c) => {
+    const rt = c.get("runtime");
+    const sid = c.req.param("sid");
+    if (c.req.method === "HEAD") {
+      const tail = await existingTail(rt, sid);
+      return new Response(null, {
+        headers: {
+          ...BASE_HEADERS,
+          "content-type": "application/json",
+          "stream-next-offset": encodeOffset(tail),
+        },
+      });
+    }
+    const read = parseRead(c);
+    const cursor = read.live ? nextCursor(read.cursor, Date.now()) : undefined;
+    if (read.live === "sse") {
+      const after = "tail" in read.offset ? await existingTail(rt, sid) : read.offset.after;
+      return sseResponse(rt, sid, after, {
+        cursor: cursor!,
+        maxMs: Math.min(sseMs, read.timeoutMs ?? sseMs),
+        signal: c.req.raw.signal,
+      });
+    }
+    if ("tail" in read.offset && read.live === undefined) {
+      // `offset=now` catch-up: nothing but the tail, never cached, no ETag.
+      const tail = await existingTail(rt, sid);
+      return new Response("[]", {
+        headers: {
+          ...BASE_HEADERS,
+          "content-type": "application/json",
+          "stream-next-offset": encodeOffset(tail),
+          "stream-up-to-date": "true",
+        },
+      });
+    }
+    const after = "tail" in read.offset ? await existingTail(rt, sid) : read.offset.after;
+    let batch = "tail" in read.offset ? emptyBatch(after) : await existingBatch(rt, sid, after);
+    if (read.live === "long-poll" && batch.events.length === 0) {
+      using follower = new SessionFollower(
+        rt,
+        sid,
+        AbortSignal.any([c.req.raw.signal, rt.shutdown]),
+      );
+      const waited = await follower.waitBeyond(
+        after,
+        Math.min(longPollMs, read.timeoutMs ?? longPollMs),
+      );
+      if (waited === "gone") throw notFound();
+      if (waited === "events") batch = await existingBatch(rt, sid, after);
+      if (batch.events.length === 0) {
+        return new Response(null, {
+          status: 204,
+          headers: {
+            ...BASE_HEADERS,
+            "stream-next-offset": encodeOffset(batch.nextAfter),
+            "stream-up-to-date": "true",
+            "stream-cursor": cursor!,
+          },
+        });
+      }
+    }
+    return batchResponse(c, sid, after, batch, cursor);
+  });
+
+  return app;
+}
+
+const notFound = () => new HttpError(404, "SESSION_NOT_FOUND", "session not found");
+
+/** The tail of a session the middleware found; 404 when it was deleted since. */
+async function existingTail(rt: Runtime, sid: string): Promise<number> {
+  const tail = await tailOf(rt, sid);
+  if (tail === undefined) throw notFound();
+  return tail;
+}
+
+async function existingBatch(rt: Runtime, sid: string, after: number): Promise<Batch> {
+  const batch = await readBatch(rt, sid, after);
+  if (!batch) throw notFound();
+  return batch;
+}
+
+const emptyBatch = (after: number): Batch => ({ events: [], nextAfter: after, upToDate: true });
+
+/** A 200 with the batch as a JSON array, its ETag, or a 304 when the client has it. */
+function batchResponse(
+  c: Context<AppEnv>,
+  sid: string,
+  after: number,
+  batch: Batch,
+  cursor: string | undefined,
+): Response {
+  const headers: Record<string, string> = {
+    ...BASE_HEADERS,
+    "content-type": "application/json",
+    "stream-next-offset": encodeOffset(batch.nextAfter),
+    etag: `"${sid}:${encodeOffset(after)}:${encodeOffset(batch.nextAfter)}"`,
+  };
+  if (batch.upToDate) headers["stream-up-to-date"] = "true";
+  if (cursor) headers["stream-cursor"] = cursor;
+  const ifNoneMatch = c.req.header("if-none-match");
+  if (ifNoneMatch?.split(",").some((tag) => tag.trim() === headers.etag)) {
+    return new Response(null, { status: 304, headers });
+  }
+  return new Response(batchJson(batch.events), { headers });
+}
+
+/** An SSE read: `data` events holding JSON arrays, each followed by a `control` event. */
+function sseResponse(
+  rt: Runtime,
+  sid: string,
+  after: number,
+  options: { cursor: string; maxMs: number; signal: AbortSignal },
+): Response {
+  const stop = new AbortController();
+  const signal = AbortSignal.any([options.signal, rt.shutdown, stop.signal]);
+  const encoder = new TextEncoder();
+  const events = sseEvents(rt, sid, after, { ...options, signal });
+  const body = new ReadableStream<Uint8Array>({
+    // Pulled: a slow reader holds the loop back instead of growing a queue.
+    async pull(controller) {
+      try {
+        const next = await events.next();
+        if (next.done) controller.close();
+        else controller.enqueue(encoder.encode(next.value));
+      } catch (err) {
+        rt.log.warn("durable stream read failed", { sessionId: sid, err: String(err) });
+        controller.close();
+      }
+    },
+    async cancel() {
+      stop.abort();
+      await events.return(undefined);
+    },
+  });
+  return new Response(body, {
+    headers: {
+      ...BASE_HEADERS,
+      "content-type": "text/event-stream",
+      "x-accel-buffering": "no",
+    },
+  });
+}
+
+async function* sseEvents(
+  rt: Runtime,
+  sid: string,
+  after: number,
+  options: { cursor: string; maxMs: number; signal: AbortSignal },
+): AsyncGenerator<string> {
+  const endAt = Date.now() + options.maxMs;
+  using follower = new SessionFollower(rt, sid, options.signal);
+  let cursor = after;
+  let first = true;
+  while (!options.signal.aborted && Date.now() < endAt) {
+    const batch = await readBatch(rt, sid, cursor);
+    if (!batch) return;
+    if (batch.events.length > 0 || first) {
+      first = false;
+      cursor = batch.nextAfter;
+      const control = JSON.stringify({
+        streamNextOffset: encodeOffset(cursor),
+        streamCursor: options.cursor,
+        ...(batch.upToDate ? { upToDate: true } : {}),
+      });
+      const data = batch.events.length > 0
+        ? `event: data\ndata: ${batchJson(batch.events)}\n\n`
+        : "";
+      yield `${data}event: control\ndata: ${control}\n\n`;
+      if (!batch.upToDate) continue;
+    }
+    const left = endAt - Date.now();
+    const outcome = await follower.waitBeyond(cursor, Math.min(left, rt.config.sseKeepAliveMs));
+    if (outcome === "gone" || outcome === "aborted") return;
+    if (outcome === "timeout" && Date.now() < endAt) yield ": keep-alive\n\n";
+  }
+}

@@ -198,6 +198,8 @@ export class IngestConnection implements ConnectionHandle {
       this.#reject("INVALID_FRAME", "frame is not a JSON object");
       return;
     }
+    // A timestamp that is not an ISO string is replaced by the service's clock, not refused.
+    if ("timestamp" in json && typeof json.timestamp !== "string") delete json.timestamp;
     const parsed = WrapperFrame.safeParse(json);
     const rawSeq = (json as { seq?: unknown }).seq;
     const seq = Number.isSafeInteger(rawSeq) && (rawSeq as number) >= 1
@@ -209,6 +211,8 @@ export class IngestConnection implements ConnectionHandle {
     }
     const frame = parsed.data;
     if (LIVENESS_EVENT_TYPES.has(frame.streamEventType)) {
+      // A numbered liveness frame would leave its seq waiting for an ack forever: refuse it.
+      if (frame.seq !== undefined) return this.#invalid("heartbeat and pong carry no seq", seq);
       // Stored frames refresh liveness in their commit; liveness-only ones need a write.
       this.#refreshLiveness();
       return;

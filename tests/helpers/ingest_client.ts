@@ -1,0 +1,287 @@
+/**
+ * A raw test client for the ingest WebSocket (PROTOCOL.md 5): it dials with a token and an
+ * optional `X-Tether-Dial` header and records everything the service says (hello, acks,
+ * errors, kills, pings) and the close code. It follows no protocol rule on its own (no
+ * resend, no pong), so tests can send exactly the frames they mean to. Not the product
+ * wrapper.
+ *
+ * @module
+ */
+import { type StartOptions, startServer, type TestServer } from "./server.ts";
+
+/** A frame the service sent, parsed. */
+export interface ServiceMessage {
+  type: string;
+  [key: string]: unknown;
+}
+
+/** How a socket ended. */
+export interface CloseInfo {
+  code: number;
+  reason: string;
+}
+
+/** Options of {@link IngestClient.dial}. */
+export interface DialOptions {
+  /** Sent as `Authorization: Bearer <token>`; omitted when undefined. */
+  token?: string;
+  /** The `X-Tether-Dial` header; omitted when undefined. */
+  dial?: string;
+}
+
+/** One raw ingest socket. */
+export class IngestClient {
+  /** Every message received, in order. */
+  readonly messages: ServiceMessage[] = [];
+  /** Resolves with the close code and reason. */
+  readonly closed: Promise<CloseInfo>;
+  #waiters = new Set<() => void>();
+  #closeInfo?: CloseInfo;
+
+  private constructor(readonly socket: WebSocket) {
+    this.closed = new Promise((resolve) => {
+      socket.onclose = (ev) => {
+        this.#closeInfo = { code: ev.code, reason: ev.reason };
+        resolve(this.#closeInfo);
+        this.#wake();
+      };
+    });
+    socket.onerror = () => {};
+    socket.onmessage = (ev) => {
+      this.messages.push(JSON.parse(ev.data as string));
+      this.#wake();
+    };
+  }
+
+  /** Opens a socket and waits for it to be open (not for `hello`). */
+  static async dial(url: string, options: DialOptions = {}): Promise<IngestClient> {
+    const headers: Record<string, string> = {};
+    if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
+    if (options.dial !== undefined) headers["x-tether-dial"] = options.dial;
+    const socket = new WebSocket(url, { headers });
+    const client = new IngestClient(socket);
+    await new Promise<void>((resolve, reject) => {
+      socket.addEventListener("open", () => resolve(), { once: true });
+      socket.addEventListener("close", () => reject(new Error("closed before open")), {
+        once: true,
+      });
+    });
+    return client;
+  }
+
+  /** Dials and waits for `hello`. */
+  static async connect(url: string, options: DialOptions = {}): Promise<IngestClient> {
+    const client = await IngestClient.dial(url, options);
+    await client.next((m) => m.type === "hello");
+    return client;
+  }
+
+  /** The close, once it happened. */
+  get closeInfo(): CloseInfo | undefined {
+    return this.#closeInfo;
+  }
+
+  /** Messages of one type. */
+  of(type: string): ServiceMessage[] {
+    return this.messages.filter((m) => m.type === type);
+  }
+
+  /** The highest acknowledged seq so far (0 if none). */
+  get acked(): number {
+    return Math.max(0, ...this.of("ack").map((m) => m.seq as number));
+  }
+
+  /** Sends a frame (objects are JSON-encoded, strings and bytes sent as they are). */
+  send(frame: unknown): void {
+    if (typeof frame === "string" || frame instanceof Uint8Array) this.socket.send(frame);
+    else this.socket.send(JSON.stringify(frame));
+  }
+
+  /** Waits until `check` holds (re-checked on every message and on close). */
+  async until(check: () => boolean, what = "condition", timeoutMs = 5000): Promise<void> {
+    if (check()) return;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters.delete(waiter);
+        reject(new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.messages)}`));
+      }, timeoutMs);
+      const waiter = () => {
+        if (!check()) return;
+        clearTimeout(timer);
+        this.#waiters.delete(waiter);
+        resolve();
+      };
+      this.#waiters.add(waiter);
+    });
+  }
+
+  /** Waits for the first message (received so far or later) matching `match`. */
+  async next(match: (m: ServiceMessage) => boolean, timeoutMs = 5000): Promise<ServiceMessage> {
+    await this.until(() => this.messages.some(match), "a matching message", timeoutMs);
+    return this.messages.find(match)!;
+  }
+
+  /** Waits for an ack covering `seq`. */
+  async ackOf(seq: number, timeoutMs = 5000): Promise<void> {
+    await this.until(() => this.acked >= seq, `ack ${seq}`, timeoutMs);
+  }
+
+  /** Closes from the client side and waits for the close to complete. */
+  async close(code = 1000, reason = ""): Promise<CloseInfo> {
+    if (this.socket.readyState === WebSocket.OPEN) this.socket.close(code, reason);
+    return await this.closed;
+  }
+
+  #wake(): void {
+    for (const waiter of [...this.#waiters]) waiter();
+  }
+}
+
+/** An execution as its creation returns it. */
+export interface Run {
+  sessionId: string;
+  executionId: string;
+  ingestToken: string;
+  ingestUrl: string;
+  streamUrl: string;
+  active: boolean;
+}
+
+/** Creates the session when needed and an execution in it. */
+export async function createRun(
+  server: TestServer,
+  sessionId: string,
+  body: Record<string, unknown> = {},
+): Promise<Run> {
+  const session = await server.api(`/v1/sessions/${sessionId}`);
+  await session.body?.cancel();
+  if (session.status === 404) {
+    const created = await server.call("/v1/sessions", { method: "POST", json: { sessionId } });
+    if (created.status !== 201) throw new Error(`session: ${JSON.stringify(created)}`);
+  }
+  const exec = await server.call<Run>(`/v1/sessions/${sessionId}/executions`, {
+    method: "POST",
+    json: body,
+  });
+  if (exec.status !== 201) throw new Error(`execution: ${JSON.stringify(exec)}`);
+  return exec.body;
+}
+
+/** Reads an execution through the REST API. */
+export async function getExecution(
+  server: TestServer,
+  run: { sessionId: string; executionId: string },
+): Promise<Record<string, unknown>> {
+  const res = await server.call(`/v1/sessions/${run.sessionId}/executions/${run.executionId}`);
+  if (res.status !== 200) throw new Error(`execution: ${JSON.stringify(res)}`);
+  return res.body;
+}
+
+/** Reads every stored envelope of a session through `GET …/events`, paging to the end. */
+export async function storedEvents(
+  server: TestServer,
+  sessionId: string,
+): Promise<Envelope[]> {
+  const out: Envelope[] = [];
+  let after = 0;
+  for (;;) {
+    const page = await server.call<{ events: Envelope[]; lastEventId: number; nextAfter: number }>(
+      `/v1/sessions/${sessionId}/events?after=${after}&limit=1000`,
+    );
+    if (page.status !== 200) throw new Error(`events: ${JSON.stringify(page)}`);
+    out.push(...page.body.events);
+    if (page.body.nextAfter >= page.body.lastEventId) return out;
+    after = page.body.nextAfter;
+  }
+}
+
+/** A stored event as viewers and `GET …/events` see it. */
+export interface Envelope {
+  eventId: number;
+  executionId: string;
+  sessionId: string;
+  streamEventType: string;
+  timestamp: string;
+  data: unknown;
+}
+
+/** Polls `check` until it holds (for state only visible through REST). */
+export async function eventually(
+  check: () => Promise<boolean>,
+  what: string,
+  timeoutMs = 5000,
+): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/**
+ * Declares a test that runs `fn` against a fresh instance (closed afterwards). Sockets and
+ * timers of the instance outlive single steps, so the op and resource sanitizers are off.
+ */
+export function serverTest(
+  name: string,
+  fn: (server: TestServer) => Promise<void>,
+  options: StartOptions = {},
+): void {
+  Deno.test({
+    name,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    async fn() {
+      const server = await startServer(options);
+      try {
+        await fn(server);
+      } finally {
+        await server.close();
+      }
+    },
+  });
+}
+
+/**
+ * Completes a WebSocket handshake over plain TCP and returns the connection, positioned
+ * right after the 101 answer. For what `WebSocket` cannot do: close with a reserved code
+ * such as 1001, or never read.
+ */
+export async function rawUpgrade(
+  host: { hostname: string; port: number },
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<Deno.Conn> {
+  const conn = await Deno.connect({ hostname: host.hostname, port: host.port });
+  const key = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(16))));
+  const lines = [
+    `GET ${path} HTTP/1.1`,
+    `Host: ${host.hostname}:${host.port}`,
+    "Upgrade: websocket",
+    "Connection: Upgrade",
+    `Sec-WebSocket-Key: ${key}`,
+    "Sec-WebSocket-Version: 13",
+    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+    "",
+    "",
+  ];
+  await conn.write(new TextEncoder().encode(lines.join("\r\n")));
+  // Read the response head byte by byte, so no frame data is consumed with it.
+  const head: number[] = [];
+  const one = new Uint8Array(1);
+  while (!(head.length >= 4 && head.slice(-4).join() === "13,10,13,10")) {
+    if ((await conn.read(one)) === null) throw new Error("closed during handshake");
+    head.push(one[0]);
+  }
+  const status = new TextDecoder().decode(new Uint8Array(head)).split(" ")[1];
+  if (status !== "101") throw new Error(`handshake answered ${status}`);
+  return conn;
+}
+
+/** Writes a masked client close frame with `code` on a raw connection. */
+export async function rawClose(conn: Deno.Conn, code: number): Promise<void> {
+  const mask = crypto.getRandomValues(new Uint8Array(4));
+  const payload = [code >> 8, code & 0xff];
+  const frame = new Uint8Array([0x88, 0x80 | 2, ...mask, ...payload.map((b, i) => b ^ mask[i])]);
+  await conn.write(frame);
+}

@@ -1,0 +1,429 @@
+/**
+ * The ingest WebSocket over real sockets (PROTOCOL.md 5): admission and its close codes,
+ * `X-Tether-Dial` ordering, `hello`, kill after hello, seq/ack, resend dedupe, `SEQ_GAP`,
+ * liveness frames, pings, terminal frames and the grace record on close.
+ */
+import assert from "node:assert/strict";
+import {
+  createRun,
+  type Envelope,
+  eventually,
+  getExecution,
+  IngestClient,
+  rawClose,
+  rawUpgrade,
+  type Run,
+  serverTest,
+  storedEvents,
+} from "./helpers/ingest_client.ts";
+import { WsViewer } from "./helpers/viewer.ts";
+import type { TestServer } from "./helpers/server.ts";
+import { keys } from "../src/store/keys.ts";
+
+const LONG_GRACE = { graceMs: 600_000 };
+
+const connect = (run: Run, dial?: string) =>
+  IngestClient.connect(run.ingestUrl, { token: run.ingestToken, dial });
+
+const frame = (seq: number | undefined, streamEventType = "output", data: unknown = { n: seq }) =>
+  seq === undefined ? { streamEventType, data } : { streamEventType, seq, data };
+
+/** Stored events of the run that came from the wrapper (not the service's own). */
+async function wrapperEvents(server: TestServer, run: Run): Promise<Envelope[]> {
+  return (await storedEvents(server, run.sessionId)).filter((e) =>
+    e.executionId === run.executionId && e.streamEventType !== "execution_status"
+  );
+}
+
+serverTest("a request without an upgrade is answered 426", async (server) => {
+  const run = await createRun(server, "s426");
+  const res = await fetch(run.ingestUrl.replace(/^ws/, "http"), {
+    headers: { authorization: `Bearer ${run.ingestToken}` },
+  });
+  assert.equal(res.status, 426);
+  assert.equal((await res.json()).error, "UPGRADE_REQUIRED");
+});
+
+serverTest("a missing, wrong or deleted session's token closes with 4401", async (server) => {
+  const run = await createRun(server, "s4401");
+  const forged = run.ingestToken.replace(/.$/, (c) => (c === "A" ? "B" : "A"));
+  for (const token of [undefined, "nonsense", forged, `tok.${run.executionId}.x`]) {
+    const client = await IngestClient.dial(run.ingestUrl, { token });
+    assert.deepEqual((await client.closed).code, 4401, `token ${token}`);
+    assert.equal(client.of("hello").length, 0);
+  }
+  const deleted = await createRun(server, "s4401-deleted");
+  assert.equal((await server.api(`/v1/sessions/s4401-deleted`, { method: "DELETE" })).status, 204);
+  const client = await IngestClient.dial(deleted.ingestUrl, { token: deleted.ingestToken });
+  assert.equal((await client.closed).code, 4401);
+});
+
+serverTest("a token of another execution or a mismatched path closes with 4403", async (server) => {
+  const a = await createRun(server, "s4403-a");
+  const b = await createRun(server, "s4403-b");
+  const wrongExec = await IngestClient.dial(a.ingestUrl, { token: b.ingestToken });
+  assert.equal((await wrongExec.closed).code, 4403);
+  const wrongSession = await IngestClient.dial(
+    a.ingestUrl.replace("/s4403-a/", "/s4403-b/"),
+    { token: a.ingestToken },
+  );
+  assert.equal((await wrongSession.closed).code, 4403);
+  // Neither attempt touched the execution.
+  assert.equal((await getExecution(server, a)).status, "pending");
+});
+
+serverTest("a terminal execution closes with 4000 and its status", async (server) => {
+  const failed = await createRun(server, "s4000");
+  await server.call(`/v1/sessions/s4000/executions/${failed.executionId}/fail`, {
+    method: "POST",
+    json: { error: "nope" },
+  });
+  const queued = await createRun(server, "s4000");
+  await server.call(`/v1/sessions/s4000/executions/${queued.executionId}/interrupt`, {
+    method: "POST",
+    json: {},
+  });
+  for (const [run, status] of [[failed, "failed"], [queued, "interrupted"]] as const) {
+    const client = await IngestClient.dial(run.ingestUrl, { token: run.ingestToken });
+    assert.deepEqual(await client.closed, { code: 4000, reason: `execution ${status}` });
+    assert.equal(client.messages.length, 0);
+  }
+});
+
+serverTest("a queued execution closes with 4009 `not active yet`", async (server) => {
+  await createRun(server, "s4009");
+  const queued = await createRun(server, "s4009");
+  assert.equal(queued.active, false);
+  const client = await IngestClient.dial(queued.ingestUrl, { token: queued.ingestToken });
+  assert.deepEqual(await client.closed, { code: 4009, reason: "not active yet" });
+  assert.equal((await getExecution(server, queued)).status, "pending");
+});
+
+serverTest("admission sends hello and moves pending to running", async (server) => {
+  const run = await createRun(server, "s-hello", { graceMs: 4321 });
+  const client = await connect(run, "w1/1");
+  assert.deepEqual(client.messages, [{
+    type: "hello",
+    executionId: run.executionId,
+    lastSeq: 0,
+    graceMs: 4321,
+    maxFrameBytes: 524288,
+    maxInFlight: 1000,
+  }]);
+  const exec = await getExecution(server, run);
+  assert.equal(exec.status, "running");
+  assert.equal(exec.health, "healthy");
+  assert.ok(exec.startedAt && exec.lastHeartbeatAt);
+  const statuses = (await storedEvents(server, run.sessionId))
+    .filter((e) => e.streamEventType === "execution_status").map((e) => e.data);
+  assert.deepEqual(statuses.at(-1), { status: "running", previousStatus: "pending", active: true });
+  await client.close();
+});
+
+serverTest("X-Tether-Dial orders dials of one wrapper", async (server) => {
+  const run = await createRun(server, "s-dial", LONG_GRACE);
+  const first = await connect(run, "w1/2");
+
+  // A late, abandoned dial (lower n) is the one refused, before any hello.
+  const late = await IngestClient.dial(run.ingestUrl, { token: run.ingestToken, dial: "w1/1" });
+  assert.deepEqual(await late.closed, { code: 4001, reason: "replaced" });
+  assert.equal(late.messages.length, 0);
+  first.send(frame(1));
+  await first.ackOf(1);
+
+  // An equal n replaces the current connection, and so does a higher one.
+  const equal = await connect(run, "w1/2");
+  assert.deepEqual(await first.closed, { code: 4001, reason: "replaced" });
+  const higher = await connect(run, "w1/3");
+  assert.equal((await equal.closed).code, 4001);
+  assert.equal(higher.messages[0].lastSeq, 1);
+
+  // Another wrapper, a missing header and a malformed one always replace.
+  const other = await connect(run, "w2/1");
+  assert.equal((await higher.closed).code, 4001);
+  const missing = await connect(run);
+  assert.equal((await other.closed).code, 4001);
+  const malformed = await connect(run, "not a dial/x");
+  assert.equal((await missing.closed).code, 4001);
+  const afterUnknown = await connect(run, "w1/1");
+  assert.equal((await malformed.closed).code, 4001);
+
+  // Replaced sockets never start a grace: the execution stays healthy.
+  const exec = await getExecution(server, run);
+  assert.equal(exec.health, "healthy");
+  afterUnknown.send(frame(2));
+  await afterUnknown.ackOf(2);
+  assert.deepEqual((await wrapperEvents(server, run)).map((e) => e.data), [{ n: 1 }, { n: 2 }]);
+  await afterUnknown.close();
+});
+
+serverTest("an interrupt sends kill, and again after every hello", async (server) => {
+  const run = await createRun(server, "s-kill", LONG_GRACE);
+  const client = await connect(run, "w/1");
+  const res = await server.call(
+    `/v1/sessions/s-kill/executions/${run.executionId}/interrupt`,
+    { method: "POST", json: {} },
+  );
+  assert.deepEqual(res.body, { executionId: run.executionId, status: "running" });
+  const kill = await client.next((m) => m.type === "kill");
+  assert.deepEqual(kill, { type: "kill", signal: "SIGTERM", reason: "User interrupted" });
+  await client.close(3001);
+
+  const again = await connect(run, "w/2");
+  await again.next((m) => m.type === "kill");
+  assert.deepEqual(again.messages.map((m) => m.type), ["hello", "kill"]);
+  assert.equal(again.messages[1].reason, "User interrupted");
+  // Confirming the kill ends the run.
+  again.send(frame(1, "interrupted", { reason: "User interrupted" }));
+  assert.deepEqual(await again.closed, { code: 4000, reason: "execution interrupted" });
+  assert.equal(client.of("kill").length, 1);
+});
+
+serverTest("acks cover several frames and never run ahead of storage", async (server) => {
+  const run = await createRun(server, "s-ack", LONG_GRACE);
+  const client = await connect(run, "w/1");
+  const total = 300;
+  for (let seq = 1; seq <= total; seq++) client.send(frame(seq));
+  while (client.acked < total) {
+    const acked = client.acked;
+    const stored = (await wrapperEvents(server, run)).length;
+    assert.ok(stored >= acked, `ack ${acked} with only ${stored} stored`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  const acks = client.of("ack").map((m) => m.seq as number);
+  assert.ok(acks.length < total, `one ack per frame (${acks.length})`);
+  assert.deepEqual(acks, [...acks].sort((a, b) => a - b));
+  const stored = await wrapperEvents(server, run);
+  assert.deepEqual(stored.map((e) => (e.data as { n: number }).n), range(1, total));
+  await client.close();
+});
+
+serverTest("a resend after a cut stores nothing twice; hello.lastSeq is the last ack", async (
+  server,
+) => {
+  const run = await createRun(server, "s-resend", LONG_GRACE);
+  const first = await connect(run, "w/1");
+  for (let seq = 1; seq <= 10; seq++) first.send(frame(seq));
+  await first.ackOf(10);
+  await first.close(1000);
+
+  const second = await connect(run, "w/2");
+  assert.equal(second.messages[0].lastSeq, 10);
+  // Resend everything (as a wrapper that lost track would), then more, then cut at once.
+  for (let seq = 1; seq <= 25; seq++) second.send(frame(seq));
+  second.socket.close(3002);
+  const lastAck = second.acked;
+  await second.closed;
+
+  const third = await connect(run, "w/3");
+  const lastSeq = third.messages[0].lastSeq as number;
+  // Frames that arrived before the close are committed, and acked ones certainly are.
+  assert.ok(lastSeq >= Math.max(10, lastAck), `lastSeq ${lastSeq} < ack ${lastAck}`);
+  for (let seq = 1; seq <= 30; seq++) third.send(frame(seq));
+  await third.ackOf(30);
+  // A resend of an acked frame is acked again.
+  third.send(frame(5));
+  await third.until(() => third.of("ack").length >= 2 && third.of("ack").at(-1)!.seq === 30);
+  const stored = await wrapperEvents(server, run);
+  assert.deepEqual(stored.map((e) => (e.data as { n: number }).n), range(1, 30));
+  await third.close();
+
+  const fourth = await connect(run, "w/4");
+  assert.equal(fourth.messages[0].lastSeq, third.acked);
+  await fourth.close();
+});
+
+serverTest("SEQ_GAP names the expected seq once; gap frames are dropped", async (server) => {
+  const run = await createRun(server, "s-gap", LONG_GRACE);
+  const client = await connect(run, "w/1");
+  client.send(frame(3));
+  client.send(frame(4));
+  client.send(frame(1));
+  await client.ackOf(1);
+  const gaps1 = client.of("error");
+  assert.deepEqual(gaps1, [{
+    type: "error",
+    code: "SEQ_GAP",
+    message: gaps1[0]?.message,
+    seq: 3,
+    expectedSeq: 1,
+  }]);
+  client.send(frame(3));
+  await client.until(() => client.of("error").length === 2, "second SEQ_GAP");
+  assert.equal(client.of("error")[1].expectedSeq, 2);
+  // The gap did not use up seq 3: it is stored once 2 arrives.
+  client.send(frame(2));
+  client.send(frame(3));
+  await client.ackOf(3);
+  assert.equal(client.of("error").length, 2);
+  const stored = await wrapperEvents(server, run);
+  assert.deepEqual(stored.map((e) => (e.data as { n: number }).n), [1, 2, 3]);
+  await client.close();
+});
+
+serverTest("a rejected next frame uses up its seq and is acked at once", async (server) => {
+  const run = await createRun(server, "s-reject", LONG_GRACE);
+  const client = await connect(run, "w/1");
+  client.send({ streamEventType: "no spaces allowed", seq: 1, data: {} });
+  await client.ackOf(1);
+  const error = client.of("error")[0];
+  assert.equal(error.code, "INVALID_FRAME");
+  assert.equal(error.seq, 1);
+  client.send(frame(2));
+  await client.ackOf(2);
+  assert.equal(client.of("error").length, 1);
+  assert.deepEqual((await wrapperEvents(server, run)).map((e) => e.data), [{ n: 2 }]);
+  assert.equal(client.socket.readyState, WebSocket.OPEN);
+  await client.close();
+});
+
+serverTest("frames without seq are stored; timestamps are kept when ISO-8601", async (server) => {
+  const run = await createRun(server, "s-noseq", LONG_GRACE);
+  const client = await connect(run, "w/1");
+  const ts = "2024-01-02T03:04:05.678Z";
+  client.send({ streamEventType: "output", timestamp: ts, data: { a: 1 } });
+  client.send({ streamEventType: "output", timestamp: "yesterday", data: { a: 2 } });
+  client.send({ streamEventType: "agent", timestamp: 12, data: { a: 3 } });
+  client.send({ streamEventType: "progress" });
+  await eventually(async () => (await wrapperEvents(server, run)).length === 4, "4 events");
+  const stored = await wrapperEvents(server, run);
+  assert.deepEqual(stored.map((e) => [e.streamEventType, e.data]), [
+    ["output", { a: 1 }],
+    ["output", { a: 2 }],
+    ["agent", { a: 3 }],
+    ["progress", null],
+  ]);
+  assert.equal(stored[0].timestamp, ts);
+  for (const e of stored.slice(1)) {
+    assert.ok(Math.abs(Date.parse(e.timestamp) - Date.now()) < 60_000, e.timestamp);
+  }
+  assert.equal(client.of("ack").length, 0);
+  assert.equal(client.of("error").length, 0);
+  await client.close();
+});
+
+serverTest("heartbeat and pong are neither stored nor broadcast", async (server) => {
+  const run = await createRun(server, "s-live", LONG_GRACE);
+  const client = await connect(run, "w/1");
+  const viewer = await WsViewer.open(server.wsUrl, run.sessionId);
+  client.send({ streamEventType: "heartbeat" });
+  client.send({ streamEventType: "pong", data: {} });
+  client.send(frame(1));
+  await client.ackOf(1);
+  await viewer.until((events) => events.some((e) => e.streamEventType === "output"));
+  const types = (await storedEvents(server, run.sessionId)).map((e) => e.streamEventType);
+  assert.deepEqual(types, ["execution_status", "execution_status", "output"]);
+  assert.deepEqual(viewer.events.map((e) => e.streamEventType), types);
+  assert.equal(client.of("error").length, 0);
+  await viewer.close();
+  await client.close();
+});
+
+serverTest("the service pings a quiet connection", async (server) => {
+  const run = await createRun(server, "s-ping", LONG_GRACE);
+  const client = await connect(run, "w/1");
+  await client.next((m) => m.type === "ping", 3000);
+  assert.deepEqual(client.of("ping")[0], { type: "ping" });
+  client.send({ streamEventType: "pong" });
+  assert.equal(client.socket.readyState, WebSocket.OPEN);
+  await client.close();
+}, { config: { pingMs: 100 } });
+
+const terminalCases: [string, unknown, string, string | undefined][] = [
+  ["complete", { exitCode: 0 }, "completed", undefined],
+  ["interrupted", {}, "interrupted", "User interrupted"],
+  ["interrupted", { reason: "stopped by user" }, "interrupted", "stopped by user"],
+  ["error", { fatal: true, error: "boom", message: "ignored" }, "failed", "boom"],
+  ["error", { fatal: true, message: "from message" }, "failed", "from message"],
+  ["error", { fatal: true, code: "X" }, "failed", "Fatal error"],
+];
+
+serverTest("terminal frames are stored, acked, then closed with 4000", async (server) => {
+  for (const [i, [type, data, status, error]] of terminalCases.entries()) {
+    const run = await createRun(server, `s-term-${i}`, LONG_GRACE);
+    const client = await connect(run, "w/1");
+    client.send(frame(1));
+    client.send({ streamEventType: type, seq: 2, data });
+    // Frames after the terminal one are neither stored nor acked.
+    client.send(frame(3));
+    client.send(frame(undefined, "output", { late: true }));
+    assert.deepEqual(await client.closed, { code: 4000, reason: `execution ${status}` });
+    assert.equal(client.acked, 2, `${type} acked before the close`);
+    const exec = await getExecution(server, run);
+    assert.equal(exec.status, status);
+    assert.equal(exec.error, error);
+    assert.equal(exec.health, null);
+    const events = (await storedEvents(server, run.sessionId)).slice(2);
+    assert.deepEqual(events.map((e) => e.streamEventType), [
+      "output",
+      type,
+      "execution_status",
+    ]);
+    assert.deepEqual(events[1].data, data);
+    assert.deepEqual(
+      events[2].data,
+      error === undefined
+        ? { status, previousStatus: "running", active: false }
+        : { status, previousStatus: "running", active: false, error },
+    );
+  }
+});
+
+serverTest("a non-fatal error frame is just stored and the socket stays open", async (server) => {
+  const run = await createRun(server, "s-nonfatal", LONG_GRACE);
+  const client = await connect(run, "w/1");
+  client.send(frame(1, "error", { error: "minor", fatal: false }));
+  client.send(frame(2, "error"));
+  client.send(frame(3));
+  await client.ackOf(3);
+  assert.equal((await getExecution(server, run)).status, "running");
+  assert.deepEqual(
+    (await wrapperEvents(server, run)).map((e) => e.streamEventType),
+    ["error", "error", "output"],
+  );
+  await client.close();
+});
+
+serverTest("a close by the wrapper starts a grace; service closes do not", async (server) => {
+  for (const code of [1000, 1001, 4321]) {
+    const run = await createRun(server, `s-grace-${code}`, LONG_GRACE);
+    if (code === 1001) {
+      // WebSocket clients may not send 1001; a raw socket can.
+      const url = new URL(run.ingestUrl);
+      const conn = await rawUpgrade(
+        { hostname: url.hostname, port: Number(url.port) },
+        url.pathname,
+        { authorization: `Bearer ${run.ingestToken}` },
+      );
+      await conn.read(new Uint8Array(4096)); // hello
+      await rawClose(conn, 1001);
+      conn.close();
+    } else {
+      const client = await connect(run, "w/1");
+      await client.close(code, "bye");
+    }
+    await eventually(
+      async () => (await getExecution(server, run)).health === "disconnected",
+      `grace after ${code}`,
+    );
+    const grace = await server.kv.get<{ wsCloseCode: number }>(keys.grace(run.sessionId));
+    assert.equal(grace.value?.wsCloseCode, code);
+    // Reconnecting cancels it.
+    const back = await connect(run, "w/2");
+    assert.equal((await getExecution(server, run)).health, "healthy");
+    await back.close();
+  }
+  // 4000 from the service: the execution is over, no grace.
+  const done = await createRun(server, "s-grace-4000", LONG_GRACE);
+  const client = await connect(done, "w/1");
+  client.send(frame(1, "complete", { exitCode: 0 }));
+  assert.equal((await client.closed).code, 4000);
+  const exec = await getExecution(server, done);
+  assert.equal(exec.status, "completed");
+  const session = await server.call(`/v1/sessions/s-grace-4000`);
+  assert.equal(session.body.activeExecutionId, null);
+});
+
+function range(from: number, to: number): number[] {
+  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
+}

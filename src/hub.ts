@@ -41,6 +41,8 @@ export class Hub {
   readonly #abort = new AbortController();
   #poll?: ReturnType<typeof setInterval>;
   #bellWatch?: ReadableStream<unknown>;
+  #delivering?: Promise<void>;
+  #deliverAgain = false;
 
   constructor(
     private readonly kv: Deno.Kv,
@@ -85,8 +87,26 @@ export class Hub {
     return [...this.#connections.values()];
   }
 
-  /** Reads and applies this instance's inbox messages. */
-  async deliverInbox(): Promise<void> {
+  /**
+   * Reads and applies this instance's inbox messages. Calls made while a delivery runs
+   * share one follow-up run: two overlapping reads would both see, and apply, the same
+   * messages (a kill sent twice).
+   */
+  deliverInbox(): Promise<void> {
+    if (this.#delivering) {
+      this.#deliverAgain = true;
+      return this.#delivering;
+    }
+    this.#delivering = (async () => {
+      do {
+        this.#deliverAgain = false;
+        await this.#deliverOnce();
+      } while (this.#deliverAgain);
+    })().finally(() => this.#delivering = undefined);
+    return this.#delivering;
+  }
+
+  async #deliverOnce(): Promise<void> {
     if (this.#abort.signal.aborted) return;
     let messages: InboxMessage[];
     try {

@@ -976,6 +976,8 @@ export async function fireDeadline(
   const { result, effects } = await change(ctx, sid, async (tx, p) => {
     const timer = await tx.get<TimerRecord>(timerKey);
     if (!timer) return null;
+    // An early wake-up must leave the deadline armed: deleting it would lose the deadline.
+    if (timer.dueAt > p.now) return "early";
     tx.delete(timerKey);
     return await applyDeadline(ctx, tx, p, timer);
   });

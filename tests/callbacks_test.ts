@@ -1,0 +1,187 @@
+/**
+ * Completion callbacks (PROTOCOL.md 4, `callbackUrl`): a signed POST when an execution ends,
+ * retried with durable backoff on network errors, 429 and 5xx, not on other 4xx. A real
+ * local HTTP server receives them; the backoff base is shortened through service options.
+ */
+import assert from "node:assert/strict";
+import { delay } from "../src/async.ts";
+import { wakeupVariants } from "./helpers/deadline_env.ts";
+import {
+  createRun,
+  eventually,
+  getExecution,
+  IngestClient,
+  serverTest,
+} from "./helpers/ingest_client.ts";
+import type { StartOptions } from "./helpers/server.ts";
+
+const SECRET = "callback-signing-secret-for-tests";
+const BACKOFF_MS = 50;
+
+/** One POST the receiver got. */
+interface Received {
+  at: number;
+  body: string;
+  signature: string | null;
+  contentType: string | null;
+}
+
+/** A local HTTP server answering callbacks with the given statuses in turn (then 200). */
+function startReceiver(statuses: number[] = []) {
+  const received: Received[] = [];
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, async (req) => {
+    received.push({
+      at: Date.now(),
+      body: await req.text(),
+      signature: req.headers.get("x-tether-signature"),
+      contentType: req.headers.get("content-type"),
+    });
+    return new Response(null, { status: statuses.shift() ?? 200 });
+  });
+  return {
+    url: `http://127.0.0.1:${server.addr.port}/hook`,
+    received,
+    [Symbol.asyncDispose]: () => server.shutdown(),
+  };
+}
+
+async function expectedSignature(body: string): Promise<string> {
+  const key = await crypto.subtle.importKey(
+    "raw",
+    new TextEncoder().encode(SECRET),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(body)));
+  return "sha256=" + Array.from(mac, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+const options = (extra: StartOptions["config"] = {}): StartOptions => ({
+  config: { ticketSecret: SECRET, ...extra },
+  deadlines: { callbackBackoffMs: BACKOFF_MS },
+});
+
+for (const { label, config } of wakeupVariants()) {
+  serverTest(`[${label}] a completed execution's callback is one signed POST`, async (server) => {
+    await using receiver = startReceiver();
+    const run = await createRun(server, "s1", { callbackUrl: receiver.url });
+    const wrapper = await IngestClient.connect(run.ingestUrl, { token: run.ingestToken });
+    wrapper.send({ streamEventType: "complete", seq: 1, data: { exitCode: 0 } });
+    assert.equal((await wrapper.closed).code, 4000);
+    await eventually(async () => receiver.received.length === 1, "callback");
+    const [hook] = receiver.received;
+    const exec = await getExecution(server, run);
+    assert.deepEqual(JSON.parse(hook.body), {
+      sessionId: "s1",
+      executionId: run.executionId,
+      status: "completed",
+      completedAt: exec.completedAt,
+    });
+    assert.equal(hook.signature, await expectedSignature(hook.body));
+    assert.equal(hook.contentType, "application/json");
+    await delay(BACKOFF_MS * 4);
+    assert.equal(receiver.received.length, 1);
+  }, options(config));
+}
+
+serverTest("429 and 5xx are retried with doubling backoff until delivered", async (server) => {
+  await using receiver = startReceiver([503, 429]);
+  const run = await createRun(server, "s1", { callbackUrl: receiver.url });
+  await server.call(`/v1/sessions/s1/executions/${run.executionId}/fail`, {
+    method: "POST",
+    json: { error: "boom" },
+  });
+  await eventually(async () => receiver.received.length === 3, "three tries");
+  const [a, b, c] = receiver.received;
+  assert.deepEqual(JSON.parse(a.body), {
+    sessionId: "s1",
+    executionId: run.executionId,
+    status: "failed",
+    error: "boom",
+    completedAt: (await getExecution(server, run)).completedAt,
+  });
+  assert.equal(b.body, a.body);
+  assert.equal(c.body, a.body);
+  assert.equal(c.signature, await expectedSignature(c.body));
+  assert.ok(b.at - a.at >= BACKOFF_MS, `first retry after ${b.at - a.at} ms`);
+  assert.ok(c.at - b.at >= 2 * BACKOFF_MS, `second retry after ${c.at - b.at} ms`);
+  await delay(BACKOFF_MS * 8);
+  assert.equal(receiver.received.length, 3);
+}, options());
+
+serverTest("another 4xx is not retried", async (server) => {
+  await using receiver = startReceiver([400]);
+  const run = await createRun(server, "s1", { callbackUrl: receiver.url });
+  await server.call(`/v1/sessions/s1/executions/${run.executionId}/interrupt`, {
+    method: "POST",
+    json: { reason: "never mind" },
+  });
+  await eventually(async () => receiver.received.length === 1, "callback");
+  assert.deepEqual(JSON.parse(receiver.received[0].body).error, "never mind");
+  assert.equal(JSON.parse(receiver.received[0].body).status, "interrupted");
+  await delay(BACKOFF_MS * 8);
+  assert.equal(receiver.received.length, 1);
+}, options());
+
+serverTest("a callback that keeps failing is tried 5 times, then given up", async (server) => {
+  await using receiver = startReceiver([500, 500, 500, 500, 500, 500, 500]);
+  const run = await createRun(server, "s1", { callbackUrl: receiver.url });
+  await server.call(`/v1/sessions/s1/executions/${run.executionId}/fail`, {
+    method: "POST",
+    json: { error: "boom" },
+  });
+  await eventually(async () => receiver.received.length === 5, "five tries");
+  await delay(BACKOFF_MS * 20); // the next would come after 16 × base
+  assert.equal(receiver.received.length, 5);
+  assert.equal(
+    server.service.rt.metrics.get("tether_deadlines_fired_total", {
+      kind: "callback",
+      outcome: "gave-up",
+    }),
+    1,
+  );
+}, options());
+
+serverTest("network errors are retried", async (server) => {
+  // A TCP listener that hangs up on every connection: fetch fails with a network error.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let accepted = 0;
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      accepted++;
+      conn.close();
+    }
+  })().catch(() => {});
+  try {
+    const run = await createRun(server, "s1", {
+      callbackUrl: `http://127.0.0.1:${listener.addr.port}/hook`,
+    });
+    await server.call(`/v1/sessions/s1/executions/${run.executionId}/fail`, {
+      method: "POST",
+      json: { error: "boom" },
+    });
+    await eventually(async () => accepted >= 3, "three tries");
+  } finally {
+    listener.close();
+    await accepting;
+  }
+}, options());
+
+serverTest(
+  "deleting a session sends the callback even though its data is purged",
+  async (server) => {
+    await using receiver = startReceiver([503]);
+    const run = await createRun(server, "s1", { callbackUrl: receiver.url });
+    const res = await server.api("/v1/sessions/s1", { method: "DELETE" });
+    assert.equal(res.status, 204);
+    await eventually(async () => receiver.received.length === 2, "callback and its retry");
+    for (const hook of receiver.received) {
+      const body = JSON.parse(hook.body);
+      assert.equal(body.executionId, run.executionId);
+      assert.equal(body.status, "failed");
+      assert.equal(body.error, "Session deleted");
+    }
+  },
+  options(),
+);

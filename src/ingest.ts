@@ -30,6 +30,10 @@ import type { ConnectionHandle } from "./hub.ts";
 const MAX_BATCH_BYTES = 700_000;
 /** …and at most this many events (KV allows 1,000 mutations per commit). */
 const MAX_BATCH_EVENTS = 800;
+/** A service close waits until the wrapper has sent nothing for this long… */
+const CLOSE_QUIET_MS = 10;
+/** …but never longer than this. */
+const CLOSE_MAX_WAIT_MS = 1000;
 /** Consecutive seconds over the frame rate that close the connection. */
 const FLOOD_SECONDS = 3;
 
@@ -104,6 +108,8 @@ export class IngestConnection implements ConnectionHandle {
   #lastHeartbeatWrite = 0;
   #rate = { second: 0, count: 0, overStreak: 0 };
   #pingTimer?: ReturnType<typeof setInterval>;
+  #closeTimer?: ReturnType<typeof setTimeout>;
+  #lastReceivedAt = 0;
   #release?: () => void;
 
   constructor(
@@ -149,11 +155,23 @@ export class IngestConnection implements ConnectionHandle {
     if (this.#state !== "open") return;
     this.#state = "closing";
     this.#serviceClose = { code, reason };
-    try {
-      this.socket.close(code, reason);
-    } catch {
-      // the socket is already gone; onclose records it
-    }
+    // Closing a Deno WebSocket while the peer's frames are still unread resets the TCP
+    // connection, and the wrapper then sees 0 instead of our code. So the close frame goes
+    // out once the wrapper has been quiet for a moment (or after a bounded wait).
+    const giveUpAt = Date.now() + CLOSE_MAX_WAIT_MS;
+    const closeWhenQuiet = () => {
+      const now = Date.now();
+      if (now - this.#lastReceivedAt < CLOSE_QUIET_MS && now < giveUpAt) {
+        this.#closeTimer = setTimeout(closeWhenQuiet, CLOSE_QUIET_MS);
+        return;
+      }
+      try {
+        this.socket.close(code, reason);
+      } catch {
+        // the socket is already gone; onclose records it
+      }
+    };
+    closeWhenQuiet();
   }
 
   /** Hub command: ask the wrapper to stop its agent. */
@@ -173,6 +191,7 @@ export class IngestConnection implements ConnectionHandle {
   }
 
   #onMessage(raw: unknown): void {
+    this.#lastReceivedAt = Date.now();
     if (this.#state !== "open" || this.#terminalSeen) return;
     if (this.#flooded()) return;
     if (typeof raw !== "string") {
@@ -368,6 +387,7 @@ export class IngestConnection implements ConnectionHandle {
     const recorded = this.#serviceClose ?? { code: code === 0 ? CloseCode.abnormal : code, reason };
     this.#state = "done";
     clearInterval(this.#pingTimer);
+    clearTimeout(this.#closeTimer);
     this.#release?.();
     this.rt.metrics.set("tether_ingest_sockets", this.rt.hub.connectionCount);
     try {

@@ -134,12 +134,26 @@ export async function transact<T>(
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
     signal?.throwIfAborted();
     const tx = new Transaction(kv, queues);
-    const result = await fn(tx);
-    if (tx.writes.size === 0 && tx.messages.length === 0) return result;
-    const commit = await tx.commit();
-    if (commit.ok) return result;
+    let committed: boolean;
+    let result: T;
+    try {
+      result = await fn(tx);
+      if (tx.writes.size === 0 && tx.messages.length === 0) return result;
+      committed = (await tx.commit()).ok;
+    } catch (err) {
+      // A local KV file written through another handle (a second instance or process) is
+      // briefly locked; nothing was committed, so this is a conflict like any other.
+      if (!isLocked(err)) throw err;
+      committed = false;
+    }
+    if (committed) return result!;
     // Conflict: back off a little (with jitter so racing writers spread out), then rerun.
     await delay(Math.random() * Math.min(50, 2 ** attempt), { signal });
   }
   throw new TransactionConflictError(`transaction conflicted ${maxAttempts} times`);
+}
+
+/** SQLite's busy error, as a local KV file reports it while another handle writes. */
+function isLocked(err: unknown): boolean {
+  return err instanceof Error && /database is locked/.test(err.message);
 }

@@ -1,7 +1,7 @@
 /**
- * Identifiers and secrets: monotonic ULIDs for session and execution ids, random ingest
- * tokens (which carry their execution id, so admission needs one KV read), SHA-256 hashes
- * and constant-time comparison.
+ * Identifiers and secrets: monotonic ULIDs for session and execution ids, random secrets,
+ * the shape of ingest tokens (which carry their execution id, so admission needs one KV
+ * read), SHA-256 hashes and constant-time comparison.
  *
  * @module
  */
@@ -20,10 +20,12 @@ let lastRandom: number[] = [];
  */
 export function ulid(now: number = Date.now()): string {
   if (now <= lastTime) {
-    // Same millisecond (or a clock step back): increment the random part instead.
+    // Same millisecond (or a clock step back): increment the random part instead, and on
+    // the (astronomically rare) overflow of all 80 bits borrow the next millisecond.
     let i = lastRandom.length - 1;
     while (i >= 0 && lastRandom[i] === 31) lastRandom[i--] = 0;
     if (i >= 0) lastRandom[i]++;
+    else lastTime++;
     now = lastTime;
   } else {
     lastTime = now;
@@ -47,12 +49,10 @@ export function randomSecret(bytes = 32): string {
     .replace(/=+$/, "");
 }
 
-/** An ingest token: `tok.<executionId>.<256-bit secret>`. */
-export function newIngestToken(executionId: string): string {
-  return `tok.${executionId}.${randomSecret(32)}`;
-}
-
-/** The execution id a token names, or `undefined` when it is not shaped like a token. */
+/**
+ * The execution id an ingest token (`tok.<executionId>.<43 base64url characters>`, see
+ * `Credentials.ingestToken`) names, or `undefined` when the text is not shaped like one.
+ */
 export function tokenExecutionId(token: string): string | undefined {
   const m = /^tok\.(exc_[0-9A-Z]{26})\.[A-Za-z0-9_-]{43}$/.exec(token);
   return m?.[1];

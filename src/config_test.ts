@@ -1,0 +1,105 @@
+import assert from "node:assert/strict";
+import { ConfigError, DEFAULT_KV_PATH, loadConfig, testConfig } from "./config.ts";
+
+Deno.test("loadConfig gives every default of the contract", () => {
+  const c = loadConfig({});
+  assert.deepEqual(c.apiKeys, []);
+  assert.equal(c.ticketSecret, undefined);
+  assert.equal(c.ticketTtlMs, 60_000);
+  assert.deepEqual(c.allowedOrigins, []);
+  assert.equal(c.publicUrl, undefined);
+  assert.equal(c.kvPath, DEFAULT_KV_PATH);
+  assert.equal(c.port, 8000);
+  assert.equal(c.maxQueue, 16);
+  assert.equal(c.maxInFlight, 1000);
+  assert.equal(c.maxFrameBytes, 524_288);
+  assert.equal(c.maxFramesPerSec, 20_000);
+  assert.equal(c.heartbeatWriteMs, 5000);
+  assert.equal(c.pingMs, 15_000);
+  assert.equal(c.sseKeepAliveMs, 15_000);
+  assert.equal(c.viewerBufferBytes, 8 * 1024 * 1024);
+  assert.equal(c.disconnectGraceMs, 10_000);
+  assert.equal(c.heartbeatTimeoutMs, 120_000);
+  assert.equal(c.pendingTimeoutMs, 300_000);
+  assert.equal(c.interruptTimeoutMs, 10_000);
+  assert.equal(c.sessionTtlMs, 7_776_000_000);
+  assert.equal(c.timerWakeups, undefined);
+});
+
+Deno.test("loadConfig parses lists, numbers and URLs", () => {
+  const c = loadConfig({
+    TETHER_API_KEYS: " k1, k2 ,,k3",
+    TETHER_ALLOWED_ORIGINS: "https://a.example,https://b.example",
+    TETHER_PUBLIC_URL: "https://tether.example:8443/",
+    TETHER_KV_PATH: ":memory:",
+    TETHER_MAX_QUEUE: "2",
+    TETHER_DISCONNECT_GRACE_MS: "1500",
+    TETHER_TIMER_WAKEUPS: "sweep, cron",
+    TETHER_TICKET_SECRET: "0123456789abcdef",
+    PORT: "0",
+  });
+  assert.deepEqual(c.apiKeys, ["k1", "k2", "k3"]);
+  assert.deepEqual(c.allowedOrigins, ["https://a.example", "https://b.example"]);
+  assert.equal(c.publicUrl, "https://tether.example:8443");
+  assert.equal(c.kvPath, ":memory:");
+  assert.equal(c.maxQueue, 2);
+  assert.equal(c.disconnectGraceMs, 1500);
+  assert.deepEqual(c.timerWakeups, ["sweep", "cron"]);
+  assert.equal(c.ticketSecret, "0123456789abcdef");
+  assert.equal(c.port, 0);
+});
+
+Deno.test("on Deno Deploy (no path given) the platform's KV is used", () => {
+  assert.equal(loadConfig({ DENO_DEPLOYMENT_ID: "abc" }).kvPath, undefined);
+  assert.equal(loadConfig({ DENO_DEPLOYMENT_ID: "abc", TETHER_KV_PATH: "x.kv" }).kvPath, "x.kv");
+});
+
+Deno.test("empty variables count as unset", () => {
+  const c = loadConfig({ TETHER_DISCONNECT_GRACE_MS: "", PORT: "", TETHER_MAX_QUEUE: " " });
+  assert.equal(c.disconnectGraceMs, 10_000);
+  assert.equal(c.port, 8000);
+  assert.equal(c.maxQueue, 16);
+});
+
+const bad: [string, string][] = [
+  ["PORT", "http"],
+  ["PORT", "70000"],
+  ["TETHER_MAX_QUEUE", "-1"],
+  ["TETHER_MAX_QUEUE", "1.5"],
+  ["TETHER_DISCONNECT_GRACE_MS", "soon"],
+  ["TETHER_HEARTBEAT_TIMEOUT_MS", "0"],
+  ["TETHER_TICKET_TTL_MS", "999"],
+  ["TETHER_TICKET_TTL_MS", "86400001"],
+  ["TETHER_MAX_FRAME_BYTES", "716801"],
+  ["TETHER_PUBLIC_URL", "ftp://host"],
+  ["TETHER_PUBLIC_URL", "not a url"],
+  ["TETHER_TICKET_SECRET", "short"],
+  ["TETHER_TIMER_WAKEUPS", "sweep,alarm"],
+  ["TETHER_LOG_LEVEL", "loud"],
+];
+
+for (const [name, value] of bad) {
+  Deno.test(`a bad ${name} (${JSON.stringify(value)}) throws ConfigError naming it`, () => {
+    assert.throws(
+      () => loadConfig({ [name]: value }),
+      (err) => err instanceof ConfigError && err.message.includes(name),
+    );
+  });
+}
+
+Deno.test("ConfigError names every bad variable at once", () => {
+  assert.throws(
+    () => loadConfig({ PORT: "x", TETHER_MAX_QUEUE: "y" }),
+    (err) =>
+      err instanceof ConfigError && err.message.includes("PORT") &&
+      err.message.includes("TETHER_MAX_QUEUE"),
+  );
+});
+
+Deno.test("testConfig uses memory KV, the test key and silent logs", () => {
+  const c = testConfig({ maxQueue: 3 });
+  assert.equal(c.kvPath, ":memory:");
+  assert.deepEqual(c.apiKeys, ["test-key"]);
+  assert.equal(c.logLevel, "silent");
+  assert.equal(c.maxQueue, 3);
+});

@@ -1,0 +1,110 @@
+import assert from "node:assert/strict";
+import { appendEvents, CHUNK_BYTES, type NewEvent, readEvents, readHead } from "./events.ts";
+import { keys } from "./keys.ts";
+import { transact } from "./transact.ts";
+
+const event = (streamEventType: string, data: unknown, timestamp = "2026-01-01T00:00:00.000Z") =>
+  ({ executionId: "exc_1", streamEventType, timestamp, data }) satisfies NewEvent;
+
+async function withKv(fn: (kv: Deno.Kv) => Promise<void>): Promise<void> {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    await fn(kv);
+  } finally {
+    kv.close();
+  }
+}
+
+const append = (kv: Deno.Kv, sid: string, events: NewEvent[], now = 1) =>
+  transact(kv, (tx) => appendEvents(tx, sid, events, now));
+
+Deno.test("appendEvents numbers events 1, 2, 3… per session, in order", async () => {
+  await withKv(async (kv) => {
+    const first = await append(kv, "s", [event("a", 1), event("b", 2)]);
+    const second = await append(kv, "s", [event("c", 3)]);
+    const other = await append(kv, "t", [event("x", 0)]);
+    assert.deepEqual(first.map((e) => e.envelope.eventId), [1, 2]);
+    assert.deepEqual(second.map((e) => e.envelope.eventId), [3]);
+    assert.deepEqual(other.map((e) => e.envelope.eventId), [1]);
+    const read = await readEvents(kv, "s", { after: 0, limit: 10 });
+    assert.deepEqual(read.map((e) => e.envelope.streamEventType), ["a", "b", "c"]);
+    assert.deepEqual(read.map((e) => e.envelope.data), [1, 2, 3]);
+    const head = await transact(kv, (tx) => readHead(tx, "s"));
+    assert.equal(head.lastEventId, 3);
+  });
+});
+
+Deno.test("stored JSON has the envelope's key order and reads back as stored", async () => {
+  await withKv(async (kv) => {
+    const [stored] = await append(kv, "s", [event("agent", { z: 1, a: [true, null] })]);
+    assert.equal(
+      stored.json,
+      '{"eventId":1,"executionId":"exc_1","sessionId":"s","streamEventType":"agent",' +
+        '"timestamp":"2026-01-01T00:00:00.000Z","data":{"z":1,"a":[true,null]}}',
+    );
+    const [read] = await readEvents(kv, "s", { after: 0, limit: 1 });
+    assert.equal(read.json, stored.json);
+    assert.deepEqual(read.envelope, stored.envelope);
+  });
+});
+
+Deno.test("absent data is stored as null", async () => {
+  await withKv(async (kv) => {
+    const [stored] = await append(kv, "s", [event("ping", undefined)]);
+    assert.equal(stored.envelope.data, null);
+  });
+});
+
+Deno.test("a 200 KiB event is split into chunks and read back byte for byte", async () => {
+  await withKv(async (kv) => {
+    // Multi-byte characters make sure chunk borders inside a code point are harmless.
+    const text = "é€😀x".repeat(200 * 1024 / 10);
+    const [, stored] = await append(kv, "s", [event("before", 1), event("big", { text })]);
+    await append(kv, "s", [event("after", 2)]);
+    assert.ok(new TextEncoder().encode(stored.json).length > 3 * CHUNK_BYTES);
+    const marker = (await kv.get(keys.event("s", 2))).value;
+    assert.equal(typeof marker, "number");
+    const chunks = await Array.fromAsync(kv.list({ prefix: keys.eventChunks("s", 2) }));
+    assert.equal(chunks.length, marker);
+    const read = await readEvents(kv, "s", { after: 0, limit: 10 });
+    assert.deepEqual(read.map((e) => e.envelope.eventId), [1, 2, 3]);
+    assert.ok(read[1].json === stored.json, "the stored JSON reads back unchanged");
+    assert.ok((read[1].envelope.data as { text: string }).text === text);
+  });
+});
+
+Deno.test("an event exactly at the chunk size stays one value; one byte more is chunked", async () => {
+  await withKv(async (kv) => {
+    const overhead = new TextEncoder().encode(
+      (await append(kv, "t", [event("t", "")]))[0].json, // same id length as "s"
+    ).length;
+    const fits = "a".repeat(CHUNK_BYTES - overhead);
+    await append(kv, "s", [event("t", fits), event("t", fits + "b")]);
+    const [one, two] = await kv.getMany([keys.event("s", 1), keys.event("s", 2)]);
+    assert.ok(one.value instanceof Uint8Array && one.value.length === CHUNK_BYTES);
+    assert.ok(two.value === 2, "the second event is stored as two chunks");
+    const read = await readEvents(kv, "s", { after: 0, limit: 10 });
+    assert.ok(read[0].envelope.data === fits && read[1].envelope.data === fits + "b");
+  });
+});
+
+Deno.test("readEvents honours after, limit and upTo", async () => {
+  await withKv(async (kv) => {
+    await append(kv, "s", Array.from({ length: 10 }, (_, i) => event("t", i)));
+    const ids = async (after: number, limit: number, upTo?: number) =>
+      (await readEvents(kv, "s", { after, limit, upTo })).map((e) => e.envelope.eventId);
+    assert.deepEqual(await ids(0, 3), [1, 2, 3]);
+    assert.deepEqual(await ids(7, 100), [8, 9, 10]);
+    assert.deepEqual(await ids(10, 100), []);
+    assert.deepEqual(await ids(2, 100, 4), [3, 4]);
+    assert.deepEqual(await ids(4, 100, 4), []);
+  });
+});
+
+Deno.test("a chunked event with a missing chunk is reported, never returned cut", async () => {
+  await withKv(async (kv) => {
+    await append(kv, "s", [event("big", "x".repeat(3 * CHUNK_BYTES))]);
+    await kv.delete(keys.eventChunk("s", 1, 1));
+    await assert.rejects(readEvents(kv, "s", { after: 0, limit: 1 }), /incomplete/);
+  });
+});

@@ -6,10 +6,14 @@
  *
  * @module
  */
+import { delay } from "./src/async.ts";
 import { ConfigError, loadConfig } from "./src/config.ts";
 import { randomSecret } from "./src/ids.ts";
 import { recoverLostConnections } from "./src/lifecycle.ts";
 import { createService } from "./src/service.ts";
+
+/** Longest wait for ingest sockets to close on SIGINT/SIGTERM before exiting anyway. */
+const SHUTDOWN_WAIT_MS = 5000;
 
 async function main(): Promise<void> {
   let config;
@@ -40,7 +44,7 @@ async function main(): Promise<void> {
     const started = await recoverLostConnections(rt.ctx);
     if (started > 0) rt.log.info("grace started for connections lost in a restart", { started });
   }
-  if (config.kvPath === undefined && typeof Deno.cron === "function") {
+  if (service.runner.wakeups.includes("cron") && typeof Deno.cron === "function") {
     Deno.cron("tether-deadlines", "* * * * *", () => service.runner.sweep());
   }
   const server = Deno.serve({
@@ -55,7 +59,9 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     rt.log.info("shutting down", { signal });
-    await service.stop();
+    // A peer that never answers the close handshake must not hold the exit: a connection
+    // whose close was not recorded keeps its record, and the next start gives it a grace.
+    await Promise.race([service.stop(), delay(SHUTDOWN_WAIT_MS)]);
     await server.shutdown();
     kv.close();
     Deno.exit(0);

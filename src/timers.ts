@@ -70,6 +70,11 @@ export class DeadlineRunner {
     this.#limit = new Limiter(this.#options.concurrency);
   }
 
+  /** The wake-ups this runner uses (`cron` included when the platform needs it). */
+  get wakeups(): readonly TimerWakeup[] {
+    return this.#options.wakeups;
+  }
+
   /** Starts the configured wake-ups (`cron` is registered by the entry point, once per process). */
   start(): void {
     if (this.#options.wakeups.includes("queue")) {

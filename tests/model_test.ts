@@ -14,7 +14,7 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     const seed = seedFrom("TETHER_MODEL_SEED");
-    const runs = countFrom("TETHER_MODEL_RUNS", 12);
+    const runs = countFrom("TETHER_MODEL_RUNS", 60);
     const stats = await runModel({ seed, runs });
     console.log(`model: seed ${seed}, ${JSON.stringify(stats)}`);
   },

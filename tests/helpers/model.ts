@@ -683,7 +683,7 @@ export async function runModel(options: ModelOptions): Promise<ModelStats> {
     framesAcked: 0,
   };
   const property = fc.asyncProperty(
-    fc.commands(commandArbitraries, { maxCommands: options.maxCommands ?? 40, size: "max" }),
+    fc.commands(commandArbitraries, { maxCommands: options.maxCommands ?? 60, size: "max" }),
     async (commands) => {
       const world = await World.start();
       try {

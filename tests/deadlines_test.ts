@@ -326,3 +326,13 @@ serverTest(
   },
   { config: { ...manual.config, interruptTimeoutMs: 200 } },
 );
+
+serverTest("a deadline fires through the queue alone (no sweep)", async (server) => {
+  const run = await createRun(server, "s1");
+  await eventually(
+    async () => (await getExecution(server, run)).status === "failed",
+    "the pending deadline",
+    3000,
+  );
+  assert.equal((await getExecution(server, run)).error, ErrorText.neverConnected);
+}, { config: { timerWakeups: ["queue"], pendingTimeoutMs: 300 } });

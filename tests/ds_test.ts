@@ -5,20 +5,18 @@
  */
 import assert from "node:assert/strict";
 import { stream } from "@durable-streams/client";
-import type { Envelope } from "../src/protocol.ts";
 import { API_KEY, startServer, type TestServer } from "./helpers/server.ts";
-import { connectIngest, createRun, lastEventId, type Run, waitUntil } from "./helpers/runs.ts";
+import {
+  createRun,
+  type Envelope,
+  eventually,
+  type Run,
+  storedEvents,
+} from "./helpers/ingest_client.ts";
+import { connectIngest } from "./helpers/runs.ts";
 
 const auth = { Authorization: `Bearer ${API_KEY}` };
 const dsUrl = (server: TestServer, sid: string) => `${server.url}/v1/sessions/${sid}/ds`;
-
-/** The whole log through the JSON events route, for comparison. */
-async function storedLog(server: TestServer, sid: string): Promise<Envelope[]> {
-  const { body } = await server.call<{ events: Envelope[] }>(
-    `/v1/sessions/${sid}/events?limit=1000`,
-  );
-  return body.events;
-}
 
 function assertExactlyOnce(received: Envelope[], log: Envelope[]): void {
   assert.deepEqual(received.map((e) => e.eventId), log.map((e) => e.eventId));
@@ -42,7 +40,7 @@ Deno.test("ds: catch-up with the official client returns the whole log as envelo
     const conn = await connectIngest(run);
     for (let i = 0; i < 5; i++) conn.send({ streamEventType: "agent", data: { step: i } });
     await conn.finish({ streamEventType: "complete", data: { exitCode: 0 } });
-    const log = await storedLog(server, run.sessionId);
+    const log = await storedEvents(server, run.sessionId);
     assert.equal(log.length, 9); // created, running, 5 agent, complete, completed
 
     const res = await stream<Envelope>({
@@ -121,7 +119,7 @@ Deno.test("ds: long-poll delivers live events exactly once, in order", async () 
     await streamRun(run, 30, 10);
     const { items, offset, liveReads } = await following;
     assert.ok(liveReads >= 2, `long-polled ${liveReads} times`);
-    const log = await storedLog(server, run.sessionId);
+    const log = await storedEvents(server, run.sessionId);
     assertExactlyOnce(items, log);
     assert.equal(offset, String(log.at(-1)!.eventId).padStart(16, "0"));
   });
@@ -140,14 +138,17 @@ Deno.test("ds: SSE delivers live events exactly once across server-ended connect
     await streamRun(run, 60, 50);
     const { items, liveReads } = await following;
     assert.ok(liveReads >= 2, `${liveReads} SSE connections`);
-    assertExactlyOnce(items, await storedLog(server, run.sessionId));
+    assertExactlyOnce(items, await storedEvents(server, run.sessionId));
   });
 });
 
 Deno.test("ds: a reader resumes from a saved offset while the wrapper streams", async () => {
   await withRun("ds-resume", async (server, run) => {
     const streaming = streamRun(run, 80, 15);
-    await waitUntil(async () => (await lastEventId(server, run.sessionId)) >= 20, "20 events");
+    await eventually(
+      async () => (await storedEvents(server, run.sessionId)).length >= 20,
+      "20 events",
+    );
     // First reader: catch up, remember the offset, go away.
     const first = await stream<Envelope>({
       url: dsUrl(server, run.sessionId),
@@ -160,7 +161,7 @@ Deno.test("ds: a reader resumes from a saved offset while the wrapper streams", 
     // Second reader: resume live (SSE) from the saved offset while events keep coming.
     const { items } = await follow(server, run.sessionId, { live: "sse", offset: saved }, isEnd);
     await streaming;
-    assertExactlyOnce([...seen, ...items], await storedLog(server, run.sessionId));
+    assertExactlyOnce([...seen, ...items], await storedEvents(server, run.sessionId));
   });
 });
 
@@ -296,7 +297,7 @@ Deno.test("ds: deletion ends live reads; a recreated session continues at the sa
     assert.equal(gone.status, 404);
     await gone.body?.cancel();
 
-    await waitUntil(async () => {
+    await eventually(async () => {
       const r = await server.api("/v1/sessions", {
         method: "POST",
         json: { sessionId: run.sessionId },

@@ -10,7 +10,8 @@
 import assert from "node:assert/strict";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { API_KEY, startServer } from "./helpers/server.ts";
-import { createRun, spawnWrapper } from "./helpers/runs.ts";
+import { createRun } from "./helpers/ingest_client.ts";
+import { spawnWrapper } from "./helpers/runs.ts";
 
 const CHROMIUM = "/usr/bin/chromium";
 const hasChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);

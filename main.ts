@@ -42,6 +42,7 @@ async function main(): Promise<void> {
   if (localFile) {
     // A single local process owned every connection recorded in this file.
     const started = await recoverLostConnections(rt.ctx);
+    rt.metrics.inc("tether_grace_started_total", {}, started);
     if (started > 0) rt.log.info("grace started for connections lost in a restart", { started });
   }
   if (service.runner.wakeups.includes("cron") && typeof Deno.cron === "function") {

@@ -1,0 +1,382 @@
+import assert from "node:assert/strict";
+import { Credentials } from "./auth.ts";
+import { type Config, testConfig } from "./config.ts";
+import {
+  admitConnection,
+  commitFrames,
+  createExecution,
+  createSession,
+  deleteSession,
+  failExecution,
+  fireDeadline,
+  interruptExecution,
+  type LifecycleContext,
+  recordDisconnect,
+} from "./lifecycle.ts";
+import type { CreateExecutionBody, Envelope, ExecutionStatusData } from "./protocol.ts";
+import {
+  type ExecutionRecord,
+  listTimers,
+  readEvents,
+  records,
+  timerKey,
+  transact,
+  type Tx,
+} from "./store/mod.ts";
+
+/** A lifecycle context over a fresh in-memory KV. */
+async function context(config: Partial<Config> = {}): Promise<LifecycleContext> {
+  const kv = await Deno.openKv(":memory:");
+  return {
+    kv,
+    config: testConfig(config),
+    credentials: new Credentials("lifecycle-test-secret-0123456789", ["test-key"]),
+    instanceId: "ins_test",
+    queues: false,
+    now: Date.now,
+  };
+}
+
+const urls = {
+  ingestUrl: (eid: string) => `ws://test/v1/sessions/s/executions/${eid}/ingest`,
+  streamUrl: "ws://test/v1/sessions/s/stream",
+};
+
+async function create(ctx: LifecycleContext, sid: string, body: CreateExecutionBody = {}) {
+  const { result } = await createExecution(ctx, sid, body, urls);
+  assert.ok(result.ok, JSON.stringify(result));
+  return result.body as { executionId: string; ingestToken: string; active: boolean };
+}
+
+/** Admits a connection for an active execution (`pending → running`). */
+async function admit(
+  ctx: LifecycleContext,
+  sid: string,
+  exec: { executionId: string; ingestToken: string },
+  connectionId = `con_${exec.executionId}`,
+) {
+  const admission = await admitConnection(
+    ctx,
+    { sessionId: sid, executionId: exec.executionId },
+    exec.ingestToken,
+    connectionId,
+    undefined,
+  );
+  assert.ok(admission.admitted, JSON.stringify(admission));
+  return connectionId;
+}
+
+const read = <T>(ctx: LifecycleContext, fn: (tx: Tx) => Promise<T>) => transact(ctx.kv, fn);
+
+const execution = (ctx: LifecycleContext, eid: string) =>
+  read(ctx, (tx) => records.execution(eid).get(tx)) as Promise<ExecutionRecord>;
+
+/** Everything of a session that the ownership rule protects. */
+const slots = (ctx: LifecycleContext, sid: string) =>
+  read(ctx, async (tx) => ({
+    active: await records.active(sid).get(tx),
+    queue: await records.queue(sid).get(tx),
+    interrupt: await records.interrupt(sid).get(tx),
+    grace: await records.grace(sid).get(tx),
+  }));
+
+const events = async (ctx: LifecycleContext, sid: string): Promise<Envelope[]> =>
+  (await readEvents(ctx.kv, sid, { after: 0, limit: 10_000 })).map((e) => e.envelope);
+
+const terminalStatusEvents = (all: Envelope[], eid: string) =>
+  all.filter((e) =>
+    e.executionId === eid && e.streamEventType === "execution_status" &&
+    ["completed", "failed", "interrupted"].includes((e.data as ExecutionStatusData).status)
+  );
+
+function lifecycleTest(
+  name: string,
+  fn: (ctx: LifecycleContext) => Promise<void>,
+  config: Partial<Config> = {},
+) {
+  Deno.test(name, async () => {
+    const ctx = await context(config);
+    try {
+      await fn(ctx);
+    } finally {
+      ctx.kv.close();
+    }
+  });
+}
+
+/**
+ * A session where A ran and was completed, B was promoted, is running, has an interrupt
+ * flag and a disconnect grace, and C waits in the queue.
+ */
+async function aEndedBActive(ctx: LifecycleContext) {
+  assert.ok((await createSession(ctx, { sessionId: "s" })).ok);
+  const a = await create(ctx, "s");
+  const b = await create(ctx, "s");
+  const c = await create(ctx, "s");
+  const connA = await admit(ctx, "s", a);
+  const done = await commitFrames(ctx, "s", a.executionId, connA, [{
+    seq: 1,
+    event: {
+      executionId: a.executionId,
+      streamEventType: "complete",
+      timestamp: new Date().toISOString(),
+      data: { exitCode: 0 },
+    },
+    terminal: { status: "completed" },
+  }]);
+  assert.ok(done.ok && done.status === "completed");
+  const connB = await admit(ctx, "s", b);
+  assert.ok(await interruptExecution(ctx, "s", b.executionId, "stop B"));
+  assert.ok(await recordDisconnect(ctx, b.executionId, connB, { code: 1006, reason: "" }));
+  const before = await slots(ctx, "s");
+  assert.equal(before.active?.executionId, b.executionId);
+  assert.equal(before.interrupt?.executionId, b.executionId);
+  assert.equal(before.grace?.executionId, b.executionId);
+  assert.deepEqual(before.queue?.executionIds, [c.executionId]);
+  return { a, b, c, before };
+}
+
+lifecycleTest(
+  "ending old execution A never touches B's active slot, flag or grace",
+  async (ctx) => {
+    const { a, b, before } = await aEndedBActive(ctx);
+    const eventsBefore = await events(ctx, "s");
+    // Every late path that could end A again: fail, interrupt, a grace/heartbeat deadline.
+    assert.equal((await failExecution(ctx, a.executionId, { error: "late" })).failed, false);
+    assert.equal((await interruptExecution(ctx, "s", a.executionId, "late"))?.status, "completed");
+    assert.deepEqual(await slots(ctx, "s"), before);
+    assert.deepEqual(await events(ctx, "s"), eventsBefore);
+    assert.equal((await execution(ctx, a.executionId)).status, "completed");
+    assert.equal((await execution(ctx, b.executionId)).status, "running");
+  },
+);
+
+lifecycleTest(
+  "ending a queued execution while B is active leaves B's slot, flag and grace",
+  async (ctx) => {
+    const { b, c, before } = await aEndedBActive(ctx);
+    const { failed } = await failExecution(ctx, c.executionId, { error: "no longer wanted" });
+    assert.equal(failed, true);
+    const after = await slots(ctx, "s");
+    assert.deepEqual(after.active, before.active);
+    assert.deepEqual(after.interrupt, before.interrupt);
+    assert.deepEqual(after.grace, before.grace);
+    assert.deepEqual(after.queue?.executionIds ?? [], []);
+    assert.equal((await execution(ctx, b.executionId)).status, "running");
+    const ended = await execution(ctx, c.executionId);
+    assert.equal(ended.status, "failed");
+    assert.equal(ended.error, "no longer wanted");
+  },
+);
+
+lifecycleTest("interrupting a queued execution leaves the active one alone", async (ctx) => {
+  const { c, before } = await aEndedBActive(ctx);
+  const result = await interruptExecution(ctx, "s", c.executionId, undefined);
+  assert.equal(result?.status, "interrupted");
+  const after = await slots(ctx, "s");
+  assert.deepEqual({ ...after, queue: undefined }, { ...before, queue: undefined });
+  const all = await events(ctx, "s");
+  const [cause, status] = all.slice(-2);
+  assert.equal(cause.streamEventType, "interrupted");
+  assert.deepEqual(cause.data, { reason: "User interrupted" });
+  assert.deepEqual(status.data, {
+    status: "interrupted",
+    previousStatus: "pending",
+    active: false,
+    error: "User interrupted",
+  });
+});
+
+lifecycleTest("failing twice gives one terminal event and false the second time", async (ctx) => {
+  await createSession(ctx, { sessionId: "s" });
+  const a = await create(ctx, "s");
+  const first = await failExecution(ctx, a.executionId, { error: "boom" });
+  const eventsAfterFirst = await events(ctx, "s");
+  const second = await failExecution(ctx, a.executionId, { error: "again" });
+  assert.equal(first.failed, true);
+  assert.equal(second.failed, false);
+  assert.deepEqual(second.effects?.stored ?? [], []);
+  assert.deepEqual(await events(ctx, "s"), eventsAfterFirst);
+  assert.equal(terminalStatusEvents(eventsAfterFirst, a.executionId).length, 1);
+  assert.equal(eventsAfterFirst.filter((e) => e.streamEventType === "error").length, 1);
+  assert.equal((await execution(ctx, a.executionId)).error, "boom");
+});
+
+lifecycleTest("failExecution of an unknown execution reports false", async (ctx) => {
+  assert.deepEqual(await failExecution(ctx, "exc_00000000000000000000000000", { error: "x" }), {
+    failed: false,
+  });
+});
+
+/** Runs `count` ending calls of mixed kinds at once against one execution. */
+async function raceToEnd(
+  ctx: LifecycleContext,
+  exec: { executionId: string },
+  connectionId: string | undefined,
+  count: number,
+) {
+  const eid = exec.executionId;
+  const frame = (type: string, data: unknown, status: "completed" | "interrupted") => ({
+    event: { executionId: eid, streamEventType: type, timestamp: new Date().toISOString(), data },
+    terminal: { status },
+  });
+  const calls = Array.from({ length: count }, (_, i) => {
+    switch (i % 5) {
+      case 0:
+        return failExecution(ctx, eid, { error: `fail ${i}` });
+      case 1:
+        return interruptExecution(ctx, "s", eid, `interrupt ${i}`);
+      case 2:
+        return connectionId
+          ? commitFrames(ctx, "s", eid, connectionId, [
+            frame("complete", { exitCode: 0 }, "completed"),
+          ])
+          : failExecution(ctx, eid, { error: `fail ${i}` });
+      case 3:
+        return connectionId
+          ? commitFrames(ctx, "s", eid, connectionId, [
+            frame("interrupted", { reason: "agent stopped" }, "interrupted"),
+          ])
+          : interruptExecution(ctx, "s", eid, `interrupt ${i}`);
+      default:
+        // The forced-interrupt deadline, due at once (interruptTimeoutMs is 1 here).
+        return listTimers(ctx.kv).then((timers) =>
+          Promise.all(
+            timers.filter((t) => t.kind === "interrupt" && t.id === eid)
+              .map((t) => fireDeadline(ctx, timerKey(t))),
+          )
+        );
+    }
+  });
+  await Promise.all(calls);
+}
+
+async function assertEndedOnce(ctx: LifecycleContext, eid: string) {
+  const exec = await execution(ctx, eid);
+  assert.ok(["completed", "failed", "interrupted"].includes(exec.status), exec.status);
+  const terminal = terminalStatusEvents(await events(ctx, "s"), eid);
+  assert.equal(terminal.length, 1, JSON.stringify(terminal));
+  assert.equal((terminal[0].data as ExecutionStatusData).status, exec.status);
+  assert.equal(terminal[0].timestamp, exec.completedAt);
+  const left = await slots(ctx, "s");
+  assert.equal(left.active, null);
+  assert.equal(left.interrupt, null);
+  assert.equal(left.grace, null);
+  return exec;
+}
+
+lifecycleTest(
+  "50 concurrent complete/fail/interrupt calls on a running execution end it once",
+  async (ctx) => {
+    await createSession(ctx, { sessionId: "s" });
+    const a = await create(ctx, "s");
+    const conn = await admit(ctx, "s", a);
+    await raceToEnd(ctx, a, conn, 50);
+    await assertEndedOnce(ctx, a.executionId);
+  },
+  { interruptTimeoutMs: 1 },
+);
+
+lifecycleTest(
+  "50 concurrent fail/interrupt calls on a pending execution end it once",
+  async (ctx) => {
+    await createSession(ctx, { sessionId: "s" });
+    const a = await create(ctx, "s");
+    await raceToEnd(ctx, a, undefined, 50);
+    await assertEndedOnce(ctx, a.executionId);
+  },
+);
+
+lifecycleTest(
+  "a running execution with the interrupt flag ends by the forced deadline once",
+  async (ctx) => {
+    await createSession(ctx, { sessionId: "s" });
+    const a = await create(ctx, "s");
+    await admit(ctx, "s", a);
+    assert.equal((await interruptExecution(ctx, "s", a.executionId, "stop"))?.status, "running");
+    // A second interrupt keeps the first reason and deadline.
+    await interruptExecution(ctx, "s", a.executionId, "other");
+    const timers = (await listTimers(ctx.kv)).filter((t) => t.kind === "interrupt");
+    assert.equal(timers.length, 1);
+    const flag = await read(ctx, (tx) => records.interrupt("s").get(tx));
+    assert.equal(flag?.reason, "stop");
+    await new Promise((r) => setTimeout(r, 5));
+    const firings = await Promise.all(
+      Array.from({ length: 10 }, () => fireDeadline(ctx, timerKey(timers[0]))),
+    );
+    assert.equal(firings.filter((f) => f?.outcome === "forced-interrupt").length, 1);
+    const exec = await assertEndedOnce(ctx, a.executionId);
+    assert.equal(exec.status, "interrupted");
+    assert.equal(exec.error, "Interrupted - wrapper did not confirm");
+  },
+  { interruptTimeoutMs: 1 },
+);
+
+lifecycleTest("promotion happens in the commit that ends the previous execution", async (ctx) => {
+  await createSession(ctx, { sessionId: "s" });
+  const a = await create(ctx, "s");
+  const b = await create(ctx, "s");
+  const c = await create(ctx, "s");
+  assert.deepEqual([a.active, b.active, c.active], [true, false, false]);
+  const { effects } = await failExecution(ctx, a.executionId, { error: "x" });
+  const stored = effects!.stored.map((e) => e.envelope);
+  assert.deepEqual(stored.map((e) => [e.executionId, e.streamEventType]), [
+    [a.executionId, "error"],
+    [a.executionId, "execution_status"],
+    [b.executionId, "execution_status"],
+  ]);
+  assert.deepEqual(stored.map((e) => e.eventId), [4, 5, 6]);
+  assert.equal(new Set(stored.map((e) => e.timestamp)).size, 1);
+  assert.deepEqual(stored[2].data, { status: "pending", previousStatus: "pending", active: true });
+  const [endedA, promotedB] = [
+    await execution(ctx, a.executionId),
+    await execution(ctx, b.executionId),
+  ];
+  assert.equal(endedA.completedAt, stored[0].timestamp);
+  assert.equal(promotedB.activatedAt, stored[0].timestamp);
+  const after = await slots(ctx, "s");
+  assert.equal(after.active?.executionId, b.executionId);
+  assert.deepEqual(after.queue?.executionIds, [c.executionId]);
+  // The promoted execution got its never-connected deadline in the same commit.
+  assert.ok((await listTimers(ctx.kv)).some((t) => t.kind === "pending" && t.id === b.executionId));
+});
+
+lifecycleTest(
+  "deleting a session fails every live execution once and promotes nothing",
+  async (ctx) => {
+    await createSession(ctx, { sessionId: "s" });
+    const a = await create(ctx, "s");
+    const b = await create(ctx, "s");
+    await admit(ctx, "s", a);
+    const { deleted } = await deleteSession(ctx, "s");
+    assert.equal(deleted, true);
+    assert.equal((await deleteSession(ctx, "s")).deleted, false);
+    for (const eid of [a.executionId, b.executionId]) {
+      const exec = await execution(ctx, eid);
+      assert.equal(exec.status, "failed");
+      assert.equal(exec.error, "Session deleted");
+      assert.equal(terminalStatusEvents(await events(ctx, "s"), eid).length, 1);
+    }
+    const left = await slots(ctx, "s");
+    assert.deepEqual(left, { active: null, queue: null, interrupt: null, grace: null });
+    const session = await read(ctx, (tx) => records.session("s").get(tx));
+    assert.ok(session?.deletedAt);
+    assert.equal((await createSession(ctx, { sessionId: "s" })).ok, false);
+  },
+);
+
+lifecycleTest(
+  "a stored error is cut to 1,024 code points; the failure event keeps it whole",
+  async (ctx) => {
+    await createSession(ctx, { sessionId: "s" });
+    const a = await create(ctx, "s");
+    const error = "😀".repeat(3000);
+    await failExecution(ctx, a.executionId, { error });
+    const exec = await execution(ctx, a.executionId);
+    assert.equal(Array.from(exec.error!).length, 1024);
+    assert.ok(error.startsWith(exec.error!));
+    const [cause, status] = (await events(ctx, "s")).slice(-2);
+    assert.deepEqual(cause.data, { error, fatal: true });
+    assert.equal((status.data as ExecutionStatusData).error, exec.error);
+  },
+);

@@ -78,8 +78,12 @@ export function cutErrorText(text: string): string {
 const jsonByteLength = (value: unknown) =>
   new TextEncoder().encode(JSON.stringify(value) ?? "").length;
 
-const maxJsonBytes = (limit: number, what: string) => (value: unknown) =>
-  value === undefined || jsonByteLength(value) <= limit || `${what} exceeds ${limit} bytes`;
+// A refinement passes on any truthy result, so the check must be a boolean and the text apart.
+const maxJsonBytes = (limit: number, what: string) =>
+  [
+    (value: unknown) => value === undefined || jsonByteLength(value) <= limit,
+    `${what} exceeds ${limit} bytes`,
+  ] as const;
 
 export const SessionId = z.string().regex(SESSION_ID_RE, "invalid sessionId");
 export const StreamEventType = z.string().regex(
@@ -97,13 +101,13 @@ export const ClientEventType = StreamEventType.refine(
 export const CreateSessionBody = z.strictObject({
   sessionId: SessionId.optional(),
   metadata: z.record(z.string(), z.unknown()).refine(
-    maxJsonBytes(16 * 1024, "metadata"),
+    ...maxJsonBytes(16 * 1024, "metadata"),
   ).optional(),
 });
 export type CreateSessionBody = z.infer<typeof CreateSessionBody>;
 
 export const CreateExecutionBody = z.strictObject({
-  input: z.unknown().refine(maxJsonBytes(32 * 1024, "input")).optional(),
+  input: z.unknown().refine(...maxJsonBytes(32 * 1024, "input")).optional(),
   ifIdle: z.boolean().optional(),
   graceMs: z.int().min(1000).max(600_000).optional(),
   heartbeatTimeoutMs: z.int().min(10_000).max(3_600_000).optional(),

@@ -12,7 +12,7 @@ import type { AppEnv } from "./context.ts";
 import { errorResponse, HttpError } from "./http.ts";
 import { TransactionConflictError } from "./store/mod.ts";
 import type { Runtime } from "./runtime.ts";
-import { authorize } from "./routes/auth.ts";
+import { authorize, originAllowed } from "./routes/auth.ts";
 import { sessionRoutes } from "./routes/sessions.ts";
 import { streamRoutes } from "./routes/stream.ts";
 import { ingestRoutes } from "./routes/ingest.ts";
@@ -45,29 +45,34 @@ export function createApp(rt: Runtime): Hono<AppEnv> {
     await next();
   });
 
-  // Upgrades first: CORS must not touch a 101 response's headers.
+  // The origin allow-list and CORS headers for every HTTP route under /v1 (errors, 404 and
+  // 405 included). WebSocket upgrades pass through untouched: a 101 response's headers are
+  // immutable, and an upgrade answers a foreign origin with 4403 itself.
+  const corsHeaders = cors({
+    origin: (origin) =>
+      rt.config.allowedOrigins.length === 0 || rt.config.allowedOrigins.includes(origin)
+        ? origin
+        : null,
+    allowHeaders: ["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+    allowMethods: ["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
+    exposeHeaders: [
+      "Content-Type",
+      "ETag",
+      "Stream-Next-Offset",
+      "Stream-Up-To-Date",
+      "Stream-Cursor",
+    ],
+    maxAge: 600,
+  });
+  app.use("/v1/*", async (c, next) => {
+    if ((c.req.header("upgrade") ?? "").toLowerCase() === "websocket") return await next();
+    if (!originAllowed(rt, c.req.raw)) {
+      return errorResponse(c, 403, "FORBIDDEN", "origin not allowed");
+    }
+    return await corsHeaders(c, next);
+  });
   app.route("/v1/sessions", ingestRoutes());
   app.route("/v1/sessions", streamRoutes());
-
-  app.use(
-    "/v1/*",
-    cors({
-      origin: (origin) =>
-        rt.config.allowedOrigins.length === 0 || rt.config.allowedOrigins.includes(origin)
-          ? origin
-          : null,
-      allowHeaders: ["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
-      allowMethods: ["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
-      exposeHeaders: [
-        "Content-Type",
-        "ETag",
-        "Stream-Next-Offset",
-        "Stream-Up-To-Date",
-        "Stream-Cursor",
-      ],
-      maxAge: 600,
-    }),
-  );
   app.route("/v1/sessions", sessionRoutes());
   app.route("/v1/sessions", dsRoutes());
   app.route("/", viewerPageRoutes());

@@ -554,7 +554,10 @@ export async function interruptExecution(
   executionId: string,
   reason: string | undefined,
 ): Promise<{ status: ExecutionStatus; effects: Effects } | null> {
-  const text = cutErrorText(reason ?? ErrorText.userInterrupted);
+  const whole = reason ?? ErrorText.userInterrupted;
+  // The flag (and so the kill frame) and the execution keep the cut text; the `interrupted`
+  // event that carries it keeps it whole (PROTOCOL.md 1).
+  const text = cutErrorText(whole);
   const { result, effects } = await change(ctx, sessionId, async (tx, p) => {
     const [session, exec] = await Promise.all([
       records.session(sessionId).get(tx),
@@ -563,8 +566,8 @@ export async function interruptExecution(
     if (!session || session.deletedAt || !exec || exec.sessionId !== sessionId) return null;
     if (isTerminal(exec.status)) return exec.status;
     if (exec.status === "pending") {
-      const cause = serviceEvent(executionId, "interrupted", p.at, { reason: text });
-      await finish(ctx, tx, p, exec, "interrupted", text, [cause]);
+      const cause = serviceEvent(executionId, "interrupted", p.at, { reason: whole });
+      await finish(ctx, tx, p, exec, "interrupted", whole, [cause]);
       return "interrupted" as const;
     }
     const [flag, conn] = await Promise.all([

@@ -8,6 +8,7 @@
  *
  * @module
  */
+import { delay } from "./async.ts";
 import type { Runtime } from "./runtime.ts";
 import { readEvents, readHead, records, type StoredEvent, transact } from "./store/mod.ts";
 
@@ -19,14 +20,28 @@ export interface ViewerFilter {
 
 /** Where a viewer's events go (a WebSocket or an SSE response). */
 export interface ViewerSink {
-  /** Sends one event; returns false when the viewer's buffer is over its limit. */
-  send(event: StoredEvent): boolean;
+  /** Queues one event for the viewer. */
+  send(event: StoredEvent): void;
+  /** Bytes queued for the viewer and not yet written to its connection. */
+  readonly buffered: number;
   /** Ends the viewer with a WebSocket close code (SSE just ends). */
   close(code: number, reason: string): void;
 }
 
+/** Options of {@link runViewer}. */
+export interface ViewerOptions {
+  /** Most bytes queued for the viewer before it must drain. Default `config.viewerBufferBytes`. */
+  bufferBytes?: number;
+  /** How long a full buffer may take to drain before the viewer is closed with 1013. Default 2000 ms. */
+  stallMs?: number;
+}
+
 /** Events read from KV per round trip while catching up. */
 const PAGE = 500;
+/** Pushed events kept while the loop is busy; beyond that it reads from KV instead. */
+const MAX_PUSHED = 2000;
+/** How often a full buffer is checked while waiting for it to drain. */
+const DRAIN_POLL_MS = 10;
 
 /** True when the event passes the filter. */
 export function matches(filter: ViewerFilter, event: StoredEvent): boolean {
@@ -37,7 +52,9 @@ export function matches(filter: ViewerFilter, event: StoredEvent): boolean {
 
 /**
  * Runs a viewer until `signal` aborts, the session is deleted (close 1000) or the viewer
- * falls behind its buffer (close 1013).
+ * cannot keep up (close 1013): sending pauses while more than `bufferBytes` are queued for
+ * it, and a buffer that does not drain within `stallMs` ends the viewer. So memory per
+ * viewer stays bounded by the buffer, whatever the replay or burst size.
  */
 export async function runViewer(
   rt: Runtime,
@@ -46,14 +63,17 @@ export async function runViewer(
   filter: ViewerFilter,
   sink: ViewerSink,
   signal: AbortSignal,
+  options: ViewerOptions = {},
 ): Promise<void> {
+  const { bufferBytes = rt.config.viewerBufferBytes, stallMs = 2000 } = options;
   let cursor = after;
   let pushed: StoredEvent[] = [];
   let dirty = true;
   let checkSession = true;
   let notify: (() => void) | undefined;
   const unsubscribe = rt.hub.subscribe(sessionId, (events) => {
-    if (events) pushed.push(...events);
+    // A push is only a shortcut: when too many pile up, drop them and read from KV.
+    if (events) pushed = pushed.length + events.length <= MAX_PUSHED ? [...pushed, ...events] : [];
     else checkSession = true;
     dirty = true;
     notify?.();
@@ -61,13 +81,25 @@ export async function runViewer(
   const onAbort = () => notify?.();
   signal.addEventListener("abort", onAbort);
 
+  /** Waits for the viewer's buffer to fall under the limit; false when it did not in time. */
+  const drained = async (): Promise<boolean> => {
+    const giveUpAt = Date.now() + stallMs;
+    while (sink.buffered > bufferBytes) {
+      if (signal.aborted || Date.now() >= giveUpAt) return false;
+      await delay(DRAIN_POLL_MS, { signal }).catch(() => {});
+    }
+    return true;
+  };
+
   /** Sends the events that match; false when the viewer must be dropped. */
-  const deliver = (events: readonly StoredEvent[]): boolean => {
+  const deliver = async (events: readonly StoredEvent[]): Promise<boolean> => {
     for (const event of events) {
       if (event.envelope.eventId <= cursor) continue;
       cursor = event.envelope.eventId;
-      if (matches(filter, event) && !sink.send(event)) {
-        sink.close(1013, "viewer too slow, resume with after");
+      if (!matches(filter, event)) continue;
+      sink.send(event);
+      if (sink.buffered > bufferBytes && !(await drained())) {
+        if (!signal.aborted) sink.close(1013, "viewer too slow, resume with after");
         return false;
       }
     }
@@ -85,7 +117,7 @@ export async function runViewer(
       const batch = pushed.filter((e) => e.envelope.eventId > cursor);
       pushed = [];
       if (batch.length > 0 && batch[0].envelope.eventId === cursor + 1 && contiguous(batch)) {
-        if (!deliver(batch)) return;
+        if (!(await deliver(batch))) return;
         continue;
       }
       if (checkSession) {
@@ -98,7 +130,7 @@ export async function runViewer(
       }
       for (;;) {
         const page = await readEvents(rt.kv, sessionId, { after: cursor, limit: PAGE });
-        if (!deliver(page)) return;
+        if (!(await deliver(page))) return;
         if (page.length < PAGE || signal.aborted) break;
       }
     }

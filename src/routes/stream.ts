@@ -82,9 +82,10 @@ function serveSocketViewer(rt: Runtime, sid: string, query: EventsQuery, socket:
   socket.onmessage = () => {}; // viewer messages are ignored
   runViewer(rt, sid, query.after ?? query.fromId ?? 0, filterOf(query), {
     send(event) {
-      if (socket.readyState !== WebSocket.OPEN) return true;
-      socket.send(event.json);
-      return socket.bufferedAmount <= rt.config.viewerBufferBytes;
+      if (socket.readyState === WebSocket.OPEN) socket.send(event.json);
+    },
+    get buffered() {
+      return socket.bufferedAmount;
     },
     close(code, reason) {
       if (socket.readyState === WebSocket.OPEN) socket.close(code, reason);
@@ -110,14 +111,15 @@ function sseResponse(
   let keepAlive: ReturnType<typeof setInterval> | undefined;
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
-      const write = (text: string): boolean => {
-        if (stop.signal.aborted) return true;
-        controller.enqueue(encoder.encode(text));
-        return (controller.desiredSize ?? 0) >= 0;
+      const write = (text: string): void => {
+        if (!stop.signal.aborted) controller.enqueue(encoder.encode(text));
       };
       keepAlive = setInterval(() => write(": keep-alive\n\n"), rt.config.sseKeepAliveMs);
       runViewer(rt, sid, after, filter, {
         send: (event) => write(`id: ${event.envelope.eventId}\ndata: ${event.json}\n\n`),
+        get buffered() {
+          return rt.config.viewerBufferBytes - (controller.desiredSize ?? 0);
+        },
         close: () => stop.abort(),
       }, stop.signal).catch((err) => {
         rt.log.warn("sse viewer failed", { sessionId: sid, err: String(err) });

@@ -285,3 +285,22 @@ export async function rawClose(conn: Deno.Conn, code: number): Promise<void> {
   const frame = new Uint8Array([0x88, 0x80 | 2, ...mask, ...payload.map((b, i) => b ^ mask[i])]);
   await conn.write(frame);
 }
+
+/**
+ * Streams frames `from..to` (seq = n, data `{n}`) through a connected client, keeping at
+ * most `window` unacknowledged, and waits for the last ack. `onSent` runs after each frame.
+ */
+export async function pump(
+  client: IngestClient,
+  from: number,
+  to: number,
+  options: { window?: number; type?: string; onSent?: (n: number) => void | Promise<void> } = {},
+): Promise<void> {
+  const { window = 500, type = "output", onSent } = options;
+  for (let n = from; n <= to; n++) {
+    if (n - client.acked > window) await client.ackOf(n - window);
+    client.send({ streamEventType: type, seq: n, data: { n } });
+    await onSent?.(n);
+  }
+  await client.ackOf(to, 20_000);
+}

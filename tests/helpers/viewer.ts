@@ -46,6 +46,7 @@ class Collector {
     timeoutMs = 10_000,
   ): Promise<void> {
     if (check(this.events)) return;
+    if (this.ended) throw new Error(`viewer ended while waiting for ${what}`);
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#waiters.delete(waiter);
@@ -238,4 +239,42 @@ export function stalledViewer(
   path: string,
 ): Promise<Deno.Conn> {
   return rawUpgrade(host, path, { authorization: `Bearer ${API_KEY}` });
+}
+
+/**
+ * Reads a raw server-to-client WebSocket stream until its close frame and returns the close
+ * code (or `null` when the connection ended without one). Data frames are skipped.
+ */
+export async function readUntilClose(conn: Deno.Conn): Promise<number | null> {
+  let buffer = new Uint8Array(0);
+  const chunk = new Uint8Array(1 << 16);
+  const need = async (n: number): Promise<boolean> => {
+    while (buffer.length < n) {
+      const read = await conn.read(chunk).catch(() => null);
+      if (read === null) return false;
+      const next = new Uint8Array(buffer.length + read);
+      next.set(buffer);
+      next.set(chunk.subarray(0, read), buffer.length);
+      buffer = next;
+    }
+    return true;
+  };
+  for (;;) {
+    if (!(await need(2))) return null;
+    const opcode = buffer[0] & 0x0f;
+    let length = buffer[1] & 0x7f;
+    let header = 2;
+    if (length === 126) {
+      if (!(await need(4))) return null;
+      length = (buffer[2] << 8) | buffer[3];
+      header = 4;
+    } else if (length === 127) {
+      if (!(await need(10))) return null;
+      length = Number(new DataView(buffer.buffer).getBigUint64(2));
+      header = 10;
+    }
+    if (!(await need(header + length))) return null;
+    if (opcode === 0x8) return (buffer[header] << 8) | buffer[header + 1];
+    buffer = buffer.slice(header + length);
+  }
 }

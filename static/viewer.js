@@ -363,7 +363,6 @@ function flush() {
   state.flushTimer = 0;
   const batch = state.pending;
   state.pending = [];
-  const timeline = $("timeline");
   const fragment = document.createDocumentFragment();
   const expand = $("expand-all").checked;
   let shown = 0;

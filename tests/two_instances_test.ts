@@ -1,0 +1,116 @@
+/**
+ * Two service instances in one process, each with its own KV handle on one file (how the
+ * tests stand in for two Deno Deploy isolates): events stored by one reach viewers on the
+ * other exactly once and in order; a reconnect landing on the other instance closes the old
+ * socket with 4001 without a grace; connection commands cross instances.
+ */
+import assert from "node:assert/strict";
+import {
+  createRun,
+  type Envelope,
+  eventually,
+  getExecution,
+  IngestClient,
+  pump,
+  storedEvents,
+} from "./helpers/ingest_client.ts";
+import { startServer, tempKvPath, type TestServer } from "./helpers/server.ts";
+import { SseViewer, WsViewer } from "./helpers/viewer.ts";
+import { keys } from "../src/store/keys.ts";
+
+function twoInstanceTest(name: string, fn: (a: TestServer, b: TestServer) => Promise<void>) {
+  Deno.test({
+    name,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    async fn() {
+      const kv = await tempKvPath();
+      const a = await startServer({ kvPath: kv.path });
+      const b = await startServer({ kvPath: kv.path });
+      try {
+        await fn(a, b);
+      } finally {
+        await a.close();
+        await b.close();
+        await kv.cleanup();
+      }
+    },
+  });
+}
+
+/** The same URL on the other instance. */
+const onInstance = (url: string, server: TestServer) => url.replace(/^ws:\/\/[^/]+/, server.wsUrl);
+
+const ids = (events: readonly Envelope[]) => events.map((e) => e.eventId);
+
+twoInstanceTest("viewers on instance 2 get every event of instance 1 once, in order", async (
+  a,
+  b,
+) => {
+  const run = await createRun(a, "two-view", { graceMs: 600_000 });
+  const wrapper = await IngestClient.connect(run.ingestUrl, { token: run.ingestToken });
+  const early = [
+    await WsViewer.open(b.wsUrl, "two-view"),
+    await SseViewer.open(b.url, "two-view"),
+  ];
+  const total = 1000;
+  const late: Promise<WsViewer | SseViewer>[] = [];
+  await pump(wrapper, 1, total, {
+    window: 100,
+    onSent(n) {
+      if (n === 300) late.push(WsViewer.open(b.wsUrl, "two-view", { after: "150" }));
+      if (n === 600) late.push(SseViewer.open(b.url, "two-view", { after: "10" }));
+    },
+  });
+  wrapper.send({ streamEventType: "complete", seq: total + 1, data: { exitCode: 0 } });
+  assert.equal((await wrapper.closed).code, 4000);
+  const stored = await storedEvents(b, "two-view");
+  const last = stored.at(-1)!.eventId;
+  assert.equal(last, total + 4);
+  const viewers = [...early, ...await Promise.all(late)];
+  const starts = [0, 0, 150, 10];
+  for (const [i, viewer] of viewers.entries()) {
+    await viewer.until((events) => events.at(-1)?.eventId === last, `viewer ${i}`);
+    assert.deepEqual(viewer.events, stored.slice(starts[i]), `viewer ${i}`);
+    await viewer.close();
+  }
+});
+
+twoInstanceTest("a reconnect on instance 2 closes instance 1's socket with 4001, no grace", async (
+  a,
+  b,
+) => {
+  const run = await createRun(a, "two-move", { graceMs: 600_000 });
+  const first = await IngestClient.connect(run.ingestUrl, { token: run.ingestToken, dial: "w/1" });
+  const viewerOnA = await WsViewer.open(a.wsUrl, "two-move");
+  await pump(first, 1, 20);
+  const second = await IngestClient.connect(onInstance(run.ingestUrl, b), {
+    token: run.ingestToken,
+    dial: "w/2",
+  });
+  assert.equal(second.messages[0].lastSeq, first.acked);
+  assert.deepEqual(await first.closed, { code: 4001, reason: "replaced" });
+  // The replaced socket left no grace behind.
+  assert.equal((await a.kv.get(keys.grace("two-move"))).value, null);
+  assert.equal((await getExecution(b, run)).health, "healthy");
+  // Frames stored on instance 2 reach the viewer on instance 1.
+  await pump(second, 21, 40);
+  await viewerOnA.until((events) => events.length === 42);
+  assert.deepEqual(ids(viewerOnA.events), Array.from({ length: 42 }, (_, i) => i + 1));
+
+  // A kill asked on instance 1 reaches the socket held by instance 2.
+  await a.call(`/v1/sessions/two-move/executions/${run.executionId}/interrupt`, {
+    method: "POST",
+    json: { reason: "from a" },
+  });
+  const kill = await second.next((m) => m.type === "kill");
+  assert.equal(kill.reason, "from a");
+  // A failure decided on instance 1 closes the socket on instance 2 with 4000.
+  await a.call(`/v1/sessions/two-move/executions/${run.executionId}/fail`, {
+    method: "POST",
+    json: { error: "stop" },
+  });
+  assert.deepEqual(await second.closed, { code: 4000, reason: "execution failed" });
+  await eventually(async () => (await getExecution(a, run)).status === "failed", "failed");
+  await viewerOnA.close();
+});

@@ -65,3 +65,20 @@ export async function readBody<S extends z.ZodType>(c: Context, schema: S): Prom
 
 const tooLarge = () =>
   new HttpError(413, "PAYLOAD_TOO_LARGE", `request body exceeds ${MAX_BODY_BYTES} bytes`);
+
+/**
+ * Accepts a WebSocket upgrade; a request that says `Upgrade: websocket` without a valid
+ * handshake (no `Sec-WebSocket-Key`, say) is `400 INVALID_REQUEST`, not an internal error.
+ */
+export function upgradeWebSocket(
+  req: Request,
+  options?: Deno.UpgradeWebSocketOptions,
+): { socket: WebSocket; response: Response } {
+  try {
+    return Deno.upgradeWebSocket(req, options);
+  } catch (err) {
+    throw new HttpError(400, "INVALID_REQUEST", `invalid WebSocket upgrade: ${String(err)}`, {
+      issues: [],
+    });
+  }
+}

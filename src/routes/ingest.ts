@@ -7,7 +7,7 @@
  */
 import { Hono } from "hono";
 import type { AppEnv } from "../context.ts";
-import { HttpError } from "../http.ts";
+import { HttpError, upgradeWebSocket } from "../http.ts";
 import { ulid } from "../ids.ts";
 import { IngestConnection } from "../ingest.ts";
 import { admitConnection } from "../lifecycle.ts";
@@ -26,7 +26,7 @@ export function ingestRoutes(): Hono<AppEnv> {
     const token = bearer(c.req.header("authorization"));
     const dial = parseDialHeader(c.req.header("x-tether-dial"));
     const allowed = originAllowed(rt, c.req.raw);
-    const { socket, response } = Deno.upgradeWebSocket(c.req.raw, {
+    const { socket, response } = upgradeWebSocket(c.req.raw, {
       idleTimeout: 0,
     });
     socket.onopen = async () => {

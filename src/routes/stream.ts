@@ -6,7 +6,7 @@
  */
 import { Hono } from "hono";
 import type { AppEnv } from "../context.ts";
-import { HttpError, validate } from "../http.ts";
+import { HttpError, upgradeWebSocket, validate } from "../http.ts";
 import { EventsQuery } from "../protocol.ts";
 import type { Runtime } from "../runtime.ts";
 import { readEventsPage, runViewer, type ViewerFilter } from "../stream.ts";
@@ -56,7 +56,7 @@ export function streamRoutes(): Hono<AppEnv> {
     const sid = c.req.param("sid");
     const decision = await authorize(rt, c.req.raw, sid, "read");
     const query = EventsQuery.safeParse(c.req.query());
-    const { socket, response } = Deno.upgradeWebSocket(c.req.raw);
+    const { socket, response } = upgradeWebSocket(c.req.raw);
     socket.onopen = () => {
       if (!decision.ok) {
         const code = decision.status === 401 ? 4401 : decision.status === 403 ? 4403 : 4404;

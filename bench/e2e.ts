@@ -1,0 +1,239 @@
+/**
+ * End-to-end benchmark of the hot path, in one run:
+ *
+ * - (a) a raw WebSocket relay without storage (client → `Deno.serve` → one viewer socket);
+ * - (b) raw KV batched commits (100 events per `atomic()` on an on-disk KV file);
+ * - (c) Tether: one fake wrapper → service (on-disk KV in a temp dir) → one viewer, until
+ *   the viewer has every frame;
+ * - latency ingest → viewer at a paced rate (p50/p99).
+ *
+ * Usage: `deno run -A bench/e2e.ts [--frames 20000] [--bytes 500] [--latency-frames 3000]
+ * [--rate 1000] [--runs 1]` (each flag also as env `BENCH_FRAMES`, `BENCH_BYTES`, …).
+ * Targets: Tether ≥ 0.5 × the relay's throughput (≥ 20,000 events/s on 2 cores) and p99 ≤
+ * 25 ms at 1,000 frames/s.
+ *
+ * @module
+ */
+import { createRun, IngestClient } from "../tests/helpers/ingest_client.ts";
+import { startServer } from "../tests/helpers/server.ts";
+import { WsViewer } from "../tests/helpers/viewer.ts";
+
+/** Sizes of one benchmark run. */
+export interface E2eOptions {
+  /** Frames for the throughput runs. Default 20,000. */
+  frames?: number;
+  /** Approximate JSON size of one frame in bytes. Default 500. */
+  bytes?: number;
+  /** Frames of the paced latency run. Default 3,000. */
+  latencyFrames?: number;
+  /** Pace of the latency run in frames per second. Default 1,000. */
+  rate?: number;
+}
+
+/** What one run measured. */
+export interface E2eResult {
+  relayPerSec: number;
+  kvPerSec: number;
+  tetherPerSec: number;
+  /** Tether throughput / relay throughput. */
+  ratio: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+const payload = (bytes: number) => "x".repeat(Math.max(0, bytes - 80));
+
+/** (a) Frames relayed by a bare WebSocket server from one client socket to another. */
+export async function benchRelay(frames: number, bytes: number): Promise<number> {
+  let viewer: WebSocket | undefined;
+  const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, (req) => {
+    const { socket, response } = Deno.upgradeWebSocket(req);
+    if (new URL(req.url).pathname === "/view") viewer = socket;
+    else socket.onmessage = (ev) => viewer?.send(ev.data);
+    return response;
+  });
+  const base = `ws://127.0.0.1:${server.addr.port}`;
+  const sink = await open(`${base}/view`);
+  const source = await open(`${base}/ingest`);
+  const done = Promise.withResolvers<void>();
+  let received = 0;
+  sink.onmessage = (ev) => {
+    JSON.parse(ev.data as string); // a viewer parses what it gets, as in (c)
+    if (++received === frames) done.resolve();
+  };
+  const pad = payload(bytes);
+  const started = performance.now();
+  for (let n = 1; n <= frames; n++) {
+    source.send(JSON.stringify({ streamEventType: "output", seq: n, data: { n, pad } }));
+  }
+  await done.promise;
+  const perSec = frames / ((performance.now() - started) / 1000);
+  source.close();
+  sink.close();
+  await server.shutdown();
+  return perSec;
+}
+
+/** (b) Events written to an on-disk KV file, 100 per atomic commit. */
+export async function benchKv(events: number, bytes: number): Promise<number> {
+  const dir = await Deno.makeTempDir({ prefix: "tether-bench-" });
+  const kv = await Deno.openKv(`${dir}/raw.kv`);
+  try {
+    const value = new TextEncoder().encode(JSON.stringify({ data: payload(bytes) }));
+    const started = performance.now();
+    for (let i = 0; i < events; i += 100) {
+      const op = kv.atomic();
+      for (let j = i; j < Math.min(events, i + 100); j++) op.set(["bench", "event", j + 1], value);
+      op.set(["bench", "head"], Math.min(events, i + 100));
+      await op.commit();
+    }
+    return events / ((performance.now() - started) / 1000);
+  } finally {
+    kv.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/**
+ * (c) and latency: a fake wrapper streams into a service on an on-disk KV, one viewer reads.
+ * Throughput counts from the first frame sent until the viewer has the last one.
+ */
+export async function benchTether(
+  options: Required<E2eOptions>,
+): Promise<{ perSec: number; p50Ms: number; p99Ms: number }> {
+  const dir = await Deno.makeTempDir({ prefix: "tether-bench-" });
+  const server = await startServer({
+    kvPath: `${dir}/tether.kv`,
+    config: { maxFramesPerSec: 1_000_000, heartbeatTimeoutMs: 3_600_000 },
+  });
+  try {
+    const pad = payload(options.bytes);
+    const run = await createRun(server, "bench", { graceMs: 600_000 });
+    const wrapper = await IngestClient.connect(run.ingestUrl, { token: run.ingestToken });
+    const window = wrapper.messages[0].maxInFlight as number;
+    const viewer = await WsViewer.open(server.wsUrl, "bench", { eventTypes: "output" });
+
+    // Throughput: as fast as the in-flight window allows.
+    const started = performance.now();
+    for (let n = 1; n <= options.frames; n++) {
+      if (n - wrapper.acked > window) await wrapper.ackOf(n - window, 60_000);
+      wrapper.send({ streamEventType: "output", seq: n, data: { n, pad } });
+    }
+    await viewer.until((events) => events.length >= options.frames, "all frames", 120_000);
+    const perSec = options.frames / ((performance.now() - started) / 1000);
+
+    // Latency: paced frames stamped with their send time, timed on arrival at the viewer.
+    const latencies: number[] = [];
+    viewer.socket.addEventListener("message", (ev) => {
+      const at = (JSON.parse(ev.data as string).data as { at?: number } | null)?.at;
+      if (at !== undefined) latencies.push(performance.now() - at);
+    });
+    const interval = 1000 / options.rate;
+    const paceStart = performance.now();
+    for (let i = 1; i <= options.latencyFrames; i++) {
+      const wait = paceStart + i * interval - performance.now();
+      if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+      const n = options.frames + i;
+      wrapper.send({ streamEventType: "output", seq: n, data: { n, at: performance.now() } });
+    }
+    await viewer.until(
+      (events) => events.length >= options.frames + options.latencyFrames,
+      "latency frames",
+      120_000,
+    );
+    latencies.sort((x, y) => x - y);
+    await wrapper.close();
+    await viewer.close();
+    return {
+      perSec,
+      p50Ms: percentile(latencies, 0.5),
+      p99Ms: percentile(latencies, 0.99),
+    };
+  } finally {
+    await server.close();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Runs the three measurements once. */
+export async function runE2e(options: E2eOptions = {}): Promise<E2eResult> {
+  const o: Required<E2eOptions> = {
+    frames: options.frames ?? 20_000,
+    bytes: options.bytes ?? 500,
+    latencyFrames: options.latencyFrames ?? 3000,
+    rate: options.rate ?? 1000,
+  };
+  const relayPerSec = await benchRelay(o.frames, o.bytes);
+  const kvPerSec = await benchKv(o.frames, o.bytes);
+  const tether = await benchTether(o);
+  return {
+    relayPerSec,
+    kvPerSec,
+    tetherPerSec: tether.perSec,
+    ratio: tether.perSec / relayPerSec,
+    p50Ms: tether.p50Ms,
+    p99Ms: tether.p99Ms,
+  };
+}
+
+function percentile(sorted: readonly number[], q: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+function open(url: string): Promise<WebSocket> {
+  const socket = new WebSocket(url);
+  return new Promise((resolve, reject) => {
+    socket.onopen = () => resolve(socket);
+    socket.onerror = () => reject(new Error(`cannot open ${url}`));
+  });
+}
+
+function flag(args: string[], name: string, fallback: number): number {
+  const i = args.findIndex((a) => a === `--${name}` || a.startsWith(`--${name}=`));
+  const text = i < 0
+    ? Deno.env.get(`BENCH_${name.toUpperCase().replaceAll("-", "_")}`)
+    : args[i].includes("=")
+    ? args[i].split("=")[1]
+    : args[i + 1];
+  const value = text === undefined ? fallback : Number(text);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`--${name} must be a positive number`);
+  return value;
+}
+
+if (import.meta.main) {
+  const args = Deno.args;
+  const options: Required<E2eOptions> = {
+    frames: flag(args, "frames", 20_000),
+    bytes: flag(args, "bytes", 500),
+    latencyFrames: flag(args, "latency-frames", 3000),
+    rate: flag(args, "rate", 1000),
+  };
+  const runs = flag(args, "runs", 1);
+  const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
+  let best: E2eResult | undefined;
+  for (let i = 1; i <= runs; i++) {
+    const r = await runE2e(options);
+    console.log(
+      `run ${i}: relay ${fmt(r.relayPerSec)}/s, kv ${fmt(r.kvPerSec)}/s, tether ${
+        fmt(r.tetherPerSec)
+      }/s (${r.ratio.toFixed(2)}× relay), p50 ${r.p50Ms.toFixed(1)} ms, p99 ${
+        r.p99Ms.toFixed(1)
+      } ms`,
+    );
+    if (!best || r.ratio > best.ratio) best = r;
+  }
+  const r = best!;
+  console.log(`\ne2e benchmark (${options.frames} frames of ~${options.bytes} B; best of ${runs})`);
+  console.log(`  (a) raw WebSocket relay        ${fmt(r.relayPerSec).padStart(10)} events/s`);
+  console.log(`  (b) raw KV, 100 per commit     ${fmt(r.kvPerSec).padStart(10)} events/s`);
+  console.log(`  (c) Tether wrapper→KV→viewer   ${fmt(r.tetherPerSec).padStart(10)} events/s`);
+  console.log(
+    `      Tether / relay             ${r.ratio.toFixed(2).padStart(10)} (target ≥ 0.50)`,
+  );
+  console.log(
+    `  latency ingest→viewer at ${options.rate}/s: p50 ${r.p50Ms.toFixed(1)} ms, p99 ${
+      r.p99Ms.toFixed(1)
+    } ms (target p99 ≤ 25 ms)`,
+  );
+}

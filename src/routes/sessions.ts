@@ -44,7 +44,7 @@ export function sessionRoutes(): Hono<AppEnv> {
       throw new HttpError(409, "SESSION_EXISTS", `session ${body.sessionId} already exists`);
     }
     const { sessionId, createdAt, metadata } = result.session;
-    rt.log.info("session created", { sessionId });
+    rt.log.info("session created", { sessionId, event: "session_created" });
     return c.json({ sessionId, createdAt, metadata }, 201);
   });
 
@@ -60,7 +60,7 @@ export function sessionRoutes(): Hono<AppEnv> {
     const { deleted, effects } = await deleteSession(rt.ctx, sid);
     if (!deleted) throw notFound();
     rt.committed(effects);
-    rt.log.info("session deleted", { sessionId: sid });
+    rt.log.info("session deleted", { sessionId: sid, event: "session_deleted" });
     return c.body(null, 204);
   });
 
@@ -84,7 +84,11 @@ export function sessionRoutes(): Hono<AppEnv> {
     }
     rt.committed(effects);
     if (effects.stored.length > 0) {
-      rt.log.info("execution created", { sessionId: sid, executionId: result.body.executionId });
+      rt.log.info("execution created", {
+        sessionId: sid,
+        executionId: result.body.executionId,
+        event: "execution_created",
+      });
     }
     return c.json(result.body, 201);
   });
@@ -124,7 +128,11 @@ export function sessionRoutes(): Hono<AppEnv> {
       : null;
     if (!result) throw executionNotFound();
     rt.committed(result.effects);
-    rt.log.info("interrupt requested", { sessionId: sid, executionId: eid });
+    rt.log.info("interrupt requested", {
+      sessionId: sid,
+      executionId: eid,
+      event: "interrupt_requested",
+    });
     return c.json({ executionId: eid, status: result.status }, 202);
   });
 

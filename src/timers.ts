@@ -25,7 +25,7 @@ import {
   transact,
 } from "./store/mod.ts";
 
-/** Due timers read per sweep page (a sweep reads pages until none is left). */
+/** Timers read per sweep listing (a sweep lists again until nothing new is due). */
 const SWEEP_PAGE = 500;
 /** A queue message that arrives before its due time waits at most this long (ms); the sweep covers the rest. */
 const MAX_EARLY_WAIT_MS = 1000;
@@ -52,6 +52,12 @@ export class DeadlineRunner {
   readonly #rt: Runtime;
   readonly #options: Required<DeadlineRunnerOptions>;
   readonly #limit: Limiter;
+  /** Whether sweeps schedule local wake-ups for what falls due before the next sweep. */
+  readonly #localWakeups: boolean;
+  /** Local wake-ups of deadlines that fall due before the next sweep, by key. */
+  readonly #scheduled = new Map<string, ReturnType<typeof setTimeout>>();
+  /** Keys being fired by this instance: a second wake-up for one of them is dropped. */
+  readonly #inFlight = new Set<string>();
   readonly #stop = new AbortController();
   #sweepTimer?: ReturnType<typeof setInterval>;
   #sweeping?: Promise<void>;
@@ -68,6 +74,7 @@ export class DeadlineRunner {
       ...options,
     };
     this.#limit = new Limiter(this.#options.concurrency);
+    this.#localWakeups = !this.#options.wakeups.includes("queue");
   }
 
   /** The wake-ups this runner uses (`cron` included when the platform needs it). */
@@ -89,6 +96,8 @@ export class DeadlineRunner {
   async stop(): Promise<void> {
     this.#stop.abort();
     clearInterval(this.#sweepTimer);
+    for (const timer of this.#scheduled.values()) clearTimeout(timer);
+    this.#scheduled.clear();
     await this.#sweeping;
   }
 
@@ -118,27 +127,53 @@ export class DeadlineRunner {
 
   async #sweepOnce(): Promise<void> {
     try {
-      // Page through what is due; a deadline that failed to fire stays listed, so stop
-      // when a page brings nothing new.
+      // A deadline that failed to fire stays listed: stop when a listing brings nothing new.
       const tried = new Set<string>();
-      for (;;) {
-        const due = await listDueTimers(this.#rt.kv, this.#rt.ctx.now(), SWEEP_PAGE);
-        const fresh = due.map(timerKey).filter((key) => !tried.has(String(key)));
-        if (fresh.length === 0 || this.#stopped) return;
-        for (const key of fresh) tried.add(String(key));
+      while (!this.#stopped) {
+        const now = this.#rt.ctx.now();
+        // Without queues, also list what falls due before the next sweep and wake it
+        // locally on time: lateness near zero instead of up to a sweep period. (With
+        // queues, the queue message is that wake-up; doubling it only adds contention.)
+        const horizon = this.#localWakeups ? now + this.#options.sweepMs : now;
+        const listed = await listDueTimers(this.#rt.kv, horizon, SWEEP_PAGE);
+        const due: Deno.KvKey[] = [];
+        for (const timer of listed) {
+          const key = timerKey(timer);
+          const id = JSON.stringify(key);
+          if (timer.dueAt > now) this.#wakeAt(key, id, timer.dueAt - now);
+          else if (!tried.has(id)) {
+            tried.add(id);
+            due.push(key);
+          }
+        }
+        if (due.length === 0 || this.#stopped) return;
         await Promise.all(
-          fresh.map((key) => this.#limit.run(() => this.#stopped ? undefined : this.fire(key))),
+          due.map((key) => this.#limit.run(() => this.#stopped ? undefined : this.fire(key))),
         );
-        if (due.length < SWEEP_PAGE) return;
       }
     } catch (err) {
       if (!this.#stopped) this.#rt.log.warn("sweep failed", { err: String(err) });
     }
   }
 
+  /** Fires `key` in `wait` ms from a local timer (once per key, however many sweeps see it). */
+  #wakeAt(key: Deno.KvKey, id: string, wait: number): void {
+    if (this.#stopped || this.#scheduled.has(id)) return;
+    this.#scheduled.set(
+      id,
+      setTimeout(() => {
+        this.#scheduled.delete(id);
+        if (!this.#stopped) void this.#limit.run(() => this.fire(key));
+      }, wait + 1),
+    );
+  }
+
   /** Fires one deadline by its key; a no-op when another wake-up already fired it. */
   async fire(key: Deno.KvKey): Promise<void> {
     const rt = this.#rt;
+    const id = JSON.stringify(key);
+    if (this.#inFlight.has(id)) return;
+    this.#inFlight.add(id);
     try {
       const timer = (await rt.kv.get<TimerRecord>(key)).value;
       if (!timer || timer.dueAt > rt.ctx.now()) return;
@@ -160,7 +195,9 @@ export class DeadlineRunner {
         rt.log.info("deadline fired", { kind: timer.kind, id: timer.id, outcome, lateness });
       }
     } catch (err) {
-      rt.log.error("deadline failed", { key: JSON.stringify(key), err: String(err) });
+      rt.log.error("deadline failed", { key: id, err: String(err) });
+    } finally {
+      this.#inFlight.delete(id);
     }
   }
 

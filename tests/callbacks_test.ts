@@ -15,6 +15,10 @@ import {
 } from "./helpers/ingest_client.ts";
 import type { StartOptions } from "./helpers/server.ts";
 
+/** Polls a synchronous condition (what the receiver has seen so far). */
+const until = (check: () => boolean, what: string) =>
+  eventually(() => Promise.resolve(check()), what);
+
 const SECRET = "callback-signing-secret-for-tests";
 const BACKOFF_MS = 50;
 
@@ -69,7 +73,7 @@ for (const { label, config } of wakeupVariants()) {
     const wrapper = await IngestClient.connect(run.ingestUrl, { token: run.ingestToken });
     wrapper.send({ streamEventType: "complete", seq: 1, data: { exitCode: 0 } });
     assert.equal((await wrapper.closed).code, 4000);
-    await eventually(async () => receiver.received.length === 1, "callback");
+    await until(() => receiver.received.length === 1, "callback");
     const [hook] = receiver.received;
     const exec = await getExecution(server, run);
     assert.deepEqual(JSON.parse(hook.body), {
@@ -92,7 +96,7 @@ serverTest("429 and 5xx are retried with doubling backoff until delivered", asyn
     method: "POST",
     json: { error: "boom" },
   });
-  await eventually(async () => receiver.received.length === 3, "three tries");
+  await until(() => receiver.received.length === 3, "three tries");
   const [a, b, c] = receiver.received;
   assert.deepEqual(JSON.parse(a.body), {
     sessionId: "s1",
@@ -117,7 +121,7 @@ serverTest("another 4xx is not retried", async (server) => {
     method: "POST",
     json: { reason: "never mind" },
   });
-  await eventually(async () => receiver.received.length === 1, "callback");
+  await until(() => receiver.received.length === 1, "callback");
   assert.deepEqual(JSON.parse(receiver.received[0].body).error, "never mind");
   assert.equal(JSON.parse(receiver.received[0].body).status, "interrupted");
   await delay(BACKOFF_MS * 8);
@@ -131,7 +135,7 @@ serverTest("a callback that keeps failing is tried 5 times, then given up", asyn
     method: "POST",
     json: { error: "boom" },
   });
-  await eventually(async () => receiver.received.length === 5, "five tries");
+  await until(() => receiver.received.length === 5, "five tries");
   await delay(BACKOFF_MS * 20); // the next would come after 16 × base
   assert.equal(receiver.received.length, 5);
   assert.equal(
@@ -161,7 +165,7 @@ serverTest("network errors are retried", async (server) => {
       method: "POST",
       json: { error: "boom" },
     });
-    await eventually(async () => accepted >= 3, "three tries");
+    await until(() => accepted >= 3, "three tries");
   } finally {
     listener.close();
     await accepting;
@@ -175,7 +179,7 @@ serverTest(
     const run = await createRun(server, "s1", { callbackUrl: receiver.url });
     const res = await server.api("/v1/sessions/s1", { method: "DELETE" });
     assert.equal(res.status, 204);
-    await eventually(async () => receiver.received.length === 2, "callback and its retry");
+    await until(() => receiver.received.length === 2, "callback and its retry");
     for (const hook of receiver.received) {
       const body = JSON.parse(hook.body);
       assert.equal(body.executionId, run.executionId);

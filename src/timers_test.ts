@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
+import { delay } from "./async.ts";
 import { testConfig } from "./config.ts";
+import { createExecution, createSession } from "./lifecycle.ts";
 import { createService } from "./service.ts";
-import { armTimer, listTimers, transact } from "./store/mod.ts";
+import { armTimer, listTimers, records, transact } from "./store/mod.ts";
 import { chooseWakeups } from "./timers.ts";
 
 Deno.test("chooseWakeups: queues where the probe works, cron only without a local KV", async () => {
@@ -58,6 +60,29 @@ Deno.test("a stopped runner fires nothing", async () => {
     await service.runner.sweep();
     assert.equal((await listTimers(kv)).length, 1);
   } finally {
+    kv.close();
+  }
+});
+
+Deno.test("without queues, a deadline due between sweeps fires on time, not at the next sweep", async () => {
+  const kv = await Deno.openKv(":memory:");
+  const config = testConfig({ timerWakeups: ["sweep"], sweepMs: 1000, pendingTimeoutMs: 1500 });
+  const service = await createService(config, kv);
+  try {
+    const ctx = service.rt.ctx;
+    await createSession(ctx, { sessionId: "s1" });
+    const urls = { ingestUrl: () => "", streamUrl: "" };
+    const { result } = await createExecution(ctx, "s1", {}, urls);
+    assert.ok(result.ok);
+    const eid = result.body.executionId as string;
+    const read = () => transact(kv, (tx) => records.execution(eid).get(tx));
+    while ((await read())?.status !== "failed") await delay(20);
+    const exec = (await read())!;
+    const lateness = Date.parse(exec.completedAt!) - Date.parse(exec.activatedAt!) - 1500;
+    // The sweeps run at 1000 and 2000 ms; the local wake-up scheduled by the first fires at 1500.
+    assert.ok(lateness >= 0 && lateness < 300, `fired ${lateness} ms late`);
+  } finally {
+    await service.stop();
     kv.close();
   }
 });

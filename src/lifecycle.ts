@@ -28,16 +28,20 @@ import {
   type WrapperDisconnectedData,
 } from "./protocol.ts";
 import {
+  type ActiveSlot,
   appendEvents,
   armTimer,
   type ConnRecord,
   type ExecutionRecord,
   type GraceRecord,
+  headKey,
+  type HeadRecord,
   IDEMPOTENCY_TTL_MS,
   type InterruptFlag,
   listConnections,
   type NewEvent,
   postToInbox,
+  type QueueRecord,
   readHead,
   records,
   type SessionRecord,
@@ -171,20 +175,24 @@ export async function getLiveSession(
 /** `GET /v1/sessions/:sid` body, or `null` for an unknown or deleted session. */
 export async function sessionView(ctx: LifecycleContext, sessionId: string) {
   return await transact(ctx.kv, async (tx) => {
-    const session = await records.session(sessionId).get(tx);
-    if (!session || session.deletedAt) return null;
-    const [active, queue, head] = await Promise.all([
-      records.active(sessionId).get(tx),
-      records.queue(sessionId).get(tx),
-      readHead(tx, sessionId),
+    // One snapshot: a read-only transaction is not checked at commit, and separate reads
+    // could show an execution both active and queued while a promotion commits.
+    const [session, active, queue, head] = await tx.getMany<
+      [SessionRecord, ActiveSlot, QueueRecord, HeadRecord]
+    >([
+      records.session(sessionId).key,
+      records.active(sessionId).key,
+      records.queue(sessionId).key,
+      headKey(sessionId),
     ]);
+    if (!session || session.deletedAt) return null;
     return {
       sessionId,
       createdAt: session.createdAt,
       metadata: session.metadata,
       activeExecutionId: active?.executionId ?? null,
       queuedExecutionIds: queue?.executionIds ?? [],
-      lastEventId: head.lastEventId,
+      lastEventId: head?.lastEventId ?? 0,
     };
   });
 }

@@ -27,6 +27,8 @@ export type { TimerKind } from "./keys.ts";
 
 /** Read, write and delete one record inside a transaction. */
 export interface Entry<T> {
+  /** The record's key, for reading several records in one snapshot with `tx.getMany`. */
+  readonly key: Deno.KvKey;
   get(tx: Tx): Promise<T | null>;
   set(tx: Tx, value: T, options?: { expireIn?: number }): void;
   delete(tx: Tx): void;
@@ -34,6 +36,7 @@ export interface Entry<T> {
 
 function entry<T>(key: Deno.KvKey): Entry<T> {
   return {
+    key,
     get: (tx) => tx.get<T>(key),
     set: (tx, value, options) => tx.set(key, value, options),
     delete: (tx) => tx.delete(key),

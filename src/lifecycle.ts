@@ -389,19 +389,22 @@ export async function executionViews(
 ): Promise<ExecutionView[]> {
   const now = ctx.now();
   return await transact(ctx.kv, async (tx) => {
-    const [active, grace] = await Promise.all([
-      records.active(sessionId).get(tx),
-      records.grace(sessionId).get(tx),
+    // One getMany: a single view (four keys) is one snapshot, so `active` and `status`
+    // agree even while a promotion commits; a page reads in batches, not key by key.
+    const values = await tx.getMany<unknown[]>([
+      records.active(sessionId).key,
+      records.grace(sessionId).key,
+      ...executionIds.flatMap((eid) => [records.execution(eid).key, records.input(eid).key]),
     ]);
+    const active = values[0] as ActiveSlot | null;
+    const grace = values[1] as GraceRecord | null;
     const out: ExecutionView[] = [];
-    for (const eid of executionIds) {
-      const [exec, input] = await Promise.all([
-        records.execution(eid).get(tx),
-        records.input(eid).get(tx),
-      ]);
-      if (!exec || exec.sessionId !== sessionId) continue;
+    executionIds.forEach((eid, i) => {
+      const exec = values[2 + 2 * i] as ExecutionRecord | null;
+      const input = values[3 + 2 * i] as { input: unknown } | null;
+      if (!exec || exec.sessionId !== sessionId) return;
       out.push(toView(exec, input?.input ?? null, active?.executionId === eid, grace, now));
-    }
+    });
     return out;
   });
 }

@@ -756,6 +756,8 @@ export async function commitFrames(
     const [exec, conn] = await Promise.all([
       records.execution(executionId).get(tx),
       records.conn(executionId).get(tx),
+      // Read with the others (one round trip, not two): appending the events needs it.
+      readHead(tx, sessionId),
     ]);
     if (!exec || conn?.connectionId !== connectionId) return null;
     let lastSeq = exec.lastSeq;

@@ -73,8 +73,10 @@ export async function runViewer(
   let notify: (() => void) | undefined;
   const unsubscribe = rt.hub.subscribe(sessionId, (events) => {
     // A push is only a shortcut: when too many pile up, drop them and read from KV.
-    if (events) pushed = pushed.length + events.length <= MAX_PUSHED ? [...pushed, ...events] : [];
-    else checkSession = true;
+    if (events) {
+      if (pushed.length + events.length <= MAX_PUSHED) pushed.push(...events);
+      else pushed = [];
+    } else checkSession = true;
     dirty = true;
     notify?.();
   });

@@ -1,7 +1,7 @@
 /**
  * The session event log: eventIds 1, 2, 3… per session, never reused; each envelope stored
- * as UTF-8 JSON (so viewers send stored bytes without re-serializing), split into chunk
- * entries when it exceeds what one KV value holds.
+ * as its JSON text (so viewers send it without re-serializing): a string when small, UTF-8
+ * bytes when larger, split into chunk entries when it exceeds what one KV value holds.
  *
  * @module
  */
@@ -86,6 +86,12 @@ export async function appendEvents(
 }
 
 function writeEvent(tx: Tx, sessionId: string, eventId: number, json: string): void {
+  // Most events are small: stored as the string itself (no encode now, no decode on read).
+  // KV may keep a string as UTF-16, so only strings of up to half a chunk qualify.
+  if (json.length * 2 <= CHUNK_BYTES) {
+    tx.set(keys.event(sessionId, eventId), json);
+    return;
+  }
   const bytes = encoder.encode(json);
   if (bytes.length <= CHUNK_BYTES) {
     tx.set(keys.event(sessionId, eventId), bytes);
@@ -130,13 +136,15 @@ export async function readEvents(
     ? [...keys.events(sessionId), Number.MAX_SAFE_INTEGER]
     : keys.event(sessionId, upTo + 1);
   const out: StoredEvent[] = [];
-  const iter = kv.list<Uint8Array | number>(
+  const iter = kv.list<string | Uint8Array | number>(
     { start: keys.event(sessionId, after + 1), end },
     { limit, batchSize: Math.min(limit, 500) },
   );
   for await (const entry of iter) {
     const value = entry.value;
-    const json = typeof value === "number"
+    const json = typeof value === "string"
+      ? value
+      : typeof value === "number"
       ? await readChunks(kv, sessionId, entry.key[3] as number, value)
       : decoder.decode(value);
     out.push({ envelope: JSON.parse(json), json });

@@ -1,0 +1,16 @@
+/** Runs the end-to-end benchmark with tiny sizes, so it keeps working as the code changes. */
+import assert from "node:assert/strict";
+import { runE2e } from "../bench/e2e.ts";
+
+Deno.test({
+  name: "the e2e benchmark runs end to end with small counts",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const result = await runE2e({ frames: 300, bytes: 200, latencyFrames: 50, rate: 1000 });
+    for (const [name, value] of Object.entries(result)) {
+      assert.ok(Number.isFinite(value) && value > 0, `${name} = ${value}`);
+    }
+    assert.ok(result.p50Ms <= result.p99Ms);
+  },
+});

@@ -1,0 +1,19 @@
+import { runChaos } from "./helpers/chaos_run.ts";
+import { countFrom, seedFrom } from "./helpers/random.ts";
+
+Deno.test({
+  name:
+    "chaos: the real wrapper streams through a cutting proxy; nothing lost, duplicated or failed",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const seed = seedFrom("TETHER_CHAOS_SEED");
+    const stats = await runChaos({
+      seed,
+      events: countFrom("TETHER_CHAOS_EVENTS", 2500),
+      wrappers: countFrom("TETHER_CHAOS_WRAPPERS", 2),
+      pauseMs: countFrom("TETHER_CHAOS_PAUSE_MS", 15),
+    });
+    console.log(`chaos: seed ${seed}, ${JSON.stringify(stats)}`);
+  },
+});

@@ -26,7 +26,9 @@ const EnvSchema = z.object({
   ),
   TETHER_KV_PATH: z.string().min(1).optional(),
   PORT: z.coerce.number().int().min(0).max(65535).default(8000),
-  TETHER_MAX_QUEUE: ms(16, 0, 10_000),
+  // At most 64: deleting a session ends every queued execution in one commit, and a KV
+  // commit takes at most 100 checks.
+  TETHER_MAX_QUEUE: ms(16, 0, 64),
   TETHER_MAX_IN_FLIGHT: ms(1000, 1, 100_000),
   TETHER_MAX_FRAME_BYTES: ms(524_288, 1024, 716_800),
   TETHER_MAX_FRAMES_PER_SEC: ms(20_000),

@@ -66,6 +66,7 @@ const bad: [string, string][] = [
   ["PORT", "70000"],
   ["TETHER_MAX_QUEUE", "-1"],
   ["TETHER_MAX_QUEUE", "1.5"],
+  ["TETHER_MAX_QUEUE", "65"],
   ["TETHER_DISCONNECT_GRACE_MS", "soon"],
   ["TETHER_HEARTBEAT_TIMEOUT_MS", "0"],
   ["TETHER_TICKET_TTL_MS", "999"],

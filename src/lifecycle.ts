@@ -471,7 +471,9 @@ async function finish(
     records.queue(sid).get(tx),
     records.interrupt(sid).get(tx),
     records.grace(sid).get(tx),
-    records.conn(eid).get(tx),
+    // Only a running execution has a connection (admission sets both in one commit). Not
+    // reading it otherwise keeps a deletion that ends a long queue under KV's 100 checks.
+    exec.status === "running" ? records.conn(eid).get(tx) : null,
   ]);
   const ended: ExecutionRecord = strip({
     ...exec,

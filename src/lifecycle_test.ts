@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Credentials } from "./auth.ts";
-import { type Config, testConfig } from "./config.ts";
+import { type Config, loadConfig, testConfig } from "./config.ts";
 import {
   admitConnection,
   commitFrames,
@@ -379,4 +379,25 @@ lifecycleTest(
     assert.deepEqual(cause.data, { error, fatal: true });
     assert.equal((status.data as ExecutionStatusData).error, exec.error);
   },
+);
+
+lifecycleTest(
+  "deleting a session with the largest allowed queue ends it all in one commit",
+  async (ctx) => {
+    await createSession(ctx, { sessionId: "s" });
+    const runs = [];
+    for (let i = 0; i <= ctx.config.maxQueue; i++) {
+      runs.push(await create(ctx, "s", { callbackUrl: "http://127.0.0.1:9/hook" }));
+    }
+    const conn = await admit(ctx, "s", runs[0]);
+    await recordDisconnect(ctx, runs[0].executionId, conn, { code: 1006, reason: "" });
+    await interruptExecution(ctx, "s", runs[0].executionId, undefined);
+    assert.equal((await deleteSession(ctx, "s")).deleted, true);
+    const all = await events(ctx, "s");
+    for (const run of runs) {
+      assert.equal((await execution(ctx, run.executionId)).status, "failed");
+      assert.equal(terminalStatusEvents(all, run.executionId).length, 1);
+    }
+  },
+  { maxQueue: loadConfig({ TETHER_MAX_QUEUE: "64" }).maxQueue },
 );

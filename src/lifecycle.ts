@@ -272,7 +272,7 @@ export async function createExecution(
   urls: CreationUrls,
   idempotencyKey?: string,
 ): Promise<{ result: CreateExecutionResult; effects: Effects }> {
-  const requestHash = await sha256Hex(JSON.stringify(body));
+  const requestHash = await sha256Hex(canonicalJson(body));
   const executionId = newExecutionId();
   const token = await ctx.credentials.ingestToken(executionId);
   const tokenHash = await sha256Hex(token);
@@ -369,6 +369,20 @@ export async function createExecution(
     },
   );
   return { result, effects };
+}
+
+/**
+ * JSON with object keys sorted at every depth, so a retry that sends the same body with its
+ * keys in another order counts as the same body.
+ */
+function canonicalJson(value: unknown): string {
+  return JSON.stringify(
+    value,
+    (_key, v) =>
+      v && typeof v === "object" && !Array.isArray(v)
+        ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0))
+        : v,
+  );
 }
 
 /** The execution as the API shows it, or `null` when it is not of this (live) session. */

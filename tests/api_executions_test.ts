@@ -251,14 +251,14 @@ serverTest(
   async (server) => {
     await createSession(server, "idem");
     const headers = { "idempotency-key": "order-42" };
-    const body = { input: { n: 1 }, graceMs: 5000 };
+    const body = { input: { n: 1, list: [{ b: 1, a: 2 }] }, graceMs: 5000 };
     const first = await post(server, "/v1/sessions/idem/executions", body, headers);
     assert.equal(first.status, 201);
     const before = await snapshot(server, "idem");
     // Same body with its keys in another order.
     const retry = await post(server, "/v1/sessions/idem/executions", {
       graceMs: 5000,
-      input: { n: 1 },
+      input: { list: [{ a: 2, b: 1 }], n: 1 },
     }, headers);
     assert.deepEqual(retry, first);
     assert.deepEqual(await snapshot(server, "idem"), before);

@@ -12,7 +12,14 @@
  */
 import type { Config } from "./config.ts";
 import type { Credentials } from "./auth.ts";
-import { newExecutionId, newSessionId, randomSecret, sha256Hex } from "./ids.ts";
+import {
+  newExecutionId,
+  newSessionId,
+  randomSecret,
+  sha256Hex,
+  timingSafeEqual,
+  tokenExecutionId,
+} from "./ids.ts";
 import {
   type CallbackBody,
   type CreateExecutionBody,
@@ -658,7 +665,7 @@ export async function admitConnection(
   connectionId: string,
   dial: Dial | undefined,
 ): Promise<Admission> {
-  const tokenEid = token ? /^tok\.(exc_[0-9A-Z]{26})\./.exec(token)?.[1] : undefined;
+  const tokenEid = token ? tokenExecutionId(token) : undefined;
   const tokenHash = token ? await sha256Hex(token) : "";
   const exec0 = tokenEid
     ? await transact(ctx.kv, (tx) => records.execution(tokenEid).get(tx))
@@ -673,7 +680,7 @@ export async function admitConnection(
       records.execution(exec0.executionId).get(tx),
       records.session(sid).get(tx),
     ]);
-    if (!exec || !session || session.deletedAt || !timingSafeHashEqual(exec.tokenHash, tokenHash)) {
+    if (!exec || !session || session.deletedAt || !timingSafeEqual(exec.tokenHash, tokenHash)) {
       return { admitted: false, code: 4401, reason: "unauthorized" };
     }
     if (exec.executionId !== path.executionId || sid !== path.sessionId) {
@@ -733,14 +740,6 @@ export async function admitConnection(
     };
   });
   return result.admitted ? { ...result, effects } : result;
-}
-
-function timingSafeHashEqual(a: string, b: string): boolean {
-  let diff = a.length ^ b.length;
-  for (let i = 0; i < Math.max(a.length, b.length); i++) {
-    diff |= (a.charCodeAt(i) || 0) ^ (b.charCodeAt(i) || 0);
-  }
-  return diff === 0;
 }
 
 /** A frame ready to commit: its seq (if any) and its event, or no event for a rejected frame whose seq it uses up. */

@@ -75,7 +75,9 @@ Options (each also --name=value; environment fallback in brackets):
   --token <token>             the execution's ingest token   [TETHER_INGEST_TOKEN] (required)
 ${
   Object.entries(OPTIONS).slice(2).map(([name, spec]) =>
-    `  --${`${name} <${spec.kind === "text" || spec.kind === "sse-url" ? "value" : "n"}>`.padEnd(26)}` +
+    `  --${
+      `${name} <${spec.kind === "text" || spec.kind === "sse-url" ? "value" : "n"}>`.padEnd(26)
+    }` +
     `[${envName(name)}] default ${spec.default ?? "off"}`
   ).join("\n")
 }

@@ -1,0 +1,157 @@
+/**
+ * What the wrapper says about its agent, as ingest frames (PROTOCOL.md 9.1 and 9.2): output
+ * lines as `agent` or `output` (truncated to the frame limit when needed), Server-Sent
+ * Events as `kilocode`, and the terminal frames that end a run.
+ *
+ * @module
+ */
+import { ErrorText } from "../src/protocol.ts";
+import type { Line } from "./lines.ts";
+import { frameBytes, type OutgoingFrame } from "./outbox.ts";
+import type { SseEvent } from "./sse.ts";
+
+/** Which output stream a line came from. */
+export type OutputStream = "stdout" | "stderr";
+
+/** SSE events that only keep the stream alive: never forwarded. */
+const SSE_KEEPALIVE_EVENTS: ReadonlySet<string> = new Set(["server.connected", "server.heartbeat"]);
+
+/**
+ * The frame for one output line: a stdout line holding a JSON object becomes `agent` with
+ * that object as data; any other line becomes `output {stream, text}`. A line whose frame
+ * would exceed `maxFrameBytes` becomes `output {stream, text, truncated: true, bytes}`.
+ *
+ * @example
+ * ```ts
+ * lineFrame({ text: '{"type":"result"}', bytes: 17, cut: false }, "stdout", 524288);
+ * // { streamEventType: "agent", data: { type: "result" } }
+ * ```
+ */
+export function lineFrame(line: Line, stream: OutputStream, maxFrameBytes: number): OutgoingFrame {
+  if (stream === "stdout" && !line.cut) {
+    const object = parseJsonObject(line.text);
+    if (object) {
+      const frame = { streamEventType: "agent", data: object };
+      if (frameBytes(frame) <= maxFrameBytes) return frame;
+    }
+  }
+  const frame = { streamEventType: "output", data: { stream, text: line.text } };
+  if (!line.cut && frameBytes(frame) <= maxFrameBytes) return frame;
+  return fitText(
+    (text) => ({
+      streamEventType: "output",
+      data: { stream, text, truncated: true, bytes: line.bytes },
+    }),
+    line.text,
+    maxFrameBytes,
+  );
+}
+
+/**
+ * The event name of an SSE event and, unless it is a keep-alive, its `kilocode` frame: the
+ * parsed JSON object (or `{raw}` when the data is no JSON object) plus `event`, the SSE
+ * event name, or `data.type` when there is none (else `message`, the SSE default).
+ */
+export function kilocodeFrame(event: SseEvent, maxFrameBytes: number): {
+  name: string;
+  frame?: OutgoingFrame;
+} {
+  const object = parseJsonObject(event.data);
+  const type = object?.type;
+  const name = event.event ?? (typeof type === "string" ? type : "message");
+  if (SSE_KEEPALIVE_EVENTS.has(name)) return { name };
+  const frame = {
+    streamEventType: "kilocode",
+    data: { ...(object ?? { raw: event.data }), event: name },
+  };
+  if (frameBytes(frame) <= maxFrameBytes) return { name, frame };
+  const bytes = new TextEncoder().encode(event.data).length;
+  return {
+    name,
+    frame: fitText(
+      (raw) => ({
+        streamEventType: "kilocode",
+        data: { raw, event: name, truncated: true, bytes },
+      }),
+      event.data,
+      maxFrameBytes,
+    ),
+  };
+}
+
+/**
+ * The frame `build(prefix)` for the longest prefix of `text` (in whole code points) whose
+ * frame fits `maxFrameBytes`.
+ */
+export function fitText(
+  build: (text: string) => OutgoingFrame,
+  text: string,
+  maxFrameBytes: number,
+): OutgoingFrame {
+  // Binary search over the code point boundaries, so no character is ever split.
+  const ends = [0];
+  for (const char of text) ends.push(ends[ends.length - 1] + char.length);
+  const fits = (index: number) => frameBytes(build(text.slice(0, ends[index]))) <= maxFrameBytes;
+  let low = 0;
+  let high = ends.length - 1;
+  while (low < high) {
+    const mid = Math.ceil((low + high) / 2);
+    if (fits(mid)) low = mid;
+    else high = mid - 1;
+  }
+  return build(text.slice(0, ends[low]));
+}
+
+function parseJsonObject(text: string): Record<string, unknown> | undefined {
+  if (!text.trimStart().startsWith("{")) return undefined;
+  try {
+    const value = JSON.parse(text);
+    return typeof value === "object" && value !== null && !Array.isArray(value) ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `complete {exitCode: 0}`. */
+export function completeFrame(): OutgoingFrame {
+  return { streamEventType: "complete", data: { exitCode: 0 } };
+}
+
+/** The fatal `AGENT_EXIT` error of an agent that exited by itself with a code other than 0. */
+export function agentExitFrame(exitCode: number, signal: string | null): OutgoingFrame {
+  return {
+    streamEventType: "error",
+    data: {
+      fatal: true,
+      code: "AGENT_EXIT",
+      exitCode,
+      error: `agent exited with code ${exitCode}`,
+      ...(signal ? { signal } : {}),
+    },
+  };
+}
+
+/** `interrupted {reason}`; the reason defaults to `User interrupted`. */
+export function interruptedFrame(reason: string | undefined): OutgoingFrame {
+  return { streamEventType: "interrupted", data: { reason: reason ?? ErrorText.userInterrupted } };
+}
+
+/** The fatal `AGENT_IDLE_TIMEOUT` error. */
+export function idleTimeoutFrame(idleTimeoutMs: number): OutgoingFrame {
+  return {
+    streamEventType: "error",
+    data: {
+      fatal: true,
+      code: "AGENT_IDLE_TIMEOUT",
+      error: `agent produced no output for ${idleTimeoutMs} ms`,
+    },
+  };
+}
+
+/** The fatal `AGENT_START_FAILED` error of an agent command that could not be started. */
+export function startFailedFrame(message: string): OutgoingFrame {
+  return {
+    streamEventType: "error",
+    data: { fatal: true, code: "AGENT_START_FAILED", error: `cannot start agent: ${message}` },
+  };
+}

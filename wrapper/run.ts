@@ -1,0 +1,339 @@
+/**
+ * One supervised agent run (PROTOCOL.md section 9): connect, start the agent (and the
+ * `--sse` reader) after the first `hello`, forward its output, turn its ending, a `kill`,
+ * the idle timeout or a signal into the one terminal frame, and map the outcome to the
+ * wrapper's exit code.
+ *
+ * @module
+ */
+import {
+  ErrorText,
+  type KillFrame,
+  type TerminalStatus,
+  terminalStatusOfFrame,
+} from "../src/protocol.ts";
+import { type Agent, type AgentExit, startAgent } from "./agent.ts";
+import {
+  agentExitFrame,
+  completeFrame,
+  idleTimeoutFrame,
+  interruptedFrame,
+  kilocodeFrame,
+  lineFrame,
+  startFailedFrame,
+} from "./frames.ts";
+import { IdleWatch } from "./idle.ts";
+import {
+  IngestConnection,
+  type IngestConnectionOptions,
+  type IngestEnd,
+  type IngestEvent,
+  type OutgoingFrame,
+} from "./mod.ts";
+import type { WrapperOptions } from "./options.ts";
+import { followSse } from "./sse.ts";
+
+/** The signals the wrapper handles. */
+export type WrapperSignal = "SIGINT" | "SIGTERM";
+
+/** Exit codes of PROTOCOL.md 9.2. */
+export const ExitCode = {
+  completed: 0,
+  failed: 1,
+  gaveUp: 2,
+  replaced: 3,
+  refused: 4,
+  usage: 64,
+  interrupted: 130,
+} as const;
+
+/** What a run needs from its surroundings; every field has a default for the real CLI. */
+export interface RunEnvironment {
+  /** Where progress messages go. Default: one line on stderr each. */
+  log?: (message: string) => void;
+  /** Subscribes to SIGINT/SIGTERM; returns the unsubscribe. Default: `Deno.addSignalListener`. */
+  onSignal?: (listener: (signal: WrapperSignal) => void) => () => void;
+  /** After a signal, how long the `interrupted` frame may wait for its ack. Default 5000. */
+  signalAckTimeoutMs?: number;
+  /** Overrides of the connection (a fixed `wrapperId`, injected randomness or delays). */
+  connection?: Partial<IngestConnectionOptions>;
+}
+
+/** Why the wrapper stops the agent before it exits by itself. */
+type StopCause =
+  | { kind: "kill"; reason: string | undefined }
+  | { kind: "signal"; signal: WrapperSignal }
+  | { kind: "idle" }
+  | { kind: "done" };
+
+const STATUS_EXIT: Record<TerminalStatus, number> = {
+  completed: ExitCode.completed,
+  failed: ExitCode.failed,
+  interrupted: ExitCode.interrupted,
+};
+
+/**
+ * The wrapper's exit code for how its connection ended: a 4000 reason wins, then a signal
+ * (130), then the run's own terminal frame.
+ *
+ * @example
+ * ```ts
+ * exitCodeFor({ kind: "done", status: "completed", reason: "execution completed" }); // 0
+ * exitCodeFor({ kind: "gave_up", failedDials: 10 }); // 2
+ * ```
+ */
+export function exitCodeFor(
+  end: IngestEnd,
+  options: { own?: TerminalStatus; signalled?: boolean } = {},
+): number {
+  if (end.kind === "done" && end.status) return STATUS_EXIT[end.status];
+  if (options.signalled) return ExitCode.interrupted;
+  switch (end.kind) {
+    case "done":
+      return STATUS_EXIT[options.own ?? "failed"];
+    case "acknowledged":
+    case "unacknowledged":
+      return STATUS_EXIT[end.status];
+    case "replaced":
+      return ExitCode.replaced;
+    case "refused":
+      return ExitCode.refused;
+    case "gave_up":
+      return ExitCode.gaveUp;
+    case "closed":
+      return ExitCode.interrupted;
+  }
+}
+
+/**
+ * Runs the agent described by `options` against its execution's ingest endpoint and
+ * resolves with the wrapper's exit code.
+ *
+ * @example
+ * ```ts
+ * const code = await runWrapper({ ...options, command: ["claude", "-p", "fix the tests"] });
+ * Deno.exit(code);
+ * ```
+ */
+export function runWrapper(
+  options: WrapperOptions,
+  environment: RunEnvironment = {},
+): Promise<number> {
+  return new Run(options, environment).run();
+}
+
+class Run {
+  readonly #options: WrapperOptions;
+  readonly #log: (message: string) => void;
+  readonly #onSignal: NonNullable<RunEnvironment["onSignal"]>;
+  readonly #signalAckTimeoutMs: number;
+  readonly #conn: IngestConnection;
+  readonly #idle: IdleWatch;
+  readonly #sseReader = new AbortController();
+  readonly #firstHello = Promise.withResolvers<void>();
+  /** Resolves when a stop cause arrives while no agent process has to be waited for. */
+  readonly #stopWithoutAgent = Promise.withResolvers<void>();
+  #helloSeen = false;
+  #agent: Agent | undefined;
+  #startError: string | undefined;
+  #stopCause: StopCause | undefined;
+  #signal: WrapperSignal | undefined;
+  #terminalQueued = false;
+
+  constructor(options: WrapperOptions, environment: RunEnvironment) {
+    this.#options = options;
+    this.#log = environment.log ?? ((message) => console.error(`tether-wrapper: ${message}`));
+    this.#onSignal = environment.onSignal ?? listenToSignals;
+    this.#signalAckTimeoutMs = environment.signalAckTimeoutMs ?? 5000;
+    this.#idle = new IdleWatch(options.idleTimeoutMs, () => this.#stop({ kind: "idle" }));
+    this.#conn = new IngestConnection({
+      url: options.ingestUrl,
+      token: options.token,
+      heartbeatMs: options.heartbeatMs,
+      silenceTimeoutMs: options.silenceTimeoutMs,
+      reconnectBaseMs: options.reconnectBaseMs,
+      reconnectMaxMs: options.reconnectMaxMs,
+      reconnectAttempts: options.reconnectAttempts,
+      connectTimeoutMs: options.connectTimeoutMs,
+      bufferLimit: options.bufferLimit,
+      bufferBytes: options.bufferBytes,
+      maxFrameBytes: options.maxFrameBytes,
+      ...environment.connection,
+      onEvent: (event) => this.#onConnectionEvent(event),
+    });
+  }
+
+  async run(): Promise<number> {
+    const unsubscribe = this.#onSignal((signal) => this.#onProcessSignal(signal));
+    try {
+      return await this.#main();
+    } finally {
+      unsubscribe();
+      this.#idle.pause();
+      this.#sseReader.abort();
+    }
+  }
+
+  async #main(): Promise<number> {
+    this.#conn.connect();
+    const early = await Promise.race([this.#firstHello.promise, this.#conn.closed]);
+    // Ended before any hello (4000, 4401/4403, gave up, or a signal): the agent never starts.
+    if (early) return exitCodeFor(early, { signalled: this.#signal !== undefined });
+    // The service sends a pending kill right after hello: let it arrive before starting.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    if (!this.#stopCause) this.#start();
+
+    const ended = await Promise.race([
+      this.#agent?.exited ?? this.#stopWithoutAgent.promise,
+      this.#conn.closed,
+    ]);
+    this.#sseReader.abort();
+    if (ended && "kind" in ended) {
+      // 4000, 4001, 4401/4403 or giving up while the agent runs: stop it, exit by the end.
+      await this.#stopAgent();
+      return exitCodeFor(ended, { signalled: this.#signal !== undefined });
+    }
+    const frame = this.#terminalFrame(ended);
+    this.#terminalQueued = true;
+    this.#log(`run ended: ${frame.streamEventType} ${JSON.stringify(frame.data)}`);
+    const end = await this.#conn.finish(frame, {
+      ackTimeoutMs: this.#signal ? this.#signalAckTimeoutMs : undefined,
+    });
+    return exitCodeFor(end, {
+      own: terminalStatusOfFrame(frame),
+      signalled: this.#signal !== undefined,
+    });
+  }
+
+  #start(): void {
+    const { command, sse, killGraceMs } = this.#options;
+    if (command.length > 0) {
+      try {
+        this.#agent = startAgent(command, {
+          onLine: (line, stream) =>
+            this.#forward(lineFrame(line, stream, this.#conn.maxFrameBytes)),
+          maxLineBytes: () => this.#conn.maxFrameBytes,
+        });
+        this.#log(`agent started: ${command.join(" ")} (kill grace ${killGraceMs} ms)`);
+      } catch (error) {
+        this.#startError = error instanceof Error ? error.message : String(error);
+        this.#stopWithoutAgent.resolve();
+        return;
+      }
+    }
+    if (sse) this.#readSse(sse);
+    if (this.#conn.state === "open") this.#idle.restart();
+  }
+
+  #readSse(url: string): void {
+    followSse(url, {
+      signal: this.#sseReader.signal,
+      reconnectBaseMs: this.#options.reconnectBaseMs,
+      reconnectMaxMs: this.#options.reconnectMaxMs,
+      onDrop: (message) => this.#log(`SSE stream dropped (${message}), re-opening`),
+      onEvent: (event) => {
+        const { name, frame } = kilocodeFrame(event, this.#conn.maxFrameBytes);
+        if (frame) this.#forward(frame);
+        if (name === this.#options.doneEvent) this.#stop({ kind: "done" });
+      },
+    });
+  }
+
+  #forward(frame: OutgoingFrame): void {
+    this.#conn.send(frame);
+    this.#idle.touch();
+  }
+
+  /** Records the first reason to stop and stops the agent; a SIGKILL kill can escalate. */
+  #stop(cause: StopCause, signal: "SIGTERM" | "SIGKILL" = "SIGTERM"): void {
+    const graceMs = this.#options.killGraceMs;
+    if (this.#terminalQueued) return;
+    if (this.#stopCause) {
+      if (signal === "SIGKILL") this.#agent?.stop({ signal, graceMs });
+      return;
+    }
+    this.#stopCause = cause;
+    this.#idle.pause();
+    this.#sseReader.abort();
+    if (this.#agent) this.#agent.stop({ signal, graceMs });
+    else this.#stopWithoutAgent.resolve();
+  }
+
+  async #stopAgent(): Promise<void> {
+    if (!this.#agent) return;
+    this.#agent.stop({ graceMs: this.#options.killGraceMs });
+    await this.#agent.exited;
+  }
+
+  #terminalFrame(exit: AgentExit | void): OutgoingFrame {
+    if (this.#startError !== undefined) return startFailedFrame(this.#startError);
+    switch (this.#stopCause?.kind) {
+      case "kill":
+        return interruptedFrame(this.#stopCause.reason);
+      case "signal":
+        return interruptedFrame(`Wrapper received ${this.#stopCause.signal}`);
+      case "idle":
+        return idleTimeoutFrame(this.#options.idleTimeoutMs);
+      case "done":
+        return completeFrame();
+    }
+    return !exit || exit.code === 0 ? completeFrame() : agentExitFrame(exit.code, exit.signal);
+  }
+
+  #onProcessSignal(signal: WrapperSignal): void {
+    this.#log(`received ${signal}`);
+    if (this.#signal || !this.#helloSeen) {
+      // Before the first hello there is nothing to report; a second signal means "now".
+      this.#agent?.stop({ signal: "SIGKILL", graceMs: 0 });
+      this.#signal ??= signal;
+      this.#conn.close();
+      return;
+    }
+    this.#signal = signal;
+    if (this.#terminalQueued) {
+      setTimeout(() => this.#conn.close(), this.#signalAckTimeoutMs);
+    } else {
+      this.#stop({ kind: "signal", signal });
+    }
+  }
+
+  #onKill(kill: KillFrame): void {
+    this.#log(`kill received (${kill.signal}): ${kill.reason ?? ErrorText.userInterrupted}`);
+    this.#stop({ kind: "kill", reason: kill.reason }, kill.signal);
+  }
+
+  #onConnectionEvent(event: IngestEvent): void {
+    switch (event.type) {
+      case "hello":
+        this.#log(`connected (lastSeq ${event.hello.lastSeq})`);
+        this.#helloSeen = true;
+        if (event.first) this.#firstHello.resolve();
+        else if (!this.#stopCause && (this.#agent || this.#options.sse)) this.#idle.restart();
+        return;
+      case "kill":
+        return this.#onKill(event.kill);
+      case "disconnected":
+        this.#idle.pause();
+        return this.#log(
+          `${event.wasOpen ? "connection lost" : "dial failed"}: ${event.code} ${event.reason}`,
+        );
+      case "waiting":
+        return this.#log(`reconnecting in ${event.delayMs} ms`);
+      case "warning":
+        return this.#log(event.message);
+      case "ended":
+        return this.#log(`connection ended: ${JSON.stringify(event.end)}`);
+      case "dialing":
+        return;
+    }
+  }
+}
+
+function listenToSignals(listener: (signal: WrapperSignal) => void): () => void {
+  const signals: WrapperSignal[] = ["SIGINT", "SIGTERM"];
+  const handlers = signals.map((signal) => [signal, () => listener(signal)] as const);
+  for (const [signal, handler] of handlers) Deno.addSignalListener(signal, handler);
+  return () => {
+    for (const [signal, handler] of handlers) Deno.removeSignalListener(signal, handler);
+  };
+}

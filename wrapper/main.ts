@@ -24,7 +24,7 @@ export async function main(
     options = parseOptions(args, env);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
-    console.error(`tether-wrapper: ${error.message}\n\n${USAGE}`);
+    console.error(`tether-wrapper: ${error.message} (see --help)`);
     return ExitCode.usage;
   }
   if (options === "help") {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { dialNumbers, startFakeService } from "../tests/helpers/fake_service.ts";
 import { IngestConnection, toWebSocketUrl } from "./mod.ts";
-import { eventually, testConnection } from "./test_util.ts";
+import { eventually, reconnectGate, testConnection } from "./test_util.ts";
 
 const agent = (n: number) => ({ streamEventType: "agent", data: { n } });
 const complete = { streamEventType: "complete", data: { exitCode: 0 } };
@@ -156,9 +156,9 @@ Deno.test("ref 15: a dial that completes after close() closes itself unused", as
 
 Deno.test("ref 4, 14: frames sent while disconnected follow the resend, after the marker", async () => {
   await using service = await startFakeService({ ack: "manual" });
-  let release!: () => void;
+  const gate = reconnectGate();
   await using t = testConnection(service.url, {
-    delay: () => new Promise((resolve) => release = resolve),
+    delay: gate.delay,
   });
   await eventually(() => t.conn.state === "open");
   t.conn.send(agent(1));
@@ -167,7 +167,7 @@ Deno.test("ref 4, 14: frames sent while disconnected follow the resend, after th
   await eventually(() => t.conn.state === "waiting");
   t.conn.send(agent(2));
   t.conn.send(agent(3));
-  release();
+  gate.open();
   await service.waitFor(() => service.stored.length === 4);
   const second = service.connections[1].frames;
   assert.deepEqual(second.map((f) => [f.seq, f.streamEventType]), [
@@ -194,10 +194,10 @@ Deno.test("ref 14: a reconnect with nothing held back sends no marker", async ()
 
 Deno.test("ref 7: heartbeats pause while disconnected and resume after hello", async () => {
   await using service = await startFakeService();
-  let release!: () => void;
+  const gate = reconnectGate();
   await using t = testConnection(service.url, {
     heartbeatMs: 15,
-    delay: () => new Promise((resolve) => release = resolve),
+    delay: gate.delay,
   });
   const heartbeats = (i: number) =>
     service.connections[i]?.frames.filter((f) => f.streamEventType === "heartbeat") ?? [];
@@ -206,7 +206,7 @@ Deno.test("ref 7: heartbeats pause while disconnected and resume after hello", a
   await eventually(() => t.conn.state === "waiting");
   await new Promise((r) => setTimeout(r, 60));
   assert.equal(service.connections.length, 1);
-  release();
+  gate.open();
   await service.waitFor(() => heartbeats(1).length >= 2);
   assert.ok(heartbeats(1).every((f) => f.seq === undefined && JSON.stringify(f.data) === "{}"));
 });
@@ -467,9 +467,9 @@ Deno.test("a cut after frames were sent but before their ack: resent, stored onc
 
 Deno.test("a cut before frames reached the service: they are resent after hello", async () => {
   await using service = await startFakeService({ ack: "manual" });
-  let release!: () => void;
+  const gate = reconnectGate();
   await using t = testConnection(service.url, {
-    delay: () => new Promise((resolve) => release = resolve),
+    delay: gate.delay,
   });
   await eventually(() => t.conn.state === "open");
   for (let i = 1; i <= 3; i++) t.conn.send(agent(i));
@@ -481,7 +481,7 @@ Deno.test("a cut before frames reached the service: they are resent after hello"
   service.stored.splice(1);
   service.lastSeq = 1;
   service.setAckMode("auto");
-  release();
+  gate.open();
   await eventually(() => t.conn.unacknowledged === 0);
   assert.deepEqual(seqs(service.connections[1].frames), [2, 3]);
   assert.deepEqual(service.stored.map((f) => f.seq), [1, 2, 3]);
@@ -501,11 +501,11 @@ Deno.test("a fresh connection for an execution with frames numbers after lastSeq
 
 Deno.test("overflow: frames beyond the limits are dropped and counted, terminal kept", async () => {
   await using service = await startFakeService();
-  let release!: () => void;
+  const gate = reconnectGate();
   await using t = testConnection(service.url, {
     bufferLimit: 3,
     bufferBytes: 10_000,
-    delay: () => new Promise((resolve) => release = resolve),
+    delay: gate.delay,
   });
   await eventually(() => t.conn.state === "open");
   service.cut();
@@ -515,7 +515,7 @@ Deno.test("overflow: frames beyond the limits are dropped and counted, terminal 
   const big = { streamEventType: "output", data: { text: "x".repeat(20_000) } };
   assert.equal(t.conn.send(big), false, "over bufferBytes");
   const ended = t.conn.finish(complete);
-  release();
+  gate.open();
   assert.equal((await ended).kind, "done");
   assert.deepEqual(service.stored.map((f) => f.streamEventType), [
     "wrapper_resumed",
@@ -580,9 +580,9 @@ Deno.test("finish: acked, then the socket drops instead of 4000: no reconnect", 
 
 Deno.test("completion while disconnected waits for the reconnect", async () => {
   await using service = await startFakeService();
-  let release!: () => void;
+  const gate = reconnectGate();
   await using t = testConnection(service.url, {
-    delay: () => new Promise((resolve) => release = resolve),
+    delay: gate.delay,
   });
   await eventually(() => t.conn.state === "open");
   service.cut();
@@ -590,7 +590,7 @@ Deno.test("completion while disconnected waits for the reconnect", async () => {
   t.conn.send(agent(1));
   const ended = t.conn.finish(complete);
   await new Promise((r) => setTimeout(r, 30));
-  release();
+  gate.open();
   assert.deepEqual(await ended, {
     kind: "done",
     status: "completed",

@@ -62,6 +62,14 @@ const OPTIONS: Record<string, OptionSpec> = {
   "idle-timeout-ms": { key: "idleTimeoutMs", kind: "integer", default: 0 },
 };
 
+const PLACEHOLDERS: Record<Kind, string> = {
+  url: "url",
+  "sse-url": "url",
+  text: "type",
+  integer: "n",
+  positive: "n",
+};
+
 /** Smallest frame limit that still leaves room for a truncated line. */
 const MIN_FRAME_BYTES = 1024;
 
@@ -75,9 +83,7 @@ Options (each also --name=value; environment fallback in brackets):
   --token <token>             the execution's ingest token   [TETHER_INGEST_TOKEN] (required)
 ${
   Object.entries(OPTIONS).slice(2).map(([name, spec]) =>
-    `  --${
-      `${name} <${spec.kind === "text" || spec.kind === "sse-url" ? "value" : "n"}>`.padEnd(26)
-    }` +
+    `  --${`${name} <${PLACEHOLDERS[spec.kind]}>`.padEnd(26)}` +
     `[${envName(name)}] default ${spec.default ?? "off"}`
   ).join("\n")
 }

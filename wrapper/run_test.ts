@@ -4,64 +4,10 @@ import {
   startFakeService,
   type StoredFrame,
 } from "../tests/helpers/fake_service.ts";
-import type { WrapperOptions } from "./options.ts";
-import { exitCodeFor, type RunEnvironment, runWrapper, type WrapperSignal } from "./run.ts";
-import { eventually } from "./test_util.ts";
-
-const FAKE_AGENT = new URL("./testdata/fake_agent.ts", import.meta.url).pathname;
-
-/** The fake agent as a command line running `steps`. */
-function agent(...steps: string[]): string[] {
-  return [Deno.execPath(), "run", "--no-config", "-A", FAKE_AGENT, ...steps];
-}
-
-function options(service: FakeService, overrides: Partial<WrapperOptions> = {}): WrapperOptions {
-  return {
-    ingestUrl: service.url,
-    token: "tok-1",
-    heartbeatMs: 60_000,
-    silenceTimeoutMs: 60_000,
-    reconnectBaseMs: 10,
-    reconnectMaxMs: 40,
-    reconnectAttempts: 5,
-    connectTimeoutMs: 1000,
-    bufferLimit: 10_000,
-    bufferBytes: 64 * 1024 * 1024,
-    killGraceMs: 2000,
-    maxFrameBytes: 524_288,
-    sse: undefined,
-    doneEvent: "session.idle",
-    idleTimeoutMs: 0,
-    command: agent("exit:0"),
-    ...overrides,
-  };
-}
-
-interface TestRun {
-  exit: Promise<number>;
-  logs: string[];
-  signal(signal: WrapperSignal): void;
-}
-
-function run(
-  service: FakeService,
-  overrides: Partial<WrapperOptions> = {},
-  environment: RunEnvironment = {},
-): TestRun {
-  const logs: string[] = [];
-  let listener: ((signal: WrapperSignal) => void) | undefined;
-  const exit = runWrapper(options(service, overrides), {
-    log: (message) => logs.push(message),
-    onSignal: (l) => (listener = l, () => listener = undefined),
-    signalAckTimeoutMs: 1000,
-    ...environment,
-    connection: { wrapperId: "w1", random: () => 0.5, doneWaitMs: 300, ...environment.connection },
-  });
-  return { exit, logs, signal: (signal) => listener?.(signal) };
-}
+import { exitCodeFor } from "./run.ts";
+import { agent, eventually, reconnectGate, startRun as run, startSseServer } from "./test_util.ts";
 
 const types = (frames: StoredFrame[]) => frames.map((f) => f.streamEventType);
-const agentStarted = (logs: string[]) => logs.some((l) => l.startsWith("agent started"));
 const last = (service: FakeService) => service.stored[service.stored.length - 1];
 
 Deno.test("exitCodeFor: a 4000 reason wins, then a signal, then the own frame", () => {
@@ -169,9 +115,9 @@ Deno.test("the agent starts only after the first hello", async () => {
   service.plan({ kind: "close", code: 4009 }, { kind: "silent" });
   const r = run(service, { connectTimeoutMs: 150, reconnectMaxMs: 100 });
   await service.waitFor(() => service.dials.length === 2);
-  assert.equal(agentStarted(r.logs), false);
+  assert.equal(r.logged("agent started"), false);
   assert.equal(await r.exit, 0);
-  assert.equal(agentStarted(r.logs), true);
+  assert.equal(r.logged("agent started"), true);
 });
 
 for (
@@ -187,7 +133,7 @@ for (
     service.setDefaultPlan(plan);
     const r = run(service, { reconnectAttempts: 2 });
     assert.equal(await r.exit, code);
-    assert.equal(agentStarted(r.logs), false);
+    assert.equal(r.logged("agent started"), false);
     assert.deepEqual(service.received, []);
   });
 }
@@ -197,7 +143,7 @@ Deno.test("a kill right after the first hello: the agent never starts, interrupt
   service.plan({ kind: "accept", kill: { reason: "changed my mind" } });
   const r = run(service, { command: agent("out:should not run") });
   assert.equal(await r.exit, 130);
-  assert.equal(agentStarted(r.logs), false);
+  assert.equal(r.logged("agent started"), false);
   assert.deepEqual(service.stored.map((f) => [f.streamEventType, f.data]), [
     ["interrupted", { reason: "changed my mind" }],
   ]);
@@ -246,19 +192,19 @@ Deno.test("kill with signal SIGKILL kills at once", async () => {
 
 Deno.test("kill while disconnected: the interrupted frame is delivered after the reconnect", async () => {
   await using service = await startFakeService();
-  let release!: () => void;
+  const gate = reconnectGate();
   const r = run(
     service,
     { killGraceMs: 200, command: agent("ignore-term", "out:ready", "hang") },
-    { connection: { delay: () => new Promise((resolve) => release = resolve) } },
+    { connection: { delay: gate.delay } },
   );
   await service.waitFor(() => service.stored.length === 1);
   service.current!.send({ type: "kill", reason: "bye" });
-  await eventually(() => r.logs.some((l) => l.startsWith("kill received")));
+  await eventually(() => r.logged("kill received"));
   service.cut();
-  await eventually(() => r.logs.some((l) => l.startsWith("reconnecting")));
-  await eventually(() => r.logs.some((l) => l.startsWith("run ended"))); // SIGKILL after 200 ms
-  release();
+  await eventually(() => r.logged("reconnecting"));
+  await eventually(() => r.logged("run ended")); // SIGKILL after 200 ms
+  gate.open();
   assert.equal(await r.exit, 130);
   assert.deepEqual(types(service.stored), ["output", "wrapper_resumed", "interrupted"]);
   assert.deepEqual(last(service).data, { reason: "bye" });
@@ -266,16 +212,16 @@ Deno.test("kill while disconnected: the interrupted frame is delivered after the
 
 Deno.test("completion while disconnected is delivered after the reconnect", async () => {
   await using service = await startFakeService();
-  let release!: () => void;
+  const gate = reconnectGate();
   const r = run(
     service,
     { command: agent("out:one", "sleep:200", "out:two", "exit:0") },
-    { connection: { delay: () => new Promise((resolve) => release = resolve) } },
+    { connection: { delay: gate.delay } },
   );
   await service.waitFor(() => service.stored.length === 1);
   service.cut();
-  await eventually(() => r.logs.some((l) => l.startsWith("run ended")));
-  release();
+  await eventually(() => r.logged("run ended"));
+  gate.open();
   assert.equal(await r.exit, 0);
   assert.deepEqual(types(service.stored), ["output", "wrapper_resumed", "output", "complete"]);
   assert.deepEqual(service.stored[1].data, {
@@ -320,16 +266,16 @@ Deno.test("giving up while the agent runs: the agent is stopped, exit 2", async 
 
 Deno.test("the agent's output is read while disconnected and delivered after the marker", async () => {
   await using service = await startFakeService();
-  let release!: () => void;
+  const gate = reconnectGate();
   const r = run(
     service,
     { command: agent("out:first", "sleep:100", "lines:300", "exit:0") },
-    { connection: { delay: () => new Promise((resolve) => release = resolve) } },
+    { connection: { delay: gate.delay } },
   );
   await service.waitFor(() => service.stored.length === 1);
   service.cut();
-  await eventually(() => r.logs.some((l) => l.startsWith("run ended")));
-  release();
+  await eventually(() => r.logged("run ended"));
+  gate.open();
   assert.equal(await r.exit, 0);
   assert.deepEqual(service.stored[1].data, {
     bufferedEvents: 301,
@@ -344,16 +290,16 @@ Deno.test("the agent's output is read while disconnected and delivered after the
 
 Deno.test("overflow while disconnected: dropped lines are counted, the terminal frame kept", async () => {
   await using service = await startFakeService();
-  let release!: () => void;
+  const gate = reconnectGate();
   const r = run(
     service,
     { bufferLimit: 50, command: agent("out:first", "sleep:100", "lines:200", "exit:4") },
-    { connection: { delay: () => new Promise((resolve) => release = resolve) } },
+    { connection: { delay: gate.delay } },
   );
   await service.waitFor(() => service.stored.length === 1);
   service.cut();
-  await eventually(() => r.logs.some((l) => l.startsWith("run ended")));
-  release();
+  await eventually(() => r.logged("run ended"));
+  gate.open();
   assert.equal(await r.exit, 1);
   assert.deepEqual(service.stored[1].data, {
     bufferedEvents: 51,
@@ -380,7 +326,7 @@ Deno.test("a signal before the first hello: exit 130, no frame, no agent", async
   await service.waitFor(() => service.dials.length === 1);
   r.signal("SIGINT");
   assert.equal(await r.exit, 130);
-  assert.equal(agentStarted(r.logs), false);
+  assert.equal(r.logged("agent started"), false);
   assert.deepEqual(service.received, []);
 });
 
@@ -394,7 +340,7 @@ Deno.test("after a signal the interrupted frame waits a bounded time for its ack
   await service.waitFor(() => service.stored.length === 1);
   service.setDefaultPlan({ kind: "drop" });
   service.cut();
-  await eventually(() => r.logs.some((l) => l.startsWith("reconnecting")));
+  await eventually(() => r.logged("reconnecting"));
   const t0 = performance.now();
   r.signal("SIGINT");
   assert.equal(await r.exit, 130);
@@ -415,16 +361,16 @@ Deno.test("--idle-timeout-ms: a silent agent is stopped with AGENT_IDLE_TIMEOUT"
 
 Deno.test("--idle-timeout-ms: time spent disconnected does not count", async () => {
   await using service = await startFakeService();
-  let release!: () => void;
+  const gate = reconnectGate();
   const r = run(
     service,
     { idleTimeoutMs: 400, command: agent("out:a", "sleep:600", "exit:0") },
-    { connection: { delay: () => new Promise((resolve) => release = resolve) } },
+    { connection: { delay: gate.delay } },
   );
   await service.waitFor(() => service.stored.length === 1);
   service.cut();
   await new Promise((resolve) => setTimeout(resolve, 350));
-  release(); // the clock restarts after this hello: 400 ms more, the agent exits before
+  gate.open(); // the clock restarts after this hello: 400 ms more, the agent exits before
   assert.equal(await r.exit, 0);
   assert.equal(last(service).streamEventType, "complete");
 });
@@ -443,4 +389,79 @@ Deno.test("many lines through repeated cuts: every line stored once, in order", 
     Array.from({ length: 3000 }, (_, i) => i + 1),
   );
   assert.deepEqual(service.stored.map((f) => f.seq), service.stored.map((_, i) => i + 1));
+});
+
+// --- --sse mode ----------------------------------------------------------------------
+
+const sseEvent = (data: unknown, extra = "") => `${extra}data: ${JSON.stringify(data)}\n\n`;
+
+Deno.test("--sse: events become kilocode with `event`; keep-alives skipped; done ends the run", async () => {
+  await using service = await startFakeService();
+  await using sse = startSseServer([
+    sseEvent({ type: "server.connected", properties: {} }) +
+    sseEvent({ type: "message.updated", properties: { id: 1 } }) +
+    "event: named.one\ndata: plain text\n\n" +
+    sseEvent({ type: "server.heartbeat" }) +
+    sseEvent([1, 2], "event: list\n") +
+    sseEvent({ type: "session.idle", properties: { sessionID: "s" } }) +
+    sseEvent({ type: "after.done" }) + "…",
+  ]);
+  const r = run(service, { sse: sse.url, command: [] });
+  assert.equal(await r.exit, 0);
+  assert.deepEqual(service.stored.map((f) => [f.streamEventType, f.data]), [
+    ["kilocode", { type: "message.updated", properties: { id: 1 }, event: "message.updated" }],
+    ["kilocode", { raw: "plain text", event: "named.one" }],
+    ["kilocode", { raw: "[1,2]", event: "list" }],
+    ["kilocode", { type: "session.idle", properties: { sessionID: "s" }, event: "session.idle" }],
+    ["complete", { exitCode: 0 }],
+  ]);
+});
+
+Deno.test("--sse with an agent: a dropped stream is re-opened; the done event stops the agent", async () => {
+  await using service = await startFakeService();
+  await using sse = startSseServer([
+    sseEvent({ type: "x" }, "id: 5\n"), // then the stream ends: re-opened with Last-Event-ID
+    sseEvent({ type: "y" }) + "event: finished\ndata: {}\n\n…",
+  ]);
+  const r = run(service, {
+    sse: sse.url,
+    doneEvent: "finished",
+    command: agent("trap:7", "out:agent up", "hang"),
+  });
+  assert.equal(await r.exit, 0);
+  assert.deepEqual(sse.lastEventIds, [null, "5"]);
+  assert.ok(r.logged("SSE stream dropped"));
+  const kilocode = service.storedOfType("kilocode").map((f) => (f.data as { event: string }).event);
+  assert.deepEqual(kilocode, ["x", "y", "finished"]);
+  // The agent's SIGTERM output is forwarded, its exit code 7 is not an AGENT_EXIT.
+  assert.ok(
+    service.storedOfType("output").some((f) => (f.data as { text: string }).text === "got SIGTERM"),
+  );
+  assert.deepEqual(last(service).data, { exitCode: 0 });
+});
+
+Deno.test("--sse: an agent that exits by itself ends the run and the SSE reading", async () => {
+  await using service = await startFakeService();
+  await using sse = startSseServer([sseEvent({ type: "x" }) + "…"]);
+  const r = run(service, { sse: sse.url, command: agent("sleep:150", "exit:2") });
+  assert.equal(await r.exit, 1);
+  assert.equal((last(service).data as { exitCode: number }).exitCode, 2);
+});
+
+Deno.test("--sse without an agent: a kill ends the run at once", async () => {
+  await using service = await startFakeService();
+  await using sse = startSseServer([sseEvent({ type: "x" }) + "…"]);
+  const r = run(service, { sse: sse.url, command: [] });
+  await service.waitFor(() => service.stored.length === 1);
+  service.current!.send({ type: "kill", reason: "enough" });
+  assert.equal(await r.exit, 130);
+  assert.deepEqual(last(service).data, { reason: "enough" });
+});
+
+Deno.test("--idle-timeout-ms counts SSE events as activity", async () => {
+  await using service = await startFakeService();
+  await using sse = startSseServer([sseEvent({ type: "x" }) + "…"]);
+  const r = run(service, { sse: sse.url, idleTimeoutMs: 200, command: [] });
+  assert.equal(await r.exit, 1);
+  assert.deepEqual(types(service.stored), ["kilocode", "error"]);
 });

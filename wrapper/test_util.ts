@@ -1,10 +1,14 @@
 /**
- * Helpers shared by the wrapper's tests: polling for a condition, and an
- * {@link IngestConnection} with test-sized timers that records its events.
+ * Helpers shared by the wrapper's tests: polling for a condition, an
+ * {@link IngestConnection} or a whole wrapper run with test-sized timers, a gate for
+ * reconnects, the fake agent's command line, and a small Server-Sent Events server.
  *
  * @module
  */
+import type { FakeService } from "../tests/helpers/fake_service.ts";
 import { IngestConnection, type IngestConnectionOptions, type IngestEvent } from "./mod.ts";
+import type { WrapperOptions } from "./options.ts";
+import { type RunEnvironment, runWrapper, type WrapperSignal } from "./run.ts";
 
 /** Resolves once `predicate` holds (polled every 5 ms), or rejects after `timeoutMs`. */
 export async function eventually(
@@ -68,5 +72,137 @@ export function testConnection(
       // Let the socket's close handshake finish so no resource outlives the test.
       await new Promise((resolve) => setTimeout(resolve, 20));
     },
+  };
+}
+
+const FAKE_AGENT = new URL("./testdata/fake_agent.ts", import.meta.url).pathname;
+
+/** The command line of the fake agent (wrapper/testdata/fake_agent.ts) running `steps`. */
+export function agent(...steps: string[]): string[] {
+  return [Deno.execPath(), "run", "--no-config", "-A", FAKE_AGENT, ...steps];
+}
+
+/** Wrapper options with test-sized timers against `service`. */
+export function wrapperOptions(
+  service: FakeService,
+  overrides: Partial<WrapperOptions> = {},
+): WrapperOptions {
+  return {
+    ingestUrl: service.url,
+    token: "tok-1",
+    heartbeatMs: 60_000,
+    silenceTimeoutMs: 60_000,
+    reconnectBaseMs: 10,
+    reconnectMaxMs: 40,
+    reconnectAttempts: 5,
+    connectTimeoutMs: 1000,
+    bufferLimit: 10_000,
+    bufferBytes: 64 * 1024 * 1024,
+    killGraceMs: 2000,
+    maxFrameBytes: 524_288,
+    sse: undefined,
+    doneEvent: "session.idle",
+    idleTimeoutMs: 0,
+    command: agent("exit:0"),
+    ...overrides,
+  };
+}
+
+/** A wrapper run in this process: its exit code, its log, and a way to signal it. */
+export interface TestRun {
+  exit: Promise<number>;
+  logs: string[];
+  signal(signal: WrapperSignal): void;
+  /** True once a log line starts with `prefix`. */
+  logged(prefix: string): boolean;
+}
+
+/** Starts {@link runWrapper} against `service` with {@link wrapperOptions}. */
+export function startRun(
+  service: FakeService,
+  overrides: Partial<WrapperOptions> = {},
+  environment: RunEnvironment = {},
+): TestRun {
+  const logs: string[] = [];
+  let listener: ((signal: WrapperSignal) => void) | undefined;
+  const exit = runWrapper(wrapperOptions(service, overrides), {
+    log: (message) => logs.push(message),
+    onSignal: (l) => (listener = l, () => listener = undefined),
+    signalAckTimeoutMs: 1000,
+    ...environment,
+    connection: { wrapperId: "w1", random: () => 0.5, doneWaitMs: 300, ...environment.connection },
+  });
+  return {
+    exit,
+    logs,
+    signal: (signal) => listener?.(signal),
+    logged: (prefix) => logs.some((line) => line.startsWith(prefix)),
+  };
+}
+
+/** A Server-Sent Events endpoint that answers the n-th request with the n-th body. */
+export interface SseServer extends AsyncDisposable {
+  url: string;
+  /** The `Last-Event-ID` header of every request. */
+  lastEventIds: (string | null)[];
+}
+
+/**
+ * Serves `bodies[n]` to the n-th request (the last one again beyond them); a body that
+ * ends in `"…"` stays open after its text, as a live stream does.
+ */
+export function startSseServer(bodies: string[]): SseServer {
+  const lastEventIds: (string | null)[] = [];
+  const open = new Set<ReadableStreamDefaultController>();
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
+    lastEventIds.push(request.headers.get("last-event-id"));
+    const body = bodies[Math.min(lastEventIds.length, bodies.length) - 1];
+    const stays = body.endsWith("…");
+    const stream = new ReadableStream({
+      start(controller) {
+        controller.enqueue(new TextEncoder().encode(stays ? body.slice(0, -1) : body));
+        if (stays) open.add(controller);
+        else controller.close();
+      },
+      cancel() {},
+    });
+    return new Response(stream, { headers: { "content-type": "text/event-stream" } });
+  });
+  return {
+    url: `http://127.0.0.1:${server.addr.port}/event`,
+    lastEventIds,
+    async [Symbol.asyncDispose]() {
+      for (const controller of open) {
+        try {
+          controller.close();
+        } catch {
+          // Cancelled by the reader already.
+        }
+      }
+      await server.shutdown();
+    },
+  };
+}
+
+/** Holds every reconnect wait until {@link ReconnectGate.open}; counts the waits. */
+export interface ReconnectGate {
+  delay: NonNullable<IngestConnectionOptions["delay"]>;
+  /** Ends the current wait (the dial follows). */
+  open(): void;
+  /** The delay asked for by each wait. */
+  waits: number[];
+}
+
+/** A {@link ReconnectGate}: the test decides when a reconnect happens. */
+export function reconnectGate(): ReconnectGate {
+  let release = () => {};
+  const waits: number[] = [];
+  return {
+    waits,
+    delay: (ms) => {
+      waits.push(ms);
+      return new Promise<void>((resolve) => release = resolve);
+    },
+    open: () => release(),
   };
 }

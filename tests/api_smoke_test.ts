@@ -4,7 +4,10 @@ import { startServer } from "./helpers/server.ts";
 Deno.test("a session and an execution can be created and read back", async () => {
   const server = await startServer();
   try {
-    const created = await server.call("/v1/sessions", { method: "POST", json: { sessionId: "s1" } });
+    const created = await server.call("/v1/sessions", {
+      method: "POST",
+      json: { sessionId: "s1" },
+    });
     assert.equal(created.status, 201);
     const exec = await server.call<{ executionId: string; active: boolean }>(
       "/v1/sessions/s1/executions",

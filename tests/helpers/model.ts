@@ -36,7 +36,7 @@ export interface ModelOptions {
   runs: number;
   /** fast-check seed; the same seed replays the same sequences. */
   seed: number;
-  /** Longest command sequence. Default 30. */
+  /** Longest command sequence. Default 60. */
   maxCommands?: number;
 }
 
@@ -163,6 +163,52 @@ class World {
     this.generations[instance]++;
     this.servers[instance] = await this.#startInstance();
     this.proxies[instance].retarget(portOf(this.servers[instance]));
+  }
+
+  /**
+   * Cuts every connection through an instance's proxy and waits until that instance has
+   * recorded each close it held (its frames committed, its grace written): the next step
+   * then starts from a settled state.
+   */
+  async cut(instance: number): Promise<void> {
+    const held = await this.#heldBy(instance);
+    this.proxies[instance].cut();
+    for (const c of this.conns.filter((c) => c.instance === instance)) await c.client.closed;
+    await this.#released(held);
+  }
+
+  /** Closes a client politely and waits until the service recorded it. */
+  async closeClient(conn: ConnRef, code: number): Promise<void> {
+    const held = await this.#heldBy(conn.instance);
+    await conn.client.close(code);
+    await this.#released(held);
+  }
+
+  /** The connection records (execution → connectionId) the instance holds now. */
+  async #heldBy(instance: number): Promise<Map<string, string>> {
+    const held = new Map<string, string>();
+    const instanceId = this.servers[instance].service.rt.instanceId;
+    for (const exec of this.execs) {
+      const conn = (await this.kv.get<{ connectionId: string; instanceId: string }>(
+        keys.conn(exec.executionId),
+      )).value;
+      if (conn?.instanceId === instanceId) held.set(exec.executionId, conn.connectionId);
+    }
+    return held;
+  }
+
+  async #released(held: Map<string, string>): Promise<void> {
+    const until = Date.now() + STEP_TIMEOUT_MS;
+    for (const [eid, connectionId] of held) {
+      for (;;) {
+        const conn = (await this.kv.get<{ connectionId: string }>(keys.conn(eid))).value;
+        if (conn?.connectionId !== connectionId) break;
+        const socketOpen = this.conns.some((c) => c.exec.executionId === eid && isOpen(c));
+        if (socketOpen) break; // a polite close of another connection: this one stays
+        assert.ok(Date.now() < until, `the close of ${connectionId} is recorded`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
   }
 
   /** Every KV entry but the hub's inbox and bell, as comparable JSON. */
@@ -472,8 +518,7 @@ class Send extends Step {
     if (!isOpen(conn)) return;
     const last = sendFrames(conn, this.count);
     if (this.thenCut) {
-      w.proxies[conn.instance].cut();
-      await conn.client.closed;
+      await w.cut(conn.instance);
       conn.durable = Math.max(conn.durable, conn.client.acked);
       conn.exec.ackedMax = Math.max(conn.exec.ackedMax, conn.client.acked);
       return;
@@ -488,8 +533,7 @@ class Cut extends Step {
   }
   label = () => `cut(i${this.instance})`;
   async act(w: World) {
-    w.proxies[this.instance].cut();
-    for (const c of w.conns.filter((c) => c.instance === this.instance)) await c.client.closed;
+    await w.cut(this.instance);
   }
 }
 
@@ -501,7 +545,7 @@ class Close extends Step {
   override check = (m: Readonly<Model>) => m.conns > 0;
   async act(w: World) {
     const conn = pick(w.conns, this.conn)!;
-    if (isOpen(conn)) await conn.client.close(this.code);
+    if (isOpen(conn)) await w.closeClient(conn, this.code);
   }
 }
 
@@ -701,7 +745,10 @@ export async function runModel(options: ModelOptions): Promise<ModelStats> {
       }
     },
   );
-  const details = await fc.check(property, { seed: options.seed, numRuns: options.runs });
+  const details = await fc.check(property, {
+    seed: options.seed,
+    numRuns: options.runs,
+  });
   if (details.failed) {
     const counterexample = details.counterexample?.[0]?.toString() ?? "(none)";
     throw new Error(

@@ -91,9 +91,17 @@ export async function runCrashLoop(options: CrashLoopOptions): Promise<CrashLoop
       // An abandoned run next to the live one: acknowledged frames, then its client is gone.
       abandoned.push(await abandon(service, `${sessionId}-gone`));
       const exec = await createExecution(call, sessionId);
+      const trail: string[] = [];
       const wrapper = new IngestConnection({
         url: exec.ingestUrl,
         token: exec.ingestToken,
+        // The last things the wrapper saw, for the failure message.
+        onEvent: (event) => {
+          if (event.type === "disconnected" || event.type === "hello" || event.type === "ended") {
+            trail.push(JSON.stringify(event).slice(0, 200));
+            if (trail.length > 8) trail.shift();
+          }
+        },
         reconnectBaseMs: 50,
         reconnectMaxMs: 300,
         reconnectAttempts: 1000,
@@ -116,7 +124,9 @@ export async function runCrashLoop(options: CrashLoopOptions): Promise<CrashLoop
       const end = await wrapper.finish({ streamEventType: "complete", data: { exitCode: 0 } });
       assert.ok(
         (end.kind === "done" || end.kind === "acknowledged") && end.status === "completed",
-        `run ${run} ended ${JSON.stringify(end)}`,
+        `run ${run} ended ${JSON.stringify(end)}; wrapper saw ${trail.join(" ")}; service logged ${
+          JSON.stringify(service.logs.filter((l) => l.level !== "info").slice(-5))
+        }`,
       );
       const events = await readAll(call, sessionId);
       const got = events.filter((e) => e.streamEventType === "output").map((e) =>

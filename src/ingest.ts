@@ -27,6 +27,7 @@ import {
 import { commitFrames, type PreparedFrame, recordDisconnect, touchHeartbeat } from "./lifecycle.ts";
 import type { Runtime } from "./runtime.ts";
 import type { ConnectionHandle } from "./hub.ts";
+import { envelopeTail, type NewEvent } from "./store/mod.ts";
 
 /** A commit carries at most this many bytes of events (KV allows 819,200 per commit). */
 const MAX_BATCH_BYTES = 700_000;
@@ -264,16 +265,15 @@ export class IngestConnection implements ConnectionHandle {
       ? frame.timestamp
       : new Date().toISOString();
     if (terminal) this.#terminalSeen = true;
-    this.#enqueue({
-      seq: frame.seq,
-      terminal,
-      event: {
-        executionId: this.admitted.executionId,
-        streamEventType: frame.streamEventType,
-        timestamp,
-        data: frame.data ?? null,
-      },
-    }, bytes);
+    const event: NewEvent = {
+      executionId: this.admitted.executionId,
+      streamEventType: frame.streamEventType,
+      timestamp,
+      data: frame.data ?? null,
+    };
+    // Serialize now, while the previous batch's commit is in flight, not in the next commit.
+    event.tail = envelopeTail(this.admitted.sessionId, event);
+    this.#enqueue({ seq: frame.seq, terminal, event }, bytes);
   }
 
   /** A rejected frame: error frame; its seq, when next in line, is used up (acked at once). */

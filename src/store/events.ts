@@ -1,7 +1,8 @@
 /**
  * The session event log: eventIds 1, 2, 3… per session, never reused; each envelope stored
- * as its JSON text (so viewers send it without re-serializing): a string when small, UTF-8
- * bytes when larger, split into chunk entries when it exceeds what one KV value holds.
+ * as its JSON text (so viewers send it without re-serializing). The events of one commit are
+ * packed into pages of JSON lines; an event too large for a page is stored alone as UTF-8
+ * bytes, split into chunk entries when it exceeds what one KV value holds.
  *
  * @module
  */
@@ -12,6 +13,12 @@ import type { Tx } from "./transact.ts";
 
 /** Bytes per stored value; KV values hold at most 64 KiB. */
 export const CHUNK_BYTES = 60_000;
+/**
+ * Characters of envelope JSON per page: events of one commit are packed, newline-separated,
+ * into pages (one KV value each), which makes a commit of hundreds of events a handful of
+ * writes. KV may keep a string as UTF-16, so a page holds at most half a chunk.
+ */
+export const PAGE_CHARS = CHUNK_BYTES / 2;
 
 /** An event before it has an eventId. */
 export interface NewEvent {
@@ -19,6 +26,8 @@ export interface NewEvent {
   streamEventType: string;
   timestamp: string;
   data: unknown;
+  /** Its envelope JSON after `eventId` (see {@link envelopeTail}), when computed ahead. */
+  tail?: string;
 }
 
 /** A stored event: the envelope and its JSON text as sent to viewers. */
@@ -30,10 +39,22 @@ export interface StoredEvent {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/**
+ * The envelope JSON of an event without its leading `{"eventId":N,`. The ingest path
+ * computes it when a frame arrives, so a commit only prefixes the id (the contract's key
+ * order: eventId, executionId, sessionId, streamEventType, timestamp, data).
+ */
+export function envelopeTail(sessionId: string, event: NewEvent): string {
+  const { executionId, streamEventType, timestamp } = event;
+  const data = event.data ?? null;
+  return JSON.stringify({ executionId, sessionId, streamEventType, timestamp, data }).slice(1);
+}
+
+const withId = (eventId: number, tail: string) => `{"eventId":${eventId},${tail}`;
+
 /** Serializes an envelope with the contract's key order. */
 export function envelopeJson(envelope: Envelope): string {
-  const { eventId, executionId, sessionId, streamEventType, timestamp, data } = envelope;
-  return JSON.stringify({ eventId, executionId, sessionId, streamEventType, timestamp, data });
+  return withId(envelope.eventId, envelopeTail(envelope.sessionId, envelope));
 }
 
 /** Reads the session's head (`lastEventId` 0 for a new id). */
@@ -46,14 +67,10 @@ export async function touchHead(tx: Tx, sessionId: string): Promise<void> {
   tx.set(keys.head(sessionId), { ...(await readHead(tx, sessionId)) });
 }
 
-/** Bytes the events will take in a commit (for batching under KV's per-commit limits). */
-export function storedSize(json: string): number {
-  return encoder.encode(json).length;
-}
-
 /**
- * Appends events in order inside a transaction: consecutive eventIds after the head, one
- * write per event (plus chunks), and the head. Returns what was stored.
+ * Appends events in order inside a transaction: consecutive eventIds after the head, packed
+ * into pages (a large event gets its own value, chunked beyond 60 KB), and the head.
+ * Returns what was stored.
  */
 export async function appendEvents(
   tx: Tx,
@@ -64,17 +81,18 @@ export async function appendEvents(
   if (events.length === 0) return [];
   const head = await readHead(tx, sessionId);
   const stored = events.map((event, i): StoredEvent => {
+    const eventId = head.lastEventId + 1 + i;
     const envelope: Envelope = {
-      eventId: head.lastEventId + 1 + i,
+      eventId,
       executionId: event.executionId,
       sessionId,
       streamEventType: event.streamEventType,
       timestamp: event.timestamp,
       data: event.data ?? null,
     };
-    return { envelope, json: envelopeJson(envelope) };
+    return { envelope, json: withId(eventId, event.tail ?? envelopeTail(sessionId, event)) };
   });
-  for (const { envelope, json } of stored) writeEvent(tx, sessionId, envelope.eventId, json);
+  writePages(tx, sessionId, stored);
   tx.set(
     keys.head(sessionId),
     {
@@ -85,13 +103,32 @@ export async function appendEvents(
   return stored;
 }
 
-function writeEvent(tx: Tx, sessionId: string, eventId: number, json: string): void {
-  // Most events are small: stored as the string itself (no encode now, no decode on read).
-  // KV may keep a string as UTF-16, so only strings of up to half a chunk qualify.
-  if (json.length * 2 <= CHUNK_BYTES) {
-    tx.set(keys.event(sessionId, eventId), json);
-    return;
+/** Writes events as pages keyed by their first eventId. */
+function writePages(tx: Tx, sessionId: string, stored: readonly StoredEvent[]): void {
+  let page: string[] = [];
+  let first = 0;
+  let chars = 0;
+  const flush = () => {
+    if (page.length > 0) tx.set(keys.event(sessionId, first), page.join("\n"));
+    page = [];
+    chars = 0;
+  };
+  for (const { envelope, json } of stored) {
+    if (json.length > PAGE_CHARS) {
+      flush();
+      writeLarge(tx, sessionId, envelope.eventId, json);
+      continue;
+    }
+    if (chars + json.length + 1 > PAGE_CHARS) flush();
+    if (page.length === 0) first = envelope.eventId;
+    page.push(json);
+    chars += json.length + 1;
   }
+  flush();
+}
+
+/** An event too large for a page: its UTF-8 bytes, split into chunks beyond one value. */
+function writeLarge(tx: Tx, sessionId: string, eventId: number, json: string): void {
   const bytes = encoder.encode(json);
   if (bytes.length <= CHUNK_BYTES) {
     tx.set(keys.event(sessionId, eventId), bytes);
@@ -118,7 +155,7 @@ export interface ReadEventsOptions {
 }
 
 /**
- * Reads stored events in eventId order, reassembling chunked ones.
+ * Reads stored events in eventId order, unpacking pages and reassembling chunked events.
  *
  * @example
  * ```ts
@@ -130,26 +167,46 @@ export async function readEvents(
   sessionId: string,
   options: ReadEventsOptions,
 ): Promise<StoredEvent[]> {
-  const { after, limit, upTo } = options;
-  if (upTo !== undefined && upTo <= after) return [];
-  const end = upTo === undefined
-    ? [...keys.events(sessionId), Number.MAX_SAFE_INTEGER]
-    : keys.event(sessionId, upTo + 1);
+  const { after, limit, upTo = Number.MAX_SAFE_INTEGER } = options;
+  if (upTo <= after || limit <= 0) return [];
+  // The page holding eventId after+1 may start before it: the last page key ≤ after+1.
+  const [covering] = await Array.fromAsync(kv.list(
+    { start: keys.event(sessionId, 0), end: keys.event(sessionId, after + 2) },
+    { reverse: true, limit: 1 },
+  ));
+  const from = covering ? covering.key[3] as number : after + 1;
   const out: StoredEvent[] = [];
-  const iter = kv.list<string | Uint8Array | number>(
-    { start: keys.event(sessionId, after + 1), end },
-    { limit, batchSize: Math.min(limit, 500) },
+  const iter = kv.list<StoredValue>(
+    { start: keys.event(sessionId, from), end: keys.event(sessionId, upTo + 1) },
+    { batchSize: Math.min(Math.max(limit, 10), 500) },
   );
   for await (const entry of iter) {
-    const value = entry.value;
-    const json = typeof value === "string"
-      ? value
-      : typeof value === "number"
-      ? await readChunks(kv, sessionId, entry.key[3] as number, value)
-      : decoder.decode(value);
-    out.push({ envelope: JSON.parse(json), json });
+    for (
+      const [eventId, json] of await unpack(kv, sessionId, entry.key[3] as number, entry.value)
+    ) {
+      if (eventId <= after) continue;
+      if (eventId > upTo || out.length >= limit) return out;
+      out.push({ envelope: JSON.parse(json), json });
+    }
+    if (out.length >= limit) break;
   }
   return out;
+}
+
+type StoredValue = string | Uint8Array | number;
+
+/** The events of one stored value: a page, one large event, or a chunked one. */
+async function unpack(
+  kv: Deno.Kv,
+  sessionId: string,
+  firstId: number,
+  value: StoredValue,
+): Promise<[number, string][]> {
+  if (typeof value === "string") return value.split("\n").map((json, i) => [firstId + i, json]);
+  if (typeof value === "number") {
+    return [[firstId, await readChunks(kv, sessionId, firstId, value)]];
+  }
+  return [[firstId, decoder.decode(value)]];
 }
 
 async function readChunks(

@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { appendEvents, CHUNK_BYTES, type NewEvent, readEvents, readHead } from "./events.ts";
+import {
+  appendEvents,
+  CHUNK_BYTES,
+  envelopeTail,
+  type NewEvent,
+  PAGE_CHARS,
+  readEvents,
+  readHead,
+} from "./events.ts";
 import { keys } from "./keys.ts";
 import { transact } from "./transact.ts";
 
@@ -106,5 +114,41 @@ Deno.test("a chunked event with a missing chunk is reported, never returned cut"
     await append(kv, "s", [event("big", "x".repeat(3 * CHUNK_BYTES))]);
     await kv.delete(keys.eventChunk("s", 1, 1));
     await assert.rejects(readEvents(kv, "s", { after: 0, limit: 1 }), /incomplete/);
+  });
+});
+
+Deno.test("one commit's events are packed into few pages; any eventId reads from inside a page", async () => {
+  await withKv(async (kv) => {
+    const pad = "p".repeat(400);
+    const stored = await append(
+      kv,
+      "s",
+      Array.from({ length: 500 }, (_, i) => event("t", { i, pad })),
+    );
+    await append(kv, "s", [event("t", { i: 500, pad })]);
+    const values = await Array.fromAsync(kv.list({ prefix: keys.events("s") }));
+    const expectedPages = Math.ceil(stored.reduce((n, e) => n + e.json.length + 1, 0) / PAGE_CHARS);
+    assert.ok(values.length <= expectedPages + 2, `${values.length} values for 501 events`);
+    for (const after of [0, 1, 57, 250, 499, 500, 501]) {
+      const read = await readEvents(kv, "s", { after, limit: 1000 });
+      assert.deepEqual(
+        read.map((e) => e.envelope.eventId),
+        Array.from({ length: 501 - after }, (_, i) => after + 1 + i),
+      );
+      assert.ok(read.every((e) => e.json === JSON.stringify(e.envelope)));
+    }
+    const window = await readEvents(kv, "s", { after: 120, limit: 7, upTo: 124 });
+    assert.deepEqual(window.map((e) => e.envelope.eventId), [121, 122, 123, 124]);
+  });
+});
+
+Deno.test("a precomputed envelope tail gives the same JSON as computing it at commit", async () => {
+  await withKv(async (kv) => {
+    const plain = event("agent", { text: "line\nwith newline and \u2028" });
+    const [a] = await append(kv, "s", [plain]);
+    const [b] = await append(kv, "s", [{ ...plain, tail: envelopeTail("s", plain) }]);
+    assert.equal(b.json, a.json.replace('"eventId":1', '"eventId":2'));
+    const read = await readEvents(kv, "s", { after: 0, limit: 10 });
+    assert.deepEqual(read.map((e) => e.envelope.data), [plain.data, plain.data]);
   });
 });

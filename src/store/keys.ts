@@ -9,7 +9,8 @@
  * ["session", sid, "interrupt"]       {executionId, reason, at}: the interrupt flag
  * ["session", sid, "grace"]           the disconnect grace record
  * ["session", sid, "exec", eid]       true: index of the session's executions (ULIDs sort by time)
- * ["session", sid, "event", id]       a stored envelope (UTF-8 JSON), or a chunk count
+ * ["session", sid, "event", id]       a page of envelopes from id on (JSON lines), one large
+ *                                     envelope (UTF-8 bytes), or its chunk count
  * ["session", sid, "chunk", id, i]    chunk i of a large envelope
  * ["head", sid]                       {lastEventId}: outlives deletion so ids are never reused
  * ["exec", eid]                       execution record

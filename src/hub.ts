@@ -13,7 +13,13 @@
  *
  * @module
  */
-import { bellKey, headKey, type InboxMessage, type StoredEvent, takeInbox } from "./store/mod.ts";
+import {
+  bellKey,
+  type InboxMessage,
+  type StoredEvent,
+  takeInbox,
+  viewerWatchKeys,
+} from "./store/mod.ts";
 import type { Logger } from "./log.ts";
 
 /** What the hub can do to an ingest socket held by this instance. */
@@ -34,10 +40,29 @@ export interface HubOptions {
   log: Logger;
 }
 
+/** A session that viewers on this instance follow. */
+interface Viewed {
+  wakers: Set<Waker>;
+  watch: ReadableStream<Deno.KvEntryMaybe<unknown>[]>;
+  /** Highest eventId this instance pushed itself: a head at or below it is old news. */
+  published: number;
+  /** Versionstamp of the session record last seen (it changes on delete and re-create). */
+  sessionStamp?: string | null;
+  /** A pending wake-up for events stored elsewhere. */
+  remoteWake?: ReturnType<typeof setTimeout>;
+}
+
+/**
+ * How long a head change waits before it wakes viewers: this instance's own commits are
+ * pushed right after they commit, so their head change is dropped instead of making every
+ * viewer re-read what it was just given. Events from other instances arrive this much later.
+ */
+const REMOTE_WAKE_DELAY_MS = 5;
+
 /** The instance's registry of sockets and viewers. */
 export class Hub {
   readonly #connections = new Map<string, ConnectionHandle>();
-  readonly #viewers = new Map<string, { wakers: Set<Waker>; watch: ReadableStream<unknown> }>();
+  readonly #viewers = new Map<string, Viewed>();
   readonly #abort = new AbortController();
   #poll?: ReturnType<typeof setInterval>;
   #bellWatch?: ReadableStream<unknown>;
@@ -132,39 +157,54 @@ export class Hub {
 
   /** Subscribes a viewer to a session's new events; returns the unsubscribe function. */
   subscribe(sessionId: string, wake: Waker): () => void {
-    let entry = this.#viewers.get(sessionId);
-    if (!entry) {
-      const watch = this.kv.watch([headKey(sessionId)]);
-      entry = { wakers: new Set(), watch };
+    let viewed = this.#viewers.get(sessionId);
+    if (!viewed) {
+      const watch = this.kv.watch(viewerWatchKeys(sessionId));
+      const entry: Viewed = { wakers: new Set(), watch, published: 0 };
       this.#viewers.set(sessionId, entry);
-      const wakers = entry.wakers;
-      this.#consume(watch, () => {
-        for (const w of wakers) w();
-      });
+      this.#consume(watch, (entries) => this.#headChanged(entry, entries));
+      viewed = entry;
     }
-    entry.wakers.add(wake);
+    viewed.wakers.add(wake);
     return () => {
       const current = this.#viewers.get(sessionId);
       if (!current) return;
       current.wakers.delete(wake);
       if (current.wakers.size === 0) {
         this.#viewers.delete(sessionId);
+        clearTimeout(current.remoteWake);
         void current.watch.cancel().catch(() => {});
       }
     };
+  }
+
+  #headChanged(viewed: Viewed, [head, session]: Deno.KvEntryMaybe<unknown>[]): void {
+    if (session.versionstamp !== viewed.sessionStamp) {
+      viewed.sessionStamp = session.versionstamp;
+      for (const w of viewed.wakers) w(); // deleted or re-created: let viewers look
+      return;
+    }
+    const lastEventId = (head.value as { lastEventId?: number } | null)?.lastEventId ?? 0;
+    if (lastEventId <= viewed.published || viewed.remoteWake !== undefined) return;
+    viewed.remoteWake = setTimeout(() => {
+      viewed.remoteWake = undefined;
+      if (lastEventId > viewed.published) { for (const w of viewed.wakers) w(); }
+    }, REMOTE_WAKE_DELAY_MS);
   }
 
   /** Pushes events this instance just committed to its viewers of the session. */
   publish(sessionId: string, stored: readonly StoredEvent[]): void {
     const entry = this.#viewers.get(sessionId);
     if (!entry || stored.length === 0) return;
+    const last = stored[stored.length - 1].envelope.eventId;
+    if (last > entry.published) entry.published = last;
     for (const wake of entry.wakers) wake(stored);
   }
 
-  #consume(stream: ReadableStream<unknown>, onChange: () => void): void {
+  #consume<T>(stream: ReadableStream<T>, onChange: (value: T) => void): void {
     (async () => {
       try {
-        for await (const _ of stream) onChange();
+        for await (const value of stream) onChange(value);
       } catch (err) {
         if (!this.#abort.signal.aborted) this.options.log.warn("watch ended", { err });
       }

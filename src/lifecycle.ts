@@ -41,7 +41,6 @@ import {
   type ConnRecord,
   type ExecutionRecord,
   type GraceRecord,
-  headKey,
   type HeadRecord,
   IDEMPOTENCY_TTL_MS,
   type InterruptFlag,
@@ -190,7 +189,7 @@ export async function sessionView(ctx: LifecycleContext, sessionId: string) {
       records.session(sessionId).key,
       records.active(sessionId).key,
       records.queue(sessionId).key,
-      headKey(sessionId),
+      records.head(sessionId).key,
     ]);
     if (!session || session.deletedAt) return null;
     return {

@@ -10,6 +10,7 @@ import type {
   ConnRecord,
   ExecutionRecord,
   GraceRecord,
+  HeadRecord,
   IdempotencyRecord,
   InboxMessage,
   InterruptFlag,
@@ -52,6 +53,7 @@ const INBOX_TTL_MS = 60 * 60 * 1000;
 
 export const records = {
   session: (sid: string) => entry<SessionRecord>(keys.session(sid)),
+  head: (sid: string) => entry<HeadRecord>(keys.head(sid)),
   active: (sid: string) => entry<ActiveSlot>(keys.active(sid)),
   queue: (sid: string) => entry<QueueRecord>(keys.queue(sid)),
   interrupt: (sid: string) => entry<InterruptFlag>(keys.interrupt(sid)),
@@ -124,8 +126,8 @@ export async function takeInbox(kv: Deno.Kv, instanceId: string): Promise<InboxM
 /** The key an instance watches for new inbox messages. */
 export const bellKey = (instanceId: string): Deno.KvKey => keys.bell(instanceId);
 
-/** The session head key, watched by viewers for new events. */
-export const headKey = (sid: string): Deno.KvKey => keys.head(sid);
+/** The keys a viewer watches: the session's head (new events) and record (deletion). */
+export const viewerWatchKeys = (sid: string): Deno.KvKey[] => [keys.head(sid), keys.session(sid)];
 
 /** Execution ids of a session in creation order, after `after` (exclusive). */
 export async function listExecutionIds(

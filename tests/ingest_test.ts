@@ -5,11 +5,14 @@
  */
 import assert from "node:assert/strict";
 import {
+  connectRun,
   createRun,
   type Envelope,
   eventually,
   getExecution,
   IngestClient,
+  LONG_GRACE,
+  range,
   rawClose,
   rawUpgrade,
   type Run,
@@ -19,11 +22,6 @@ import {
 import { WsViewer } from "./helpers/viewer.ts";
 import type { TestServer } from "./helpers/server.ts";
 import { keys } from "../src/store/keys.ts";
-
-const LONG_GRACE = { graceMs: 600_000 };
-
-const connect = (run: Run, dial?: string) =>
-  IngestClient.connect(run.ingestUrl, { token: run.ingestToken, dial });
 
 const frame = (seq: number | undefined, streamEventType = "output", data: unknown = { n: seq }) =>
   seq === undefined ? { streamEventType, data } : { streamEventType, seq, data };
@@ -101,7 +99,7 @@ serverTest("a queued execution closes with 4009 `not active yet`", async (server
 
 serverTest("admission sends hello and moves pending to running", async (server) => {
   const run = await createRun(server, "s-hello", { graceMs: 4321 });
-  const client = await connect(run, "w1/1");
+  const client = await connectRun(run, "w1/1");
   assert.deepEqual(client.messages, [{
     type: "hello",
     executionId: run.executionId,
@@ -122,7 +120,7 @@ serverTest("admission sends hello and moves pending to running", async (server) 
 
 serverTest("X-Tether-Dial orders dials of one wrapper", async (server) => {
   const run = await createRun(server, "s-dial", LONG_GRACE);
-  const first = await connect(run, "w1/2");
+  const first = await connectRun(run, "w1/2");
 
   // A late, abandoned dial (lower n) is the one refused, before any hello.
   const late = await IngestClient.dial(run.ingestUrl, { token: run.ingestToken, dial: "w1/1" });
@@ -132,20 +130,20 @@ serverTest("X-Tether-Dial orders dials of one wrapper", async (server) => {
   await first.ackOf(1);
 
   // An equal n replaces the current connection, and so does a higher one.
-  const equal = await connect(run, "w1/2");
+  const equal = await connectRun(run, "w1/2");
   assert.deepEqual(await first.closed, { code: 4001, reason: "replaced" });
-  const higher = await connect(run, "w1/3");
+  const higher = await connectRun(run, "w1/3");
   assert.equal((await equal.closed).code, 4001);
   assert.equal(higher.messages[0].lastSeq, 1);
 
   // Another wrapper, a missing header and a malformed one always replace.
-  const other = await connect(run, "w2/1");
+  const other = await connectRun(run, "w2/1");
   assert.equal((await higher.closed).code, 4001);
-  const missing = await connect(run);
+  const missing = await connectRun(run);
   assert.equal((await other.closed).code, 4001);
-  const malformed = await connect(run, "not a dial/x");
+  const malformed = await connectRun(run, "not a dial/x");
   assert.equal((await missing.closed).code, 4001);
-  const afterUnknown = await connect(run, "w1/1");
+  const afterUnknown = await connectRun(run, "w1/1");
   assert.equal((await malformed.closed).code, 4001);
 
   // Replaced sockets never start a grace: the execution stays healthy.
@@ -159,7 +157,7 @@ serverTest("X-Tether-Dial orders dials of one wrapper", async (server) => {
 
 serverTest("an interrupt sends kill, and again after every hello", async (server) => {
   const run = await createRun(server, "s-kill", LONG_GRACE);
-  const client = await connect(run, "w/1");
+  const client = await connectRun(run, "w/1");
   const res = await server.call(
     `/v1/sessions/s-kill/executions/${run.executionId}/interrupt`,
     { method: "POST", json: {} },
@@ -169,7 +167,7 @@ serverTest("an interrupt sends kill, and again after every hello", async (server
   assert.deepEqual(kill, { type: "kill", signal: "SIGTERM", reason: "User interrupted" });
   await client.close(3001);
 
-  const again = await connect(run, "w/2");
+  const again = await connectRun(run, "w/2");
   await again.next((m) => m.type === "kill");
   assert.deepEqual(again.messages.map((m) => m.type), ["hello", "kill"]);
   assert.equal(again.messages[1].reason, "User interrupted");
@@ -181,7 +179,7 @@ serverTest("an interrupt sends kill, and again after every hello", async (server
 
 serverTest("acks cover several frames and never run ahead of storage", async (server) => {
   const run = await createRun(server, "s-ack", LONG_GRACE);
-  const client = await connect(run, "w/1");
+  const client = await connectRun(run, "w/1");
   const total = 300;
   for (let seq = 1; seq <= total; seq++) client.send(frame(seq));
   while (client.acked < total) {
@@ -202,12 +200,12 @@ serverTest("a resend after a cut stores nothing twice; hello.lastSeq is the last
   server,
 ) => {
   const run = await createRun(server, "s-resend", LONG_GRACE);
-  const first = await connect(run, "w/1");
+  const first = await connectRun(run, "w/1");
   for (let seq = 1; seq <= 10; seq++) first.send(frame(seq));
   await first.ackOf(10);
   await first.close(1000);
 
-  const second = await connect(run, "w/2");
+  const second = await connectRun(run, "w/2");
   assert.equal(second.messages[0].lastSeq, 10);
   // Resend everything (as a wrapper that lost track would), then more, then cut at once.
   for (let seq = 1; seq <= 25; seq++) second.send(frame(seq));
@@ -215,7 +213,7 @@ serverTest("a resend after a cut stores nothing twice; hello.lastSeq is the last
   const lastAck = second.acked;
   await second.closed;
 
-  const third = await connect(run, "w/3");
+  const third = await connectRun(run, "w/3");
   const lastSeq = third.messages[0].lastSeq as number;
   // Frames that arrived before the close are committed, and acked ones certainly are.
   assert.ok(lastSeq >= Math.max(10, lastAck), `lastSeq ${lastSeq} < ack ${lastAck}`);
@@ -228,14 +226,14 @@ serverTest("a resend after a cut stores nothing twice; hello.lastSeq is the last
   assert.deepEqual(stored.map((e) => (e.data as { n: number }).n), range(1, 30));
   await third.close();
 
-  const fourth = await connect(run, "w/4");
+  const fourth = await connectRun(run, "w/4");
   assert.equal(fourth.messages[0].lastSeq, third.acked);
   await fourth.close();
 });
 
 serverTest("SEQ_GAP names the expected seq once; gap frames are dropped", async (server) => {
   const run = await createRun(server, "s-gap", LONG_GRACE);
-  const client = await connect(run, "w/1");
+  const client = await connectRun(run, "w/1");
   client.send(frame(3));
   client.send(frame(4));
   client.send(frame(1));
@@ -263,7 +261,7 @@ serverTest("SEQ_GAP names the expected seq once; gap frames are dropped", async 
 
 serverTest("a rejected next frame uses up its seq and is acked at once", async (server) => {
   const run = await createRun(server, "s-reject", LONG_GRACE);
-  const client = await connect(run, "w/1");
+  const client = await connectRun(run, "w/1");
   client.send({ streamEventType: "no spaces allowed", seq: 1, data: {} });
   await client.ackOf(1);
   const error = client.of("error")[0];
@@ -279,7 +277,7 @@ serverTest("a rejected next frame uses up its seq and is acked at once", async (
 
 serverTest("frames without seq are stored; timestamps are kept when ISO-8601", async (server) => {
   const run = await createRun(server, "s-noseq", LONG_GRACE);
-  const client = await connect(run, "w/1");
+  const client = await connectRun(run, "w/1");
   const ts = "2024-01-02T03:04:05.678Z";
   client.send({ streamEventType: "output", timestamp: ts, data: { a: 1 } });
   client.send({ streamEventType: "output", timestamp: "yesterday", data: { a: 2 } });
@@ -304,7 +302,7 @@ serverTest("frames without seq are stored; timestamps are kept when ISO-8601", a
 
 serverTest("heartbeat and pong are neither stored nor broadcast", async (server) => {
   const run = await createRun(server, "s-live", LONG_GRACE);
-  const client = await connect(run, "w/1");
+  const client = await connectRun(run, "w/1");
   const viewer = await WsViewer.open(server.wsUrl, run.sessionId);
   client.send({ streamEventType: "heartbeat" });
   client.send({ streamEventType: "pong", data: {} });
@@ -321,7 +319,7 @@ serverTest("heartbeat and pong are neither stored nor broadcast", async (server)
 
 serverTest("the service pings a quiet connection", async (server) => {
   const run = await createRun(server, "s-ping", LONG_GRACE);
-  const client = await connect(run, "w/1");
+  const client = await connectRun(run, "w/1");
   await client.next((m) => m.type === "ping", 3000);
   assert.deepEqual(client.of("ping")[0], { type: "ping" });
   client.send({ streamEventType: "pong" });
@@ -341,7 +339,7 @@ const terminalCases: [string, unknown, string, string | undefined][] = [
 serverTest("terminal frames are stored, acked, then closed with 4000", async (server) => {
   for (const [i, [type, data, status, error]] of terminalCases.entries()) {
     const run = await createRun(server, `s-term-${i}`, LONG_GRACE);
-    const client = await connect(run, "w/1");
+    const client = await connectRun(run, "w/1");
     client.send(frame(1));
     client.send({ streamEventType: type, seq: 2, data });
     // Frames after the terminal one are neither stored nor acked.
@@ -371,7 +369,7 @@ serverTest("terminal frames are stored, acked, then closed with 4000", async (se
 
 serverTest("a non-fatal error frame is just stored and the socket stays open", async (server) => {
   const run = await createRun(server, "s-nonfatal", LONG_GRACE);
-  const client = await connect(run, "w/1");
+  const client = await connectRun(run, "w/1");
   client.send(frame(1, "error", { error: "minor", fatal: false }));
   client.send(frame(2, "error"));
   client.send(frame(3));
@@ -399,7 +397,7 @@ serverTest("a close by the wrapper starts a grace; service closes do not", async
       await rawClose(conn, 1001);
       conn.close();
     } else {
-      const client = await connect(run, "w/1");
+      const client = await connectRun(run, "w/1");
       await client.close(code, "bye");
     }
     await eventually(
@@ -409,13 +407,13 @@ serverTest("a close by the wrapper starts a grace; service closes do not", async
     const grace = await server.kv.get<{ wsCloseCode: number }>(keys.grace(run.sessionId));
     assert.equal(grace.value?.wsCloseCode, code);
     // Reconnecting cancels it.
-    const back = await connect(run, "w/2");
+    const back = await connectRun(run, "w/2");
     assert.equal((await getExecution(server, run)).health, "healthy");
     await back.close();
   }
   // 4000 from the service: the execution is over, no grace.
   const done = await createRun(server, "s-grace-4000", LONG_GRACE);
-  const client = await connect(done, "w/1");
+  const client = await connectRun(done, "w/1");
   client.send(frame(1, "complete", { exitCode: 0 }));
   assert.equal((await client.closed).code, 4000);
   const exec = await getExecution(server, done);
@@ -423,7 +421,3 @@ serverTest("a close by the wrapper starts a grace; service closes do not", async
   const session = await server.call(`/v1/sessions/s-grace-4000`);
   assert.equal(session.body.activeExecutionId, null);
 });
-
-function range(from: number, to: number): number[] {
-  return Array.from({ length: to - from + 1 }, (_, i) => from + i);
-}

@@ -5,26 +5,17 @@
  */
 import assert from "node:assert/strict";
 import {
+  connectRun,
   createRun,
   type Envelope,
-  IngestClient,
+  eventIds,
+  LONG_GRACE,
   pump,
-  type Run,
+  range,
   serverTest,
   storedEvents,
 } from "./helpers/ingest_client.ts";
 import { SseRefused, SseViewer } from "./helpers/viewer.ts";
-
-const LONG_GRACE = { graceMs: 600_000 };
-
-const connect = (run: Run) =>
-  IngestClient.connect(run.ingestUrl, { token: run.ingestToken, dial: "w/1" });
-
-const ids = (events: readonly Envelope[]) => events.map((e) => e.eventId);
-
-function range(from: number, to: number): number[] {
-  return Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
-}
 
 async function refusal(promise: Promise<unknown>): Promise<number> {
   try {
@@ -40,7 +31,7 @@ serverTest("SSE sends id and data lines only, then live events, and keep-alives"
   server,
 ) => {
   const run = await createRun(server, "sse-format", LONG_GRACE);
-  const client = await connect(run);
+  const client = await connectRun(run, "w/1");
   const viewer = await SseViewer.open(server.url, "sse-format");
   assert.match(viewer.response.headers.get("content-type") ?? "", /^text\/event-stream/);
   // A type named `error` is an ordinary event, not a broken connection.
@@ -58,7 +49,7 @@ serverTest("SSE sends id and data lines only, then live events, and keep-alives"
 
 serverTest("Last-Event-ID wins over after, which wins over fromId", async (server) => {
   const run = await createRun(server, "sse-cursor", LONG_GRACE);
-  const client = await connect(run);
+  const client = await connectRun(run, "w/1");
   await pump(client, 1, 10);
   const cases: [Record<string, string>, string | undefined, number][] = [
     [{ after: "4", fromId: "2" }, "7", 8],
@@ -70,7 +61,11 @@ serverTest("Last-Event-ID wins over after, which wins over fromId", async (serve
   for (const [query, lastEventId, first] of cases) {
     const viewer = await SseViewer.open(server.url, "sse-cursor", query, { lastEventId });
     await viewer.until((events) => events.at(-1)?.eventId === 12);
-    assert.deepEqual(ids(viewer.events), range(first, 12), JSON.stringify([query, lastEventId]));
+    assert.deepEqual(
+      eventIds(viewer.events),
+      range(first, 12),
+      JSON.stringify([query, lastEventId]),
+    );
     await viewer.close();
   }
   await client.close();
@@ -80,7 +75,7 @@ serverTest("SSE resumed with Last-Event-ID at random moments misses and repeats 
   server,
 ) => {
   const run = await createRun(server, "sse-resume", LONG_GRACE);
-  const client = await connect(run);
+  const client = await connectRun(run, "w/1");
   const total = 2000;
   const received: Envelope[] = [];
   let viewer = await SseViewer.open(server.url, "sse-resume");
@@ -103,14 +98,14 @@ serverTest("SSE resumed with Last-Event-ID at random moments misses and repeats 
   await pumping;
   await viewer.close();
   assert.ok(reconnects >= 10, `${reconnects} reconnects`);
-  assert.deepEqual(ids(received), range(1, total + 2));
+  assert.deepEqual(eventIds(received), range(1, total + 2));
   assert.deepEqual(received, await storedEvents(server, "sse-resume"));
   await client.close();
 });
 
 serverTest("SSE filters by executionIds and eventTypes", async (server) => {
   const run = await createRun(server, "sse-filter", LONG_GRACE);
-  const client = await connect(run);
+  const client = await connectRun(run, "w/1");
   const viewer = await SseViewer.open(server.url, "sse-filter", {
     eventTypes: "agent",
     executionIds: run.executionId,

@@ -5,31 +5,22 @@
  */
 import assert from "node:assert/strict";
 import {
+  connectRun,
   createRun,
   type Envelope,
+  eventIds,
   eventually,
-  IngestClient,
+  LONG_GRACE,
   pump,
-  type Run,
+  range,
   serverTest,
   storedEvents,
 } from "./helpers/ingest_client.ts";
 import { readUntilClose, stalledViewer, WsViewer } from "./helpers/viewer.ts";
 
-const LONG_GRACE = { graceMs: 600_000 };
-
-const connect = (run: Run) =>
-  IngestClient.connect(run.ingestUrl, { token: run.ingestToken, dial: "w/1" });
-
-const ids = (events: readonly Envelope[]) => events.map((e) => e.eventId);
-
-function range(from: number, to: number): number[] {
-  return Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
-}
-
 serverTest("viewers joining at random moments get every event once, in order", async (server) => {
   const run = await createRun(server, "s-random", LONG_GRACE);
-  const client = await connect(run);
+  const client = await connectRun(run, "w/1");
   const total = 2000;
   const joinAt = new Set(Array.from({ length: 10 }, () => 1 + Math.floor(Math.random() * total)));
   const viewers: Promise<{ viewer: WsViewer; after: number }>[] = [];
@@ -52,7 +43,7 @@ serverTest("viewers joining at random moments get every event once, in order", a
   assert.equal(last, total + 2);
   for (const { viewer, after } of await Promise.all(viewers)) {
     await viewer.until((events) => events.at(-1)?.eventId === last, `up to ${last}`);
-    assert.deepEqual(ids(viewer.events), range(after + 1, last), `viewer after ${after}`);
+    assert.deepEqual(eventIds(viewer.events), range(after + 1, last), `viewer after ${after}`);
     assert.deepEqual(viewer.events, stored.slice(after));
     await viewer.close();
   }
@@ -61,7 +52,7 @@ serverTest("viewers joining at random moments get every event once, in order", a
 
 serverTest("after wins over fromId; a bad cursor closes with 1008", async (server) => {
   const run = await createRun(server, "s-cursor", LONG_GRACE);
-  const client = await connect(run);
+  const client = await connectRun(run, "w/1");
   await pump(client, 1, 10);
   const cases: [Record<string, string>, number][] = [
     [{ after: "5", fromId: "2" }, 6],
@@ -72,7 +63,7 @@ serverTest("after wins over fromId; a bad cursor closes with 1008", async (serve
   for (const [query, first] of cases) {
     const viewer = await WsViewer.open(server.wsUrl, run.sessionId, query);
     await viewer.until((events) => events.at(-1)?.eventId === 12);
-    assert.deepEqual(ids(viewer.events), range(first, 12), JSON.stringify(query));
+    assert.deepEqual(eventIds(viewer.events), range(first, 12), JSON.stringify(query));
     await viewer.close();
   }
   for (const after of ["-1", "abc", "1.5"]) {
@@ -85,7 +76,7 @@ serverTest("after wins over fromId; a bad cursor closes with 1008", async (serve
 
 serverTest("executionIds and eventTypes filter replay and live events", async (server) => {
   const first = await createRun(server, "s-filter", LONG_GRACE);
-  const firstClient = await connect(first);
+  const firstClient = await connectRun(first, "w/1");
   const onlyFirst = await WsViewer.open(server.wsUrl, "s-filter", {
     executionIds: first.executionId,
   });
@@ -94,7 +85,7 @@ serverTest("executionIds and eventTypes filter replay and live events", async (s
   firstClient.send({ streamEventType: "complete", seq: 6, data: { exitCode: 0 } });
   await firstClient.closed;
   const second = await createRun(server, "s-filter", LONG_GRACE);
-  const secondClient = await connect(second);
+  const secondClient = await connectRun(second, "w/1");
   await pump(secondClient, 1, 3, { type: "agent" });
   await pump(secondClient, 4, 5, { type: "output" });
 
@@ -161,7 +152,7 @@ serverTest("credentials: api key, tickets, 4401/4403, unknown session 4404", asy
 
 serverTest("deleting a session closes its open viewers with 1000", async (server) => {
   const run = await createRun(server, "s-delete", LONG_GRACE);
-  const client = await connect(run);
+  const client = await connectRun(run, "w/1");
   const viewer = await WsViewer.open(server.wsUrl, "s-delete");
   const other = await WsViewer.open(server.wsUrl, "s-delete", { eventTypes: "nothing" });
   await viewer.until((events) => events.length === 2);
@@ -189,7 +180,7 @@ serverTest("deleting a session closes its open viewers with 1000", async (server
 
 serverTest("a viewer that does not read is closed with 1013; others carry on", async (server) => {
   const run = await createRun(server, "s-slow", LONG_GRACE);
-  const client = await connect(run);
+  const client = await connectRun(run, "w/1");
   const reader = await WsViewer.open(server.wsUrl, "s-slow");
   const url = new URL(server.url);
   const stalled = await stalledViewer(
@@ -224,7 +215,7 @@ serverTest("a viewer that does not read is closed with 1013; others carry on", a
 
 serverTest("GET events pages with limits, filters and nextAfter", async (server) => {
   const run = await createRun(server, "s-page", LONG_GRACE);
-  const client = await connect(run);
+  const client = await connectRun(run, "w/1");
   for (let n = 1; n <= 30; n++) {
     client.send({ streamEventType: n % 3 === 0 ? "agent" : "output", seq: n, data: { n } });
   }
@@ -237,7 +228,7 @@ serverTest("GET events pages with limits, filters and nextAfter", async (server)
   };
   // Unfiltered: nextAfter is the last eventId returned, until the end.
   const first = await page("limit=10");
-  assert.deepEqual(ids(first.events), range(1, 10));
+  assert.deepEqual(eventIds(first.events), range(1, 10));
   assert.equal(first.lastEventId, 32);
   assert.equal(first.nextAfter, 10);
   const all: Envelope[] = [...first.events];
@@ -247,11 +238,11 @@ serverTest("GET events pages with limits, filters and nextAfter", async (server)
     all.push(...next.events);
     cursor = next.nextAfter;
   }
-  assert.deepEqual(ids(all), range(1, 32));
+  assert.deepEqual(eventIds(all), range(1, 32));
   assert.deepEqual(all, await storedEvents(server, "s-page"));
   // Default limit and after; the default page holds everything here.
   const whole = await page("");
-  assert.deepEqual(ids(whole.events), range(1, 32));
+  assert.deepEqual(eventIds(whole.events), range(1, 32));
   assert.equal(whole.nextAfter, 32);
 
   // Filtered: only matches, and the cursor moves past what was skipped.
@@ -265,7 +256,7 @@ serverTest("GET events pages with limits, filters and nextAfter", async (server)
   );
   assert.ok(rest.nextAfter >= rest.lastEventId);
   const statuses = await page(`executionIds=${run.executionId}&eventTypes=execution_status`);
-  assert.deepEqual(ids(statuses.events), [1, 2]);
+  assert.deepEqual(eventIds(statuses.events), [1, 2]);
   const none = await page("executionIds=exc_unknown");
   assert.deepEqual(none.events, []);
   assert.ok(none.nextAfter >= none.lastEventId);

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import {
   createRun,
-  type Envelope,
+  eventIds,
   eventually,
   getExecution,
   IngestClient,
@@ -40,8 +40,6 @@ function twoInstanceTest(name: string, fn: (a: TestServer, b: TestServer) => Pro
 
 /** The same URL on the other instance. */
 const onInstance = (url: string, server: TestServer) => url.replace(/^ws:\/\/[^/]+/, server.wsUrl);
-
-const ids = (events: readonly Envelope[]) => events.map((e) => e.eventId);
 
 twoInstanceTest("viewers on instance 2 get every event of instance 1 once, in order", async (
   a,
@@ -96,7 +94,7 @@ twoInstanceTest("a reconnect on instance 2 closes instance 1's socket with 4001,
   // Frames stored on instance 2 reach the viewer on instance 1.
   await pump(second, 21, 40);
   await viewerOnA.until((events) => events.length === 42);
-  assert.deepEqual(ids(viewerOnA.events), Array.from({ length: 42 }, (_, i) => i + 1));
+  assert.deepEqual(eventIds(viewerOnA.events), Array.from({ length: 42 }, (_, i) => i + 1));
 
   // A kill asked on instance 1 reaches the socket held by instance 2.
   await a.call(`/v1/sessions/two-move/executions/${run.executionId}/interrupt`, {

@@ -195,14 +195,23 @@ export async function storedEvents(
   }
 }
 
-/** A stored event as viewers and `GET …/events` see it. */
-export interface Envelope {
-  eventId: number;
-  executionId: string;
-  sessionId: string;
-  streamEventType: string;
-  timestamp: string;
-  data: unknown;
+import type { Envelope } from "../../src/protocol.ts";
+export type { Envelope };
+
+/** A grace long enough that no test run ever reaches it. */
+export const LONG_GRACE = { graceMs: 600_000 };
+
+/** Dials a run's ingest URL with its token (and `X-Tether-Dial` when given). */
+export function connectRun(run: Run, dial?: string): Promise<IngestClient> {
+  return IngestClient.connect(run.ingestUrl, { token: run.ingestToken, dial });
+}
+
+/** The eventIds of envelopes, in order. */
+export const eventIds = (events: readonly Envelope[]): number[] => events.map((e) => e.eventId);
+
+/** The integers from `from` to `to`, inclusive (empty when `to < from`). */
+export function range(from: number, to: number): number[] {
+  return Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
 }
 
 /** Polls `check` until it holds (for state only visible through REST). */

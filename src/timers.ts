@@ -52,8 +52,6 @@ export class DeadlineRunner {
   readonly #rt: Runtime;
   readonly #options: Required<DeadlineRunnerOptions>;
   readonly #limit: Limiter;
-  /** Whether sweeps schedule local wake-ups for what falls due before the next sweep. */
-  readonly #localWakeups: boolean;
   /** Local wake-ups of deadlines that fall due before the next sweep, by key. */
   readonly #scheduled = new Map<string, ReturnType<typeof setTimeout>>();
   /** Keys being fired by this instance: a second wake-up for one of them is dropped. */
@@ -74,7 +72,6 @@ export class DeadlineRunner {
       ...options,
     };
     this.#limit = new Limiter(this.#options.concurrency);
-    this.#localWakeups = !this.#options.wakeups.includes("queue");
   }
 
   /** The wake-ups this runner uses (`cron` included when the platform needs it). */
@@ -131,10 +128,10 @@ export class DeadlineRunner {
       const tried = new Set<string>();
       while (!this.#stopped) {
         const now = this.#rt.ctx.now();
-        // Without queues, also list what falls due before the next sweep and wake it
-        // locally on time: lateness near zero instead of up to a sweep period. (With
-        // queues, the queue message is that wake-up; doubling it only adds contention.)
-        const horizon = this.#localWakeups ? now + this.#options.sweepMs : now;
+        // Also list what falls due before the next sweep and wake it locally on time:
+        // lateness near zero instead of up to a sweep period. The local KV queue delivers a
+        // burst of messages too slowly to be the only punctual wake-up (bench/deadlines.ts).
+        const horizon = now + this.#options.sweepMs;
         const listed = await listDueTimers(this.#rt.kv, horizon, SWEEP_PAGE);
         const due: Deno.KvKey[] = [];
         for (const timer of listed) {

@@ -113,7 +113,10 @@ export class DeadlineRunner {
         () => {},
       );
     }
-    if (!this.#stopped) await this.#limit.run(() => this.fire(key));
+    // A local wake-up already covers it: do not take a firing slot just to find it done.
+    const id = JSON.stringify(key);
+    if (this.#stopped || this.#scheduled.has(id) || this.#inFlight.has(id)) return;
+    await this.#limit.run(() => this.fire(key));
   }
 
   /** Fires every deadline that is due (one sweep at a time). */

@@ -1,0 +1,267 @@
+/**
+ * Ingest connection transitions: admission (ownership in KV, dial order, `pending →
+ * running`), group commits of frames, liveness, disconnect records (the grace) and the
+ * restart sweep.
+ *
+ * @module
+ */
+import { sha256Hex, timingSafeEqual, tokenExecutionId } from "../ids.ts";
+import {
+  executionDoneReason,
+  type ExecutionStatus,
+  isTerminal,
+  type TerminalStatus,
+} from "../protocol.ts";
+import {
+  armTimer,
+  type ConnRecord,
+  type ExecutionRecord,
+  listConnections,
+  type NewEvent,
+  postToInbox,
+  readHead,
+  records,
+  transact,
+} from "../store/mod.ts";
+import { change, type Effects, type LifecycleContext, statusEvent, strip } from "./transition.ts";
+import { finish } from "./finish.ts";
+
+/** A dial as the `X-Tether-Dial` header describes it (absent: an unknown wrapper). */
+export interface Dial {
+  wrapperId: string;
+  n: number;
+}
+
+export type Admission =
+  | { admitted: false; code: number; reason: string }
+  | {
+    admitted: true;
+    sessionId: string;
+    executionId: string;
+    lastSeq: number;
+    graceMs: number;
+    /** The pending interrupt's reason, when a kill must follow `hello`. */
+    killReason?: string;
+    /** Whether this admission cancelled a disconnect grace (metrics). */
+    graceCancelled: boolean;
+    effects: Effects;
+  };
+
+/**
+ * Admits an ingest connection (PROTOCOL.md 5): checks the token, the execution's state and
+ * the dial order; makes it the current connection (the previous one, on any instance, gets
+ * 4001); cancels a pending grace; `pending → running`.
+ */
+export async function admitConnection(
+  ctx: LifecycleContext,
+  path: { sessionId: string; executionId: string },
+  token: string | undefined,
+  connectionId: string,
+  dial: Dial | undefined,
+): Promise<Admission> {
+  const tokenEid = token ? tokenExecutionId(token) : undefined;
+  const tokenHash = token ? await sha256Hex(token) : "";
+  const exec0 = tokenEid
+    ? await transact(ctx.kv, (tx) => records.execution(tokenEid).get(tx))
+    : null;
+  if (!exec0) return { admitted: false, code: 4401, reason: "unauthorized" };
+  const sid = exec0.sessionId;
+  type Decision =
+    | Exclude<Admission, { admitted: true }>
+    | (Omit<Extract<Admission, { admitted: true }>, "effects">);
+  const { result, effects } = await change(ctx, sid, async (tx, p): Promise<Decision> => {
+    const [exec, session] = await Promise.all([
+      records.execution(exec0.executionId).get(tx),
+      records.session(sid).get(tx),
+    ]);
+    if (!exec || !session || session.deletedAt || !timingSafeEqual(exec.tokenHash, tokenHash)) {
+      return { admitted: false, code: 4401, reason: "unauthorized" };
+    }
+    if (exec.executionId !== path.executionId || sid !== path.sessionId) {
+      return { admitted: false, code: 4403, reason: "forbidden" };
+    }
+    if (isTerminal(exec.status)) {
+      return { admitted: false, code: 4000, reason: executionDoneReason(exec.status) };
+    }
+    const [active, conn, grace, flag] = await Promise.all([
+      records.active(sid).get(tx),
+      records.conn(exec.executionId).get(tx),
+      records.grace(sid).get(tx),
+      records.interrupt(sid).get(tx),
+    ]);
+    if (active?.executionId !== exec.executionId) {
+      return { admitted: false, code: 4009, reason: "not active yet" };
+    }
+    if (conn && dial && conn.wrapperId === dial.wrapperId && (conn.dialN ?? 0) > dial.n) {
+      return { admitted: false, code: 4001, reason: "replaced" };
+    }
+    if (conn) {
+      postToInbox(tx, conn.instanceId, {
+        type: "close",
+        connectionId: conn.connectionId,
+        code: 4001,
+        reason: "replaced",
+      });
+      p.notified.add(conn.instanceId);
+    }
+    records.conn(exec.executionId).set(
+      tx,
+      strip({
+        connectionId,
+        instanceId: ctx.instanceId,
+        since: p.at,
+        wrapperId: dial?.wrapperId,
+        dialN: dial?.n,
+      }) satisfies ConnRecord,
+    );
+    const graceCancelled = grace?.executionId === exec.executionId;
+    if (graceCancelled) records.grace(sid).delete(tx);
+    let updated: ExecutionRecord = { ...exec, lastHeartbeatAt: p.now };
+    if (exec.status === "pending") {
+      updated = { ...updated, status: "running", startedAt: p.at };
+      p.events.push(statusEvent(updated, "pending", true, p.at));
+      armTimer(tx, "heartbeat", exec.executionId, p.now + exec.heartbeatTimeoutMs);
+    }
+    records.execution(exec.executionId).set(tx, updated);
+    return {
+      admitted: true,
+      sessionId: sid,
+      executionId: exec.executionId,
+      lastSeq: exec.lastSeq,
+      graceMs: exec.graceMs,
+      killReason: flag?.executionId === exec.executionId ? flag.reason : undefined,
+      graceCancelled,
+    };
+  });
+  return result.admitted ? { ...result, effects } : result;
+}
+
+/** A frame ready to commit: its seq (if any) and its event, or no event for a rejected frame whose seq it uses up. */
+export interface PreparedFrame {
+  seq?: number;
+  event?: NewEvent;
+  /** Set for a terminal frame: what it ends the execution as. */
+  terminal?: { status: TerminalStatus; error?: string };
+}
+
+export type FrameCommit =
+  | { ok: true; lastSeq: number; effects: Effects; status: ExecutionStatus }
+  | { ok: false };
+
+/**
+ * Commits a batch of frames from the current connection (group commit): stores the new
+ * ones in order, skips resends (`seq ≤ lastSeq`), advances `lastSeq`, refreshes liveness
+ * (debounced), and applies a terminal frame's transition in the same commit. `ok: false`
+ * when the connection is no longer current: nothing is stored.
+ */
+export async function commitFrames(
+  ctx: LifecycleContext,
+  sessionId: string,
+  executionId: string,
+  connectionId: string,
+  frames: readonly PreparedFrame[],
+): Promise<FrameCommit> {
+  const { result, effects } = await change(ctx, sessionId, async (tx, p) => {
+    const [exec, conn] = await Promise.all([
+      records.execution(executionId).get(tx),
+      records.conn(executionId).get(tx),
+      // Read with the others (one round trip, not two): appending the events needs it.
+      readHead(tx, sessionId),
+    ]);
+    if (!exec || conn?.connectionId !== connectionId) return null;
+    let lastSeq = exec.lastSeq;
+    const events: NewEvent[] = [];
+    let terminal: PreparedFrame["terminal"];
+    for (const frame of frames) {
+      if (frame.seq !== undefined) {
+        if (frame.seq !== lastSeq + 1) continue; // a resend (or a gap the connection already refused)
+        lastSeq = frame.seq;
+      }
+      if (frame.event) events.push(frame.event);
+      if (frame.terminal) terminal = frame.terminal;
+    }
+    const heartbeatDue = p.now - (exec.lastHeartbeatAt ?? 0) >= ctx.config.heartbeatWriteMs;
+    const updated: ExecutionRecord = {
+      ...exec,
+      lastSeq,
+      lastHeartbeatAt: heartbeatDue ? p.now : exec.lastHeartbeatAt,
+    };
+    if (terminal && exec.status === "running") {
+      await finish(ctx, tx, p, updated, terminal.status, terminal.error, events);
+      return { lastSeq, status: terminal.status as ExecutionStatus };
+    }
+    p.events.push(...events);
+    if (lastSeq !== exec.lastSeq || heartbeatDue) records.execution(executionId).set(tx, updated);
+    return { lastSeq, status: exec.status };
+  });
+  return result ? { ok: true, ...result, effects } : { ok: false };
+}
+
+/** Refreshes `lastHeartbeatAt` for a liveness-only frame, at most once per `heartbeatWriteMs`. */
+export async function touchHeartbeat(
+  ctx: LifecycleContext,
+  executionId: string,
+  connectionId: string,
+): Promise<void> {
+  await transact(ctx.kv, async (tx) => {
+    const [exec, conn] = await Promise.all([
+      records.execution(executionId).get(tx),
+      records.conn(executionId).get(tx),
+    ]);
+    if (!exec || conn?.connectionId !== connectionId || exec.status !== "running") return;
+    const now = ctx.now();
+    if (now - (exec.lastHeartbeatAt ?? 0) < ctx.config.heartbeatWriteMs) return;
+    records.execution(executionId).set(tx, { ...exec, lastHeartbeatAt: now });
+  }, { queues: ctx.queues });
+}
+
+/** Close codes the service sends on purpose: they never start a grace. */
+const SERVICE_CLOSES = new Set([4000, 4001, 4401, 4403, 4009]);
+
+/**
+ * Records that a connection closed. Only when the execution's current connection is this
+ * one does anything happen: the connection record is cleared and, for a running execution
+ * and a close that is not one of the service's own deliberate ones, a grace record and its
+ * deadline are written. Returns whether a grace started.
+ */
+export async function recordDisconnect(
+  ctx: LifecycleContext,
+  executionId: string,
+  connectionId: string,
+  close: { code: number; reason: string },
+): Promise<boolean> {
+  return await transact(ctx.kv, async (tx) => {
+    const [exec, conn] = await Promise.all([
+      records.execution(executionId).get(tx),
+      records.conn(executionId).get(tx),
+    ]);
+    if (!exec || conn?.connectionId !== connectionId) return false;
+    records.conn(executionId).delete(tx);
+    if (exec.status !== "running" || SERVICE_CLOSES.has(close.code)) return false;
+    const now = ctx.now();
+    records.grace(exec.sessionId).set(tx, {
+      executionId,
+      connectionId,
+      disconnectedAt: new Date(now).toISOString(),
+      wsCloseCode: close.code,
+      wsCloseReason: close.reason,
+    });
+    armTimer(tx, "grace", executionId, now + exec.graceMs);
+    return true;
+  }, { queues: ctx.queues });
+}
+
+/**
+ * After a restart of a single-process service: every connection a previous process of this
+ * KV held is gone, so each gets the disconnect record (close code 1012), which starts its
+ * grace. Returns how many graces started.
+ */
+export async function recoverLostConnections(ctx: LifecycleContext): Promise<number> {
+  let started = 0;
+  for (const { executionId, conn } of await listConnections(ctx.kv)) {
+    if (conn.instanceId === ctx.instanceId) continue;
+    const close = { code: 1012, reason: "service restarted" };
+    if (await recordDisconnect(ctx, executionId, conn.connectionId, close)) started++;
+  }
+  return started;
+}

@@ -1,0 +1,197 @@
+/**
+ * Ending an execution: the one place that clears the session's active slot, interrupt flag
+ * and grace record (only when they name the execution being ended), promotes the next
+ * queued execution, and closes its connection with 4000 wherever it is held; plus the fail
+ * and interrupt transitions built on it.
+ *
+ * @module
+ */
+import {
+  type CallbackBody,
+  cutErrorText,
+  ErrorText,
+  executionDoneReason,
+  type ExecutionStatus,
+  isTerminal,
+  type TerminalStatus,
+} from "../protocol.ts";
+import {
+  armTimer,
+  type ExecutionRecord,
+  type InterruptFlag,
+  type NewEvent,
+  postToInbox,
+  records,
+  transact,
+  type Tx,
+} from "../store/mod.ts";
+import {
+  change,
+  type Effects,
+  type LifecycleContext,
+  Pending,
+  serviceEvent,
+  statusEvent,
+  strip,
+} from "./transition.ts";
+
+/**
+ * Moves `exec` to a terminal status inside the transaction. Appends `cause` events, then its
+ * `execution_status`; clears the active slot, interrupt flag, grace record and connection
+ * only when they name this execution; promotes the next queued execution (unless the
+ * session is being deleted); closes the connection with 4000 wherever it is held; arms the
+ * completion callback.
+ */
+export async function finish(
+  ctx: LifecycleContext,
+  tx: Tx,
+  p: Pending,
+  exec: ExecutionRecord,
+  status: TerminalStatus,
+  error: string | undefined,
+  cause: NewEvent[],
+  options: { promote: boolean } = { promote: true },
+): Promise<void> {
+  const sid = exec.sessionId;
+  const eid = exec.executionId;
+  const [active, queue, flag, grace, conn] = await Promise.all([
+    records.active(sid).get(tx),
+    records.queue(sid).get(tx),
+    records.interrupt(sid).get(tx),
+    records.grace(sid).get(tx),
+    // Only a running execution has a connection (admission sets both in one commit). Not
+    // reading it otherwise keeps a deletion that ends a long queue under KV's 100 checks.
+    exec.status === "running" ? records.conn(eid).get(tx) : null,
+  ]);
+  const ended: ExecutionRecord = strip({
+    ...exec,
+    status,
+    completedAt: p.at,
+    error: error === undefined ? undefined : cutErrorText(error),
+  });
+  records.execution(eid).set(tx, ended);
+  p.events.push(...cause, statusEvent(ended, exec.status, false, p.at));
+
+  const waiting = (queue?.executionIds ?? []).filter((id) => id !== eid);
+  if (active?.executionId === eid) {
+    records.active(sid).delete(tx);
+    if (options.promote && waiting.length > 0) await promote(ctx, tx, p, sid, waiting);
+  } else if (waiting.length !== (queue?.executionIds.length ?? 0)) {
+    records.queue(sid).set(tx, { executionIds: waiting });
+  }
+  if (flag?.executionId === eid) records.interrupt(sid).delete(tx);
+  if (grace?.executionId === eid) records.grace(sid).delete(tx);
+  if (conn) {
+    records.conn(eid).delete(tx);
+    postToInbox(tx, conn.instanceId, {
+      type: "close",
+      connectionId: conn.connectionId,
+      code: 4000,
+      reason: executionDoneReason(status),
+    });
+    p.notified.add(conn.instanceId);
+  }
+  if (exec.callbackUrl) {
+    const body: CallbackBody = strip({
+      sessionId: sid,
+      executionId: eid,
+      status,
+      error: status === "completed" ? undefined : ended.error,
+      completedAt: p.at,
+    });
+    armTimer(tx, "callback", eid, p.now, { attempt: 1, callback: { url: exec.callbackUrl, body } });
+  }
+}
+
+async function promote(
+  ctx: LifecycleContext,
+  tx: Tx,
+  p: Pending,
+  sid: string,
+  waiting: string[],
+): Promise<void> {
+  const [nextId, ...rest] = waiting;
+  records.queue(sid).set(tx, { executionIds: rest });
+  const next = await records.execution(nextId).get(tx);
+  if (!next) return;
+  const activated: ExecutionRecord = { ...next, activatedAt: p.at };
+  records.execution(nextId).set(tx, activated);
+  records.active(sid).set(tx, { executionId: nextId });
+  armTimer(tx, "pending", nextId, p.now + ctx.config.pendingTimeoutMs);
+  p.events.push(statusEvent(activated, "pending", true, p.at));
+}
+
+/**
+ * Fails an execution with one failure event (`streamEventType`, default `error`, data
+ * `{error, fatal: true}` unless `data` is given). Returns `false`, committing nothing, when
+ * the execution is unknown or already terminal.
+ */
+export async function failExecution(
+  ctx: LifecycleContext,
+  executionId: string,
+  failure: { error: string; streamEventType?: string; data?: unknown },
+): Promise<{ failed: boolean; effects?: Effects }> {
+  const exec = await transact(ctx.kv, (tx) => records.execution(executionId).get(tx));
+  if (!exec) return { failed: false };
+  const { result, effects } = await change(ctx, exec.sessionId, async (tx, p) => {
+    const current = await records.execution(executionId).get(tx);
+    if (!current || isTerminal(current.status)) return false;
+    const data = failure.data ?? { error: failure.error, fatal: true };
+    const cause = serviceEvent(executionId, failure.streamEventType ?? "error", p.at, data);
+    await finish(ctx, tx, p, current, "failed", failure.error, [cause]);
+    return true;
+  });
+  return { failed: result, effects };
+}
+
+/**
+ * Interrupts an execution. Queued or pending: `interrupted` at once. Running: sets the
+ * interrupt flag (the first reason and deadline stay), asks the connection's instance to
+ * send `kill`, and arms the interrupt deadline. Terminal: unchanged. `null` when unknown.
+ */
+export async function interruptExecution(
+  ctx: LifecycleContext,
+  sessionId: string,
+  executionId: string,
+  reason: string | undefined,
+): Promise<{ status: ExecutionStatus; effects: Effects } | null> {
+  const whole = reason ?? ErrorText.userInterrupted;
+  // The flag (and so the kill frame) and the execution keep the cut text; the `interrupted`
+  // event that carries it keeps it whole (PROTOCOL.md 1).
+  const text = cutErrorText(whole);
+  const { result, effects } = await change(ctx, sessionId, async (tx, p) => {
+    const [session, exec] = await Promise.all([
+      records.session(sessionId).get(tx),
+      records.execution(executionId).get(tx),
+    ]);
+    if (!session || session.deletedAt || !exec || exec.sessionId !== sessionId) return null;
+    if (isTerminal(exec.status)) return exec.status;
+    if (exec.status === "pending") {
+      const cause = serviceEvent(executionId, "interrupted", p.at, { reason: whole });
+      await finish(ctx, tx, p, exec, "interrupted", whole, [cause]);
+      return "interrupted" as const;
+    }
+    const [flag, conn] = await Promise.all([
+      records.interrupt(sessionId).get(tx),
+      records.conn(executionId).get(tx),
+    ]);
+    const current = flag?.executionId === executionId ? flag : undefined;
+    if (!current) {
+      records.interrupt(sessionId).set(
+        tx,
+        { executionId, reason: text, at: p.now } satisfies InterruptFlag,
+      );
+      armTimer(tx, "interrupt", executionId, p.now + ctx.config.interruptTimeoutMs);
+    }
+    if (conn) {
+      postToInbox(tx, conn.instanceId, {
+        type: "kill",
+        connectionId: conn.connectionId,
+        reason: current?.reason ?? text,
+      });
+      p.notified.add(conn.instanceId);
+    }
+    return exec.status;
+  });
+  return result === null ? null : { status: result, effects };
+}

@@ -1,0 +1,103 @@
+/**
+ * The frame of every transition: the context it runs in, the events it accumulates and
+ * `change()`, which runs it as one optimistic KV transaction that also appends its events.
+ *
+ * @module
+ */
+import type { Config } from "../config.ts";
+import type { Credentials } from "../auth.ts";
+import type { ExecutionStatus, ExecutionStatusData } from "../protocol.ts";
+import {
+  appendEvents,
+  type ExecutionRecord,
+  type NewEvent,
+  type StoredEvent,
+  transact,
+  type Tx,
+} from "../store/mod.ts";
+
+/** What transitions need from their surroundings. */
+export interface LifecycleContext {
+  kv: Deno.Kv;
+  config: Config;
+  credentials: Credentials;
+  /** This instance's id: connections it admits are owned by it. */
+  instanceId: string;
+  /** Whether commits also enqueue KV queue wake-ups for the deadlines they arm. */
+  queues: boolean;
+  now: () => number;
+}
+
+/** What a committed transition leaves for the caller to do. */
+export interface Effects {
+  sessionId: string;
+  /** Events the commit stored, to push to this instance's viewers. */
+  stored: StoredEvent[];
+  /** Instances whose inbox got a message (close or kill a connection). */
+  notified: Set<string>;
+}
+
+/** The events and notifications a transition accumulates before its commit. */
+export class Pending {
+  readonly events: NewEvent[] = [];
+  readonly notified = new Set<string>();
+  constructor(readonly now: number) {}
+  get at(): string {
+    return new Date(this.now).toISOString();
+  }
+}
+
+/**
+ * Runs `body` as one optimistic transaction; the events it pushed onto `Pending` are
+ * appended to the session's log in the same commit, with consecutive eventIds.
+ */
+export async function change<T>(
+  ctx: LifecycleContext,
+  sessionId: string,
+  body: (tx: Tx, p: Pending) => Promise<T>,
+): Promise<{ result: T; effects: Effects }> {
+  return await transact(ctx.kv, async (tx) => {
+    const p = new Pending(ctx.now());
+    const result = await body(tx, p);
+    const stored = await appendEvents(tx, sessionId, p.events, p.now);
+    return { result, effects: { sessionId, stored, notified: p.notified } };
+  }, { queues: ctx.queues });
+}
+
+/** A copy without the keys whose value is `undefined` (stored records stay minimal). */
+export const strip = <T extends object>(o: T): T =>
+  Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+
+/** The `execution_status` event of a creation, promotion or transition (PROTOCOL.md 7). */
+export function statusEvent(
+  exec: ExecutionRecord,
+  previousStatus: ExecutionStatus | null,
+  active: boolean,
+  at: string,
+): NewEvent {
+  const data: ExecutionStatusData = strip({
+    status: exec.status,
+    previousStatus,
+    active,
+    error: exec.status === "failed" || exec.status === "interrupted" ? exec.error : undefined,
+  });
+  return {
+    executionId: exec.executionId,
+    streamEventType: "execution_status",
+    timestamp: at,
+    data,
+  };
+}
+
+/** An event the service emits itself, stamped with the commit's time. */
+export const serviceEvent = (
+  executionId: string,
+  streamEventType: string,
+  at: string,
+  data: unknown,
+): NewEvent => ({
+  executionId,
+  streamEventType,
+  timestamp: at,
+  data,
+});

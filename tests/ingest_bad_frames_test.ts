@@ -5,20 +5,15 @@
  */
 import assert from "node:assert/strict";
 import {
+  connectRun,
   createRun,
   eventually,
   getExecution,
-  IngestClient,
-  type Run,
+  LONG_GRACE,
   serverTest,
   storedEvents,
 } from "./helpers/ingest_client.ts";
 import type { TestServer } from "./helpers/server.ts";
-
-const LONG_GRACE = { graceMs: 600_000 };
-
-const connect = (run: Run, dial = "w/1") =>
-  IngestClient.connect(run.ingestUrl, { token: run.ingestToken, dial });
 
 /** Event types stored for the session, the service's own `execution_status` left out. */
 async function storedTypes(server: TestServer, sessionId: string): Promise<string[]> {
@@ -30,7 +25,7 @@ async function storedTypes(server: TestServer, sessionId: string): Promise<strin
 /** A healthy neighbour session whose wrapper keeps streaming while another misbehaves. */
 async function neighbour(server: TestServer) {
   const run = await createRun(server, "neighbour", LONG_GRACE);
-  const client = await connect(run);
+  const client = await connectRun(run, "w/1");
   let seq = 0;
   return {
     /** Sends one frame and waits for its ack. */
@@ -76,7 +71,7 @@ serverTest("invalid frames get INVALID_FRAME, are not stored, keep the socket op
 ) => {
   const other = await neighbour(server);
   const run = await createRun(server, "bad", LONG_GRACE);
-  const client = await connect(run);
+  const client = await connectRun(run, "w/1");
   for (const [i, [what, frame]] of INVALID.entries()) {
     client.send(typeof frame === "string" ? frame : JSON.stringify(frame));
     await client.until(() => client.of("error").length === i + 1, what);
@@ -99,7 +94,7 @@ serverTest("invalid frames get INVALID_FRAME, are not stored, keep the socket op
 
 serverTest("an invalid numbered frame names its seq in the error", async (server) => {
   const run = await createRun(server, "bad-seq", LONG_GRACE);
-  const client = await connect(run);
+  const client = await connectRun(run, "w/1");
   client.send({ streamEventType: "execution_status", seq: 1, data: {} });
   await client.ackOf(1);
   assert.deepEqual(
@@ -113,7 +108,7 @@ serverTest("an invalid numbered frame names its seq in the error", async (server
 serverTest("binary frames get BINARY_NOT_SUPPORTED and are not stored", async (server) => {
   const other = await neighbour(server);
   const run = await createRun(server, "binary", LONG_GRACE);
-  const client = await connect(run);
+  const client = await connectRun(run, "w/1");
   client.send(new TextEncoder().encode(JSON.stringify({ streamEventType: "output", seq: 1 })));
   const error = await client.next((m) => m.type === "error");
   assert.equal(error.code, "BINARY_NOT_SUPPORTED");
@@ -128,7 +123,7 @@ serverTest("binary frames get BINARY_NOT_SUPPORTED and are not stored", async (s
 serverTest("an oversize frame closes with 1009 and stores nothing", async (server) => {
   const other = await neighbour(server);
   const run = await createRun(server, "oversize", LONG_GRACE);
-  const client = await connect(run);
+  const client = await connectRun(run, "w/1");
   assert.equal(client.messages[0].maxFrameBytes, 2048);
   // Just under the limit is fine, one byte over is not (counted in UTF-8 bytes).
   const fits = JSON.stringify({ streamEventType: "output", seq: 1, data: "" });
@@ -143,7 +138,7 @@ serverTest("an oversize frame closes with 1009 and stores nothing", async (serve
     async () => (await getExecution(server, run)).health === "disconnected",
     "grace",
   );
-  const back = await connect(run, "w/2");
+  const back = await connectRun(run, "w/2");
   assert.equal(back.messages[0].lastSeq, 1);
   await back.close();
   await other.check();
@@ -152,7 +147,7 @@ serverTest("an oversize frame closes with 1009 and stores nothing", async (serve
 serverTest("a flood over the frame rate for 3 seconds closes with 1008", async (server) => {
   const other = await neighbour(server);
   const run = await createRun(server, "flood", LONG_GRACE);
-  const client = await connect(run);
+  const client = await connectRun(run, "w/1");
   // 4 frames every 50 ms = 80/s against a limit of 40/s.
   const started = Date.now();
   let seq = 0;
@@ -172,7 +167,7 @@ serverTest("a flood over the frame rate for 3 seconds closes with 1008", async (
 
 serverTest("a rate just under the limit is never closed", async (server) => {
   const run = await createRun(server, "steady", LONG_GRACE);
-  const client = await connect(run);
+  const client = await connectRun(run, "w/1");
   const started = Date.now();
   let seq = 0;
   while (Date.now() - started < 3500) {
@@ -186,7 +181,7 @@ serverTest("a rate just under the limit is never closed", async (server) => {
 
 serverTest("more than twice maxInFlight unacknowledged frames close with 1008", async (server) => {
   const run = await createRun(server, "inflight", LONG_GRACE);
-  const client = await connect(run);
+  const client = await connectRun(run, "w/1");
   assert.equal(client.messages[0].maxInFlight, 2);
   // Thousands of frames sent at once: the window (2 × 2) is overrun long before acks return.
   for (let seq = 1; seq <= 3000; seq++) {

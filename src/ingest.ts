@@ -49,6 +49,8 @@ export interface AdmittedConnection {
   connectionId: string;
   lastSeq: number;
   graceMs: number;
+  /** Debounce of liveness writes for this execution. */
+  heartbeatWriteMs: number;
   killReason?: string;
 }
 
@@ -332,7 +334,7 @@ export class IngestConnection implements ConnectionHandle {
 
   #refreshLiveness(): void {
     const now = Date.now();
-    if (now - this.#lastHeartbeatWrite < this.rt.config.heartbeatWriteMs) return;
+    if (now - this.#lastHeartbeatWrite < this.admitted.heartbeatWriteMs) return;
     this.#lastHeartbeatWrite = now;
     touchHeartbeat(this.rt.ctx, this.admitted.executionId, this.admitted.connectionId).catch(
       (err) => this.rt.log.warn("heartbeat write failed", { err: String(err) }),

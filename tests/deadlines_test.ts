@@ -336,3 +336,25 @@ serverTest("a deadline fires through the queue alone (no sweep)", async (server)
   );
   assert.equal((await getExecution(server, run)).error, ErrorText.neverConnected);
 }, { config: { timerWakeups: ["queue"], pendingTimeoutMs: 300 } });
+
+serverTest(
+  "liveness writes are debounced to at most a quarter of the heartbeat timeout",
+  async (server) => {
+    // TETHER_HEARTBEAT_WRITE_MS (5 s) is far above this timeout: a wrapper that keeps sending
+    // must still look healthy and never time out because its last write was debounced.
+    const run = await createRun(server, "s1");
+    const client = await IngestClient.connect(run.ingestUrl, { token: run.ingestToken });
+    for (let i = 1; i <= 12; i++) {
+      client.send(
+        i % 2 ? { streamEventType: "heartbeat" } : { streamEventType: "output", seq: i / 2 },
+      );
+      await delay(100);
+      if (i > 4) {
+        assert.equal((await getExecution(server, run)).health, "healthy", `after ${i}00 ms`);
+      }
+    }
+    assert.equal(await statusOf(server, run), "running");
+    await client.close();
+  },
+  { config: { heartbeatTimeoutMs: 400, heartbeatWriteMs: 5000, disconnectGraceMs: 60_000 } },
+);

@@ -40,6 +40,8 @@ export type Admission =
     executionId: string;
     lastSeq: number;
     graceMs: number;
+    /** How often liveness is written for this execution (see {@link heartbeatWriteEvery}). */
+    heartbeatWriteMs: number;
     /** The pending interrupt's reason, when a kill must follow `hello`. */
     killReason?: string;
     /** Whether this admission cancelled a disconnect grace (metrics). */
@@ -129,6 +131,7 @@ export async function admitConnection(
       executionId: exec.executionId,
       lastSeq: exec.lastSeq,
       graceMs: exec.graceMs,
+      heartbeatWriteMs: heartbeatWriteEvery(ctx, exec),
       killReason: flag?.executionId === exec.executionId ? flag.reason : undefined,
       graceCancelled,
     };
@@ -180,7 +183,7 @@ export async function commitFrames(
       if (frame.event) events.push(frame.event);
       if (frame.terminal) terminal = frame.terminal;
     }
-    const heartbeatDue = p.now - (exec.lastHeartbeatAt ?? 0) >= ctx.config.heartbeatWriteMs;
+    const heartbeatDue = p.now - (exec.lastHeartbeatAt ?? 0) >= heartbeatWriteEvery(ctx, exec);
     const updated: ExecutionRecord = {
       ...exec,
       lastSeq,
@@ -197,6 +200,15 @@ export async function commitFrames(
   return result ? { ok: true, ...result, effects } : { ok: false };
 }
 
+/**
+ * The debounce of liveness writes: `TETHER_HEARTBEAT_WRITE_MS`, but at most a quarter of the
+ * execution's heartbeat timeout, so a wrapper that sends frames never looks `stale` (half the
+ * timeout) only because its last write was debounced.
+ */
+export function heartbeatWriteEvery(ctx: LifecycleContext, exec: ExecutionRecord): number {
+  return Math.min(ctx.config.heartbeatWriteMs, exec.heartbeatTimeoutMs / 4);
+}
+
 /** Refreshes `lastHeartbeatAt` for a liveness-only frame, at most once per `heartbeatWriteMs`. */
 export async function touchHeartbeat(
   ctx: LifecycleContext,
@@ -210,7 +222,7 @@ export async function touchHeartbeat(
     ]);
     if (!exec || conn?.connectionId !== connectionId || exec.status !== "running") return;
     const now = ctx.now();
-    if (now - (exec.lastHeartbeatAt ?? 0) < ctx.config.heartbeatWriteMs) return;
+    if (now - (exec.lastHeartbeatAt ?? 0) < heartbeatWriteEvery(ctx, exec)) return;
     records.execution(executionId).set(tx, { ...exec, lastHeartbeatAt: now });
   }, { queues: ctx.queues });
 }

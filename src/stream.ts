@@ -169,6 +169,9 @@ export async function readEventsPage(
   const { lastEventId } = await transact(rt.kv, (tx) => readHead(tx, sessionId));
   const events: unknown[] = [];
   let scanned = after;
+  // The newest eventId actually read: events committed after the head was read count, but a
+  // cursor past the end must not make the log look longer than it is.
+  let newest = lastEventId;
   let exhausted = false;
   while (events.length < limit && scanned - after < scanLimit) {
     const page = await readEvents(rt.kv, sessionId, {
@@ -177,6 +180,7 @@ export async function readEventsPage(
     });
     for (const event of page) {
       scanned = event.envelope.eventId;
+      newest = Math.max(newest, scanned);
       if (matches(filter, event)) {
         events.push(event.envelope);
         if (events.length === limit) break;
@@ -188,5 +192,5 @@ export async function readEventsPage(
     }
   }
   const nextAfter = exhausted ? Math.max(scanned, lastEventId) : scanned;
-  return { events, lastEventId: Math.max(lastEventId, scanned), nextAfter };
+  return { events, lastEventId: newest, nextAfter };
 }

@@ -387,6 +387,7 @@ export class IngestConnection {
   /** The current socket closed (or was given up): decide between ending and reconnecting. */
   #lost(code: number, reason: string): void {
     const wasOpen = this.#state === "open";
+    this.#outbox.suspend();
     this.#socket = undefined;
     this.#generation++;
     this.#stopTimers();

@@ -134,8 +134,10 @@ export class Outbox {
       timestamp: frame.timestamp ?? this.#now().toISOString(),
     });
     const bytes = utf8Bytes(body);
-    const fits = this.#held.length < this.#bufferLimit &&
-      this.#heldBytes + bytes <= this.#bufferBytes;
+    // The limits bound what is held back; a frame the window takes at once is never held.
+    const goesOutNow = this.#held.length === 0 && this.#sent.length < this.#window;
+    const fits = goesOutNow || (this.#held.length < this.#bufferLimit &&
+      this.#heldBytes + bytes <= this.#bufferBytes);
     if (!fits && !terminal) {
       this.#dropped++;
       return "dropped";
@@ -174,6 +176,11 @@ export class Outbox {
       this.#heldBytes += this.#held[0].bytes;
       this.#dropped = 0;
     }
+  }
+
+  /** The connection is lost: nothing goes out, and new frames are held back, until {@link Outbox.resume}. */
+  suspend(): void {
+    this.#window = 0;
   }
 
   /** Marks every frame with `seq ≤ seq` as stored. */

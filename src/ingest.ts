@@ -208,6 +208,9 @@ export class IngestConnection implements ConnectionHandle {
     this.#lastReceivedAt = Date.now();
     if (this.#state !== "open" || this.#terminalSeen) return;
     if (this.#flooded()) return;
+    // Every frame is a sign of life, also one refused, a resend or a gap (PROTOCOL.md 5.1);
+    // stored frames refresh it in their commit too, and both writes are debounced.
+    this.#refreshLiveness();
     if (typeof raw !== "string") {
       this.#reject("BINARY_NOT_SUPPORTED", "frames must be text (JSON)");
       return;
@@ -252,8 +255,6 @@ export class IngestConnection implements ConnectionHandle {
     if (LIVENESS_EVENT_TYPES.has(frame.streamEventType)) {
       // A numbered liveness frame would leave its seq waiting for an ack forever: refuse it.
       if (frame.seq !== undefined) return this.#invalid("heartbeat and pong carry no seq", seq);
-      // Stored frames refresh liveness in their commit; liveness-only ones need a write.
-      this.#refreshLiveness();
       return;
     }
     const { terminal, invalid } = terminalOf(frame.streamEventType, frame.data);

@@ -418,7 +418,7 @@ export class IngestConnection implements ConnectionHandle {
         this.rt.ctx,
         this.admitted.executionId,
         this.admitted.connectionId,
-        recorded,
+        { ...recorded, byService: this.#serviceClose !== undefined },
       );
       if (graceStarted) {
         this.rt.metrics.inc("tether_grace_started_total");

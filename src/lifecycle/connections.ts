@@ -227,20 +227,22 @@ export async function touchHeartbeat(
   }, { queues: ctx.queues });
 }
 
-/** Close codes the service sends on purpose: they never start a grace. */
+/** Close codes the service sends on purpose: when it sent them, they never start a grace. */
 const SERVICE_CLOSES = new Set([4000, 4001, 4401, 4403, 4009]);
 
 /**
  * Records that a connection closed. Only when the execution's current connection is this
  * one does anything happen: the connection record is cleared and, for a running execution
  * and a close that is not one of the service's own deliberate ones, a grace record and its
- * deadline are written. Returns whether a grace started.
+ * deadline are written. A wrapper that closes with one of those codes itself is gone all the
+ * same (PROTOCOL.md 5.4 exempts only the service's own), so `byService` tells them apart.
+ * Returns whether a grace started.
  */
 export async function recordDisconnect(
   ctx: LifecycleContext,
   executionId: string,
   connectionId: string,
-  close: { code: number; reason: string },
+  close: { code: number; reason: string; byService?: boolean },
 ): Promise<boolean> {
   return await transact(ctx.kv, async (tx) => {
     const [exec, conn] = await Promise.all([
@@ -249,7 +251,9 @@ export async function recordDisconnect(
     ]);
     if (!exec || conn?.connectionId !== connectionId) return false;
     records.conn(executionId).delete(tx);
-    if (exec.status !== "running" || SERVICE_CLOSES.has(close.code)) return false;
+    if (exec.status !== "running" || (close.byService && SERVICE_CLOSES.has(close.code))) {
+      return false;
+    }
     const now = ctx.now();
     records.grace(exec.sessionId).set(tx, {
       executionId,

@@ -428,3 +428,41 @@ serverTest("interrupting an ended execution leaves it as it is and emits nothing
   assert.equal(exec.status, "completed");
   assert.equal(exec.error, undefined);
 });
+
+serverTest("every frame refreshes liveness, also one that is refused or a resend", async (
+  server,
+) => {
+  // Heartbeat timeout 400 ms (liveness written at most every 100 ms): a wrapper that only
+  // sends frames the service drops is still alive.
+  const run = await createRun(server, "live-dropped", LONG_GRACE);
+  const client = await connectRun(run, "w/1");
+  client.send({ streamEventType: "output", seq: 1, data: {} });
+  await client.ackOf(1);
+  const dropped: unknown[] = [
+    { streamEventType: "output", seq: 1, data: {} }, // resend
+    { streamEventType: "output", seq: 9, data: {} }, // gap
+    { streamEventType: "bad type" }, // invalid
+    new Uint8Array([1]), // binary
+  ];
+  const until = Date.now() + 1200;
+  for (let i = 0; Date.now() < until; i++) {
+    client.send(dropped[i % dropped.length]);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const exec = await getExecution(server, run);
+  assert.equal(exec.status, "running", JSON.stringify(exec));
+  assert.equal(exec.health, "healthy");
+  await client.close();
+}, { config: { heartbeatTimeoutMs: 400 } });
+
+serverTest("a wrapper's own close with a service code still starts the grace", async (server) => {
+  for (const code of [4000, 4001, 4009]) {
+    const run = await createRun(server, `own-${code}`, LONG_GRACE);
+    const client = await connectRun(run, "w/1");
+    await client.close(code, "wrapper said so");
+    await eventually(
+      async () => (await getExecution(server, run)).health === "disconnected",
+      `grace after the wrapper's ${code}`,
+    );
+  }
+});

@@ -17,7 +17,7 @@ import {
   serverTest,
   storedEvents,
 } from "./helpers/ingest_client.ts";
-import { API_KEY, startServer, type TestServer } from "./helpers/server.ts";
+import { API_KEY, startServer, tempKvPath, type TestServer } from "./helpers/server.ts";
 import { WsViewer } from "./helpers/viewer.ts";
 
 const ULID = "[0-9A-HJKMNP-TV-Z]{26}";
@@ -588,9 +588,13 @@ serverTest("pending → running: one execution_status at startedAt; health", asy
     timestamp: view.startedAt,
     data: { status: "running", previousStatus: "pending", active: true },
   });
-  wrapper.send({ streamEventType: "complete", seq: 1, data: { exitCode: 0 } });
+  const stamp = "2001-02-03T04:05:06.007Z";
+  wrapper.send({ streamEventType: "complete", seq: 1, timestamp: stamp, data: { exitCode: 0 } });
   await wrapper.closed;
   const done = await exec(s, a);
+  // The wrapper's frame keeps its own timestamp; the status event has the commit's.
+  const [frame] = (await storedEvents(s, "r1")).filter((e) => e.streamEventType === "complete");
+  assert.equal(frame.timestamp, stamp);
   assert.equal(done.status, "completed");
   assert.equal(done.health, null);
   assert.equal("error" in done, false);
@@ -1123,4 +1127,41 @@ Deno.test("dev mode: no TETHER_API_KEYS and a local KV path → one generated ke
     await reader.cancel().catch(() => {});
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
+});
+
+// ---------------------------------------------------------------------------------------
+// Section 2: without TETHER_TICKET_SECRET every instance and restart agrees on one secret
+
+Deno.test({
+  name: "signing secret kept in KV: tickets and tokens hold across instances and restarts",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const { path, cleanup } = await tempKvPath();
+    const [a, b] = await Promise.all([
+      startServer({ kvPath: path }),
+      startServer({ kvPath: path }),
+    ]);
+    let c: TestServer | undefined;
+    try {
+      assert.equal(a.config.ticketSecret, undefined);
+      const run = await createRun(a, "sk", LONG_GRACE);
+      const { body } = await a.call<{ ticket: string }>("/v1/sessions/sk/tickets", {
+        method: "POST",
+      });
+      const anon = { headers: { authorization: "" } };
+      assert.equal((await b.call(`/v1/sessions/sk?ticket=${body.ticket}`, anon)).status, 200);
+      const wrapper = await connectRun({
+        ...run,
+        ingestUrl: run.ingestUrl.replace(a.wsUrl, b.wsUrl),
+      });
+      await wrapper.close();
+      await a.close();
+      c = await startServer({ kvPath: path });
+      assert.equal((await c.call(`/v1/sessions/sk?ticket=${body.ticket}`, anon)).status, 200);
+    } finally {
+      await Promise.all([a.close(), b.close(), c?.close()]);
+      await cleanup();
+    }
+  },
 });

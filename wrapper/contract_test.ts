@@ -571,3 +571,93 @@ Deno.test("--idle-timeout-ms: a silent agent is stopped with AGENT_IDLE_TIMEOUT 
     }],
   ]);
 });
+
+Deno.test("kill {signal:SIGKILL} kills at once, whatever --kill-grace-ms", async () => {
+  await using service = await startFakeService();
+  const cli = wrapper(
+    service,
+    ["--kill-grace-ms=20000"],
+    agent("ignore-term", "out:ready", "hang"),
+  );
+  await service.waitFor(() => service.stored.length === 1, { timeoutMs: 10_000 });
+  const killedAt = performance.now();
+  service.current!.send({ type: "kill", signal: "SIGKILL", reason: "now" });
+  assert.equal(await cli.exit, 130);
+  assert.ok(performance.now() - killedAt < 3000);
+  assert.deepEqual(pairs(service.stored.slice(1)), [["interrupted", { reason: "now" }]]);
+});
+
+Deno.test("reconnect: waits grow as min(max, base·2^(n-1)) ±20 %; a hello resets the count", async () => {
+  await using service = await startFakeService();
+  const failures = Array.from({ length: 4 }, () => ({ kind: "http", status: 503 }) as const);
+  service.plan(...failures);
+  const cli = wrapper(
+    service,
+    ["--reconnect-base-ms=80", "--reconnect-max-ms=320", "--reconnect-attempts=5"],
+    agent("out:a", "sleep:300", "exit:0"),
+  );
+  await service.waitFor(() => service.stored.length === 1, { timeoutMs: 10_000 });
+  // Four more failed dials after a hello are not five in a row: no give up.
+  service.plan(...failures);
+  service.cut();
+  assert.equal(await cli.exit, 0, cli.stderr());
+  const at = service.dials.map((d) => d.at);
+  const expected = [80, 160, 320, 320];
+  expected.forEach((ms, i) => {
+    const gap = at[i + 1] - at[i];
+    assert.ok(gap >= ms * 0.8 - 5 && gap <= ms * 1.2 + 250, `wait ${i + 1}: ${gap} ms`);
+  });
+  assert.equal(service.dials.length, 10);
+  assert.deepEqual(types(service.stored), ["output", "wrapper_resumed", "complete"]);
+});
+
+Deno.test("reconnect: 1008, 1009 and 1012 from the service reconnect; nothing stored twice", async () => {
+  await Promise.all([1008, 1009, 1012].map(async (code) => {
+    await using service = await startFakeService();
+    const cli = wrapper(service, [], agent("lines:2", "sleep:400", "lines:2", "exit:0"));
+    await service.waitFor(() => service.stored.length === 2, { timeoutMs: 10_000 });
+    service.current!.close(code, "bye");
+    assert.equal(await cli.exit, 0, cli.stderr());
+    assert.equal(service.dials.length, 2);
+    assert.deepEqual(service.stored.map((f) => (f.data as { n?: number }).n ?? f.seq), [
+      1,
+      2,
+      1,
+      2,
+      5,
+    ]);
+  }));
+});
+
+Deno.test("--idle-timeout-ms: time spent disconnected does not count", async () => {
+  await using service = await startFakeService();
+  const cli = wrapper(
+    service,
+    ["--idle-timeout-ms=600", "--reconnect-attempts=1000"],
+    agent("out:a", "sleep:1200", "out:b", "exit:0"),
+  );
+  await service.waitFor(() => service.stored.length === 1, { timeoutMs: 10_000 });
+  service.setDefaultPlan({ kind: "http", status: 503 });
+  service.cut();
+  await sleep(900);
+  service.setDefaultPlan({ kind: "accept" });
+  assert.equal(await cli.exit, 0, cli.stderr());
+  assert.deepEqual(types(service.stored), ["output", "output", "complete"]);
+});
+
+Deno.test("SIGTERM while disconnected: interrupted is delivered after the reconnect, exit 130", async () => {
+  await using service = await startFakeService();
+  const cli = wrapper(service, ["--reconnect-attempts=1000"], agent("out:a", "hang"));
+  await service.waitFor(() => service.stored.length === 1, { timeoutMs: 10_000 });
+  service.setDefaultPlan({ kind: "http", status: 503 });
+  service.cut();
+  await sleep(200);
+  cli.child.kill("SIGTERM");
+  await sleep(300);
+  service.setDefaultPlan({ kind: "accept" });
+  assert.equal(await cli.exit, 130, cli.stderr());
+  assert.deepEqual(pairs(service.stored.slice(1)), [
+    ["wrapper_resumed", { bufferedEvents: 1, eventsLost: false, droppedEvents: 0 }],
+    ["interrupted", { reason: "Wrapper received SIGTERM" }],
+  ]);
+});

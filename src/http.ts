@@ -50,9 +50,7 @@ export function validate<S extends z.ZodType>(schema: S, value: unknown, what: s
 export async function readBody<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
   const declared = Number(c.req.header("content-length") ?? "0");
   if (declared > MAX_BODY_BYTES) throw tooLarge();
-  const bytes = new Uint8Array(await c.req.arrayBuffer());
-  if (bytes.length > MAX_BODY_BYTES) throw tooLarge();
-  const text = new TextDecoder().decode(bytes);
+  const text = new TextDecoder().decode(await readLimited(c.req.raw));
   if (text.trim() === "") return validate(schema, {}, "body");
   let json: unknown;
   try {
@@ -61,6 +59,38 @@ export async function readBody<S extends z.ZodType>(c: Context, schema: S): Prom
     throw new HttpError(400, "INVALID_REQUEST", "body is not valid JSON", { issues: [] });
   }
   return validate(schema, json, "body");
+}
+
+/** How much of an oversized body is still drained, so the client reads the 413 instead of a reset. */
+const MAX_DRAIN_BYTES = 16 * 1024 * 1024;
+
+/**
+ * The request body, keeping at most {@link MAX_BODY_BYTES}: a longer one (with no or a false
+ * `Content-Length`) is drained without being kept, up to {@link MAX_DRAIN_BYTES}, then 413.
+ */
+async function readLimited(req: Request): Promise<Uint8Array> {
+  if (!req.body) return new Uint8Array();
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size <= MAX_BODY_BYTES) chunks.push(value);
+    else if (size > MAX_DRAIN_BYTES) {
+      await reader.cancel().catch(() => {});
+      break;
+    }
+  }
+  if (size > MAX_BODY_BYTES) throw tooLarge();
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.length;
+  }
+  return bytes;
 }
 
 const tooLarge = () =>

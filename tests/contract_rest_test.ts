@@ -863,6 +863,20 @@ serverTest("413 PAYLOAD_TOO_LARGE above 64 KiB, with or without Content-Length",
     413,
     "PAYLOAD_TOO_LARGE",
   );
+  // A streamed body far over the limit is answered 413 too (and not kept in memory).
+  let sent = 0;
+  const huge = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (sent >= 4 * 1024 * 1024) return controller.close();
+      controller.enqueue(new Uint8Array(64 * 1024).fill(0x20));
+      sent += 64 * 1024;
+    },
+  });
+  assertError(
+    await s.call("/v1/sessions/big/tickets", { method: "POST", body: huge }),
+    413,
+    "PAYLOAD_TOO_LARGE",
+  );
   assert.equal((await s.call("/v1/sessions/big")).body.lastEventId, 0);
   // 64 KiB exactly is read (and then validated).
   const exact = JSON.stringify({ input: "z".repeat(64 * 1024 - 12) });

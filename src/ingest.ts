@@ -119,7 +119,8 @@ export class IngestConnection implements ConnectionHandle {
   #batch: QueuedFrame[] = [];
   #committing?: Promise<void>;
   #lastSentAt = Date.now();
-  #lastHeartbeatWrite = 0;
+  /** Admission has just written liveness, so the first write is due one debounce later. */
+  #lastHeartbeatWrite = Date.now();
   #rate = { second: 0, count: 0, overStreak: 0 };
   #pingTimer?: ReturnType<typeof setInterval>;
   #closeTimer?: ReturnType<typeof setTimeout>;

@@ -73,9 +73,11 @@ export function sessionRoutes(): Hono<AppEnv> {
       : validate(IdempotencyKey, keyHeader, "Idempotency-Key header");
     const body = await readBody(c, CreateExecutionBody);
     const base = rt.publicBase(c.req.url);
+    // A live session's id matches SESSION_ID_RE, whose characters are all valid in a path
+    // segment: the URLs spell it as it is (PROTOCOL.md 4), ':' included.
     const { result, effects } = await createExecution(rt.ctx, sid, body, {
-      ingestUrl: (eid) => `${base}/v1/sessions/${encodeURIComponent(sid)}/executions/${eid}/ingest`,
-      streamUrl: `${base}/v1/sessions/${encodeURIComponent(sid)}/stream`,
+      ingestUrl: (eid) => `${base}/v1/sessions/${sid}/executions/${eid}/ingest`,
+      streamUrl: `${base}/v1/sessions/${sid}/stream`,
     }, idempotencyKey);
     if (!result.ok) {
       const { status, error, ...details } = result;

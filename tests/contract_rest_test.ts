@@ -1179,3 +1179,20 @@ Deno.test({
     }
   },
 });
+
+serverTest(
+  "ingestUrl and streamUrl spell the session id as it is (':' and '.' included)",
+  async (s) => {
+    const run = await createRun(s, "repo:main.1", LONG_GRACE);
+    assert.equal(
+      run.ingestUrl,
+      `${s.wsUrl}/v1/sessions/repo:main.1/executions/${run.executionId}/ingest`,
+    );
+    assert.equal(run.streamUrl, `${s.wsUrl}/v1/sessions/repo:main.1/stream`);
+    const wrapper = await connectRun(run);
+    const viewer = await WsViewer.open(s.wsUrl, "repo:main.1");
+    await viewer.until((e) => e.length === 2, "creation and start");
+    await viewer.close();
+    await wrapper.close();
+  },
+);

@@ -22,13 +22,16 @@
  *
  * @module
  */
+import { z } from "zod";
 import { backoffDelay, delay as abortableDelay } from "../src/async.ts";
 import {
+  AckFrame,
   CloseCode,
-  type HelloFrame,
-  type KillFrame,
+  HelloFrame,
+  KillFrame,
   parseExecutionDoneReason,
-  ServiceFrame,
+  PingFrame,
+  ServiceErrorFrame,
   type TerminalStatus,
   terminalStatusOfFrame,
 } from "../src/protocol.ts";
@@ -74,12 +77,42 @@ export interface IngestConnectionOptions {
   onEvent?: (event: IngestEvent) => void;
 }
 
+/** A `hello` as the wrapper reads it: every field but `type` may be missing (contract defaults). */
+const ReceivedHello = HelloFrame.extend({
+  executionId: z.string().optional(),
+  lastSeq: z.int().min(0).default(0),
+  graceMs: z.int().optional(),
+  maxFrameBytes: z.int().min(1).optional(),
+  maxInFlight: z.int().min(1).default(1000),
+});
+
+/** A `hello` as {@link IngestConnection} received it. */
+export type ReceivedHello = z.infer<typeof ReceivedHello>;
+
+/**
+ * The service's frames, read leniently: a detail a service leaves out (or a signal this
+ * wrapper does not know, which counts as SIGTERM) never makes the wrapper ignore a `hello`,
+ * a `kill` or a `SEQ_GAP`.
+ */
+const ReceivedFrame = z.discriminatedUnion("type", [
+  ReceivedHello,
+  AckFrame,
+  KillFrame.extend({
+    signal: z.unknown().optional().transform((signal) =>
+      signal === "SIGKILL" ? "SIGKILL" : "SIGTERM"
+    ),
+    reason: z.string().optional().catch(undefined),
+  }),
+  PingFrame,
+  ServiceErrorFrame.extend({ message: z.string().optional() }),
+]);
+
 /** What {@link IngestConnectionOptions.onEvent} reports. */
 export type IngestEvent =
   /** A dial starts; `dial` is the `n` of `X-Tether-Dial`. */
   | { type: "dialing"; dial: number }
   /** A `hello` arrived; `first` for the first one of this connection object. */
-  | { type: "hello"; hello: HelloFrame; first: boolean }
+  | { type: "hello"; hello: ReceivedHello; first: boolean }
   /** The service asked to stop the agent. */
   | { type: "kill"; kill: KillFrame }
   /** A connection (`wasOpen`) or a dial was lost. Codes 0 from Deno are reported as 1006. */
@@ -291,7 +324,7 @@ export class IngestConnection {
     }
     let parsed;
     try {
-      parsed = ServiceFrame.safeParse(JSON.parse(data));
+      parsed = ReceivedFrame.safeParse(JSON.parse(data));
     } catch {
       parsed = undefined;
     }
@@ -323,7 +356,7 @@ export class IngestConnection {
     }
   }
 
-  #hello(hello: HelloFrame): void {
+  #hello(hello: ReceivedHello): void {
     if (this.#state !== "dialing") {
       return this.#onEvent({ type: "warning", message: "ignored a second hello" });
     }
@@ -331,7 +364,7 @@ export class IngestConnection {
     this.#state = "open";
     this.#failedDials = 0;
     this.#attempt = 0;
-    this.#maxFrameBytes = Math.min(this.#maxFrameBytes, hello.maxFrameBytes);
+    this.#maxFrameBytes = Math.min(this.#maxFrameBytes, hello.maxFrameBytes ?? Infinity);
     this.#outbox.resume({ ...hello, maxFrameBytes: this.#maxFrameBytes });
     this.#heartbeatTimer = setInterval(
       () => this.#transmit(HEARTBEAT_FRAME),

@@ -661,3 +661,64 @@ Deno.test("SIGTERM while disconnected: interrupted is delivered after the reconn
     ["interrupted", { reason: "Wrapper received SIGTERM" }],
   ]);
 });
+
+/** A bare ingest endpoint that greets with `hello` as given and acks, then 4000s, every terminal frame. */
+function startBareIngest(hello: Record<string, unknown>) {
+  const frames: Record<string, unknown>[] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (request) => {
+    const { socket, response } = Deno.upgradeWebSocket(request);
+    socket.onopen = () => socket.send(JSON.stringify(hello));
+    socket.onmessage = (event) => {
+      const frame = JSON.parse(event.data);
+      frames.push(frame);
+      if (typeof frame.seq === "number") {
+        socket.send(JSON.stringify({ type: "ack", seq: frame.seq }));
+      }
+      if (frame.streamEventType === "complete") socket.close(4000, "execution completed");
+    };
+    return response;
+  });
+  return {
+    url: `http://127.0.0.1:${server.addr.port}/v1/sessions/s/executions/e/ingest`,
+    frames,
+    [Symbol.asyncDispose]: () => server.shutdown(),
+  };
+}
+
+Deno.test("lenient reading: a hello with only lastSeq still starts the run", async () => {
+  await using ingest = startBareIngest({ type: "hello", lastSeq: 4 });
+  const cli = spawn([
+    `--ingest-url=${ingest.url}`,
+    "--token=t",
+    ...FAST,
+    "--reconnect-attempts=1",
+    "--",
+    ...agent("out:hi"),
+  ]);
+  assert.equal(await cli.exit, 0, cli.stderr());
+  assert.deepEqual(ingest.frames.map((f) => [f.seq, f.streamEventType]), [
+    [5, "output"],
+    [6, "complete"],
+  ]);
+});
+
+Deno.test("lenient reading: SEQ_GAP without message, kill without signal or with another one", async () => {
+  await using service = await startFakeService({ ack: "manual" });
+  const cli = wrapper(service, [], agent("trap:0", "lines:2", "hang"));
+  await service.waitFor(() => service.received.length === 2, { timeoutMs: 10_000 });
+  service.current!.send({ type: "error", code: "SEQ_GAP", expectedSeq: 1 });
+  await service.waitFor(() => service.received.length === 4);
+  assert.deepEqual(seqs(service.received), [1, 2, 1, 2]);
+  service.setAckMode("auto");
+  service.ack();
+  service.current!.send({ type: "kill", reason: "no signal given" });
+  assert.equal(await cli.exit, 130);
+  assert.deepEqual(service.stored.at(-1)!.data, { reason: "no signal given" });
+
+  await using other = await startFakeService();
+  const hup = wrapper(other, [], agent("trap:0", "out:ready", "hang"));
+  await other.waitFor(() => other.stored.length === 1, { timeoutMs: 10_000 });
+  other.current!.send({ type: "kill", signal: "SIGHUP", reason: "hang up" });
+  assert.equal(await hup.exit, 130);
+  assert.deepEqual(other.stored.at(-1)!.data, { reason: "hang up" });
+});

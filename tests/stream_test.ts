@@ -110,7 +110,12 @@ serverTest("executionIds and eventTypes filter replay and live events", async (s
   assert.deepEqual(onlyFirst.events, firstOnly);
   assert.deepEqual(onlyAgent.events.slice(0, -1), agents);
   assert.deepEqual(both.events, secondOutputs);
-  for (const v of [onlyFirst, onlyAgent, both]) await v.close();
+  // An empty filter value filters nothing, like an absent one.
+  const unfiltered = await WsViewer.open(server.wsUrl, "s-filter", { eventTypes: "" });
+  const all = await storedEvents(server, "s-filter");
+  await unfiltered.until((events) => events.length === all.length);
+  assert.deepEqual(unfiltered.events, all);
+  for (const v of [onlyFirst, onlyAgent, both, unfiltered]) await v.close();
   await secondClient.close();
 });
 

@@ -12,11 +12,10 @@ import type { Runtime } from "../runtime.ts";
 import { readEventsPage, runViewer, type ViewerFilter } from "../stream.ts";
 import { authorize, requireSession } from "./auth.ts";
 
+/** The filters of a query; an empty list (`eventTypes=`) filters nothing, like an absent one. */
 function filterOf(query: EventsQuery): ViewerFilter {
-  return {
-    executionIds: query.executionIds ? new Set(query.executionIds) : undefined,
-    eventTypes: query.eventTypes ? new Set(query.eventTypes) : undefined,
-  };
+  const setOf = (list?: string[]) => list?.length ? new Set(list) : undefined;
+  return { executionIds: setOf(query.executionIds), eventTypes: setOf(query.eventTypes) };
 }
 
 const LAST_EVENT_ID = /^\d{1,15}$/;

@@ -282,11 +282,16 @@ class Run {
 
   #onProcessSignal(signal: WrapperSignal): void {
     this.#log(`received ${signal}`);
-    if (this.#signal || !this.#helloSeen) {
-      // Before the first hello there is nothing to report; a second signal means "now".
-      this.#agent?.stop({ signal: "SIGKILL", graceMs: 0 });
+    if (!this.#helloSeen) {
+      // Before the first hello there is nothing to report.
       this.#signal ??= signal;
       this.#conn.close();
+      return;
+    }
+    if (this.#signal) {
+      // A repeated signal (Ctrl-C reaches both `deno task` and this process, and the task
+      // forwards it too) hurries the agent; the run still ends with its `interrupted`.
+      this.#agent?.stop({ signal: "SIGKILL", graceMs: 0 });
       return;
     }
     this.#signal = signal;

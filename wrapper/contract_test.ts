@@ -722,3 +722,50 @@ Deno.test("lenient reading: SEQ_GAP without message, kill without signal or with
   assert.equal(await hup.exit, 130);
   assert.deepEqual(other.stored.at(-1)!.data, { reason: "hang up" });
 });
+
+Deno.test("`deno task wrapper`: SIGINT and SIGTERM end the run as interrupted, exit 130", async () => {
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    await using service = await startFakeService();
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "task",
+        "wrapper",
+        `--ingest-url=${service.url}`,
+        "--token",
+        "t",
+        "--",
+        ...agent("trap:0", "out:ready", "hang"),
+      ],
+      cwd: new URL("..", import.meta.url).pathname,
+      stdin: "null",
+      stdout: "null",
+      stderr: "piped",
+    }).spawn();
+    await service.waitFor(() => service.stored.length === 1, { timeoutMs: 10_000 });
+    child.kill(signal);
+    const { code, stderr } = await child.output();
+    assert.equal(code, 130, new TextDecoder().decode(stderr));
+    assert.deepEqual(pairs(service.stored.filter((f) => f.streamEventType !== "output")), [
+      ["interrupted", { reason: `Wrapper received ${signal}` }],
+    ]);
+  }
+});
+
+Deno.test("a repeated signal hurries the agent but still reports interrupted", async () => {
+  await using service = await startFakeService();
+  const cli = wrapper(
+    service,
+    ["--kill-grace-ms=20000"],
+    agent("ignore-term", "out:ready", "hang"),
+  );
+  await service.waitFor(() => service.stored.length === 1, { timeoutMs: 10_000 });
+  cli.child.kill("SIGTERM");
+  await sleep(100);
+  const again = performance.now();
+  cli.child.kill("SIGTERM");
+  assert.equal(await cli.exit, 130);
+  assert.ok(performance.now() - again < 3000, "the second signal kills the agent at once");
+  assert.deepEqual(pairs(service.stored.slice(1)), [
+    ["interrupted", { reason: "Wrapper received SIGTERM" }],
+  ]);
+});

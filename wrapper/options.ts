@@ -137,7 +137,9 @@ export function parseOptions(
   const options = { command: args.slice(i + 1) } as Partial<WrapperOptions>;
   for (const [name, spec] of Object.entries(OPTIONS)) {
     const raw = given.get(name) ?? env(envName(name));
-    const value = raw === undefined ? spec.default : convert(name, spec.kind, raw);
+    // A bad value from the environment names both, so either can be found and fixed.
+    const label = given.has(name) ? `--${name}` : `--${name} (${envName(name)})`;
+    const value = raw === undefined ? spec.default : convert(label, spec.kind, raw);
     if (value === undefined && spec.kind !== "sse-url") {
       throw new UsageError(`missing option --${name} (or ${envName(name)})`);
     }
@@ -153,16 +155,16 @@ export function parseOptions(
   return parsed;
 }
 
-function convert(name: string, kind: Kind, raw: string): string | number {
+function convert(label: string, kind: Kind, raw: string): string | number {
   switch (kind) {
     case "text":
-      if (raw === "") throw new UsageError(`option --${name} must not be empty`);
+      if (raw === "") throw new UsageError(`option ${label} must not be empty`);
       return raw;
     case "url":
     case "sse-url": {
       const schemes = kind === "url" ? ["http:", "https:", "ws:", "wss:"] : ["http:", "https:"];
       if (!URL.canParse(raw) || !schemes.includes(new URL(raw).protocol)) {
-        throw new UsageError(`option --${name} must be a ${schemes.join("/")} URL, got "${raw}"`);
+        throw new UsageError(`option ${label} must be a ${schemes.join("/")} URL, got "${raw}"`);
       }
       return raw;
     }
@@ -171,7 +173,7 @@ function convert(name: string, kind: Kind, raw: string): string | number {
       const value = Number(raw);
       const min = kind === "positive" ? 1 : 0;
       if (!/^\d+$/.test(raw) || !Number.isSafeInteger(value) || value < min) {
-        throw new UsageError(`option --${name} must be an integer ≥ ${min}, got "${raw}"`);
+        throw new UsageError(`option ${label} must be an integer ≥ ${min}, got "${raw}"`);
       }
       return value;
     }

@@ -92,7 +92,7 @@ Deno.test("usage: every bad or missing option exits 64 with a message naming it"
       [
         [`--ingest-url=${url}`, "--token=t", "--", "x"],
         { [`TETHER_WRAPPER_${name.toUpperCase().replaceAll("-", "_")}`]: "1.5" },
-        new RegExp(`--${name}`),
+        new RegExp(`--${name} \\(TETHER_WRAPPER_${name.toUpperCase().replaceAll("-", "_")}\\)`),
       ],
     ]),
   ];

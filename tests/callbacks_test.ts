@@ -13,7 +13,8 @@ import {
   IngestClient,
   serverTest,
 } from "./helpers/ingest_client.ts";
-import type { StartOptions } from "./helpers/server.ts";
+import { type StartOptions, startServer, tempKvPath } from "./helpers/server.ts";
+import { listTimers } from "../src/store/mod.ts";
 
 /** Polls a synchronous condition (what the receiver has seen so far). */
 const until = (check: () => boolean, what: string) =>
@@ -60,6 +61,12 @@ async function expectedSignature(body: string): Promise<string> {
   const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(body)));
   return "sha256=" + Array.from(mac, (b) => b.toString(16).padStart(2, "0")).join("");
 }
+
+/** Callback leases short enough for a test. */
+const LEASED: StartOptions = {
+  config: { ticketSecret: SECRET },
+  deadlines: { callbackLeaseMs: 300, callbackTimeoutMs: 30_000 },
+};
 
 const options = (extra: StartOptions["config"] = {}): StartOptions => ({
   config: { ticketSecret: SECRET, ...extra },
@@ -189,3 +196,54 @@ serverTest(
   },
   options(),
 );
+
+Deno.test({
+  name: "a callback stuck in flight stays durable and is sent again when its lease expires",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const kv = await tempKvPath();
+    const first = await startServer({ ...LEASED, kvPath: kv.path });
+    const hung = Promise.withResolvers<void>();
+    const bodies: string[] = [];
+    const receiver = Deno.serve(
+      { port: 0, hostname: "127.0.0.1", onListen: () => {} },
+      async (req) => {
+        bodies.push(await req.text());
+        if (bodies.length === 1) await hung.promise; // the first sender never hears back in time
+        return new Response(null, { status: 200 });
+      },
+    );
+    const second = await startServer({ ...LEASED, kvPath: kv.path });
+    try {
+      const run = await createRun(first, "s1", {
+        callbackUrl: `http://127.0.0.1:${receiver.addr.port}/hook`,
+      });
+      const failed = await first.call(`/v1/sessions/s1/executions/${run.executionId}/fail`, {
+        method: "POST",
+        json: { error: "boom" },
+      });
+      assert.deepEqual(failed.body, { failed: true });
+      await until(() => bodies.length === 1, "the first POST");
+      // While a sender waits (or has crashed), the claim left a lease: the callback is durable.
+      const [lease] = (await listTimers(first.kv)).filter((t) => t.kind === "callback");
+      assert.ok(lease, "a leased callback deadline");
+      await until(() => bodies.length === 2, "the POST again, once the lease expired");
+      assert.equal(bodies[1], bodies[0]);
+      await eventually(
+        async () => (await listTimers(first.kv)).every((t) => t.kind !== "callback"),
+        "the delivered callback leaves no deadline",
+      );
+      hung.resolve(); // the stuck sender finds its lease taken over and records nothing
+      await delay(100);
+      assert.equal(bodies.length, 2);
+      assert.deepEqual((await listTimers(first.kv)).filter((t) => t.kind === "callback"), []);
+    } finally {
+      hung.resolve();
+      await second.close();
+      await first.close();
+      await receiver.shutdown();
+      await kv.cleanup();
+    }
+  },
+});

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
+import { expectedSignature } from "../tests/helpers/signature.ts";
 import { Credentials, loadSigningSecret } from "./auth.ts";
-import { newExecutionId, sha256Hex, toHex, tokenExecutionId } from "./ids.ts";
+import { newExecutionId, sha256Hex, tokenExecutionId } from "./ids.ts";
 
 const SECRET = "test-signing-secret-0123456789";
 const claims = { sessionId: "s1", incarnation: "inc-1", expiresAt: 2_000_000 };
@@ -55,17 +56,7 @@ Deno.test("ingest tokens are deterministic per execution, name it, and differ by
 Deno.test("the callback signature is the hex HMAC-SHA256 of the body keyed by the secret", async () => {
   const creds = new Credentials(SECRET, []);
   const body = '{"status":"completed"}';
-  const key = await crypto.subtle.importKey(
-    "raw",
-    new TextEncoder().encode(SECRET),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
-  const expected = toHex(
-    new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(body))),
-  );
-  assert.equal(await creds.signature(body), `sha256=${expected}`);
+  assert.equal(await creds.signature(body), await expectedSignature(SECRET, body));
   assert.notEqual(await creds.signature(body), `sha256=${await sha256Hex(body)}`);
 });
 

@@ -15,6 +15,7 @@ import {
 } from "./helpers/ingest_client.ts";
 import { type StartOptions, startServer, tempKvPath } from "./helpers/server.ts";
 import { listTimers } from "../src/store/mod.ts";
+import { expectedSignature } from "./helpers/signature.ts";
 
 /** Polls a synchronous condition (what the receiver has seen so far). */
 const until = (check: () => boolean, what: string) =>
@@ -50,18 +51,6 @@ function startReceiver(statuses: number[] = []) {
   };
 }
 
-async function expectedSignature(body: string): Promise<string> {
-  const key = await crypto.subtle.importKey(
-    "raw",
-    new TextEncoder().encode(SECRET),
-    { name: "HMAC", hash: "SHA-256" },
-    false,
-    ["sign"],
-  );
-  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(body)));
-  return "sha256=" + Array.from(mac, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /** Callback leases short enough for a test. */
 const LEASED: StartOptions = {
   config: { ticketSecret: SECRET },
@@ -89,7 +78,7 @@ for (const { label, config } of wakeupVariants()) {
       status: "completed",
       completedAt: exec.completedAt,
     });
-    assert.equal(hook.signature, await expectedSignature(hook.body));
+    assert.equal(hook.signature, await expectedSignature(SECRET, hook.body));
     assert.equal(hook.contentType, "application/json");
     await delay(BACKOFF_MS * 4);
     assert.equal(receiver.received.length, 1);
@@ -114,7 +103,7 @@ serverTest("429 and 5xx are retried with doubling backoff until delivered", asyn
   });
   assert.equal(b.body, a.body);
   assert.equal(c.body, a.body);
-  assert.equal(c.signature, await expectedSignature(c.body));
+  assert.equal(c.signature, await expectedSignature(SECRET, c.body));
   assert.ok(b.at - a.at >= BACKOFF_MS, `first retry after ${b.at - a.at} ms`);
   assert.ok(c.at - b.at >= 2 * BACKOFF_MS, `second retry after ${c.at - b.at} ms`);
   await delay(BACKOFF_MS * 8);

@@ -99,7 +99,6 @@ export function sessionRoutes(): Hono<AppEnv> {
     const rt = c.get("runtime");
     const sid = c.req.param("sid");
     const query = validate(ListExecutionsQuery, c.req.query(), "query");
-    if (!(await sessionView(rt.ctx, sid))) throw notFound();
     if (query.after !== undefined && !(await executionView(rt.ctx, sid, query.after))) {
       throw new HttpError(400, "INVALID_REQUEST", "after names no execution of this session", {
         issues: [{ path: ["after"], message: "unknown executionId" }],
@@ -112,7 +111,6 @@ export function sessionRoutes(): Hono<AppEnv> {
   app.get("/:sid/executions/:eid", requireSession("read"), async (c) => {
     const rt = c.get("runtime");
     const sid = c.req.param("sid");
-    if (!(await sessionView(rt.ctx, sid))) throw notFound();
     const eid = c.req.param("eid");
     const view = EXECUTION_ID_RE.test(eid) ? await executionView(rt.ctx, sid, eid) : null;
     if (!view) throw executionNotFound();
@@ -124,7 +122,6 @@ export function sessionRoutes(): Hono<AppEnv> {
     const sid = c.req.param("sid");
     const eid = c.req.param("eid");
     const body = await readBody(c, InterruptBody);
-    if (!(await sessionView(rt.ctx, sid))) throw notFound();
     const result = EXECUTION_ID_RE.test(eid)
       ? await interruptExecution(rt.ctx, sid, eid, body.reason)
       : null;
@@ -143,7 +140,6 @@ export function sessionRoutes(): Hono<AppEnv> {
     const sid = c.req.param("sid");
     const eid = c.req.param("eid");
     const body = await readBody(c, FailBody);
-    if (!(await sessionView(rt.ctx, sid))) throw notFound();
     if (!EXECUTION_ID_RE.test(eid) || !(await executionView(rt.ctx, sid, eid))) {
       throw executionNotFound();
     }

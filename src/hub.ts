@@ -44,8 +44,10 @@ export interface HubOptions {
 interface Viewed {
   wakers: Set<Waker>;
   watch: ReadableStream<Deno.KvEntryMaybe<unknown>[]>;
-  /** Highest eventId this instance pushed itself: a head at or below it is old news. */
-  published: number;
+  /** Highest eventId the viewers already have or were woken for: a head at or below it is old news. */
+  known: number;
+  /** Highest head seen through the watch or the poll. */
+  head: number;
   /** Versionstamp of the session record last seen (it changes on delete and re-create). */
   sessionStamp?: string | null;
   /** A pending wake-up for events stored elsewhere. */
@@ -79,9 +81,16 @@ export class Hub {
   start(): void {
     this.#bellWatch = this.kv.watch([bellKey(this.instanceId)]);
     this.#consume(this.#bellWatch, () => void this.deliverInbox());
+    // Watches do not cross processes on a local file (and may miss): poll as a safety net,
+    // one read per viewed session, waking its viewers only when there is something new.
     this.#poll = setInterval(() => {
       void this.deliverInbox();
-      for (const { wakers } of this.#viewers.values()) for (const wake of wakers) wake();
+      for (const [sessionId, viewed] of this.#viewers) {
+        this.kv.getMany(viewerWatchKeys(sessionId)).then(
+          (entries) => this.#headChanged(viewed, entries),
+          () => {},
+        );
+      }
     }, this.options.pollMs ?? 1000);
   }
 
@@ -160,7 +169,7 @@ export class Hub {
     let viewed = this.#viewers.get(sessionId);
     if (!viewed) {
       const watch = this.kv.watch(viewerWatchKeys(sessionId));
-      const entry: Viewed = { wakers: new Set(), watch, published: 0 };
+      const entry: Viewed = { wakers: new Set(), watch, known: 0, head: 0 };
       this.#viewers.set(sessionId, entry);
       this.#consume(watch, (entries) => this.#headChanged(entry, entries));
       viewed = entry;
@@ -185,10 +194,13 @@ export class Hub {
       return;
     }
     const lastEventId = (head.value as { lastEventId?: number } | null)?.lastEventId ?? 0;
-    if (lastEventId <= viewed.published || viewed.remoteWake !== undefined) return;
+    viewed.head = Math.max(viewed.head, lastEventId);
+    if (viewed.head <= viewed.known || viewed.remoteWake !== undefined) return;
     viewed.remoteWake = setTimeout(() => {
       viewed.remoteWake = undefined;
-      if (lastEventId > viewed.published) { for (const w of viewed.wakers) w(); }
+      if (viewed.head <= viewed.known) return;
+      viewed.known = viewed.head; // each woken viewer reads up to the head itself
+      for (const w of viewed.wakers) w();
     }, REMOTE_WAKE_DELAY_MS);
   }
 
@@ -197,7 +209,7 @@ export class Hub {
     const entry = this.#viewers.get(sessionId);
     if (!entry || stored.length === 0) return;
     const last = stored[stored.length - 1].envelope.eventId;
-    if (last > entry.published) entry.published = last;
+    if (last > entry.known) entry.known = last;
     for (const wake of entry.wakers) wake(stored);
   }
 

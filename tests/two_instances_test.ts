@@ -14,6 +14,7 @@ import {
   pump,
   storedEvents,
 } from "./helpers/ingest_client.ts";
+import { freePort, startChildService } from "./helpers/child_service.ts";
 import { startServer, tempKvPath, type TestServer } from "./helpers/server.ts";
 import { SseViewer, WsViewer } from "./helpers/viewer.ts";
 import { keys } from "../src/store/keys.ts";
@@ -111,4 +112,36 @@ twoInstanceTest("a reconnect on instance 2 closes instance 1's socket with 4001,
   assert.deepEqual(await second.closed, { code: 4000, reason: "execution failed" });
   await eventually(async () => (await getExecution(a, run)).status === "failed", "failed");
   await viewerOnA.close();
+});
+
+Deno.test({
+  name: "a viewer in another process (no watch across processes) gets every event once, by polling",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    const kv = await tempKvPath();
+    const writer = await startChildService({ kvPath: kv.path, port: freePort() });
+    const reader = await startServer({ kvPath: kv.path });
+    try {
+      await writer.call("/v1/sessions", { method: "POST", json: { sessionId: "cross" } });
+      const run = await writer.call<{ ingestUrl: string; ingestToken: string }>(
+        "/v1/sessions/cross/executions",
+        { method: "POST", json: { graceMs: 600_000 } },
+      );
+      const viewer = await WsViewer.open(reader.wsUrl, "cross");
+      const wrapper = await IngestClient.connect(run.body.ingestUrl, {
+        token: run.body.ingestToken,
+      });
+      await pump(wrapper, 1, 200, { window: 50 });
+      const stored = await storedEvents(reader, "cross");
+      await viewer.until((events) => events.length === stored.length, "every event", 10_000);
+      assert.deepEqual(eventIds(viewer.events), eventIds(stored));
+      await wrapper.close();
+      await viewer.close();
+    } finally {
+      await reader.close();
+      await writer.kill("SIGTERM");
+      await kv.cleanup();
+    }
+  },
 });

@@ -10,7 +10,8 @@
  */
 import { delay } from "./async.ts";
 import type { Runtime } from "./runtime.ts";
-import { readEvents, readHead, records, type StoredEvent, transact } from "./store/mod.ts";
+import { getLiveSession } from "./lifecycle.ts";
+import { readEvents, readHead, type StoredEvent, transact } from "./store/mod.ts";
 
 /** Which events a viewer wants; an absent set means all. */
 export interface ViewerFilter {
@@ -124,8 +125,7 @@ export async function runViewer(
       }
       if (checkSession) {
         checkSession = false;
-        const session = await transact(rt.kv, (tx) => records.session(sessionId).get(tx));
-        if (!session || session.deletedAt) {
+        if (!(await getLiveSession(rt.kv, sessionId))) {
           sink.close(1000, "session deleted");
           return;
         }

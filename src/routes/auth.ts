@@ -10,7 +10,8 @@ import type { AppEnv } from "../context.ts";
 import { HttpError } from "../http.ts";
 import { SESSION_ID_RE } from "../protocol.ts";
 import type { Runtime } from "../runtime.ts";
-import { records, type SessionRecord, transact } from "../store/mod.ts";
+import type { SessionRecord } from "../store/mod.ts";
+import { getLiveSession } from "../lifecycle.ts";
 
 /** What a request needs: any valid credential for the session, or the client's api key. */
 export type Need = "read" | "client";
@@ -60,7 +61,7 @@ export async function authorize(
     const claims = await rt.credentials.verifyTicket(ticket, rt.ctx.now());
     if (!claims) return deny(401, "UNAUTHORIZED", "invalid or expired ticket");
     const owner = SESSION_ID_RE.test(claims.sessionId)
-      ? await liveSession(rt, claims.sessionId)
+      ? await getLiveSession(rt.kv, claims.sessionId)
       : null;
     if (!owner || owner.incarnation !== claims.incarnation) {
       return deny(401, "UNAUTHORIZED", "ticket names a session that no longer exists");
@@ -74,14 +75,9 @@ export async function authorize(
     return deny(401, "UNAUTHORIZED", "missing or invalid credentials");
   }
   if (sessionId === undefined) return { ok: true, kind, session: null };
-  const session = SESSION_ID_RE.test(sessionId) ? await liveSession(rt, sessionId) : null;
+  const session = SESSION_ID_RE.test(sessionId) ? await getLiveSession(rt.kv, sessionId) : null;
   if (!session) return deny(404, "SESSION_NOT_FOUND", "session not found");
   return { ok: true, kind, session };
-}
-
-async function liveSession(rt: Runtime, sessionId: string): Promise<SessionRecord | null> {
-  const session = await transact(rt.kv, (tx) => records.session(sessionId).get(tx));
-  return session && !session.deletedAt ? session : null;
 }
 
 /** Middleware: the api key is required (routes outside a session). */

@@ -17,10 +17,6 @@ import { type StartOptions, startServer, tempKvPath } from "./helpers/server.ts"
 import { listTimers } from "../src/store/mod.ts";
 import { expectedSignature } from "./helpers/signature.ts";
 
-/** Polls a synchronous condition (what the receiver has seen so far). */
-const until = (check: () => boolean, what: string) =>
-  eventually(() => Promise.resolve(check()), what);
-
 const SECRET = "callback-signing-secret-for-tests";
 const BACKOFF_MS = 50;
 
@@ -69,7 +65,7 @@ for (const { label, config } of wakeupVariants()) {
     const wrapper = await IngestClient.connect(run.ingestUrl, { token: run.ingestToken });
     wrapper.send({ streamEventType: "complete", seq: 1, data: { exitCode: 0 } });
     assert.equal((await wrapper.closed).code, 4000);
-    await until(() => receiver.received.length === 1, "callback");
+    await eventually(() => receiver.received.length === 1, "callback");
     const [hook] = receiver.received;
     const exec = await getExecution(server, run);
     assert.deepEqual(JSON.parse(hook.body), {
@@ -92,7 +88,7 @@ serverTest("429 and 5xx are retried with doubling backoff until delivered", asyn
     method: "POST",
     json: { error: "boom" },
   });
-  await until(() => receiver.received.length === 3, "three tries");
+  await eventually(() => receiver.received.length === 3, "three tries");
   const [a, b, c] = receiver.received;
   assert.deepEqual(JSON.parse(a.body), {
     sessionId: "s1",
@@ -117,7 +113,7 @@ serverTest("another 4xx is not retried", async (server) => {
     method: "POST",
     json: { reason: "never mind" },
   });
-  await until(() => receiver.received.length === 1, "callback");
+  await eventually(() => receiver.received.length === 1, "callback");
   assert.deepEqual(JSON.parse(receiver.received[0].body).error, "never mind");
   assert.equal(JSON.parse(receiver.received[0].body).status, "interrupted");
   await delay(BACKOFF_MS * 8);
@@ -131,7 +127,7 @@ serverTest("a callback that keeps failing is tried 5 times, then given up", asyn
     method: "POST",
     json: { error: "boom" },
   });
-  await until(() => receiver.received.length === 5, "five tries");
+  await eventually(() => receiver.received.length === 5, "five tries");
   await delay(BACKOFF_MS * 20); // the next would come after 16 × base
   assert.equal(receiver.received.length, 5);
   assert.equal(
@@ -161,7 +157,7 @@ serverTest("network errors are retried", async (server) => {
       method: "POST",
       json: { error: "boom" },
     });
-    await until(() => accepted >= 3, "three tries");
+    await eventually(() => accepted >= 3, "three tries");
   } finally {
     listener.close();
     await accepting;
@@ -175,7 +171,7 @@ serverTest(
     const run = await createRun(server, "s1", { callbackUrl: receiver.url });
     const res = await server.api("/v1/sessions/s1", { method: "DELETE" });
     assert.equal(res.status, 204);
-    await until(() => receiver.received.length === 2, "callback and its retry");
+    await eventually(() => receiver.received.length === 2, "callback and its retry");
     for (const hook of receiver.received) {
       const body = JSON.parse(hook.body);
       assert.equal(body.executionId, run.executionId);
@@ -213,11 +209,11 @@ Deno.test({
         json: { error: "boom" },
       });
       assert.deepEqual(failed.body, { failed: true });
-      await until(() => bodies.length === 1, "the first POST");
+      await eventually(() => bodies.length === 1, "the first POST");
       // While a sender waits (or has crashed), the claim left a lease: the callback is durable.
       const [lease] = (await listTimers(first.kv)).filter((t) => t.kind === "callback");
       assert.ok(lease, "a leased callback deadline");
-      await until(() => bodies.length === 2, "the POST again, once the lease expired");
+      await eventually(() => bodies.length === 2, "the POST again, once the lease expired");
       assert.equal(bodies[1], bodies[0]);
       await eventually(
         async () => (await listTimers(first.kv)).every((t) => t.kind !== "callback"),

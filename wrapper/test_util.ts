@@ -1,5 +1,6 @@
 /**
- * Helpers shared by the wrapper's tests: polling for a condition, an
+ * Helpers shared by the wrapper's tests: polling for a condition (the project's one
+ * `eventually`), an
  * {@link IngestConnection} or a whole wrapper run with test-sized timers, a gate for
  * reconnects, the fake agent's command line, and a small Server-Sent Events server.
  *
@@ -10,18 +11,7 @@ import { IngestConnection, type IngestConnectionOptions, type IngestEvent } from
 import type { WrapperOptions } from "./options.ts";
 import { type RunEnvironment, runWrapper, type WrapperSignal } from "./run.ts";
 
-/** Resolves once `predicate` holds (polled every 5 ms), or rejects after `timeoutMs`. */
-export async function eventually(
-  predicate: () => boolean,
-  what = predicate.toString(),
-  timeoutMs = 5000,
-): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while (!predicate()) {
-    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
+export { eventually } from "../tests/helpers/ingest_client.ts";
 
 /** Timers small enough for tests; heartbeats and silence are off unless a test asks. */
 export const FAST_TIMERS = {

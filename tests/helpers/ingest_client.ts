@@ -214,16 +214,16 @@ export function range(from: number, to: number): number[] {
   return Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
 }
 
-/** Polls `check` until it holds (for state only visible through REST). */
+/** Polls `check` (sync or async) until it holds, or rejects naming `what` after `timeoutMs`. */
 export async function eventually(
-  check: () => Promise<boolean>,
-  what: string,
+  check: () => boolean | Promise<boolean>,
+  what = check.toString(),
   timeoutMs = 5000,
 ): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!(await check())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 5));
   }
 }
 

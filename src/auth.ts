@@ -5,17 +5,11 @@
  *
  * @module
  */
-import { randomSecret, timingSafeEqual, toHex } from "./ids.ts";
+import { base64url, randomSecret, timingSafeEqual, toHex } from "./ids.ts";
 import { keys } from "./store/keys.ts";
 import { transact } from "./store/transact.ts";
 
 const encoder = new TextEncoder();
-
-const base64url = (bytes: Uint8Array) =>
-  btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_").replace(
-    /=+$/,
-    "",
-  );
 
 function fromBase64url(text: string): Uint8Array | undefined {
   if (!/^[A-Za-z0-9_-]*$/.test(text)) return undefined;

@@ -42,11 +42,15 @@ export const newSessionId = (): string => `ses_${ulid()}`;
 /** `exc_` + ULID. */
 export const newExecutionId = (): string => `exc_${ulid()}`;
 
+/** Unpadded base64url of bytes. */
+export function base64url(bytes: Uint8Array): string {
+  return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_")
+    .replace(/=+$/, "");
+}
+
 /** Random URL-safe text with `bytes` bytes of entropy. */
 export function randomSecret(bytes = 32): string {
-  const raw = crypto.getRandomValues(new Uint8Array(bytes));
-  return btoa(String.fromCharCode(...raw)).replaceAll("+", "-").replaceAll("/", "_")
-    .replace(/=+$/, "");
+  return base64url(crypto.getRandomValues(new Uint8Array(bytes)));
 }
 
 /**

@@ -125,6 +125,14 @@ export const ErrorCode = {
   binaryNotSupported: "BINARY_NOT_SUPPORTED",
   /** §5.2: a `seq` that skips ahead (the frame carries `expectedSeq`). */
   seqGap: "SEQ_GAP",
+  /** §9.2: the agent exited by itself with a code other than 0. */
+  agentExit: "AGENT_EXIT",
+  /** §9.1: the agent printed nothing for `--idle-timeout-ms`. */
+  agentIdleTimeout: "AGENT_IDLE_TIMEOUT",
+  /** Not in the contract: the agent command could not be started. */
+  agentStartFailed: "AGENT_START_FAILED",
+  /** §14: an ACP agent broke the protocol. */
+  agentProtocolError: "AGENT_PROTOCOL_ERROR",
 } as const;
 export type ErrorCode = typeof ErrorCode[keyof typeof ErrorCode];
 

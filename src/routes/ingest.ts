@@ -36,7 +36,7 @@ export function ingestRoutes(): Hono<AppEnv> {
   app.get("/:sid/executions/:eid/ingest", (c) => {
     const rt = c.get("runtime");
     if ((c.req.header("upgrade") ?? "").toLowerCase() !== "websocket") {
-      throw new HttpError(426, ErrorCode.upgradeRequired, "this route takes a WebSocket upgrade");
+      throw new HttpError(ErrorCode.upgradeRequired, "this route takes a WebSocket upgrade");
     }
     const path = { sessionId: c.req.param("sid"), executionId: c.req.param("eid") };
     const token = bearer(c.req.header("authorization"));

@@ -1,26 +1,23 @@
 /**
  * Domain refusals as HTTP errors: the one place that gives each lifecycle refusal its
- * status and message (PROTOCOL.md 4). Lifecycle code never names an HTTP status.
+ * message; its status follows from its code (`HTTP_STATUS`). Lifecycle code never names an
+ * HTTP status.
  *
  * @module
  */
-import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { HttpError } from "../http.ts";
 import type { Refusal } from "../lifecycle.ts";
 import { ErrorCode } from "../protocol.ts";
 
-/** The refusal codes of REST transitions, with their status and default message. */
+/** The refusal codes of REST transitions, with their default message. */
 const REFUSALS = {
-  [ErrorCode.sessionExists]: { status: 409, message: "session already exists" },
-  [ErrorCode.sessionNotFound]: { status: 404, message: "session not found" },
-  [ErrorCode.executionNotFound]: { status: 404, message: "execution not found" },
-  [ErrorCode.executionInProgress]: { status: 409, message: "another execution is active" },
-  [ErrorCode.queueFull]: { status: 429, message: "too many executions are waiting" },
-  [ErrorCode.idempotencyKeyReused]: {
-    status: 422,
-    message: "Idempotency-Key was used with a different body",
-  },
-} as const satisfies Record<string, { status: ContentfulStatusCode; message: string }>;
+  [ErrorCode.sessionExists]: "session already exists",
+  [ErrorCode.sessionNotFound]: "session not found",
+  [ErrorCode.executionNotFound]: "execution not found",
+  [ErrorCode.executionInProgress]: "another execution is active",
+  [ErrorCode.queueFull]: "too many executions are waiting",
+  [ErrorCode.idempotencyKeyReused]: "Idempotency-Key was used with a different body",
+} as const;
 
 /** A refusal code a REST route can meet. */
 export type RestRefusalCode = keyof typeof REFUSALS;
@@ -33,11 +30,10 @@ export type RestRefusalCode = keyof typeof REFUSALS;
  * ```ts
  * import { ErrorCode } from "../protocol.ts";
  * const err = refusalError({ code: ErrorCode.queueFull });
- * err.status; // 429
+ * err.status; // 429 (HTTP_STATUS)
  * ```
  */
 export function refusalError(refusal: Refusal<RestRefusalCode>, message?: string): HttpError {
   const { code, ...details } = refusal;
-  const known = REFUSALS[code];
-  return new HttpError(known.status, code, message ?? known.message, details);
+  return new HttpError(code, message ?? REFUSALS[code], details);
 }

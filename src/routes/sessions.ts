@@ -96,14 +96,9 @@ export function sessionRoutes(): Hono<AppEnv> {
     const sid = c.req.param("sid");
     const query = validate(ListExecutionsQuery, c.req.query(), "query");
     if (query.after !== undefined && !(await executionView(rt.ctx, sid, query.after))) {
-      throw new HttpError(
-        400,
-        ErrorCode.invalidRequest,
-        "after names no execution of this session",
-        {
-          issues: [{ path: ["after"], message: "unknown executionId" }],
-        },
-      );
+      throw new HttpError(ErrorCode.invalidRequest, "after names no execution of this session", {
+        issues: [{ path: ["after"], message: "unknown executionId" }],
+      });
     }
     const ids = await listExecutionIds(rt.kv, sid, { after: query.after, limit: query.limit });
     return c.json({ executions: await executionViews(rt.ctx, sid, ids) });

@@ -7,6 +7,7 @@
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { z } from "zod";
+import { concatBytes } from "./bytes.ts";
 import { ErrorCode } from "./protocol.ts";
 
 /** Largest request body accepted (PROTOCOL.md 10). */
@@ -43,7 +44,8 @@ export type HttpErrorCode = keyof typeof HTTP_STATUS;
  *
  * @example
  * ```ts
- * import { ErrorCode } from "./protocol.ts";
+ * import { concatBytes } from "./bytes.ts";
+import { ErrorCode } from "./protocol.ts";
  * throw new HttpError(ErrorCode.sessionNotFound, "session not found"); // 404
  * ```
  */
@@ -120,13 +122,7 @@ async function readLimited(req: Request): Promise<Uint8Array> {
     }
   }
   if (size > MAX_BODY_BYTES) throw tooLarge();
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.length;
-  }
-  return bytes;
+  return concatBytes(chunks);
 }
 
 const tooLarge = () =>

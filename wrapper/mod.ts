@@ -24,6 +24,7 @@
  */
 import { z } from "zod";
 import { backoffDelay, delay as abortableDelay } from "../src/async.ts";
+import { withoutUndefined } from "../src/objects.ts";
 import {
   AckFrame,
   CloseCode,
@@ -475,10 +476,4 @@ export class IngestConnection {
     this.#onEvent({ type: "ended", end });
     this.#resolveClosed(end);
   }
-}
-
-function withoutUndefined<T extends object>(options: T): Partial<T> {
-  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<
-    T
-  >;
 }

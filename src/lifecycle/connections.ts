@@ -33,8 +33,8 @@ import {
   type Refusal,
   refuse,
   statusEvent,
-  strip,
 } from "./transition.ts";
+import { withoutUndefined } from "../objects.ts";
 import { finish } from "./finish.ts";
 
 /** A dial as the `X-Tether-Dial` header describes it (absent: an unknown wrapper). */
@@ -121,7 +121,7 @@ export async function admitConnection(
     }
     records.conn(exec.executionId).set(
       tx,
-      strip({
+      withoutUndefined({
         connectionId,
         instanceId: ctx.instanceId,
         since: p.at,

@@ -28,8 +28,8 @@ import {
   type Refusal,
   refuse,
   statusEvent,
-  strip,
 } from "./transition.ts";
+import { withoutUndefined } from "../objects.ts";
 
 /** Everything the 201 body of a creation needs besides the stored record. */
 export interface CreationUrls {
@@ -158,7 +158,7 @@ function storeExecution(
 ): CreatedExecution {
   const { sessionId, executionId, body } = request;
   const active = waiting === null;
-  const exec: ExecutionRecord = strip({
+  const exec: ExecutionRecord = withoutUndefined({
     executionId,
     sessionId,
     status: "pending",
@@ -258,7 +258,7 @@ function toView(
   grace: GraceRecord | null,
   now: number,
 ): ExecutionView {
-  return strip({
+  return withoutUndefined({
     executionId: exec.executionId,
     sessionId: exec.sessionId,
     status: exec.status,

@@ -37,8 +37,8 @@ import {
   refuse,
   serviceEvent,
   statusEvent,
-  strip,
 } from "./transition.ts";
+import { withoutUndefined } from "../objects.ts";
 
 /** Why an execution transition refused: no such execution in this live session. */
 export type ExecutionNotFound = Refusal<typeof ErrorCode.executionNotFound>;
@@ -71,7 +71,7 @@ export async function finish(
     // reading it otherwise keeps a deletion that ends a long queue under KV's 100 checks.
     exec.status === "running" ? records.conn(eid).get(tx) : null,
   ]);
-  const ended: ExecutionRecord = strip({
+  const ended: ExecutionRecord = withoutUndefined({
     ...exec,
     status,
     completedAt: p.at,
@@ -100,7 +100,7 @@ export async function finish(
     p.notified.add(conn.instanceId);
   }
   if (exec.callbackUrl) {
-    const body: CallbackBody = strip({
+    const body: CallbackBody = withoutUndefined({
       sessionId: sid,
       executionId: eid,
       status,

@@ -10,6 +10,7 @@ import {
   type ActiveSlot,
   armTimer,
   type HeadRecord,
+  isLive,
   type QueueRecord,
   records,
   type SessionRecord,
@@ -61,7 +62,7 @@ export async function getLiveSession(
   sessionId: string,
 ): Promise<SessionRecord | null> {
   const session = await transact(kv, (tx) => records.session(sessionId).get(tx));
-  return session && !session.deletedAt ? session : null;
+  return isLive(session) ? session : null;
 }
 
 /** `GET /v1/sessions/:sid` body, or `null` for an unknown or deleted session. */
@@ -77,7 +78,7 @@ export async function sessionView(ctx: LifecycleContext, sessionId: string) {
       records.queue(sessionId).key,
       records.head(sessionId).key,
     ]);
-    if (!session || session.deletedAt) return null;
+    if (!isLive(session)) return null;
     return {
       sessionId,
       createdAt: session.createdAt,
@@ -119,7 +120,7 @@ export async function tombstone(
   sessionId: string,
 ): Promise<boolean> {
   const session = await records.session(sessionId).get(tx);
-  if (!session || session.deletedAt) return false;
+  if (!isLive(session)) return false;
   const [active, queue] = await Promise.all([
     records.active(sessionId).get(tx),
     records.queue(sessionId).get(tx),

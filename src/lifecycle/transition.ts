@@ -11,6 +11,7 @@
  */
 import type { Config } from "../config.ts";
 import type { Credentials } from "../auth.ts";
+import { withoutUndefined } from "../objects.ts";
 import type { ExecutionStatus, ExecutionStatusData } from "../protocol.ts";
 import {
   appendEvents,
@@ -104,10 +105,6 @@ export async function change<T>(
   return result;
 }
 
-/** A copy without the keys whose value is `undefined` (stored records stay minimal). */
-export const strip = <T extends object>(o: T): T =>
-  Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
-
 /** The `execution_status` event of a creation, promotion or transition (PROTOCOL.md 7). */
 export function statusEvent(
   exec: ExecutionRecord,
@@ -115,7 +112,7 @@ export function statusEvent(
   active: boolean,
   at: string,
 ): NewEvent {
-  const data: ExecutionStatusData = strip({
+  const data: ExecutionStatusData = withoutUndefined({
     status: exec.status,
     previousStatus,
     active,

@@ -11,7 +11,7 @@ import { cors } from "hono/cors";
 import type { AppEnv } from "./context.ts";
 import { errorResponse, HttpError } from "./http.ts";
 import { ErrorCode } from "./protocol.ts";
-import { TransactionConflictError } from "./store/mod.ts";
+import { probeKv, TransactionConflictError } from "./store/mod.ts";
 import type { Runtime } from "./runtime.ts";
 import { authorize, originAllowed } from "./routes/auth.ts";
 import { sessionRoutes } from "./routes/sessions.ts";
@@ -80,7 +80,7 @@ export function createApp(rt: Runtime): Hono<AppEnv> {
 
   app.get("/healthz", async (c) => {
     try {
-      await rt.kv.get(["healthz"]);
+      await probeKv(rt.kv);
       return c.json({ status: "ok" });
     } catch {
       return c.json({ status: "unavailable" }, 503);

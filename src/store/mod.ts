@@ -123,6 +123,11 @@ export async function takeInbox(kv: Deno.Kv, instanceId: string): Promise<InboxM
   return entries.map((e) => e.value);
 }
 
+/** Reads a key that is never written: resolves when KV answers, rejects when it does not. */
+export async function probeKv(kv: Deno.Kv): Promise<void> {
+  await kv.get(keys.healthProbe());
+}
+
 /** The key an instance watches for new inbox messages. */
 export const bellKey = (instanceId: string): Deno.KvKey => keys.bell(instanceId);
 

@@ -10,7 +10,7 @@
  * @module
  */
 import { delay } from "./async.ts";
-import { type Config, ConfigError, loadConfig } from "./config.ts";
+import { type Config, ConfigError, isKvConnectUrl, loadConfig } from "./config.ts";
 import { randomSecret } from "./ids.ts";
 import { recoverLostConnections } from "./lifecycle.ts";
 import { createService, type Service } from "./service.ts";
@@ -72,7 +72,7 @@ export async function startProcess(options: StartOptions): Promise<void> {
   const env = options.env ?? Deno.env.toObject();
   const config = configOrExit(env);
   const localFile = config.kvPath !== undefined && config.kvPath !== ":memory:" &&
-    !isRemoteKvPath(config.kvPath);
+    !isKvConnectUrl(config.kvPath);
   if (localFile) await Deno.mkdir(dirOf(config.kvPath!), { recursive: true });
   const kv = await (options.openKv ?? Deno.openKv)(config.kvPath);
   const service = await createService(config, kv);
@@ -125,7 +125,7 @@ function configOrExit(env: Record<string, string | undefined>): Config {
     Deno.exit(EXIT_CONFIG);
   }
   if (config.apiKeys.length > 0) return config;
-  if (config.kvPath === undefined || isRemoteKvPath(config.kvPath)) {
+  if (config.kvPath === undefined || isKvConnectUrl(config.kvPath)) {
     console.error("TETHER_API_KEYS is required when KV is not a local file (Deno Deploy)");
     Deno.exit(EXIT_CONFIG);
   }
@@ -135,15 +135,10 @@ function configOrExit(env: Record<string, string | undefined>): Config {
   return { ...config, apiKeys: [key] };
 }
 
-/** Whether a `TETHER_KV_PATH` is a KV Connect URL rather than a file. */
-export function isRemoteKvPath(path: string): boolean {
-  return /^https?:\/\//i.test(path);
-}
-
 /** The KV location for logs: a KV Connect URL without query or credentials. */
 function kvPathForLog(path: string | undefined): string {
   if (path === undefined) return "(platform)";
-  if (!isRemoteKvPath(path)) return path;
+  if (!isKvConnectUrl(path)) return path;
   const url = new URL(path);
   return `${url.protocol}//${url.host}${url.pathname}`;
 }

@@ -45,7 +45,18 @@ export function createApp(rt: Runtime): Hono<AppEnv> {
     c.set("runtime", rt);
     await next();
   });
+  useOriginPolicy(app, rt);
+  mountRoutes(app);
+  addOperationsRoutes(app, rt);
+  addFallbacks(app, rt);
+  return app;
+}
 
+/**
+ * The origin allow-list and CORS headers for every HTTP route under /v1 (errors, 404 and
+ * 405 included).
+ */
+function useOriginPolicy(app: Hono<AppEnv>, rt: Runtime): void {
   // The origin allow-list and CORS headers for every HTTP route under /v1 (errors, 404 and
   // 405 included). WebSocket upgrades pass through untouched: a 101 response's headers are
   // immutable, and an upgrade answers a foreign origin with 4403 itself.
@@ -72,12 +83,19 @@ export function createApp(rt: Runtime): Hono<AppEnv> {
     }
     return await corsHeaders(c, next);
   });
+}
+
+/** The API's routers; WebSocket routes first, before any middleware that touches headers. */
+function mountRoutes(app: Hono<AppEnv>): void {
   app.route("/v1/sessions", ingestRoutes());
   app.route("/v1/sessions", streamRoutes());
   app.route("/v1/sessions", sessionRoutes());
   app.route("/v1/sessions", dsRoutes());
   app.route("/", viewerPageRoutes());
+}
 
+/** `GET /healthz` (no credentials, no allow-list) and `GET /metrics` (the api key). */
+function addOperationsRoutes(app: Hono<AppEnv>, rt: Runtime): void {
   app.get("/healthz", async (c) => {
     try {
       await probeKv(rt.kv);
@@ -94,7 +112,10 @@ export function createApp(rt: Runtime): Hono<AppEnv> {
     rt.metrics.set("tether_viewer_sockets", rt.hub.viewerCount);
     return c.text(rt.metrics.render(), 200, { "content-type": "text/plain; version=0.0.4" });
   });
+}
 
+/** 405 on a known path, 404 elsewhere, and the one error handler that answers every error. */
+function addFallbacks(app: Hono<AppEnv>, rt: Runtime): void {
   for (const path of KNOWN_PATHS) {
     app.all(
       path,
@@ -113,5 +134,4 @@ export function createApp(rt: Runtime): Hono<AppEnv> {
     rt.log.error("unhandled error", { path: c.req.path, err: String(err?.stack ?? err) });
     return errorResponse(c, ErrorCode.internal, "internal error");
   });
-  return app;
 }

@@ -63,8 +63,6 @@ async function waitForRows(page: Page, n: number, timeoutMs = 10_000): Promise<v
 Deno.test({
   name: "viewer page: live timeline, read-only ticket view, interrupt reflected",
   ignore: !hasChromium,
-  sanitizeResources: false,
-  sanitizeOps: false,
   async fn() {
     const server = await startServer({ config: { interruptTimeoutMs: 10_000 } });
     const browser = await launchBrowser();

@@ -228,8 +228,8 @@ export async function eventually(
 }
 
 /**
- * Declares a test that runs `fn` against a fresh instance (closed afterwards). Sockets and
- * timers of the instance outlive single steps, so the op and resource sanitizers are off.
+ * Declares a test that runs `fn` against a fresh instance (closed afterwards). Deno's op and
+ * resource sanitizers stay on: closing the instance must close everything it opened.
  */
 export function serverTest(
   name: string,
@@ -238,8 +238,6 @@ export function serverTest(
 ): void {
   Deno.test({
     name,
-    sanitizeOps: false,
-    sanitizeResources: false,
     async fn() {
       const server = await startServer(options);
       try {

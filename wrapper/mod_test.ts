@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { dialNumbers, startFakeService } from "../tests/helpers/fake_service.ts";
+import { dialNumbers, startFakeService } from "./testdata/fake_service.ts";
 import { IngestConnection, toWebSocketUrl } from "./mod.ts";
 import { eventually, reconnectGate, testConnection } from "./test_util.ts";
 

@@ -9,6 +9,9 @@
  */
 import { type StartOptions, startServer, type TestServer } from "./server.ts";
 
+/** The project's one polling helper, shared with the wrapper's tests. */
+export { eventually } from "../../wrapper/test_util.ts";
+
 /** A frame the service sent, parsed. */
 export interface ServiceMessage {
   type: string;
@@ -212,19 +215,6 @@ export const eventIds = (events: readonly Envelope[]): number[] => events.map((e
 /** The integers from `from` to `to`, inclusive (empty when `to < from`). */
 export function range(from: number, to: number): number[] {
   return Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
-}
-
-/** Polls `check` (sync or async) until it holds, or rejects naming `what` after `timeoutMs`. */
-export async function eventually(
-  check: () => boolean | Promise<boolean>,
-  what = check.toString(),
-  timeoutMs = 5000,
-): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 /**

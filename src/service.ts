@@ -6,7 +6,8 @@
  * @module
  */
 import { createApp } from "./app.ts";
-import type { Config } from "./config.ts";
+import { type Config, isKvConnectUrl } from "./config.ts";
+import { MetricName } from "./metrics.ts";
 import { CloseCode } from "./protocol.ts";
 import { createRuntime, type Runtime, type RuntimeOptions } from "./runtime.ts";
 import { chooseWakeups, DeadlineRunner, type DeadlineRunnerOptions } from "./timers.ts";
@@ -27,21 +28,35 @@ export interface Service {
   stop(): Promise<void>;
 }
 
+/**
+ * Whether the KV is this machine's own (a file or `:memory:`): then one process owns it, so
+ * no cron is needed to fire deadlines while it is stopped. The platform's KV (no path) and a
+ * KV Connect URL are shared and outlive any one process.
+ */
+function isLocalKv(kvPath: string | undefined): boolean {
+  return kvPath !== undefined && !isKvConnectUrl(kvPath);
+}
+
 /** Builds and starts an instance (deadline wake-ups, hub watches). */
 export async function createService(
   config: Config,
   kv: Deno.Kv,
   options: ServiceOptions = {},
 ): Promise<Service> {
-  const wakeups = config.timerWakeups ??
-    await chooseWakeups(kv, config.kvPath !== undefined);
+  const { wakeups, queue } = config.timerWakeups
+    ? { wakeups: config.timerWakeups, queue: undefined }
+    : await chooseWakeups(kv, isLocalKv(config.kvPath), config.queueProbeMs);
   const rt = await createRuntime(config, kv, {
     ...options,
     queues: options.queues ?? wakeups.includes("queue"),
   });
+  rt.metrics.set(MetricName.queueWakeups, wakeups.includes("queue") ? 1 : 0);
+  if (!config.timerWakeups) rt.log.info("deadline wake-ups chosen", { wakeups });
   const runner = new DeadlineRunner(rt, {
     wakeups,
+    queue,
     sweepMs: config.sweepMs,
+    callbackPrivate: config.callbackPrivate,
     ...options.deadlines,
   });
   const app = createApp(rt);

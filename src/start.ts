@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { MetricName } from "./metrics.ts";
 import { delay } from "./async.ts";
 import { type Config, ConfigError, isKvConnectUrl, loadConfig } from "./config.ts";
 import { randomSecret } from "./ids.ts";
@@ -80,7 +81,7 @@ export async function startProcess(options: StartOptions): Promise<void> {
   if (localFile) {
     // A single local process owned every connection recorded in this file.
     const started = await recoverLostConnections(rt.ctx);
-    rt.metrics.inc("tether_grace_started_total", {}, started);
+    rt.metrics.inc(MetricName.graceStarted, {}, started);
     if (started > 0) rt.log.info("grace started for connections lost in a restart", { started });
   }
   options.slot.service = service;

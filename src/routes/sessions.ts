@@ -27,6 +27,7 @@ import {
   TicketBody,
 } from "../protocol.ts";
 import { listExecutionIds } from "../store/mod.ts";
+import { callbackUrlProblem } from "../callback_url.ts";
 import { requireClient, requireSession } from "./auth.ts";
 
 const notFound = () => new HttpError(404, "SESSION_NOT_FOUND", "session not found");
@@ -72,6 +73,7 @@ export function sessionRoutes(): Hono<AppEnv> {
       ? undefined
       : validate(IdempotencyKey, keyHeader, "Idempotency-Key header");
     const body = await readBody(c, CreateExecutionBody);
+    refuseCallbackUrl(body.callbackUrl, rt.config.callbackPrivate);
     const base = rt.publicBase(c.req.url);
     // A live session's id matches SESSION_ID_RE, whose characters are all valid in a path
     // segment: the URLs spell it as it is (PROTOCOL.md 4), ':' included.
@@ -171,3 +173,12 @@ const creationMessages: Record<string, string> = {
   QUEUE_FULL: "too many executions are waiting",
   IDEMPOTENCY_KEY_REUSED: "Idempotency-Key was used with a different body",
 };
+
+/** 400 `INVALID_REQUEST` for a callback URL with credentials or a private host (PROTOCOL.md 4). */
+function refuseCallbackUrl(url: string | undefined, allowPrivate: boolean): void {
+  const problem = url === undefined ? undefined : callbackUrlProblem(url, allowPrivate);
+  if (problem === undefined) return;
+  throw new HttpError(400, "INVALID_REQUEST", problem, {
+    issues: [{ path: ["callbackUrl"], message: problem, code: "custom" }],
+  });
+}

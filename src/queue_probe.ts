@@ -38,12 +38,13 @@ export class QueueChannel {
  * @example
  * ```ts
  * const kv = await Deno.openKv(":memory:");
- * const channel = await probeQueueDelivery(kv, 2000); // a QueueChannel: local KV delivers
+ * const channel = await probeQueueDelivery(kv, 2000); // a QueueChannel: the local KV delivers
  * ```
  */
 export async function probeQueueDelivery(
   kv: Deno.Kv,
   timeoutMs: number,
+  signal?: AbortSignal,
 ): Promise<QueueChannel | undefined> {
   const probe = crypto.randomUUID();
   const arrived = Promise.withResolvers<boolean>();
@@ -59,10 +60,13 @@ export async function probeQueueDelivery(
     return undefined;
   }
   const timer = setTimeout(() => arrived.resolve(false), timeoutMs);
+  const onAbort = () => arrived.resolve(false);
+  signal?.addEventListener("abort", onAbort, { once: true });
   try {
     return (await arrived.promise) ? channel : undefined;
   } finally {
     clearTimeout(timer);
+    signal?.removeEventListener("abort", onAbort);
     channel.onMessage(() => {});
   }
 }

@@ -99,9 +99,11 @@ export async function startProcess(options: StartOptions): Promise<void> {
     rt.log.info("shutting down", { signal });
     // A peer that never answers the close handshake must not hold the exit: a connection
     // whose close was not recorded keeps its record, and the next start gives it a grace.
-    await Promise.race([service.stop(), delay(shutdownMs * 2 / 3)]);
+    await Promise.race([service.stop(), delay(shutdownMs / 2)]);
     options.slot.service = undefined;
-    await Promise.race([server.shutdown(), delay(shutdownMs - (Date.now() - started))]);
+    // Open HTTP requests get what is left, keeping a margin for the exit itself.
+    const left = Math.max(0, shutdownMs * 0.85 - (Date.now() - started));
+    await Promise.race([server.shutdown(), delay(left)]);
     rt.log.info("stopped", { ms: Date.now() - started });
     kv.close();
     Deno.exit(0);

@@ -21,7 +21,7 @@ import { MetricName } from "./metrics.ts";
 import type { Runtime } from "./runtime.ts";
 import { listDueTimers } from "./store/mod.ts";
 import { Limiter } from "./limiter.ts";
-import { probeQueueDelivery, QueueChannel } from "./queue_probe.ts";
+import { QueueChannel } from "./queue_probe.ts";
 
 /** Timers read per sweep listing. */
 const SWEEP_PAGE = 500;
@@ -43,8 +43,6 @@ export interface DeadlineRunnerOptions extends DeadlineIoOptions {
   failureBackoffMs?: number;
   /** Longest retry delay of a failing deadline. Default 300000. */
   maxFailureBackoffMs?: number;
-  /** The queue listener the start-up probe left (else the runner listens itself). */
-  queue?: QueueChannel;
 }
 
 /** A deadline's key as a log field: `timer/<due time ISO>/<kind>/<id>` (never redacted). */
@@ -57,9 +55,7 @@ export function deadlineLabel(key: Deno.KvKey): string {
 /** Wakes and fires the deadlines of one instance. */
 export class DeadlineRunner {
   readonly #rt: Runtime;
-  readonly #options:
-    & Required<Omit<DeadlineRunnerOptions, keyof DeadlineIoOptions | "queue">>
-    & Pick<DeadlineRunnerOptions, "queue">;
+  #options: Required<Omit<DeadlineRunnerOptions, keyof DeadlineIoOptions>>;
   readonly #io: DeadlineIo;
   readonly #limit: Limiter;
   readonly #ioLimit: Limiter;
@@ -85,7 +81,6 @@ export class DeadlineRunner {
       batchSize: options.batchSize ?? 48,
       failureBackoffMs: options.failureBackoffMs ?? 1000,
       maxFailureBackoffMs: options.maxFailureBackoffMs ?? 300_000,
-      queue: options.queue,
     };
     this.#io = new DeadlineIo(rt, options);
     this.#limit = new Limiter(this.#options.concurrency);
@@ -97,11 +92,17 @@ export class DeadlineRunner {
     return this.#options.wakeups;
   }
 
+  /** Adds queue wake-ups once the delivery probe showed queues work, served by `channel`. */
+  useQueue(channel: QueueChannel): void {
+    if (this.#stopped || this.#options.wakeups.includes("queue")) return;
+    this.#options.wakeups = ["queue", ...this.#options.wakeups];
+    channel.onMessage((message) => this.#onQueueMessage(message));
+  }
+
   /** Starts the configured wake-ups (`cron` is registered by the entry point, once per process). */
   start(): void {
     if (this.#options.wakeups.includes("queue")) {
-      const channel = this.#options.queue ?? new QueueChannel(this.#rt.kv);
-      channel.onMessage((message) => this.#onQueueMessage(message));
+      new QueueChannel(this.#rt.kv).onMessage((message) => this.#onQueueMessage(message));
     }
     if (this.#options.wakeups.includes("sweep")) {
       this.#sweepTimer = setInterval(() => void this.sweep(), this.#options.sweepMs);
@@ -135,7 +136,9 @@ export class DeadlineRunner {
     }
     // A local wake-up already covers it: do not take a firing slot just to find it done.
     if (this.#stopped || this.#scheduled.has(JSON.stringify(key))) return;
-    await this.#fireSoon([key]);
+    // Not awaited: the message is acknowledged at once, so a burst of them is not delivered
+    // one firing at a time behind each other.
+    void this.#fireSoon([key]);
   }
 
   /** Fires every deadline that is due (one sweep at a time). */
@@ -302,30 +305,16 @@ export class DeadlineRunner {
   }
 }
 
-/** The wake-ups chosen at start-up, with the queue listener the probe left. */
-export interface WakeupChoice {
-  wakeups: TimerWakeup[];
-  queue?: QueueChannel;
-}
-
 /**
- * Which wake-ups to use when none are configured: queues only where the probe's message is
- * delivered within `probeMs` (the current Deno Deploy has no KV queues), always the sweep, and
- * cron where a platform stops idle instances (no local KV path).
+ * The wake-ups an instance starts with when none are configured: the sweep, plus cron where
+ * the KV is shared and outlives the process (no local KV path), so a stopped instance's
+ * deadlines still fire. Queues join once {@link probeQueueDelivery} saw a message arrive.
  *
  * @example
  * ```ts
- * const { wakeups } = await chooseWakeups(await Deno.openKv(":memory:"), true, 2000);
- * // ["queue", "sweep"]
+ * baseWakeups(false); // ["sweep", "cron"]: Deno Deploy
  * ```
  */
-export async function chooseWakeups(
-  kv: Deno.Kv,
-  localKv: boolean,
-  probeMs: number,
-): Promise<WakeupChoice> {
-  const queue = await probeQueueDelivery(kv, probeMs);
-  const wakeups: TimerWakeup[] = queue ? ["queue", "sweep"] : ["sweep"];
-  if (!localKv) wakeups.push("cron");
-  return { wakeups, queue };
+export function baseWakeups(localKv: boolean): TimerWakeup[] {
+  return localKv ? ["sweep"] : ["sweep", "cron"];
 }

@@ -5,29 +5,24 @@ import { testConfig } from "./config.ts";
 import { createExecution, createSession } from "./lifecycle.ts";
 import { createService } from "./service.ts";
 import { armTimer, listTimers, records, transact } from "./store/mod.ts";
-import { chooseWakeups } from "./timers.ts";
+import { baseWakeups } from "./timers.ts";
 import type { LifecycleContext } from "./lifecycle.ts";
 import { ServiceSlot } from "./start.ts";
 
-Deno.test("chooseWakeups: queues when the probe message arrives, cron only without a local KV", async () => {
+Deno.test("the queue delivery probe: queue wake-ups join when the probe message arrives", async () => {
   const kv = await Deno.openKv(":memory:");
+  // No KV path (as on Deno Deploy): cron joins the sweep.
+  const service = await createService(testConfig({ kvPath: undefined }), kv);
   try {
-    const local = await chooseWakeups(kv, true, 2000);
-    assert.deepEqual(local.wakeups, ["queue", "sweep"]);
-    assert.ok(local.queue);
+    await service.wakeupsSettled;
+    assert.deepEqual(service.runner.wakeups, ["queue", "sweep", "cron"]);
+    assert.equal(service.rt.ctx.queues, true);
+    assert.equal(service.rt.metrics.get(MetricName.queueWakeups), 1);
   } finally {
+    await service.stop();
     kv.close();
   }
-  const platform = await Deno.openKv(":memory:");
-  try {
-    assert.deepEqual((await chooseWakeups(platform, false, 2000)).wakeups, [
-      "queue",
-      "sweep",
-      "cron",
-    ]);
-  } finally {
-    platform.close();
-  }
+  assert.deepEqual(baseWakeups(true), ["sweep"]);
 });
 
 /**
@@ -77,6 +72,7 @@ Deno.test("a queue that commits but never delivers is not used: the sweep carrie
   const config = testConfig({ kvPath: undefined, queueProbeMs: 100, pendingTimeoutMs: 200 });
   const service = await createService(config, kv);
   try {
+    await service.wakeupsSettled;
     assert.deepEqual(service.runner.wakeups, ["sweep", "cron"]);
     assert.equal(service.rt.ctx.queues, false);
     assert.equal(service.rt.metrics.get(MetricName.queueWakeups), 0);

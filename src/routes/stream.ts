@@ -7,7 +7,7 @@
 import { Hono } from "hono";
 import type { AppEnv } from "../context.ts";
 import { HttpError, upgradeWebSocket, validate } from "../http.ts";
-import { EventsQuery } from "../protocol.ts";
+import { CloseCode, EventsQuery } from "../protocol.ts";
 import type { Runtime } from "../runtime.ts";
 import { readEventsPage, runViewer, type ViewerFilter } from "../stream.ts";
 import { authorize, requireSession } from "./auth.ts";
@@ -74,7 +74,13 @@ export function streamRoutes(): Hono<AppEnv> {
 
 function serveSocketViewer(rt: Runtime, sid: string, query: EventsQuery, socket: WebSocket) {
   const stop = new AbortController();
-  const onShutdown = () => stop.abort();
+  // A restarting instance closes viewers at once with 1012: they resume elsewhere with `after`.
+  const onShutdown = () => {
+    stop.abort();
+    if (socket.readyState === WebSocket.OPEN) {
+      socket.close(CloseCode.restart, "service restarting, resume with after");
+    }
+  };
   rt.shutdown.addEventListener("abort", onShutdown);
   socket.onclose = () => stop.abort();
   socket.onerror = () => stop.abort();

@@ -71,9 +71,9 @@ async function run(label: string, wakeups: TimerWakeup[] | undefined): Promise<R
       for (let i = next++; i < COUNT; i = next++) {
         const sessionId = `bench-${i}`;
         await createSession(ctx, { sessionId });
-        const { result } = await createExecution(ctx, sessionId, {}, urls);
-        if (!result.ok) throw new Error(`creation failed: ${result.error}`);
-        executionIds.push(result.body.executionId as string);
+        const created = await createExecution(ctx, sessionId, {}, urls);
+        if (!created.ok) throw new Error(`creation failed: ${created.refusal.code}`);
+        executionIds.push(created.value.body.executionId);
       }
     };
     const createdFrom = Date.now();
@@ -137,18 +137,18 @@ async function storm(count: number): Promise<{ lateness: number[]; armMs: number
       for (let i = next++; i < count; i = next++) {
         const sessionId = `storm-${i}`;
         await createSession(ctx, { sessionId });
-        const { result } = await createExecution(ctx, sessionId, {}, urls);
-        if (!result.ok) throw new Error(`creation failed: ${result.error}`);
-        const executionId = result.body.executionId as string;
+        const created = await createExecution(ctx, sessionId, {}, urls);
+        if (!created.ok) throw new Error(`creation failed: ${created.refusal.code}`);
+        const executionId = created.value.body.executionId;
         const connectionId = `con_${i}`;
         const admitted = await admitConnection(
           ctx,
           { sessionId, executionId },
-          result.body.ingestToken as string,
+          created.value.body.ingestToken,
           connectionId,
           { wrapperId: "w", n: 1 },
         );
-        if (!admitted.admitted) throw new Error(`admission failed: ${admitted.reason}`);
+        if (!admitted.ok) throw new Error(`admission failed: ${admitted.refusal.code}`);
         runs.push({ sessionId, executionId, connectionId });
       }
     };

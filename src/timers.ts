@@ -266,9 +266,6 @@ export class DeadlineRunner {
       this.#failing.delete(JSON.stringify(key));
       return;
     }
-    if (fired.effects.stored.length > 0 || fired.effects.notified.size > 0) {
-      this.#rt.committed(fired.effects);
-    }
     this.#record(key, fired.timer.kind, fired.outcome, fired.timer.dueAt);
   }
 

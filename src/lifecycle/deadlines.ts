@@ -15,14 +15,24 @@ import {
   type ExecutionTimerKind,
   type GraceRecord,
   type InterruptFlag,
+  isLive,
   readHead,
   records,
   type TimerRecord,
   type Tx,
 } from "../store/mod.ts";
 import { type BatchResult, transactMany } from "../store/transact_batch.ts";
-import { type Effects, type LifecycleContext, Pending, serviceEvent } from "./transition.ts";
-import { finish } from "./finish.ts";
+import {
+  done,
+  type Effects,
+  type LifecycleContext,
+  type Outcome,
+  Pending,
+  type Refusal,
+  refuse,
+  serviceEvent,
+} from "./transition.ts";
+import { failWithError, finish } from "./finish.ts";
 import { tombstone } from "./sessions.ts";
 
 /** What firing a deadline did (metrics label and log field). */
@@ -144,29 +154,41 @@ function firingBody(
   };
 }
 
+/** Why a firing did nothing at all: its entry is gone (another wake-up fired it). */
+export type DeadlineGone = Refusal<"gone">;
+
 /**
  * Fires one deadline: runs its effect and deletes its entry in one checked commit. A wake-up
- * that finds the entry gone (another one won) gets `null`.
+ * that finds the entry gone (another one won) is refused with `gone`.
  */
 export async function fireDeadline(
   ctx: LifecycleContext,
   key: Deno.KvKey,
-): Promise<Fired | null> {
+): Promise<Outcome<Fired, DeadlineGone>> {
   const [result] = await fireDeadlines(ctx, [key]);
   if (!result.ok) throw result.error;
-  return result.value;
+  return result.value ? done(result.value) : refuse({ code: "gone" });
 }
 
 /**
  * Fires several deadlines, sharing commits where their records do not overlap (within KV's
  * limits). Each keeps its own checks; one that fails or conflicts never costs another its
- * firing. Results are in the order of `keys`.
+ * firing. Results are in the order of `keys` (`null`: the entry was gone); each committed
+ * firing's after-commit step has run.
  */
-export function fireDeadlines(
+export async function fireDeadlines(
   ctx: LifecycleContext,
   keys: readonly Deno.KvKey[],
 ): Promise<BatchResult<Fired | null>[]> {
-  return transactMany(ctx.kv, keys.map((key) => firingBody(ctx, key)), { queues: ctx.queues });
+  const bodies = keys.map((key) => firingBody(ctx, key));
+  const results = await transactMany(ctx.kv, bodies, { queues: ctx.queues });
+  for (const result of results) {
+    const effects = result.ok ? result.value?.effects : undefined;
+    if (effects && (effects.stored.length > 0 || effects.notified.size > 0)) {
+      ctx.committed(effects);
+    }
+  }
+  return results;
 }
 
 /** Applies a due deadline's effect inside the firing transaction. */
@@ -239,11 +261,7 @@ async function pendingTimeout(
   if (exec.status !== "pending" || active?.executionId !== exec.executionId) return "noop";
   if (exec.activatedAt === undefined) return "noop";
   if (Date.parse(exec.activatedAt) + ctx.config.pendingTimeoutMs > p.now) return "noop";
-  const cause = serviceEvent(exec.executionId, "error", p.at, {
-    error: ErrorText.neverConnected,
-    fatal: true,
-  });
-  await finish(ctx, tx, p, exec, "failed", ErrorText.neverConnected, [cause]);
+  await failWithError(ctx, tx, p, exec, ErrorText.neverConnected);
   return "failed";
 }
 
@@ -286,11 +304,7 @@ async function heartbeatCheck(
     return "rearmed";
   }
   if (state.interrupting) return await forceInterrupt(ctx, tx, p, exec, state.interrupting);
-  const cause = serviceEvent(exec.executionId, "error", p.at, {
-    error: ErrorText.heartbeatTimeout,
-    fatal: true,
-  });
-  await finish(ctx, tx, p, exec, "failed", ErrorText.heartbeatTimeout, [cause]);
+  await failWithError(ctx, tx, p, exec, ErrorText.heartbeatTimeout);
   return "failed";
 }
 
@@ -331,7 +345,7 @@ async function sessionTtl(
   incarnation: string,
 ): Promise<FiringOutcome> {
   const session = await records.session(sessionId).get(tx);
-  if (!session || session.deletedAt || session.incarnation !== incarnation) return "noop";
+  if (!isLive(session) || session.incarnation !== incarnation) return "noop";
   const [active, head] = await Promise.all([
     records.active(sessionId).get(tx),
     readHead(tx, sessionId),

@@ -12,6 +12,7 @@
 import { Hono } from "hono";
 import type { AppEnv } from "../context.ts";
 import { errorResponse } from "../http.ts";
+import { ErrorCode } from "../protocol.ts";
 
 const STATIC_DIR = new URL("../../static/", import.meta.url);
 
@@ -107,7 +108,7 @@ export function viewerPageRoutes(): Hono<AppEnv> {
     }
     const source = modules.get(name);
     if (source === undefined) {
-      return errorResponse(c, 404, "NOT_FOUND", `no page module named ${JSON.stringify(name)}`);
+      return errorResponse(c, ErrorCode.notFound, `no page module named ${JSON.stringify(name)}`);
     }
     return c.body(source, 200, {
       ...COMMON_HEADERS,

@@ -19,6 +19,11 @@ export interface AgentOptions {
    * (a grandchild can hold it open). Default 2000.
    */
   drainMs?: number;
+  /**
+   * The agent's stdin: the wrapper's own (`inherit`), or a pipe the caller writes to
+   * (`piped`, see {@link Agent.stdin}). Default `inherit`.
+   */
+  stdin?: "inherit" | "piped";
 }
 
 /** How the agent process ended. */
@@ -33,6 +38,8 @@ export interface AgentExit {
 export interface Agent {
   /** Resolves when the process has exited and its output has been read to the end. */
   readonly exited: Promise<AgentExit>;
+  /** The agent's stdin when it was started with `stdin: "piped"`, else `null`. */
+  readonly stdin: WritableStream<Uint8Array> | null;
   /**
    * Stops the agent: `signal` now (default SIGTERM), then SIGKILL after `graceMs` if it
    * still runs. A later call can only escalate (SIGKILL at once).
@@ -41,8 +48,9 @@ export interface Agent {
 }
 
 /**
- * Spawns `command` (stdin inherited) and forwards its output lines. Throws when the
- * command cannot be started (for example `Deno.errors.NotFound`).
+ * Spawns `command` and forwards its output lines (stdin inherited unless `options.stdin`
+ * says otherwise). Throws when the command cannot be started (for example
+ * `Deno.errors.NotFound`).
  *
  * @example
  * ```ts
@@ -51,10 +59,10 @@ export interface Agent {
  * ```
  */
 export function startAgent(command: readonly string[], options: AgentOptions): Agent {
-  const { onLine, maxLineBytes, drainMs = 2000 } = options;
+  const { onLine, maxLineBytes, drainMs = 2000, stdin = "inherit" } = options;
   const child = new Deno.Command(command[0], {
     args: command.slice(1),
-    stdin: "inherit",
+    stdin,
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -90,6 +98,7 @@ export function startAgent(command: readonly string[], options: AgentOptions): A
   exited.then(() => clearTimeout(killTimer));
   return {
     exited,
+    stdin: stdin === "piped" ? child.stdin : null,
     stop({ signal = "SIGTERM", graceMs }) {
       if (stopping === "SIGKILL" || stopping === signal) return;
       stopping = signal;

@@ -177,17 +177,12 @@ Deno.test("acp: stop during a turn cancels it, answers the open request cancelle
   await eventually(() => h.data("permission_request").length === 1, "the permission request");
   h.acp.stop({ graceMs: 2000 });
   const exit = await h.acp.exited;
-  assert.equal(exit.code, 143, "the agent exits on its SIGTERM");
+  // Its stdin is closed and SIGTERM sent together: it ends on whichever it notices first.
+  assert.ok([0, 143].includes(exit.code), `exit ${exit.code}`);
   assert.deepEqual(h.data("acp_turn"), [{ inputId: 1, stopReason: "cancelled" }]);
   const log = await h.agentLog();
   // session/cancel and the cancelled answer travel independently: either may arrive first.
-  assert.deepEqual(log.map((e) => e.event).slice(2).sort(), [
-    "SIGTERM",
-    "cancel",
-    "permission",
-    "prompt",
-  ]);
-  assert.equal(log.at(-1)?.event, "SIGTERM");
+  assert.deepEqual(log.map((e) => e.event).slice(2, 5).sort(), ["cancel", "permission", "prompt"]);
   assert.deepEqual(log.find((e) => e.event === "permission")?.outcome, { outcome: "cancelled" });
   assert.equal(h.acp.endFrame(exit), undefined, "the run's kill decides the terminal frame");
   h.acp.take(input(3, "too late"));

@@ -20,10 +20,10 @@ export interface AgentOptions {
    */
   drainMs?: number;
   /**
-   * The agent's stdin: the wrapper's own (`inherit`), or a pipe the caller writes to
-   * (`piped`, see {@link Agent.stdin}). Default `inherit`.
+   * `piped` keeps the agent's stdin open for {@link Agent.stdin}; `null` gives it a closed
+   * one (PROTOCOL.md 12, `--input none`). Default `null`.
    */
-  stdin?: "inherit" | "piped";
+  stdin?: "piped" | "null";
 }
 
 /** How the agent process ended. */
@@ -38,8 +38,8 @@ export interface AgentExit {
 export interface Agent {
   /** Resolves when the process has exited and its output has been read to the end. */
   readonly exited: Promise<AgentExit>;
-  /** The agent's stdin when it was started with `stdin: "piped"`, else `null`. */
-  readonly stdin: WritableStream<Uint8Array> | null;
+  /** The agent's stdin, when started with `stdin: "piped"`. */
+  readonly stdin: WritableStream<Uint8Array> | undefined;
   /**
    * Stops the agent: `signal` now (default SIGTERM), then SIGKILL after `graceMs` if it
    * still runs. A later call can only escalate (SIGKILL at once).
@@ -48,9 +48,8 @@ export interface Agent {
 }
 
 /**
- * Spawns `command` and forwards its output lines (stdin inherited unless `options.stdin`
- * says otherwise). Throws when the command cannot be started (for example
- * `Deno.errors.NotFound`).
+ * Spawns `command` (stdin closed, or piped for the caller) and forwards its output lines. Throws when the
+ * command cannot be started (for example `Deno.errors.NotFound`).
  *
  * @example
  * ```ts
@@ -59,7 +58,7 @@ export interface Agent {
  * ```
  */
 export function startAgent(command: readonly string[], options: AgentOptions): Agent {
-  const { onLine, maxLineBytes, drainMs = 2000, stdin = "inherit" } = options;
+  const { onLine, maxLineBytes, drainMs = 2000, stdin = "null" } = options;
   const child = new Deno.Command(command[0], {
     args: command.slice(1),
     stdin,
@@ -98,7 +97,7 @@ export function startAgent(command: readonly string[], options: AgentOptions): A
   exited.then(() => clearTimeout(killTimer));
   return {
     exited,
-    stdin: stdin === "piped" ? child.stdin : null,
+    stdin: stdin === "piped" ? child.stdin : undefined,
     stop({ signal = "SIGTERM", graceMs }) {
       if (stopping === "SIGKILL" || stopping === signal) return;
       stopping = signal;

@@ -13,9 +13,9 @@
  *
  * - `--chunks <n>`: message chunks per turn (default 3); `--delay-ms <n>`: pause between
  *   updates (default 0).
- * - `--log <file>`: appends one JSON line per thing the agent saw (`initialize`,
- *   `session/new`, `prompt`, `permission`, `cancel`, `SIGTERM`), so a test can prove what
- *   reached it and how often.
+ * - `--log <file>`: appends one JSON line per thing the agent saw or did (`initialize`,
+ *   `session/new`, `prompt`, `permission`, `cancel`, `SIGTERM`, and every `update` it sent),
+ *   so a test can prove what reached it, how often, and what it said.
  * - `--noise`: prints a line that is not JSON-RPC on stdout and one on stderr at start.
  * - `--ignore-cancel`: a cancelled turn goes on forever (SIGTERM still ends the process).
  * - `--fail-initialize`: answers `initialize` with an error; `--exit-at-once`: exits 0
@@ -199,6 +199,7 @@ class ScriptedAgent {
     if (this.#flags.delayMs > 0) await new Promise((r) => setTimeout(r, this.#flags.delayMs));
     signal.throwIfAborted();
     await client.notify(methods.client.session.update, { sessionId, update });
+    this.record("update", { update });
   }
 }
 

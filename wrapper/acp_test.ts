@@ -14,8 +14,10 @@ interface Harness extends AsyncDisposable {
   confirmed: number[];
   /** The frames of one type, their data. */
   data(type: string): Record<string, unknown>[];
-  /** What the agent recorded in its `--log` file. */
+  /** What the agent recorded in its `--log` file, but the updates it sent. */
   agentLog(): Promise<Record<string, unknown>[]>;
+  /** The updates the agent sent, as it recorded them. */
+  agentUpdates(): Promise<unknown[]>;
   dir: string;
 }
 
@@ -42,16 +44,20 @@ async function harness(flags: string[], options: { killGraceMs?: number } = {}):
     dir,
     data: (type) =>
       frames.filter((f) => f.streamEventType === type).map((f) => f.data as Record<string, never>),
-    agentLog: async () => {
-      const text = await Deno.readTextFile(log).catch(() => "");
-      return text.split("\n").filter(Boolean).map((line) => JSON.parse(line));
-    },
+    agentLog: async () => (await readLog(log)).filter((e) => e.event !== "update"),
+    agentUpdates: async () =>
+      (await readLog(log)).filter((e) => e.event === "update").map((e) => e.update),
     async [Symbol.asyncDispose]() {
       acp.stop({ signal: "SIGKILL", graceMs: 0 });
       await acp.exited;
       await Deno.remove(dir, { recursive: true });
     },
   };
+}
+
+async function readLog(path: string): Promise<Record<string, unknown>[]> {
+  const text = await Deno.readTextFile(path).catch(() => "");
+  return text.split("\n").filter(Boolean).map((line) => JSON.parse(line));
 }
 
 const input = (inputId: number, data?: unknown, endOfInput?: boolean): AcpInput => ({
@@ -87,6 +93,7 @@ Deno.test("acp: two prompts, one permission, two turns, then endOfInput ends the
   ]);
   const turnEnds = h.frames.flatMap((f, i) => f.streamEventType === "acp_turn" ? [i] : []);
   const updates = h.data("acp");
+  assert.deepEqual(updates, await h.agentUpdates(), "every update once, in order, as sent");
   assert.ok(updates.length >= 12, `${updates.length} updates`);
   assert.equal(
     types(h.frames).lastIndexOf("acp"),

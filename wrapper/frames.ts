@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { ErrorText } from "../src/protocol.ts";
+import { ErrorCode, ErrorText } from "../src/protocol.ts";
 import type { Line } from "./lines.ts";
 import { frameBytes, type OutgoingFrame } from "./outbox.ts";
 import type { SseEvent } from "./sse.ts";
@@ -141,7 +141,7 @@ export function agentExitFrame(exitCode: number, signal: string | null): Outgoin
     streamEventType: "error",
     data: {
       fatal: true,
-      code: "AGENT_EXIT",
+      code: ErrorCode.agentExit,
       exitCode,
       error: `agent exited with code ${exitCode}`,
       ...(signal ? { signal } : {}),
@@ -160,7 +160,7 @@ export function idleTimeoutFrame(idleTimeoutMs: number): OutgoingFrame {
     streamEventType: "error",
     data: {
       fatal: true,
-      code: "AGENT_IDLE_TIMEOUT",
+      code: ErrorCode.agentIdleTimeout,
       error: `agent produced no output for ${idleTimeoutMs} ms`,
     },
   };
@@ -170,6 +170,10 @@ export function idleTimeoutFrame(idleTimeoutMs: number): OutgoingFrame {
 export function startFailedFrame(message: string): OutgoingFrame {
   return {
     streamEventType: "error",
-    data: { fatal: true, code: "AGENT_START_FAILED", error: `cannot start agent: ${message}` },
+    data: {
+      fatal: true,
+      code: ErrorCode.agentStartFailed,
+      error: `cannot start agent: ${message}`,
+    },
   };
 }

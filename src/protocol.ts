@@ -417,6 +417,3 @@ export const AcpEventType = {
   /** An input that is neither a prompt nor a permission answer: `{inputId, data?, reason}`. */
   inputIgnored: "acp_input_ignored",
 } as const;
-
-/** `code` of the fatal `error` frame of an ACP agent that failed its start-up handshake. */
-export const AGENT_PROTOCOL_ERROR = "AGENT_PROTOCOL_ERROR";

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { AcpEventType, AGENT_PROTOCOL_ERROR } from "../src/protocol.ts";
+import { AcpEventType, ErrorCode } from "../src/protocol.ts";
 import { fitText } from "./frames.ts";
 import { frameBytes, type OutgoingFrame, utf8Bytes } from "./outbox.ts";
 
@@ -131,6 +131,6 @@ export function acpInputIgnoredFrame(
 export function agentProtocolErrorFrame(message: string): OutgoingFrame {
   return {
     streamEventType: "error",
-    data: { fatal: true, code: AGENT_PROTOCOL_ERROR, error: message },
+    data: { fatal: true, code: ErrorCode.agentProtocolError, error: message },
   };
 }

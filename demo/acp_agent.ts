@@ -7,7 +7,7 @@
  * refusal). `session/cancel` ends the running turn with `cancelled`.
  *
  * ```sh
- * deno run -A demo/acp_agent.ts [--chunks 3] [--delay-ms 0] [--log <file>] [--noise]
+ * deno run -A demo/acp_agent.ts [--chunks 3] [--delay-ms 0] [--log <file>] [--file <path>] [--noise]
  *   [--ignore-cancel] [--fail-initialize] [--exit-at-once]
  * ```
  *
@@ -16,6 +16,7 @@
  * - `--log <file>`: appends one JSON line per thing the agent saw or did (`initialize`,
  *   `session/new`, `prompt`, `permission`, `cancel`, `SIGTERM`, and every `update` it sent),
  *   so a test can prove what reached it, how often, and what it said.
+ * - `--file <path>`: the file the tool call edits, instead of `notes.md` in the session's `cwd`.
  * - `--noise`: prints a line that is not JSON-RPC on stdout and one on stderr at start.
  * - `--ignore-cancel`: a cancelled turn goes on forever (SIGTERM still ends the process).
  * - `--fail-initialize`: answers `initialize` with an error; `--exit-at-once`: exits 0
@@ -42,6 +43,7 @@ interface Flags {
   chunks: number;
   delayMs: number;
   log: string | undefined;
+  file: string | undefined;
   noise: boolean;
   ignoreCancel: boolean;
   failInitialize: boolean;
@@ -62,6 +64,7 @@ function parseFlags(args: string[]): Flags {
     chunks: count("--chunks", 3),
     delayMs: count("--delay-ms", 0),
     log: value("--log"),
+    file: value("--file"),
     noise: args.includes("--noise"),
     ignoreCancel: args.includes("--ignore-cancel"),
     failInitialize: args.includes("--fail-initialize"),
@@ -155,7 +158,7 @@ class ScriptedAgent {
     signal: AbortSignal,
   ): Promise<boolean> {
     const toolCallId = `edit-${this.#turns}`;
-    const path = `${cwd}/${EDITED_FILE}`;
+    const path = this.#flags.file ?? `${cwd}/${EDITED_FILE}`;
     const title = `Append a line to ${EDITED_FILE}`;
     await say({ sessionUpdate: "tool_call", toolCallId, title, kind: "edit", status: "pending" });
     const { outcome } = await client.request(methods.client.session.requestPermission, {

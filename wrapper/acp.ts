@@ -140,9 +140,12 @@ export class AcpClient {
     return this.#exited.promise;
   }
 
-  /** Starts the agent and its handshake. Throws when the command cannot be started. */
-  start(): void {
-    if (this.#phase !== "idle") return;
+  /**
+   * Starts the agent and its handshake; returns this client, which stops and awaits the
+   * agent like a plain agent process. Throws when the command cannot be started.
+   */
+  start(): this {
+    if (this.#phase !== "idle") return this;
     const host = this.#host;
     const process = startAcpProcess(this.#options.command, {
       onLine: (line, stream) => host.send(outputFrame(line, stream, host.maxFrameBytes())),
@@ -160,6 +163,7 @@ export class AcpClient {
       .connect(process.stream);
     this.#handshake = this.#startSession(this.#connection);
     this.#finish(process, this.#connection).then(this.#exited.resolve);
+    return this;
   }
 
   /**

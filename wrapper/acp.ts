@@ -48,6 +48,11 @@ export interface AcpHost {
   maxFrameBytes(): number;
   /** A progress message for the wrapper's log. */
   log(message: string): void;
+  /**
+   * Called when the agent starts or stops waiting for the user: between turns with no prompt
+   * queued, or while a permission request is open. The run's idle watch stops counting then.
+   */
+  waitingForUser?(waiting: boolean): void;
 }
 
 /** One input, taken once and in `inputId` order (PROTOCOL.md section 12). */
@@ -129,6 +134,7 @@ export class AcpClient {
   #processExited = false;
   #stoppedByWrapper = false;
   #failure: string | undefined;
+  #waitingForUser = false;
 
   constructor(options: AcpClientOptions) {
     this.#options = options;
@@ -206,6 +212,7 @@ export class AcpClient {
     if (this.#phase === "stopping") return;
     const turn = this.#turn;
     this.#phase = "stopping";
+    this.#checkWaiting();
     this.#prompts.length = 0;
     this.#cancelPermissions();
     if (turn && this.#sessionId !== undefined) {
@@ -228,6 +235,19 @@ export class AcpClient {
     if (this.#failure !== undefined) return agentProtocolErrorFrame(this.#failure);
     if (this.#phase === "ending") return completeFrame(this.#stoppedByWrapper ? 0 : exit.code);
     return undefined;
+  }
+
+  /** True between turns with no prompt queued, and while a permission request is open. */
+  get waitingForUser(): boolean {
+    return this.#waitingForUser;
+  }
+
+  /** Tells the host when {@link AcpClient.waitingForUser} changes. */
+  #checkWaiting(): void {
+    const waiting = this.#phase === "ready" && (!this.#turn || this.#permissions.size > 0);
+    if (waiting === this.#waitingForUser) return;
+    this.#waitingForUser = waiting;
+    this.#host.waitingForUser?.(waiting);
   }
 
   get #maxFrameBytes(): number {
@@ -277,21 +297,24 @@ export class AcpClient {
       : `${step} failed: ${errorText(error)}`;
     this.#host.log(this.#failure);
     this.#phase = "failed";
+    this.#checkWaiting();
     this.#terminate(this.#options.killGraceMs);
   }
 
   /** Starts the next turn, or ends the input after the last one. */
   #pump(): void {
-    if (this.#phase !== "ready" || this.#turn) return;
-    const next = this.#prompts.shift();
-    if (next) {
-      this.#turn = this.#runTurn(next).finally(() => {
-        this.#turn = undefined;
-        this.#pump();
-      });
-    } else if (this.#endInputId !== undefined) {
-      void this.#endInput(this.#endInputId);
+    if (this.#phase === "ready" && !this.#turn) {
+      const next = this.#prompts.shift();
+      if (next) {
+        this.#turn = this.#runTurn(next).finally(() => {
+          this.#turn = undefined;
+          this.#pump();
+        });
+      } else if (this.#endInputId !== undefined) {
+        void this.#endInput(this.#endInputId);
+      }
     }
+    this.#checkWaiting();
   }
 
   async #runTurn({ inputId, prompt }: QueuedPrompt): Promise<void> {
@@ -313,6 +336,7 @@ export class AcpClient {
   /** After `endOfInput` and the last turn: close stdin, give the agent time to exit. */
   async #endInput(inputId: number): Promise<void> {
     this.#phase = "ending";
+    this.#checkWaiting();
     await this.#process!.closeInput();
     this.#host.confirm(inputId);
     const exitedInTime = await withTimeout(
@@ -343,7 +367,10 @@ export class AcpClient {
     this.#host.send(
       permissionRequestFrame(requestId, params.toolCall, params.options, this.#maxFrameBytes),
     );
-    return { outcome: await answered.promise };
+    this.#checkWaiting();
+    const outcome = await answered.promise;
+    this.#checkWaiting();
+    return { outcome };
   }
 
   /** Gives an answer to its open request; an answer naming no open request is ignored. */

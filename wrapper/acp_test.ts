@@ -12,6 +12,8 @@ interface Harness extends AsyncDisposable {
   acp: AcpClient;
   frames: OutgoingFrame[];
   confirmed: number[];
+  /** Every change of {@link AcpClient.waitingForUser}, in order. */
+  waiting: boolean[];
   /** The frames of one type, their data. */
   data(type: string): Record<string, unknown>[];
   /** What the agent recorded in its `--log` file, but the updates it sent. */
@@ -26,6 +28,7 @@ async function harness(flags: string[], options: { killGraceMs?: number } = {}):
   const log = `${dir}/agent.log`;
   const frames: OutgoingFrame[] = [];
   const confirmed: number[] = [];
+  const waiting: boolean[] = [];
   const acp = new AcpClient({
     command: acpAgent("--log", log, ...flags),
     killGraceMs: options.killGraceMs ?? 2000,
@@ -35,12 +38,14 @@ async function harness(flags: string[], options: { killGraceMs?: number } = {}):
       confirm: (inputId) => void confirmed.push(inputId),
       maxFrameBytes: () => 524_288,
       log: () => {},
+      waitingForUser: (w) => void waiting.push(w),
     },
   });
   return {
     acp,
     frames,
     confirmed,
+    waiting,
     dir,
     data: (type) =>
       frames.filter((f) => f.streamEventType === type).map((f) => f.data as Record<string, never>),
@@ -231,4 +236,20 @@ Deno.test("acp: a failed initialize or an agent that exits at once is an AGENT_P
     assert.match(data.error, error);
     assert.deepEqual(h.data("acp_turn"), [], "no prompt was sent");
   }
+});
+
+Deno.test("acp: waiting for the user (no prompt, or an open request) is reported", async () => {
+  await using h = await harness([]);
+  h.acp.start();
+  await eventually(() => h.waiting.length === 1, "ready and waiting for a prompt");
+  assert.equal(h.acp.waitingForUser, true);
+  h.acp.take(input(1, "edit"));
+  await eventually(() => h.data("permission_request").length === 1, "the permission request");
+  await eventually(() => h.waiting.length === 3, "waiting for the answer");
+  h.acp.take(input(2, { permission: { requestId: 1, optionId: "allow" } }));
+  await eventually(() => h.data("acp_turn").length === 1, "the turn");
+  await eventually(() => h.waiting.length === 5, "waiting for the next prompt");
+  h.acp.take(input(3, undefined, true));
+  await h.acp.exited;
+  assert.deepEqual(h.waiting, [true, false, true, false, true, false]);
 });

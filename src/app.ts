@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { MetricName } from "./metrics.ts";
 import { Hono } from "hono";
 import { cors } from "hono/cors";
 import type { AppEnv } from "./context.ts";
@@ -108,8 +109,8 @@ function addOperationsRoutes(app: Hono<AppEnv>, rt: Runtime): void {
   app.get("/metrics", async (c) => {
     const decision = await authorize(rt, c.req.raw, undefined, "client");
     if (!decision.ok) return errorResponse(c, decision.code, decision.message);
-    rt.metrics.set("tether_ingest_sockets", rt.hub.connectionCount);
-    rt.metrics.set("tether_viewer_sockets", rt.hub.viewerCount);
+    rt.metrics.set(MetricName.ingestSockets, rt.hub.connectionCount);
+    rt.metrics.set(MetricName.viewerSockets, rt.hub.viewerCount);
     return c.text(rt.metrics.render(), 200, { "content-type": "text/plain; version=0.0.4" });
   });
 }

@@ -28,6 +28,7 @@ import {
   TicketBody,
 } from "../protocol.ts";
 import { listExecutionIds } from "../store/mod.ts";
+import { callbackUrlProblem } from "../callback_url.ts";
 import { requireClient, requireSession } from "./auth.ts";
 import { refusalError } from "./refusals.ts";
 
@@ -82,6 +83,7 @@ function addExecutionRoutes(app: Hono<AppEnv>): void {
       ? undefined
       : validate(IdempotencyKey, keyHeader, "Idempotency-Key header");
     const body = await readBody(c, CreateExecutionBody);
+    refuseCallbackUrl(body.callbackUrl, rt.config.callbackPrivate);
     const base = rt.publicBase(c.req.url);
     // A live session's id matches SESSION_ID_RE, whose characters are all valid in a path
     // segment: the URLs spell it as it is (PROTOCOL.md 4), ':' included.
@@ -165,5 +167,14 @@ function addControlRoutes(app: Hono<AppEnv>): void {
       expiresAt,
     });
     return c.json({ ticket, expiresAt: new Date(expiresAt).toISOString() }, 201);
+  });
+}
+
+/** 400 `INVALID_REQUEST` for a callback URL with credentials or a private host (PROTOCOL.md 4). */
+function refuseCallbackUrl(url: string | undefined, allowPrivate: boolean): void {
+  const problem = url === undefined ? undefined : callbackUrlProblem(url, allowPrivate);
+  if (problem === undefined) return;
+  throw new HttpError(ErrorCode.invalidRequest, problem, {
+    issues: [{ path: ["callbackUrl"], message: problem, code: "custom" }],
   });
 }

@@ -21,6 +21,7 @@
  */
 import {
   CloseCode,
+  ErrorCode,
   executionDoneReason,
   parseDialHeader,
   type TerminalStatus,
@@ -331,7 +332,7 @@ export class FakeService {
     try {
       frame = JSON.parse(String(text));
     } catch {
-      connection.send({ type: "error", code: "INVALID_FRAME", message: "not JSON" });
+      connection.send({ type: "error", code: ErrorCode.invalidFrame, message: "not JSON" });
       return;
     }
     connection.frames.push(frame);
@@ -348,7 +349,7 @@ export class FakeService {
           this.#gapReported = this.lastSeq + 1;
           connection.send({
             type: "error",
-            code: "SEQ_GAP",
+            code: ErrorCode.seqGap,
             message: `expected seq ${this.lastSeq + 1}`,
             seq,
             expectedSeq: this.lastSeq + 1,

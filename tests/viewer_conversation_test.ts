@@ -6,8 +6,7 @@
  */
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
-import { API_KEY, startServer, type TestServer } from "./helpers/server.ts";
-import { eventually } from "./helpers/ingest_client.ts";
+import { startServer, type TestServer } from "./helpers/server.ts";
 import {
   CHROMIUM,
   hasChromium,

@@ -247,7 +247,7 @@ function drawTool(body, item, ctx) {
     const summary = argsSummary(item.args);
     body.append(el("div", "tool-args", summary));
     if (args !== JSON.stringify(summary)) {
-      body.append(longText(args, "Arguments", "args", item, ctx));
+      body.append(longText(args, "Arguments", "args", item, ctx, true));
     }
   }
   if (item.locations?.length) body.append(el("div", "locations", item.locations.join(", ")));

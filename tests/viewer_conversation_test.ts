@@ -264,9 +264,8 @@ async function assertOnlyText(page: Page): Promise<void> {
   for (const key of keys) {
     const item = page.locator(`#events > .item[data-key="${key}"]`);
     await item.scrollIntoViewIfNeeded();
-    for (const summary of await item.locator("details:not([open]) > summary").all()) {
-      await summary.click();
-    }
+    const closed = item.locator("details:not([open]) > summary");
+    while (await closed.count() > 0) await closed.first().click();
     if (await item.locator("button.raw").count()) {
       await item.locator("button.raw").click();
       await item.locator("pre.json").waitFor();

@@ -12,6 +12,7 @@
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { startServer, type TestServer } from "./helpers/server.ts";
+import type { Config } from "../src/config.ts";
 import { connectRun, createRun, type IngestClient, type Run } from "./helpers/ingest_client.ts";
 import {
   CHROMIUM,
@@ -79,14 +80,19 @@ class FakeWrapper {
   }
 }
 
-function inputTest(name: string, fn: (server: TestServer, browser: TestBrowser) => Promise<void>) {
+function inputTest(
+  name: string,
+  fn: (server: TestServer, browser: TestBrowser) => Promise<void>,
+  config: Record<string, unknown> = {},
+) {
   Deno.test({
     name,
     ignore: !hasInputRoute,
     sanitizeOps: false,
     sanitizeResources: false,
     async fn() {
-      const server = await startServer();
+      // `maxPendingInputs` is the input branch's (PROTOCOL.md 12): untyped until it lands.
+      const server = await startServer({ config: config as Partial<Config> });
       const browser = await launchBrowser();
       try {
         await fn(server, browser);
@@ -162,28 +168,32 @@ inputTest("composer: inputs to a pending, then running execution go from sent to
   assert.deepEqual(errors, []);
 });
 
-inputTest("composer: a JSON mistake and an ended execution are explained, nothing sent", async (
-  server,
-  browser,
-) => {
-  const run = await createRun(server, "composer-errors", {});
-  const { page } = await newPage(browser);
-  await openSession(page, server, "composer-errors");
-  await page.locator("#composer:not([hidden])").waitFor({ timeout: 15_000 });
-  await compose(page, "{not json", { json: true });
-  await page.locator("#composer-status", { hasText: "Not valid JSON" }).waitFor();
-  // The execution ends while the page still offers it.
-  await server.call(`/v1/sessions/composer-errors/executions/${run.executionId}/interrupt`, {
-    method: "POST",
-    json: {},
-  });
-  await compose(page, "too late");
-  await page.locator("#composer-status", { hasText: "has ended" }).waitFor({ timeout: 15_000 });
-  const { body } = await server.call<{ lastInputId: number }>(
-    `/v1/sessions/composer-errors/executions/${run.executionId}`,
-  );
-  assert.equal(body.lastInputId, 0, "no input was accepted");
-});
+inputTest(
+  "composer: bad JSON and a full input queue are explained; an ended run is not offered",
+  async (
+    server,
+    browser,
+  ) => {
+    const run = await createRun(server, "composer-errors", {});
+    const { page } = await newPage(browser);
+    await openSession(page, server, "composer-errors");
+    await page.locator("#composer:not([hidden])").waitFor({ timeout: 15_000 });
+    await compose(page, "{not json", { json: true });
+    await page.locator("#composer-status", { hasText: "Not valid JSON" }).waitFor();
+    await compose(page, "one");
+    await page.locator("#composer-status", { hasText: "Input #1 sent" }).waitFor();
+    await compose(page, "two");
+    await page.locator("#composer-status", { hasText: "Too many inputs wait for delivery" })
+      .waitFor({ timeout: 15_000 });
+    assert.equal(await page.inputValue("#composer-text"), "two", "kept for another try");
+    const path = `/v1/sessions/composer-errors/executions/${run.executionId}`;
+    assert.equal((await server.call<{ lastInputId: number }>(path)).body.lastInputId, 1);
+    // An execution that ended is no longer offered.
+    await server.call(`${path}/interrupt`, { method: "POST", json: {} });
+    await page.locator("#composer").waitFor({ state: "hidden", timeout: 15_000 });
+  },
+  { maxPendingInputs: 1 },
+);
 
 inputTest("ACP run: a permission request answered by a click, shown once delivered", async (
   server,

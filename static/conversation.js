@@ -229,8 +229,8 @@ function emptyUsage() {
  * @returns {DiffLine[]}
  */
 export function diffLines(oldText, newText) {
-  const a = oldText === "" ? [] : oldText.split("\n");
-  const b = newText === "" ? [] : newText.split("\n");
+  const a = lines(oldText);
+  const b = lines(newText);
   let start = 0;
   while (start < a.length && start < b.length && a[start] === b[start]) start++;
   let endA = a.length;
@@ -241,6 +241,19 @@ export function diffLines(oldText, newText) {
   out.push(...middleDiff(a.slice(start, endA), b.slice(start, endB)));
   for (const text of a.slice(endA)) out.push({ op: " ", text });
   return out;
+}
+
+/**
+ * A text's lines; a final line end does not start another line.
+ *
+ * @param {string} text
+ * @returns {string[]}
+ */
+function lines(text) {
+  if (text === "") return [];
+  const all = text.split("\n");
+  if (all.at(-1) === "") all.pop();
+  return all;
 }
 
 /**

@@ -372,7 +372,7 @@ Deno.test("file edits in tool arguments become diffs (Claude Edit, Write)", () =
     path: "a.ts",
     lines: [{ op: " ", text: "x" }, { op: "-", text: "y" }, { op: "+", text: "z" }],
   }]);
-  assert.deepEqual(write.diffs?.[0].lines, [{ op: "+", text: "new" }, { op: "+", text: "" }]);
+  assert.deepEqual(write.diffs?.[0].lines, [{ op: "+", text: "new" }]);
   assert.equal(renderText(edit), "▸ Edit a.ts\n  a.ts\n   x\n  -y\n  +z");
 });
 

@@ -1,4 +1,5 @@
 // @ts-check
+/// <reference lib="dom" />
 /**
  * Draws conversation items (`conversation.js`) as DOM elements. Every piece of agent or user
  * data reaches the DOM through `textContent` or an attribute set as plain text (never

@@ -1,4 +1,5 @@
 // @ts-check
+/// <reference lib="dom" />
 /**
  * A virtualized list: of a long array of items only those in and near the viewport are in
  * the DOM (two spacers stand in for the rest), so the page stays fast and its node count

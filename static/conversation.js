@@ -732,11 +732,15 @@ export class Conversation {
         return this.#acp(env, d);
       case EventType.acpTurn:
         this.#turnEnd(env, `turn ended · ${str(d.stopReason) || "unknown reason"}`, d);
+        if (d.error !== undefined) this.#error(env, errorText(d), "", false);
         return true;
       case EventType.permissionRequest:
         return this.#permissionRequest(env, d);
       case EventType.acpInputIgnored:
-        this.#push(env, "status", { text: `input ignored: ${summarizeEvent(env)}`, tone: "warn" });
+        this.#push(env, "status", {
+          text: `input #${str(d.inputId)} ignored${d.reason ? ` · ${str(d.reason)}` : ""}`,
+          tone: "warn",
+        });
         return true;
     }
     return false;
@@ -947,7 +951,11 @@ export class Conversation {
       lines: diffLines(typeof c.oldText === "string" ? c.oldText : "", str(c.newText)),
     }));
     const text = content?.filter((c) => obj(c).type !== "diff").map(contentText).join("\n");
-    const rawOutput = d.rawOutput === undefined ? undefined : contentText(d.rawOutput);
+    const rawOutput = d.truncated
+      ? `[update too large to store: ${str(d.bytes)} bytes]`
+      : d.rawOutput === undefined
+      ? undefined
+      : contentText(d.rawOutput);
     const status = d.status === undefined ? undefined : str(d.status);
     this.#tool(env, str(d.toolCallId), {
       name: d.title === undefined ? undefined : str(d.title),
@@ -1453,13 +1461,12 @@ export function argsSummary(args) {
  * @returns {string}
  */
 function toolLine(item) {
-  const status = item.status ? ` [${item.status}]` : "";
-  const kind = item.toolKind ? ` (${item.toolKind})` : "";
-  const where = item.locations?.length ? ` @ ${item.locations.join(", ")}` : "";
-  return `▸ ${str(item.name)}${kind} ${argsSummary(item.args)}${where}${status}`.replace(
-    / +\[/,
-    " [",
-  );
+  const parts = [`▸ ${str(item.name)}`];
+  if (item.toolKind) parts.push(`(${item.toolKind})`);
+  if (item.args !== undefined) parts.push(argsSummary(item.args));
+  if (item.locations?.length) parts.push(`@ ${item.locations.join(", ")}`);
+  if (item.status) parts.push(`[${item.status}]`);
+  return parts.filter(Boolean).join(" ");
 }
 
 /**

@@ -7,6 +7,7 @@ import {
   TERMINAL_STATUSES,
 } from "./protocol.js";
 import {
+  AcpEventType,
   CloseCode as ServiceCloseCode,
   ErrorCode,
   ExecutionStatus,
@@ -43,4 +44,16 @@ Deno.test("the page's error codes are the service's, under the same names", () =
   const codes: Record<string, string> = ErrorCode;
   const known = Object.entries(ApiErrorCode).filter(([name]) => name in codes);
   for (const [name, code] of known) assert.equal(code, codes[name], name);
+});
+
+Deno.test("the page's ACP event types are the wrapper's (PROTOCOL.md 14)", () => {
+  assert.deepEqual(
+    [EventType.acp, EventType.acpTurn, EventType.permissionRequest, EventType.acpInputIgnored],
+    [
+      AcpEventType.update,
+      AcpEventType.turn,
+      AcpEventType.permissionRequest,
+      AcpEventType.inputIgnored,
+    ],
+  );
 });

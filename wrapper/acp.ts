@@ -168,6 +168,7 @@ export class AcpClient {
       )
       .connect(process.stream);
     this.#handshake = this.#startSession(this.#connection);
+    this.#connection.closed.then(() => this.#connectionClosed());
     this.#finish(process, this.#connection).then(this.#exited.resolve);
     return this;
   }
@@ -290,11 +291,16 @@ export class AcpClient {
     this.#pump();
   }
 
-  #fail(step: string, error: unknown): void {
-    if (this.#phase === "stopping") return;
-    this.#failure = this.#processExited
-      ? `agent exited before answering ${step}`
-      : `${step} failed: ${errorText(error)}`;
+  /** The SDK closed the connection while the agent runs: it broke the protocol. */
+  #connectionClosed(): void {
+    if (this.#processExited || this.#phase !== "ready") return;
+    const reason = this.#connection?.signal.reason;
+    this.#fail("the ACP connection", reason, `the ACP connection broke: ${errorText(reason)}`);
+  }
+
+  #fail(step: string, error: unknown, message = `${step} failed: ${errorText(error)}`): void {
+    if (this.#phase === "stopping" || this.#phase === "failed") return;
+    this.#failure = this.#processExited ? `agent exited before answering ${step}` : message;
     this.#host.log(this.#failure);
     this.#phase = "failed";
     this.#checkWaiting();

@@ -135,6 +135,8 @@ export class AcpClient {
   #stoppedByWrapper = false;
   #failure: string | undefined;
   #waitingForUser = false;
+  /** The last input taken before the agent started: confirmed once it has started. */
+  #takenBeforeStart: number | undefined;
 
   constructor(options: AcpClientOptions) {
     this.#options = options;
@@ -161,6 +163,7 @@ export class AcpClient {
     process.process.exited.then(() => this.#processExited = true);
     this.#process = process;
     this.#phase = "starting";
+    if (this.#takenBeforeStart !== undefined) host.confirm(this.#takenBeforeStart);
     this.#connection = client({ name: "tether-wrapper" })
       .onRequest(
         methods.client.session.requestPermission,
@@ -176,9 +179,9 @@ export class AcpClient {
   /**
    * Takes one input (each once, in `inputId` order): a prompt is queued for its turn, a
    * permission answer is given at once, anything else is reported as `acp_input_ignored`;
-   * each is confirmed at once, except an `endOfInput`, confirmed when the agent's stdin is
-   * closed after the last turn. Inputs that arrive while the run is being stopped are left
-   * undelivered.
+   * each is confirmed at once (once the agent has started), except an `endOfInput`,
+   * confirmed when the agent's stdin is closed after the last turn. Inputs that arrive while
+   * the run is being stopped, or before an agent that never starts, are left undelivered.
    */
   take(input: AcpInput): void {
     if (this.#phase === "stopping" || this.#phase === "failed") return;
@@ -197,6 +200,7 @@ export class AcpClient {
         break;
     }
     if (input.endOfInput) this.#endInputId = input.inputId;
+    else if (this.#phase === "idle") this.#takenBeforeStart = input.inputId;
     else this.#host.confirm(input.inputId);
     this.#pump();
   }

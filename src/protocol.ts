@@ -36,6 +36,7 @@ export const CloseCode = {
   abnormal: 1006,
   policy: 1008,
   tooBig: 1009,
+  internalError: 1011,
   restart: 1012,
   tryAgainLater: 1013,
   executionDone: 4000,

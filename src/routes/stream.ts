@@ -7,9 +7,18 @@
 import { Hono } from "hono";
 import type { AppEnv } from "../context.ts";
 import { HttpError, upgradeWebSocket, validate } from "../http.ts";
-import { EventsQuery } from "../protocol.ts";
+import { CloseCode, EventsQuery } from "../protocol.ts";
+import { leasedTextStream } from "../read_budget.ts";
 import type { Runtime } from "../runtime.ts";
-import { readEventsPage, runViewer, type ViewerFilter } from "../stream.ts";
+import {
+  eventsPageJson,
+  type EventsPageOptions,
+  PAGE_BYTES,
+  readEventsPage,
+  runViewer,
+  type ViewerFilter,
+} from "../stream.ts";
+import { jsonSize } from "../store/mod.ts";
 import { authorize, requireSession } from "./auth.ts";
 
 /** The filters of a query; an empty list (`eventTypes=`) filters nothing, like an absent one. */
@@ -19,6 +28,37 @@ function filterOf(query: EventsQuery): ViewerFilter {
 }
 
 const LAST_EVENT_ID = /^\d{1,15}$/;
+
+/** The WebSocket close code of a refused viewer's HTTP status. */
+const CLOSE_OF_STATUS: Record<number, number> = {
+  401: CloseCode.unauthorized,
+  403: CloseCode.forbidden,
+};
+
+/**
+ * A JSON events page. Its read is taken from the instance's read budget, and the body is
+ * written as the client reads it, giving the memory back as it goes.
+ */
+async function jsonPage(
+  rt: Runtime,
+  sid: string,
+  options: EventsPageOptions,
+  signal: AbortSignal,
+): Promise<Response> {
+  const lease = rt.readBudget.open();
+  try {
+    if (!(await lease.reserve(PAGE_BYTES, AbortSignal.any([signal, rt.shutdown])))) {
+      throw new HttpError(503, "BUSY", "the instance is shutting down");
+    }
+    const page = await readEventsPage(rt, sid, options);
+    lease.hold(jsonSize(page.events));
+    const body = leasedTextStream(lease, eventsPageJson(page));
+    return new Response(body, { headers: { "content-type": "application/json" } });
+  } catch (err) {
+    lease[Symbol.dispose]();
+    throw err;
+  }
+}
 
 /** The viewer routes, mounted at `/v1/sessions`. */
 export function streamRoutes(): Hono<AppEnv> {
@@ -30,12 +70,12 @@ export function streamRoutes(): Hono<AppEnv> {
     const query = validate(EventsQuery, c.req.query(), "query");
     const filter = filterOf(query);
     if (!(c.req.header("accept") ?? "").includes("text/event-stream")) {
-      const page = await readEventsPage(rt, sid, {
-        after: query.after ?? 0,
-        limit: query.limit,
-        filter,
-      });
-      return c.json(page);
+      return await jsonPage(
+        rt,
+        sid,
+        { after: query.after ?? 0, limit: query.limit, filter },
+        c.req.raw.signal,
+      );
     }
     const lastEventId = c.req.header("last-event-id");
     if (lastEventId !== undefined && !LAST_EVENT_ID.test(lastEventId.trim())) {
@@ -58,10 +98,9 @@ export function streamRoutes(): Hono<AppEnv> {
     const { socket, response } = upgradeWebSocket(c.req.raw);
     socket.onopen = () => {
       if (!decision.ok) {
-        const code = decision.status === 401 ? 4401 : decision.status === 403 ? 4403 : 4404;
-        socket.close(code, decision.message);
+        socket.close(CLOSE_OF_STATUS[decision.status] ?? CloseCode.notFound, decision.message);
       } else if (!query.success) {
-        socket.close(1008, "invalid query");
+        socket.close(CloseCode.policy, "invalid query");
       } else {
         serveSocketViewer(rt, sid, query.data, socket);
       }
@@ -91,7 +130,9 @@ function serveSocketViewer(rt: Runtime, sid: string, query: EventsQuery, socket:
     },
   }, stop.signal).catch((err) => {
     rt.log.warn("viewer failed", { sessionId: sid, err: String(err) });
-    if (socket.readyState === WebSocket.OPEN) socket.close(1011, "internal error");
+    if (socket.readyState === WebSocket.OPEN) {
+      socket.close(CloseCode.internalError, "internal error");
+    }
   }).finally(() => rt.shutdown.removeEventListener("abort", onShutdown));
 }
 

@@ -9,7 +9,7 @@
 import { Hono } from "hono";
 import { cors } from "hono/cors";
 import type { AppEnv } from "./context.ts";
-import { errorResponse, HttpError } from "./http.ts";
+import { errorResponse, HttpError, rejectDeepQuery } from "./http.ts";
 import { TransactionConflictError } from "./store/mod.ts";
 import type { Runtime } from "./runtime.ts";
 import { authorize, originAllowed } from "./routes/auth.ts";
@@ -71,6 +71,7 @@ export function createApp(rt: Runtime): Hono<AppEnv> {
     }
     return await corsHeaders(c, next);
   });
+  app.use("/v1/*", rejectDeepQuery);
   app.route("/v1/sessions", ingestRoutes());
   app.route("/v1/sessions", streamRoutes());
   app.route("/v1/sessions", sessionRoutes());

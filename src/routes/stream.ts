@@ -6,7 +6,7 @@
  */
 import { Hono } from "hono";
 import type { AppEnv } from "../context.ts";
-import { HttpError, upgradeWebSocket, validate } from "../http.ts";
+import { HttpError, queryTooDeep, upgradeWebSocket, validate } from "../http.ts";
 import { CloseCode, EventsQuery } from "../protocol.ts";
 import { leasedTextStream } from "../read_budget.ts";
 import type { Runtime } from "../runtime.ts";
@@ -94,12 +94,12 @@ export function streamRoutes(): Hono<AppEnv> {
     }
     const sid = c.req.param("sid");
     const decision = await authorize(rt, c.req.raw, sid, "read");
-    const query = EventsQuery.safeParse(c.req.query());
+    const query = queryTooDeep(c) ? undefined : EventsQuery.safeParse(c.req.query());
     const { socket, response } = upgradeWebSocket(c.req.raw);
     socket.onopen = () => {
       if (!decision.ok) {
         socket.close(CLOSE_OF_STATUS[decision.status] ?? CloseCode.notFound, decision.message);
-      } else if (!query.success) {
+      } else if (!query?.success) {
         socket.close(CloseCode.policy, "invalid query");
       } else {
         serveSocketViewer(rt, sid, query.data, socket);

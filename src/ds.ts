@@ -137,11 +137,6 @@ export async function readBatch(
   return { events, nextAfter: Math.max(after, cursor), upToDate: cursor >= tail };
 }
 
-/** The JSON array body of a batch (stored envelope text, not re-serialized). */
-export function batchJson(events: readonly StoredEvent[]): string {
-  return `[${events.map((e) => e.json).join(",")}]`;
-}
-
 /** Why {@link SessionFollower.waitBeyond} returned. */
 export type WaitOutcome = "events" | "timeout" | "gone" | "aborted";
 

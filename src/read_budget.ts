@@ -190,30 +190,29 @@ export class ReaderLease implements Disposable {
 const STREAM_CHUNK_CHARS = 64 * 1024;
 
 /**
- * A response body that writes `first`, then the texts `next` produces (until it returns
- * `undefined`), encoding them a chunk at a time as the network takes them. From then on the
- * lease holds what the network has not taken yet, so memory goes back to the budget as the
- * client reads; `next` reserves through the lease before it reads. An evicted lease ends
- * the body with an error. The lease is disposed and `onEnd` runs once when the body ends,
- * fails or is cancelled.
+ * A response body that writes the texts of `first`, then those `next` produces (until it
+ * returns `undefined`), encoding about 64 KiB at a time as the network takes them: texts
+ * are never joined into one large copy. From then on the lease holds what the network has
+ * not taken yet, so memory goes back to the budget as the client reads; `next` reserves
+ * through the lease before it reads. An evicted lease ends the body with an error. The
+ * lease is disposed and `onEnd` runs once when the body ends, fails or is cancelled.
  *
  * @example
  * ```ts
  * const lease = rt.readBudget.open();
  * await lease.reserve(4 * 1024 * 1024, signal);
- * const text = await readSomething();
- * return new Response(leasedTextStream(lease, text));
+ * const texts = await readSomething();
+ * return new Response(leasedTextStream(lease, texts));
  * ```
  */
 export function leasedTextStream(
   lease: ReaderLease,
-  first: string,
-  next: (lease: ReaderLease) => Promise<string | undefined> = () => Promise.resolve(undefined),
+  first: readonly string[],
+  next: (lease: ReaderLease) => Promise<readonly string[] | undefined> = () =>
+    Promise.resolve(undefined),
   onEnd: () => void = () => {},
 ): ReadableStream<Uint8Array> {
-  const encoder = new TextEncoder();
-  let text = first;
-  let at = 0;
+  const pending = new TextQueue(first);
   let ended = false;
   let controllerRef: ReadableStreamDefaultController<Uint8Array> | undefined;
   const finish = () => {
@@ -223,7 +222,7 @@ export function leasedTextStream(
     onEnd();
   };
   lease.track({
-    buffered: () => text.length - at,
+    buffered: () => pending.chars,
     evict: () => {
       finish();
       controllerRef?.error(new Error("reader evicted: it held memory without reading"));
@@ -236,7 +235,7 @@ export function leasedTextStream(
     },
     async pull(controller) {
       try {
-        while (at >= text.length) {
+        while (pending.chars === 0) {
           const more = ended ? undefined : await next(lease);
           if (more === undefined) {
             const evicted = ended;
@@ -244,16 +243,10 @@ export function leasedTextStream(
             if (!evicted) controller.close();
             return;
           }
-          text = more;
-          at = 0;
+          pending.push(more);
           lease.settle();
         }
-        let end = Math.min(text.length, at + STREAM_CHUNK_CHARS);
-        // Never split a surrogate pair between two chunks.
-        if (end < text.length && isHighSurrogate(text.charCodeAt(end - 1))) end--;
-        controller.enqueue(encoder.encode(text.slice(at, end)));
-        at = end;
-        if (at >= text.length) text = "", at = 0;
+        controller.enqueue(pending.take(STREAM_CHUNK_CHARS));
         lease.sync();
       } catch (err) {
         finish();
@@ -264,6 +257,51 @@ export function leasedTextStream(
       finish();
     },
   }, { highWaterMark: 0 });
+}
+
+/** Texts waiting to be written, taken about a chunk at a time. */
+class TextQueue {
+  readonly #texts: string[] = [];
+  #head = 0;
+  /** Characters of the first text already taken. */
+  #at = 0;
+  chars = 0;
+  readonly #encoder = new TextEncoder();
+
+  constructor(texts: readonly string[]) {
+    this.push(texts);
+  }
+
+  push(texts: readonly string[]): void {
+    for (const text of texts) {
+      if (text.length === 0) continue;
+      this.#texts.push(text);
+      this.chars += text.length;
+    }
+  }
+
+  /** About `size` characters from the front, encoded (a surrogate pair is never split). */
+  take(size: number): Uint8Array {
+    const parts: string[] = [];
+    let taken = 0;
+    while (taken < size && this.#head < this.#texts.length) {
+      const text = this.#texts[this.#head];
+      let end = Math.min(text.length, this.#at + size - taken);
+      if (end < text.length && isHighSurrogate(text.charCodeAt(end - 1))) end++;
+      parts.push(this.#at === 0 && end === text.length ? text : text.slice(this.#at, end));
+      taken += end - this.#at;
+      if (end === text.length) {
+        this.#texts[this.#head++] = "";
+        this.#at = 0;
+      } else this.#at = end;
+    }
+    if (this.#head === this.#texts.length) {
+      this.#texts.length = 0;
+      this.#head = 0;
+    }
+    this.chars -= taken;
+    return this.#encoder.encode(parts.length === 1 ? parts[0] : parts.join(""));
+  }
 }
 
 const isHighSurrogate = (code: number) => code >= 0xd800 && code <= 0xdbff;

@@ -325,8 +325,22 @@ export async function readEventsPage(
   return { events, lastEventId: newest, nextAfter };
 }
 
-/** The JSON body of a page, from the stored envelope texts (not re-serialized). */
-export function eventsPageJson(page: EventsPage): string {
-  const events = page.events.map((e) => e.json).join(",");
-  return `{"events":[${events}],"lastEventId":${page.lastEventId},"nextAfter":${page.nextAfter}}`;
+/**
+ * The JSON body of a page as texts to write one after the other: the stored envelope texts
+ * are neither re-serialized nor joined into one large copy.
+ */
+export function eventsPageTexts(page: EventsPage): string[] {
+  return [
+    '{"events":',
+    ...jsonArrayTexts(page.events),
+    `,"lastEventId":${page.lastEventId},"nextAfter":${page.nextAfter}}`,
+  ];
+}
+
+/** A JSON array of stored envelopes as texts to write one after the other. */
+export function jsonArrayTexts(events: readonly StoredEvent[]): string[] {
+  const texts = ["["];
+  events.forEach((event, i) => texts.push(i === 0 ? event.json : `,${event.json}`));
+  texts.push("]");
+  return texts;
 }

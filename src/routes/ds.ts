@@ -16,7 +16,6 @@ import type { Context } from "hono";
 import type { AppEnv } from "../context.ts";
 import {
   type Batch,
-  batchJson,
   encodeOffset,
   nextCursor,
   type OffsetRequest,
@@ -28,6 +27,7 @@ import {
 } from "../ds.ts";
 import { HttpError } from "../http.ts";
 import { leasedTextStream, type ReaderLease } from "../read_budget.ts";
+import { jsonArrayTexts } from "../stream.ts";
 import type { Runtime } from "../runtime.ts";
 import { requireSession } from "./auth.ts";
 
@@ -221,7 +221,7 @@ function batchResponse(
     lease[Symbol.dispose]();
     return new Response(null, { status: 304, headers });
   }
-  return new Response(leasedTextStream(lease, batchJson(batch.events)), { headers });
+  return new Response(leasedTextStream(lease, jsonArrayTexts(batch.events)), { headers });
 }
 
 /**
@@ -254,7 +254,7 @@ function sseResponse(
     stop.abort();
     void events.return(undefined);
   };
-  return new Response(leasedTextStream(lease, "", next, onEnd), {
+  return new Response(leasedTextStream(lease, [], next, onEnd), {
     headers: {
       ...BASE_HEADERS,
       "content-type": "text/event-stream",
@@ -269,7 +269,7 @@ async function* sseEvents(
   after: number,
   lease: ReaderLease,
   options: { cursor: string; maxMs: number; signal: AbortSignal },
-): AsyncGenerator<string> {
+): AsyncGenerator<readonly string[]> {
   const endAt = Date.now() + options.maxMs;
   using follower = new SessionFollower(rt, sid, options.signal);
   let cursor = after;
@@ -286,17 +286,19 @@ async function* sseEvents(
     const left = endAt - Date.now();
     const outcome = await follower.waitBeyond(cursor, Math.min(left, rt.config.sseKeepAliveMs));
     if (outcome === "gone" || outcome === "aborted") return;
-    if (outcome === "timeout" && Date.now() < endAt) yield ": keep-alive\n\n";
+    if (outcome === "timeout" && Date.now() < endAt) yield [": keep-alive\n\n"];
   }
 }
 
 /** One batch as SSE: a `data` event with its JSON array (when not empty), then `control`. */
-function sseChunk(batch: Batch, streamCursor: string): string {
+function sseChunk(batch: Batch, streamCursor: string): string[] {
   const control = JSON.stringify({
     streamNextOffset: encodeOffset(batch.nextAfter),
     streamCursor,
     ...(batch.upToDate ? { upToDate: true } : {}),
   });
-  const data = batch.events.length > 0 ? `event: data\ndata: ${batchJson(batch.events)}\n\n` : "";
-  return `${data}event: control\ndata: ${control}\n\n`;
+  const data = batch.events.length > 0
+    ? ["event: data\ndata: ", ...jsonArrayTexts(batch.events), "\n\n"]
+    : [];
+  return [...data, `event: control\ndata: ${control}\n\n`];
 }

@@ -11,8 +11,8 @@ import { CloseCode, EventsQuery } from "../protocol.ts";
 import { leasedTextStream } from "../read_budget.ts";
 import type { Runtime } from "../runtime.ts";
 import {
-  eventsPageJson,
   type EventsPageOptions,
+  eventsPageTexts,
   PAGE_BYTES,
   readEventsPage,
   runViewer,
@@ -52,7 +52,7 @@ async function jsonPage(
     }
     const page = await readEventsPage(rt, sid, options);
     lease.hold(jsonSize(page.events));
-    const body = leasedTextStream(lease, eventsPageJson(page));
+    const body = leasedTextStream(lease, eventsPageTexts(page));
     return new Response(body, { headers: { "content-type": "application/json" } });
   } catch (err) {
     lease[Symbol.dispose]();

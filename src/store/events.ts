@@ -7,6 +7,7 @@
  * @module
  */
 import type { Envelope } from "../protocol.ts";
+import { largeEventCache } from "./event_cache.ts";
 import { keys } from "./keys.ts";
 import type { HeadRecord } from "./records.ts";
 import type { Tx } from "./transact.ts";
@@ -256,7 +257,12 @@ async function unpack(
 ): Promise<[number, string][]> {
   if (typeof value === "string") return value.split("\n").map((json, i) => [firstId + i, json]);
   if (typeof value === "number") {
-    return [[firstId, await readChunks(kv, sessionId, firstId, value)]];
+    const json = await largeEventCache(kv).get(
+      sessionId,
+      firstId,
+      () => readChunks(kv, sessionId, firstId, value),
+    );
+    return [[firstId, json]];
   }
   return [[firstId, decoder.decode(value)]];
 }

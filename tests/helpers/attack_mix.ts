@@ -108,11 +108,8 @@ export async function runAttackMix(options: AttackMixOptions = {}): Promise<Atta
     sampler.stop();
     await probe.stop();
     opts.log("reading back");
-    const check = await readBack(
-      service,
-      [SESSION, "flood-plain", "flood-numbered"],
-      opts.eventBytes,
-    );
+    const sessions = floods.length > 0 ? [SESSION, "flood-plain", "flood-numbered"] : [SESSION];
+    const check = await readBack(service, sessions, opts.eventBytes);
     if (check.largeIn[0] !== opts.events) {
       throw new Error(`${check.largeIn[0]} of ${opts.events} large events read back`);
     }

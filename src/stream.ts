@@ -25,6 +25,8 @@ export interface ViewerFilter {
 export interface ViewerSink {
   /** Queues one event for the viewer. */
   send(event: StoredEvent): void;
+  /** Writes what `send` queued, when the sink gathers a batch into one write. */
+  flush?(): void;
   /** Bytes queued for the viewer and not yet written to its connection. */
   readonly buffered: number;
   /** Ends the viewer with a WebSocket close code (SSE just ends). */
@@ -241,6 +243,7 @@ class ViewerLoop {
       this.#cursor = event.envelope.eventId;
       if (matches(this.filter, event)) this.sink.send(event);
     }
+    this.sink.flush?.();
   }
 
   #tooSlow(): false {

@@ -96,7 +96,6 @@ export function dsRoutes(options: DsRouteOptions = {}): Hono<AppEnv> {
       return sseResponse(rt, sid, after, {
         cursor: cursor!,
         maxMs: Math.min(sseMs, read.timeoutMs ?? sseMs),
-        signal: c.req.raw.signal,
       });
     }
     if ("tail" in read.offset && read.live === undefined) {
@@ -162,7 +161,9 @@ async function catchUpResponse(
 ): Promise<Response> {
   const rt = c.get("runtime");
   const sid = c.req.param("sid")!;
-  const signal = AbortSignal.any([c.req.raw.signal, rt.shutdown]);
+  // A client that leaves during a long-poll is not seen (the request's signal is deprecated
+  // in Deno); the wait ends at its timeout and holds no read budget meanwhile.
+  const signal = rt.shutdown;
   const after = "tail" in read.offset ? await existingTail(rt, sid) : read.offset.after;
   const lease = rt.readBudget.open();
   try {
@@ -233,10 +234,11 @@ function sseResponse(
   rt: Runtime,
   sid: string,
   after: number,
-  options: { cursor: string; maxMs: number; signal: AbortSignal },
+  options: { cursor: string; maxMs: number },
 ): Response {
+  // The body's cancel (the client went away) or the instance's shutdown stops the read.
   const stop = new AbortController();
-  const signal = AbortSignal.any([options.signal, rt.shutdown, stop.signal]);
+  const signal = AbortSignal.any([rt.shutdown, stop.signal]);
   const lease = rt.readBudget.open();
   const events = sseEvents(rt, sid, after, lease, { ...options, signal });
   const next = async () => {

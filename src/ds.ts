@@ -13,6 +13,7 @@
 import type { ReaderLease } from "./read_budget.ts";
 import type { Runtime } from "./runtime.ts";
 import {
+  isLive,
   jsonSize,
   readEvents,
   readHead,
@@ -94,7 +95,7 @@ export async function tailOf(rt: Runtime, sessionId: string): Promise<number | u
     rt.kv,
     (tx) => Promise.all([records.session(sessionId).get(tx), readHead(tx, sessionId)]),
   );
-  return session && !session.deletedAt ? head.lastEventId : undefined;
+  return isLive(session) ? head.lastEventId : undefined;
 }
 
 /** Raised when a read gave up waiting for the read budget (its request ended). */

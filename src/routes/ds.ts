@@ -26,6 +26,7 @@ import {
   tailOf,
 } from "../ds.ts";
 import { HttpError } from "../http.ts";
+import { ErrorCode } from "../protocol.ts";
 import { leasedTextStream, type ReaderLease } from "../read_budget.ts";
 import { jsonArrayTexts } from "../stream.ts";
 import type { Runtime } from "../runtime.ts";
@@ -57,7 +58,7 @@ interface ReadRequest {
 }
 
 function badRequest(message: string): HttpError {
-  return new HttpError(400, "INVALID_REQUEST", message, { issues: [{ message }] });
+  return new HttpError(ErrorCode.invalidRequest, message, { issues: [{ message }] });
 }
 
 function parseRead(c: Context<AppEnv>): ReadRequest {
@@ -109,7 +110,7 @@ export function dsRoutes(options: DsRouteOptions = {}): Hono<AppEnv> {
   return app;
 }
 
-const notFound = () => new HttpError(404, "SESSION_NOT_FOUND", "session not found");
+const notFound = () => new HttpError(ErrorCode.sessionNotFound, "session not found");
 
 /** A HEAD answer, or the empty body of an `offset=now` catch-up. */
 function tailResponse(tail: number, withBody: boolean): Response {
@@ -140,7 +141,7 @@ async function existingBatch(
   try {
     batch = await readBatch(rt, sid, after, lease, signal);
   } catch (err) {
-    if (err instanceof ReadAborted) throw new HttpError(503, "BUSY", "the read was abandoned");
+    if (err instanceof ReadAborted) throw new HttpError(ErrorCode.busy, "the read was abandoned");
     throw err;
   }
   if (!batch) throw notFound();

@@ -7,7 +7,7 @@
 import { Hono } from "hono";
 import type { AppEnv } from "../context.ts";
 import { HttpError, queryTooDeep, upgradeWebSocket, validate } from "../http.ts";
-import { CloseCode, EventsQuery } from "../protocol.ts";
+import { CloseCode, ErrorCode, EventsQuery } from "../protocol.ts";
 import { leasedTextStream } from "../read_budget.ts";
 import type { Runtime } from "../runtime.ts";
 import {
@@ -19,7 +19,14 @@ import {
   type ViewerFilter,
 } from "../stream.ts";
 import { jsonSize } from "../store/mod.ts";
-import { authorize, requireSession } from "./auth.ts";
+import { authorize, type DenialCode, requireSession } from "./auth.ts";
+
+/** The close code of a refused viewer upgrade (PROTOCOL.md 2, 6). */
+const DENIAL_CLOSE: Readonly<Record<DenialCode, CloseCode>> = {
+  [ErrorCode.unauthorized]: CloseCode.unauthorized,
+  [ErrorCode.forbidden]: CloseCode.forbidden,
+  [ErrorCode.sessionNotFound]: CloseCode.notFound,
+};
 
 /** The filters of a query; an empty list (`eventTypes=`) filters nothing, like an absent one. */
 function filterOf(query: EventsQuery): ViewerFilter {
@@ -28,12 +35,6 @@ function filterOf(query: EventsQuery): ViewerFilter {
 }
 
 const LAST_EVENT_ID = /^\d{1,15}$/;
-
-/** The WebSocket close code of a refused viewer's HTTP status. */
-const CLOSE_OF_STATUS: Record<number, number> = {
-  401: CloseCode.unauthorized,
-  403: CloseCode.forbidden,
-};
 
 /**
  * A JSON events page. Its read is taken from the instance's read budget, and the body is
@@ -47,7 +48,7 @@ async function jsonPage(
   const lease = rt.readBudget.open();
   try {
     if (!(await lease.reserve(PAGE_BYTES, rt.shutdown))) {
-      throw new HttpError(503, "BUSY", "the instance is shutting down");
+      throw new HttpError(ErrorCode.busy, "the instance is shutting down");
     }
     const page = await readEventsPage(rt, sid, options);
     lease.hold(jsonSize(page.events));
@@ -73,7 +74,7 @@ export function streamRoutes(): Hono<AppEnv> {
     }
     const lastEventId = c.req.header("last-event-id");
     if (lastEventId !== undefined && !LAST_EVENT_ID.test(lastEventId.trim())) {
-      throw new HttpError(400, "INVALID_REQUEST", "invalid Last-Event-ID", { issues: [] });
+      throw new HttpError(ErrorCode.invalidRequest, "invalid Last-Event-ID", { issues: [] });
     }
     const after = lastEventId !== undefined
       ? Number(lastEventId.trim())
@@ -84,7 +85,7 @@ export function streamRoutes(): Hono<AppEnv> {
   app.get("/:sid/stream", async (c) => {
     const rt = c.get("runtime");
     if ((c.req.header("upgrade") ?? "").toLowerCase() !== "websocket") {
-      throw new HttpError(426, "UPGRADE_REQUIRED", "this route takes a WebSocket upgrade");
+      throw new HttpError(ErrorCode.upgradeRequired, "this route takes a WebSocket upgrade");
     }
     const sid = c.req.param("sid");
     const decision = await authorize(rt, c.req.raw, sid, "read");
@@ -92,7 +93,7 @@ export function streamRoutes(): Hono<AppEnv> {
     const { socket, response } = upgradeWebSocket(c.req.raw);
     socket.onopen = () => {
       if (!decision.ok) {
-        socket.close(CLOSE_OF_STATUS[decision.status] ?? CloseCode.notFound, decision.message);
+        socket.close(DENIAL_CLOSE[decision.code], decision.message);
       } else if (!query?.success) {
         socket.close(CloseCode.policy, "invalid query");
       } else {
@@ -107,7 +108,13 @@ export function streamRoutes(): Hono<AppEnv> {
 
 function serveSocketViewer(rt: Runtime, sid: string, query: EventsQuery, socket: WebSocket) {
   const stop = new AbortController();
-  const onShutdown = () => stop.abort();
+  // A restarting instance closes viewers at once with 1012: they resume elsewhere with `after`.
+  const onShutdown = () => {
+    stop.abort();
+    if (socket.readyState === WebSocket.OPEN) {
+      socket.close(CloseCode.restart, "service restarting, resume with after");
+    }
+  };
   rt.shutdown.addEventListener("abort", onShutdown);
   socket.onclose = () => stop.abort();
   socket.onerror = () => stop.abort();

@@ -71,7 +71,7 @@ export function nextCursor(
 
 /** Limits of one batch of a read. */
 export interface BatchLimits {
-  /** Most events in one batch. Default 1000. */
+  /** Most events in one batch. Default 10,000 (the byte bound usually ends a batch first). */
   maxEvents?: number;
   /** Bytes after which a batch stops growing (at least one event). Default {@link BATCH_BYTES}. */
   maxBytes?: number;
@@ -122,7 +122,7 @@ export async function readBatch(
   signal: AbortSignal,
   limits: BatchLimits = {},
 ): Promise<Batch | undefined> {
-  const { maxEvents = 1000, maxBytes = BATCH_BYTES } = limits;
+  const { maxEvents = 10_000, maxBytes = BATCH_BYTES } = limits;
   const tail = await tailOf(rt, sessionId);
   if (tail === undefined) return undefined;
   if (tail <= after) return { events: [], nextAfter: after, upToDate: true };

@@ -132,7 +132,8 @@ export class ReaderLease implements Disposable {
     this.sync();
     if (!this.budget.fits(bytes)) return false;
     this.#inFlight += bytes;
-    this.sync();
+    this.#held += bytes;
+    this.budget.adjust(bytes);
     return true;
   }
 
@@ -187,11 +188,11 @@ export class ReaderLease implements Disposable {
 }
 
 /** Characters of text encoded per chunk of a {@link leasedTextStream}. */
-const STREAM_CHUNK_CHARS = 64 * 1024;
+const STREAM_CHUNK_CHARS = 256 * 1024;
 
 /**
  * A response body that writes the texts of `first`, then those `next` produces (until it
- * returns `undefined`), encoding about 64 KiB at a time as the network takes them: texts
+ * returns `undefined`), encoding about 256 KiB at a time as the network takes them: texts
  * are never joined into one large copy. From then on the lease holds what the network has
  * not taken yet, so memory goes back to the budget as the client reads; `next` reserves
  * through the lease before it reads. An evicted lease ends the body with an error. The

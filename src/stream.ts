@@ -266,6 +266,9 @@ export interface EventsPage {
   nextAfter: number;
 }
 
+/** Stored events a JSON page reads per round trip. */
+const PAGE_SCAN_EVENTS = 1000;
+
 /** About how many bytes of envelopes one JSON page holds (PROTOCOL.md 10). */
 export const PAGE_BYTES = 4 * 1024 * 1024;
 
@@ -299,7 +302,7 @@ export async function readEventsPage(
   // The head is read alongside the first events (one round trip less per page).
   const [{ lastEventId }, first] = await Promise.all([
     transact(rt.kv, (tx) => readHead(tx, sessionId)),
-    readEvents(rt.kv, sessionId, { after, limit: Math.min(1000, scanLimit), maxBytes }),
+    readEvents(rt.kv, sessionId, { after, limit: Math.min(PAGE_SCAN_EVENTS, scanLimit), maxBytes }),
   ]);
   let prefetched: StoredEvent[] | undefined = first;
   const events: StoredEvent[] = [];
@@ -309,7 +312,10 @@ export async function readEventsPage(
   // cursor past the end must not make the log look longer than it is.
   let newest = lastEventId;
   while (events.length < limit && scanned - after < scanLimit && bytes < maxBytes) {
-    const want = { events: Math.min(1000, scanLimit - (scanned - after)), bytes: maxBytes - bytes };
+    const want = {
+      events: Math.min(PAGE_SCAN_EVENTS, scanLimit - (scanned - after)),
+      bytes: maxBytes - bytes,
+    };
     const page = prefetched ?? await readEvents(rt.kv, sessionId, {
       after: scanned,
       limit: want.events,

@@ -61,9 +61,11 @@ export interface AttackMixResult {
 const SESSION = "attack";
 const MiB = 1024 * 1024;
 
+type Sizes = Required<Omit<AttackMixOptions, "env">> & { env?: Record<string, string> };
+
 /** Runs the attack mix once; the service is stopped and its KV removed afterwards. */
 export async function runAttackMix(options: AttackMixOptions = {}): Promise<AttackMixResult> {
-  const opts = {
+  const opts: Sizes = {
     events: 100,
     eventBytes: 480_000,
     wsViewers: 6,
@@ -76,39 +78,22 @@ export async function runAttackMix(options: AttackMixOptions = {}): Promise<Atta
     ...options,
   };
   const kv = await tempKvPath();
-  const port = freePort();
-  const service = await startChildService({
-    kvPath: kv.path,
-    port,
-    env: opts.env,
-  });
+  const service = await startChildService({ kvPath: kv.path, port: freePort(), env: opts.env });
   try {
     opts.log(`storing ${opts.events} events of ${opts.eventBytes} B`);
     await storeLargeEvents(service, SESSION, opts.events, opts.eventBytes);
     const rssBeforeBytes = memoryOf(service.pid).rss;
     const probe = new HealthProbe(service.url);
     const sampler = new RssSampler(service.pid);
-    const stop = new AbortController();
     opts.log("attacking");
-    const stalled = await openStalledReaders(service, opts);
-    const pages = Array.from(
-      { length: opts.jsonReaders },
-      () => readPagesUntil(service, SESSION, stop.signal),
-    );
-    const floods = opts.floodFrames > 0
-      ? await startFloods(service, opts.floodFrames, opts.eventBytes)
-      : [];
-    await delay(opts.holdMs);
-    stop.abort();
-    for (const conn of stalled) conn.close();
-    await Promise.all(pages);
-    const floodCloses = floods.map((f) => f.closeInfo?.code);
-    for (const flood of floods) await flood.close().catch(() => {});
+    const floodCloses = await attack(service, opts);
     await delay(200);
     sampler.stop();
     await probe.stop();
     opts.log("reading back");
-    const sessions = floods.length > 0 ? [SESSION, "flood-plain", "flood-numbered"] : [SESSION];
+    const sessions = floodCloses.length > 0
+      ? [SESSION, "flood-plain", "flood-numbered"]
+      : [SESSION];
     const check = await readBack(service, sessions, opts.eventBytes);
     if (check.largeIn[0] !== opts.events) {
       throw new Error(`${check.largeIn[0]} of ${opts.events} large events read back`);
@@ -126,6 +111,26 @@ export async function runAttackMix(options: AttackMixOptions = {}): Promise<Atta
     await service.kill("SIGKILL");
     await kv.cleanup();
   }
+}
+
+/** The readers and floods, held for `holdMs`; returns the floods' close codes. */
+async function attack(service: ChildService, opts: Sizes): Promise<(number | undefined)[]> {
+  const stop = new AbortController();
+  const stalled = await openStalledReaders(service, opts);
+  const pages = Array.from(
+    { length: opts.jsonReaders },
+    () => readPagesUntil(service, SESSION, stop.signal),
+  );
+  const floods = opts.floodFrames > 0
+    ? await startFloods(service, opts.floodFrames, opts.eventBytes)
+    : [];
+  await delay(opts.holdMs);
+  stop.abort();
+  for (const conn of stalled) conn.close();
+  await Promise.all(pages);
+  const floodCloses = floods.map((f) => f.closeInfo?.code);
+  for (const flood of floods) await flood.close().catch(() => {});
+  return floodCloses;
 }
 
 /** One line of figures for logs and the soak table. */

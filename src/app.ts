@@ -10,7 +10,7 @@ import { MetricName } from "./metrics.ts";
 import { Hono } from "hono";
 import { cors } from "hono/cors";
 import type { AppEnv } from "./context.ts";
-import { errorResponse, HttpError } from "./http.ts";
+import { errorResponse, HttpError, rejectDeepQuery } from "./http.ts";
 import { ErrorCode } from "./protocol.ts";
 import { probeKv, TransactionConflictError } from "./store/mod.ts";
 import type { Runtime } from "./runtime.ts";
@@ -84,6 +84,7 @@ function useOriginPolicy(app: Hono<AppEnv>, rt: Runtime): void {
     }
     return await corsHeaders(c, next);
   });
+  app.use("/v1/*", rejectDeepQuery);
 }
 
 /** The API's routers; WebSocket routes first, before any middleware that touches headers. */

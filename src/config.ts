@@ -40,6 +40,7 @@ const EnvSchema = z.object({
   TETHER_PING_MS: ms(15_000),
   TETHER_SSE_KEEPALIVE_MS: ms(15_000),
   TETHER_VIEWER_BUFFER_BYTES: ms(8 * 1024 * 1024, 1024),
+  TETHER_READ_BUDGET_BYTES: ms(128 * 1024 * 1024, 1024 * 1024),
   TETHER_DISCONNECT_GRACE_MS: ms(10_000),
   TETHER_HEARTBEAT_TIMEOUT_MS: ms(120_000),
   TETHER_PENDING_TIMEOUT_MS: ms(300_000),
@@ -106,6 +107,8 @@ export interface Config {
   pingMs: number;
   sseKeepAliveMs: number;
   viewerBufferBytes: number;
+  /** Bytes all readers of the instance may hold together (`TETHER_READ_BUDGET_BYTES`). */
+  readBudgetBytes: number;
   disconnectGraceMs: number;
   heartbeatTimeoutMs: number;
   pendingTimeoutMs: number;
@@ -168,6 +171,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     pingMs: e.TETHER_PING_MS,
     sseKeepAliveMs: e.TETHER_SSE_KEEPALIVE_MS,
     viewerBufferBytes: e.TETHER_VIEWER_BUFFER_BYTES,
+    readBudgetBytes: e.TETHER_READ_BUDGET_BYTES,
     disconnectGraceMs: e.TETHER_DISCONNECT_GRACE_MS,
     heartbeatTimeoutMs: e.TETHER_HEARTBEAT_TIMEOUT_MS,
     pendingTimeoutMs: e.TETHER_PENDING_TIMEOUT_MS,

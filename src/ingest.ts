@@ -28,6 +28,7 @@ import {
 import { commitFrames, type PreparedFrame, recordDisconnect, touchHeartbeat } from "./lifecycle.ts";
 import type { Runtime } from "./runtime.ts";
 import type { ConnectionHandle } from "./hub.ts";
+import { MAX_JSON_DEPTH, messageTooDeep } from "./json_depth.ts";
 import { envelopeTail, type NewEvent } from "./store/mod.ts";
 
 /** A commit carries at most this many bytes of events (KV allows 819,200 per commit). */
@@ -242,6 +243,9 @@ export class IngestConnection implements ConnectionHandle {
     const seq = Number.isSafeInteger(rawSeq) && (rawSeq as number) >= 1
       ? rawSeq as number
       : undefined;
+    if (messageTooDeep(json)) {
+      return this.#invalid(`frame nests deeper than ${MAX_JSON_DEPTH} levels`, seq);
+    }
     // The common well-formed frame skips zod (the hot path); anything else gets its verdict.
     let frame: WrapperFrame;
     if (isPlainFrame(json)) {

@@ -17,10 +17,19 @@ export const EXECUTION_ID_RE = /^exc_[0-9A-HJKMNP-TV-Z]{26}$/;
 /** `wrapperId` part of `X-Tether-Dial`. */
 export const WRAPPER_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
+/** Event types of the input channel (PROTOCOL.md section 12). */
+export const InputEventType = {
+  /** The service's event for an accepted input, and the `type` of its service frame. */
+  input: "input",
+  /** The wrapper's stored frame confirming that inputs were written to the agent. */
+  delivered: "input_delivered",
+} as const;
+
 /** Event types only the service may emit. */
 export const RESERVED_EVENT_TYPES: ReadonlySet<string> = new Set([
   "execution_status",
   "wrapper_disconnected",
+  InputEventType.input,
 ]);
 
 /** Liveness-only frame types: never stored, never broadcast, never carry `seq`. */
@@ -215,6 +224,12 @@ export const WrapperFrame = z.object({
 });
 export type WrapperFrame = z.infer<typeof WrapperFrame>;
 
+/** `data` of the wrapper's `input_delivered` frame: inputs up to `inputId` were written. */
+export const InputDeliveredData = z.strictObject({
+  inputId: z.int().min(1).max(Number.MAX_SAFE_INTEGER),
+});
+export type InputDeliveredData = z.infer<typeof InputDeliveredData>;
+
 export const CompleteData = z.looseObject({ exitCode: z.number() });
 export const InterruptedData = z.looseObject({ reason: z.string().optional() });
 export const ErrorFrameData = z.looseObject({
@@ -231,6 +246,8 @@ export const HelloFrame = z.object({
   graceMs: z.int(),
   maxFrameBytes: z.int().min(1),
   maxInFlight: z.int().min(1),
+  /** Highest inputId the wrapper confirmed (section 12); inputs up to it are never written. */
+  deliveredInputId: z.int().min(0),
 });
 export type HelloFrame = z.infer<typeof HelloFrame>;
 export const AckFrame = z.object({ type: z.literal("ack"), seq: z.int().min(0) });
@@ -240,6 +257,14 @@ export const KillFrame = z.object({
   reason: z.string().optional(),
 });
 export const PingFrame = z.object({ type: z.literal("ping") });
+/** An input for the agent (section 12), sent for every inputId above `deliveredInputId`. */
+export const InputFrame = z.object({
+  type: z.literal(InputEventType.input),
+  inputId: z.int().min(1),
+  data: z.unknown().optional(),
+  endOfInput: z.boolean().optional(),
+});
+export type InputFrame = z.infer<typeof InputFrame>;
 export const ErrorCode = z.enum(["INVALID_FRAME", "BINARY_NOT_SUPPORTED", "SEQ_GAP"]);
 export const ServiceErrorFrame = z.object({
   type: z.literal("error"),
@@ -256,6 +281,7 @@ export const ServiceFrame = z.discriminatedUnion("type", [
   KillFrame,
   PingFrame,
   ServiceErrorFrame,
+  InputFrame,
 ]);
 export type ServiceFrame = z.infer<typeof ServiceFrame>;
 export type KillFrame = z.infer<typeof KillFrame>;

@@ -14,7 +14,8 @@
  *   the interrupt flag and the grace record), fail and interrupt;
  * - `lifecycle/sessions.ts`, `lifecycle/executions.ts`: creation, deletion, views;
  * - `lifecycle/connections.ts`: ingest admission, frame commits, disconnects;
- * - `lifecycle/deadlines.ts`: what each deadline does when it fires.
+ * - `lifecycle/deadlines.ts`: what each deadline does when it fires;
+ * - `lifecycle/input.ts`: accepting inputs for the agent and their delivery confirmations.
  *
  * @module
  */
@@ -24,3 +25,4 @@ export * from "./lifecycle/executions.ts";
 export { failExecution, interruptExecution } from "./lifecycle/finish.ts";
 export * from "./lifecycle/connections.ts";
 export * from "./lifecycle/deadlines.ts";
+export { acceptInput, type AcceptInputResult, deliveredInputIdOf } from "./lifecycle/input.ts";

@@ -126,6 +126,27 @@ export type CreateExecutionBody = z.infer<typeof CreateExecutionBody>;
 
 export const IdempotencyKey = z.string().regex(/^[\x20-\x7e]{1,128}$/, "invalid Idempotency-Key");
 
+/**
+ * Body of `POST …/executions/:eid/input` (PROTOCOL.md 12): `data` (any JSON, serialized at
+ * most 32 KiB) and/or `endOfInput`; a body with neither gives the agent nothing.
+ */
+export const InputRequest = z.strictObject({
+  data: z.unknown().refine(...maxJsonBytes(32 * 1024, "data")).optional(),
+  endOfInput: z.boolean().optional(),
+}).refine(
+  (body) => body.data !== undefined || body.endOfInput === true,
+  "give data, or endOfInput: true, or both",
+);
+export type InputRequest = z.infer<typeof InputRequest>;
+
+/** `202` answer of an accepted input: `status` is the execution's when it was accepted. */
+export const InputAccepted = z.object({
+  executionId: z.string(),
+  inputId: z.int().min(1),
+  status: ExecutionStatus,
+});
+export type InputAccepted = z.infer<typeof InputAccepted>;
+
 export const InterruptBody = z.strictObject({ reason: z.string().optional() });
 export const FailBody = z.strictObject({
   error: z.string(),
@@ -171,6 +192,12 @@ export interface ExecutionView {
   lastHeartbeatAt?: string;
   error?: string;
   health: Health;
+  /** Highest inputId accepted (0: never sent input). */
+  lastInputId: number;
+  /** Highest inputId the wrapper confirmed as written to the agent. */
+  deliveredInputId: number;
+  /** True once an `endOfInput` was accepted. */
+  inputClosed: boolean;
 }
 
 /** One stored event as viewers receive it (PROTOCOL.md 6). */
@@ -189,6 +216,13 @@ export interface ExecutionStatusData {
   previousStatus: ExecutionStatus | null;
   active: boolean;
   error?: string;
+}
+
+/** `data` of the service's `input` event (PROTOCOL.md 12): keys absent when not given. */
+export interface InputEventData {
+  inputId: number;
+  data?: unknown;
+  endOfInput?: true;
 }
 
 /** `data` of the `wrapper_disconnected` event: the legacy keys must stay. */

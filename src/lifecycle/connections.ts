@@ -25,6 +25,7 @@ import {
 } from "../store/mod.ts";
 import { change, type Effects, type LifecycleContext, statusEvent, strip } from "./transition.ts";
 import { finish } from "./finish.ts";
+import { confirmDelivery, inputState } from "./input.ts";
 
 /** A dial as the `X-Tether-Dial` header describes it (absent: an unknown wrapper). */
 export interface Dial {
@@ -40,6 +41,8 @@ export type Admission =
     executionId: string;
     lastSeq: number;
     graceMs: number;
+    /** The execution's `deliveredInputId`, for `hello` and the inputs sent after it. */
+    deliveredInputId: number;
     /** How often liveness is written for this execution (see {@link heartbeatWriteEvery}). */
     heartbeatWriteMs: number;
     /** The pending interrupt's reason, when a kill must follow `hello`. */
@@ -131,6 +134,7 @@ export async function admitConnection(
       executionId: exec.executionId,
       lastSeq: exec.lastSeq,
       graceMs: exec.graceMs,
+      deliveredInputId: inputState(exec).deliveredInputId,
       heartbeatWriteMs: heartbeatWriteEvery(ctx, exec),
       killReason: flag?.executionId === exec.executionId ? flag.reason : undefined,
       graceCancelled,
@@ -145,10 +149,19 @@ export interface PreparedFrame {
   event?: NewEvent;
   /** Set for a terminal frame: what it ends the execution as. */
   terminal?: { status: TerminalStatus; error?: string };
+  /** Set for `input_delivered`: the inputId it confirms (checked against `lastInputId`). */
+  deliveredInputId?: number;
 }
 
 export type FrameCommit =
-  | { ok: true; lastSeq: number; effects: Effects; status: ExecutionStatus }
+  | {
+    ok: true;
+    lastSeq: number;
+    effects: Effects;
+    status: ExecutionStatus;
+    /** Frames refused by the commit (an `input_delivered` above `lastInputId`): not stored. */
+    refused: PreparedFrame[];
+  }
   | { ok: false };
 
 /**
@@ -173,29 +186,41 @@ export async function commitFrames(
     ]);
     if (!exec || conn?.connectionId !== connectionId) return null;
     let lastSeq = exec.lastSeq;
+    let confirmed = exec;
     const events: NewEvent[] = [];
+    const refused: PreparedFrame[] = [];
     let terminal: PreparedFrame["terminal"];
     for (const frame of frames) {
       if (frame.seq !== undefined) {
         if (frame.seq !== lastSeq + 1) continue; // a resend (or a gap the connection already refused)
         lastSeq = frame.seq;
       }
+      if (frame.deliveredInputId !== undefined) {
+        const delivery = confirmDelivery(confirmed, frame.deliveredInputId);
+        if (!delivery.valid) {
+          refused.push(frame);
+          continue;
+        }
+        confirmed = delivery.exec;
+      }
       if (frame.event) events.push(frame.event);
       if (frame.terminal) terminal = frame.terminal;
     }
     const heartbeatDue = p.now - (exec.lastHeartbeatAt ?? 0) >= heartbeatWriteEvery(ctx, exec);
     const updated: ExecutionRecord = {
-      ...exec,
+      ...confirmed,
       lastSeq,
       lastHeartbeatAt: heartbeatDue ? p.now : exec.lastHeartbeatAt,
     };
     if (terminal && exec.status === "running") {
       await finish(ctx, tx, p, updated, terminal.status, terminal.error, events);
-      return { lastSeq, status: terminal.status as ExecutionStatus };
+      return { lastSeq, status: terminal.status as ExecutionStatus, refused };
     }
     p.events.push(...events);
-    if (lastSeq !== exec.lastSeq || heartbeatDue) records.execution(executionId).set(tx, updated);
-    return { lastSeq, status: exec.status };
+    if (lastSeq !== exec.lastSeq || heartbeatDue || confirmed !== exec) {
+      records.execution(executionId).set(tx, updated);
+    }
+    return { lastSeq, status: exec.status, refused };
   });
   return result ? { ok: true, ...result, effects } : { ok: false };
 }

@@ -11,10 +11,11 @@ import {
   armTimer,
   type ExecutionRecord,
   type GraceRecord,
-  IDEMPOTENCY_TTL_MS,
   records,
   transact,
 } from "../store/mod.ts";
+import { inputState } from "./input.ts";
+import { recallIdempotent, rememberIdempotent, requestHash } from "./idempotency.ts";
 import { change, type Effects, type LifecycleContext, statusEvent, strip } from "./transition.ts";
 
 /** Everything the 201 body of a creation needs besides the stored record. */
@@ -41,7 +42,7 @@ export async function createExecution(
   urls: CreationUrls,
   idempotencyKey?: string,
 ): Promise<{ result: CreateExecutionResult; effects: Effects }> {
-  const requestHash = await sha256Hex(canonicalJson(body));
+  const hash = await requestHash(body);
   const executionId = newExecutionId();
   const token = await ctx.credentials.ingestToken(executionId);
   const tokenHash = await sha256Hex(token);
@@ -57,16 +58,19 @@ export async function createExecution(
           error: "SESSION_NOT_FOUND",
         };
       }
-      if (idempotencyKey !== undefined) {
-        const previous = await records.idempotency(sessionId, idempotencyKey).get(tx);
+      const idempotency = idempotencyKey === undefined
+        ? undefined
+        : records.idempotency(sessionId, idempotencyKey);
+      if (idempotency) {
+        const previous = await recallIdempotent(tx, idempotency, hash);
+        if (previous === "reused") {
+          return {
+            ok: false,
+            status: 422,
+            error: "IDEMPOTENCY_KEY_REUSED",
+          };
+        }
         if (previous) {
-          if (previous.requestHash !== requestHash) {
-            return {
-              ok: false,
-              status: 422,
-              error: "IDEMPOTENCY_KEY_REUSED",
-            };
-          }
           return {
             ok: true,
             body: {
@@ -127,31 +131,13 @@ export async function createExecution(
         ingestUrl: urls.ingestUrl(executionId),
         streamUrl: urls.streamUrl,
       };
-      if (idempotencyKey !== undefined) {
-        records.idempotency(sessionId, idempotencyKey).set(
-          tx,
-          { requestHash, executionId, body: response },
-          { expireIn: IDEMPOTENCY_TTL_MS },
-        );
+      if (idempotency) {
+        rememberIdempotent(tx, idempotency, { requestHash: hash, executionId, body: response });
       }
       return { ok: true, body: { ...response, ingestToken: token } };
     },
   );
   return { result, effects };
-}
-
-/**
- * JSON with object keys sorted at every depth, so a retry that sends the same body with its
- * keys in another order counts as the same body.
- */
-function canonicalJson(value: unknown): string {
-  return JSON.stringify(
-    value,
-    (_key, v) =>
-      v && typeof v === "object" && !Array.isArray(v)
-        ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0))
-        : v,
-  );
 }
 
 /** The execution as the API shows it, or `null` when it is not of this (live) session. */
@@ -216,6 +202,7 @@ function toView(
       : new Date(exec.lastHeartbeatAt).toISOString(),
     error: exec.error,
     health: health(exec, grace, now),
+    ...inputState(exec),
   });
 }
 

@@ -13,6 +13,7 @@ import {
   CloseCode,
   CompleteData,
   cutErrorText,
+  ErrorCode,
   ErrorFrameData,
   ErrorText,
   executionDoneReason,
@@ -56,11 +57,11 @@ export interface AdmittedConnection {
   connectionId: string;
   lastSeq: number;
   graceMs: number;
-  /** The execution's `deliveredInputId` at admission (PROTOCOL.md 12). */
-  deliveredInputId: number;
   /** Debounce of liveness writes for this execution. */
   heartbeatWriteMs: number;
   killReason?: string;
+  /** The execution's `deliveredInputId` at admission (PROTOCOL.md 12). */
+  deliveredInputId: number;
 }
 
 interface QueuedFrame {
@@ -305,7 +306,8 @@ export class IngestConnection implements ConnectionHandle {
     };
     // Serialize now, while the previous batch's commit is in flight, not in the next commit.
     event.tail = envelopeTail(this.admitted.sessionId, event);
-    this.#enqueue({ seq: frame.seq, terminal, event, deliveredInputId: delivered?.inputId }, bytes);
+    const deliveredInputId = delivered?.inputId;
+    this.#enqueue({ seq: frame.seq, terminal, event, deliveredInputId }, bytes);
   }
 
   /** A rejected frame: error frame; its seq, when next in line, is used up (acked at once). */
@@ -395,17 +397,21 @@ export class IngestConnection implements ConnectionHandle {
           void this.rt.hub.deliverInbox();
           break;
         }
-        this.rt.committed(result.effects);
-        for (const f of result.refused) {
-          this.#reject("INVALID_FRAME", "input_delivered names an inputId above lastInputId", {
-            seq: f.seq,
-          });
+        const { lastSeq, status, refused } = result.value;
+        for (const { seq } of refused) {
+          this.#reject(
+            ErrorCode.invalidFrame,
+            "input_delivered names an inputId above lastInputId",
+            {
+              seq,
+            },
+          );
         }
         const hadSeq = take.some((f) => f.seq !== undefined);
-        this.#durableSeq = result.lastSeq;
-        if (hadSeq) this.#send({ type: "ack", seq: result.lastSeq });
+        this.#durableSeq = lastSeq;
+        if (hadSeq) this.#send({ type: "ack", seq: lastSeq });
         const ended = take.find((f) => f.terminal);
-        if (ended) this.#finishTerminal(result.status);
+        if (ended) this.#finishTerminal(status);
       }
     } catch (err) {
       this.rt.log.error("frame commit failed", {

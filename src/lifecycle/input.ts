@@ -10,6 +10,7 @@
  * @module
  */
 import {
+  ErrorCode,
   InputDeliveredData,
   type InputEventData,
   InputEventType,
@@ -17,9 +18,25 @@ import {
   isTerminal,
   type TerminalStatus,
 } from "../protocol.ts";
-import { type AgentInputRecord, type ExecutionRecord, postToInbox, records } from "../store/mod.ts";
+import { withoutUndefined } from "../objects.ts";
+import {
+  type AgentInputRecord,
+  type ExecutionRecord,
+  isLive,
+  postToInbox,
+  records,
+} from "../store/mod.ts";
 import { recallIdempotent, rememberIdempotent, requestHash } from "./idempotency.ts";
-import { change, type Effects, type LifecycleContext, serviceEvent, strip } from "./transition.ts";
+import type { SessionNotFound } from "./sessions.ts";
+import {
+  change,
+  done,
+  type LifecycleContext,
+  type Outcome,
+  type Refusal,
+  refuse,
+  serviceEvent,
+} from "./transition.ts";
 
 /** The `202` body of an accepted input. */
 export interface InputAcceptedBody extends Record<string, unknown> {
@@ -28,12 +45,14 @@ export interface InputAcceptedBody extends Record<string, unknown> {
   status: "pending" | "running";
 }
 
-/** What {@link acceptInput} decided; the route maps the refusals to HTTP. */
-export type AcceptInputResult =
-  | { ok: true; body: InputAcceptedBody }
-  | { ok: false; reason: "SESSION_NOT_FOUND" | "EXECUTION_NOT_FOUND" }
-  | { ok: false; reason: "EXECUTION_ENDED"; status: TerminalStatus }
-  | { ok: false; reason: "INPUT_CLOSED" | "INPUT_QUEUE_FULL" | "IDEMPOTENCY_KEY_REUSED" };
+/** Why {@link acceptInput} refused; the route maps each to its HTTP status. */
+export type InputRefusal =
+  | SessionNotFound
+  | Refusal<typeof ErrorCode.executionNotFound>
+  | Refusal<typeof ErrorCode.executionEnded, { status: TerminalStatus }>
+  | Refusal<typeof ErrorCode.inputClosed>
+  | Refusal<typeof ErrorCode.inputQueueFull>
+  | Refusal<typeof ErrorCode.idempotencyKeyReused>;
 
 /** The input counters of an execution, with the defaults of a record that has none. */
 export function inputState(exec: ExecutionRecord): {
@@ -55,8 +74,8 @@ export function inputState(exec: ExecutionRecord): {
  *
  * @example
  * ```ts
- * const { result, effects } = await acceptInput(ctx, "s1", "exc_…", { data: "yes" });
- * if (result.ok) console.log(result.body.inputId); // 1
+ * const outcome = await acceptInput(ctx, "s1", "exc_…", { data: "yes" });
+ * if (outcome.ok) console.log(outcome.value.inputId); // 1
  * ```
  */
 export async function acceptInput(
@@ -65,25 +84,27 @@ export async function acceptInput(
   executionId: string,
   body: InputRequest,
   idempotencyKey?: string,
-): Promise<{ result: AcceptInputResult; effects: Effects }> {
+): Promise<Outcome<InputAcceptedBody, InputRefusal>> {
   const hash = await requestHash(body);
-  return await change(ctx, sessionId, async (tx, p): Promise<AcceptInputResult> => {
+  return await change(ctx, sessionId, async (tx, p) => {
     const [session, exec] = await Promise.all([
       records.session(sessionId).get(tx),
       records.execution(executionId).get(tx),
     ]);
-    if (!session || session.deletedAt) return { ok: false, reason: "SESSION_NOT_FOUND" };
-    if (!exec || exec.sessionId !== sessionId) return { ok: false, reason: "EXECUTION_NOT_FOUND" };
+    if (!isLive(session)) return refuse({ code: ErrorCode.sessionNotFound });
+    if (!exec || exec.sessionId !== sessionId) {
+      return refuse({ code: ErrorCode.executionNotFound });
+    }
     const idempotency = idempotencyKey === undefined
       ? undefined
       : records.inputIdempotency(sessionId, executionId, idempotencyKey);
     const previous = idempotency && await recallIdempotent(tx, idempotency, hash);
-    if (previous === "reused") return { ok: false, reason: "IDEMPOTENCY_KEY_REUSED" };
-    if (previous) return { ok: true, body: previous.body as InputAcceptedBody };
-    const refusal = refuse(ctx, exec);
-    if (refusal) return refusal;
+    if (previous === "reused") return refuse({ code: ErrorCode.idempotencyKeyReused });
+    if (previous) return done(previous.body as InputAcceptedBody);
+    const refusal = refusalFor(ctx, exec);
+    if (refusal) return refuse(refusal);
     const inputId = inputState(exec).lastInputId + 1;
-    const input: AgentInputRecord = strip({
+    const input: AgentInputRecord = withoutUndefined({
       inputId,
       data: body.data,
       endOfInput: body.endOfInput === true ? true as const : undefined,
@@ -91,7 +112,11 @@ export async function acceptInput(
     records.agentInput(sessionId, executionId, inputId).set(tx, input);
     records.execution(executionId).set(
       tx,
-      strip({ ...exec, lastInputId: inputId, inputClosed: input.endOfInput ?? exec.inputClosed }),
+      withoutUndefined({
+        ...exec,
+        lastInputId: inputId,
+        inputClosed: input.endOfInput ?? exec.inputClosed,
+      }),
     );
     p.events.push(
       serviceEvent(executionId, InputEventType.input, p.at, input satisfies InputEventData),
@@ -109,17 +134,17 @@ export async function acceptInput(
     if (idempotency) {
       rememberIdempotent(tx, idempotency, { requestHash: hash, executionId, body: accepted });
     }
-    return { ok: true, body: accepted };
+    return done(accepted);
   });
 }
 
 /** Why an execution takes no input now, or `undefined` when it does. */
-function refuse(ctx: LifecycleContext, exec: ExecutionRecord): AcceptInputResult | undefined {
-  if (isTerminal(exec.status)) return { ok: false, reason: "EXECUTION_ENDED", status: exec.status };
+function refusalFor(ctx: LifecycleContext, exec: ExecutionRecord): InputRefusal | undefined {
+  if (isTerminal(exec.status)) return { code: ErrorCode.executionEnded, status: exec.status };
   const { lastInputId, deliveredInputId, inputClosed } = inputState(exec);
-  if (inputClosed) return { ok: false, reason: "INPUT_CLOSED" };
+  if (inputClosed) return { code: ErrorCode.inputClosed };
   if (lastInputId - deliveredInputId >= ctx.config.maxPendingInputs) {
-    return { ok: false, reason: "INPUT_QUEUE_FULL" };
+    return { code: ErrorCode.inputQueueFull };
   }
   return undefined;
 }

@@ -34,6 +34,7 @@ const EnvSchema = z.object({
   // commit takes at most 100 checks.
   TETHER_MAX_QUEUE: ms(16, 0, 64),
   TETHER_MAX_IN_FLIGHT: ms(1000, 1, 100_000),
+  TETHER_MAX_PENDING_INPUTS: ms(100, 1, 100_000),
   TETHER_MAX_FRAME_BYTES: ms(524_288, 1024, 716_800),
   TETHER_MAX_FRAMES_PER_SEC: ms(20_000),
   TETHER_HEARTBEAT_WRITE_MS: ms(5000, 0),
@@ -101,6 +102,8 @@ export interface Config {
   port: number;
   maxQueue: number;
   maxInFlight: number;
+  /** Inputs accepted and not yet delivered per execution (PROTOCOL.md 12). */
+  maxPendingInputs: number;
   maxFrameBytes: number;
   maxFramesPerSec: number;
   heartbeatWriteMs: number;
@@ -165,6 +168,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     port: e.PORT,
     maxQueue: e.TETHER_MAX_QUEUE,
     maxInFlight: e.TETHER_MAX_IN_FLIGHT,
+    maxPendingInputs: e.TETHER_MAX_PENDING_INPUTS,
     maxFrameBytes: e.TETHER_MAX_FRAME_BYTES,
     maxFramesPerSec: e.TETHER_MAX_FRAMES_PER_SEC,
     heartbeatWriteMs: e.TETHER_HEARTBEAT_WRITE_MS,

@@ -28,10 +28,13 @@ export const HTTP_STATUS = {
   [ErrorCode.methodNotAllowed]: 405,
   [ErrorCode.sessionExists]: 409,
   [ErrorCode.executionInProgress]: 409,
+  [ErrorCode.executionEnded]: 409,
+  [ErrorCode.inputClosed]: 409,
   [ErrorCode.payloadTooLarge]: 413,
   [ErrorCode.idempotencyKeyReused]: 422,
   [ErrorCode.upgradeRequired]: 426,
   [ErrorCode.queueFull]: 429,
+  [ErrorCode.inputQueueFull]: 429,
   [ErrorCode.internal]: 500,
   [ErrorCode.busy]: 503,
 } as const satisfies Partial<Record<ErrorCode, ContentfulStatusCode>>;

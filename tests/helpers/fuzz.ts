@@ -63,6 +63,8 @@ const NASTY = [
   "constructor",
   "execution_status",
   "wrapper_disconnected",
+  "input",
+  "input_delivered",
   "heartbeat",
   "complete",
   "error",
@@ -188,13 +190,15 @@ function plausibleFrame(r: Random): Record<string, unknown> {
   // Terminal frames end the run (and the fuzzer opens the next one): keep them rare.
   const type = r.chance(0.03)
     ? r.pick(["complete", "error", "interrupted"])
-    : r.pick([...WRAPPER_TYPES, "heartbeat", "pong", "error"]);
+    : r.pick([...WRAPPER_TYPES, "heartbeat", "pong", "error", "input_delivered", "input"]);
   const data = type === "complete"
     ? { exitCode: r.int(0, 3) }
     : type === "error"
     ? { error: randomString(r), fatal: r.chance(0.3) }
     : type === "interrupted"
     ? { reason: randomString(r) }
+    : type === "input_delivered" || type === "input"
+    ? { inputId: r.chance(0.8) ? r.int(0, 6) : randomJson(r, 1) }
     : randomJson(r, 2);
   const frame: Record<string, unknown> = { streamEventType: type, data };
   if (r.chance(0.5)) frame.timestamp = r.chance(0.7) ? new Date().toISOString() : randomString(r);
@@ -246,6 +250,8 @@ function fuzzRequest(r: Random, known: { executionIds: string[]; tickets: string
     `/v1/sessions/${sid}/executions/${eid}`,
     `/v1/sessions/${sid}/executions/${eid}/interrupt`,
     `/v1/sessions/${sid}/executions/${eid}/fail`,
+    `/v1/sessions/${sid}/executions/${eid}/input`,
+    `/v1/sessions/${sid}/executions/${eid}/input`,
     `/v1/sessions/${sid}/executions/${eid}/ingest`,
     `/v1/sessions/${sid}/events`,
     `/v1/sessions/${sid}/stream`,
@@ -301,7 +307,7 @@ function fuzzRequest(r: Random, known: { executionIds: string[]; tickets: string
   if (r.chance(0.1)) headers.origin = r.pick(["https://evil.example", "null", randomString(r, 10)]);
   if (r.chance(0.05)) headers.upgrade = "websocket";
   const method = r.chance(0.6)
-    ? (path.endsWith("s") || path.endsWith("interrupt") || path.endsWith("fail") ? "POST" : "GET")
+    ? (/(s|interrupt|fail|input)$/.test(path) ? "POST" : "GET")
     : r.pick(METHODS);
   let body: string | undefined;
   if (method !== "GET" && method !== "HEAD") {
@@ -311,6 +317,8 @@ function fuzzRequest(r: Random, known: { executionIds: string[]; tickets: string
       ? { reason: "fuzz" }
       : path.endsWith("/tickets")
       ? { ttlMs: 60_000 }
+      : path.endsWith("/input")
+      ? { data: randomJson(r, 3), endOfInput: r.chance(0.1) }
       : path.endsWith("/executions")
       ? {
         input: { prompt: "x" },
@@ -366,6 +374,13 @@ export function checkEnvelopes(sessionId: string, events: Envelope[], executionI
       );
       assert.ok(d.previousStatus === null || typeof d.previousStatus === "string", where);
       assert.equal(typeof d.active, "boolean", where);
+    } else if (e.streamEventType === "input") {
+      const d = e.data as Record<string, unknown>;
+      assert.ok(Number.isSafeInteger(d.inputId) && (d.inputId as number) >= 1, where);
+      assert.ok(d.data !== undefined || d.endOfInput === true, `${where}: input has content`);
+    } else if (e.streamEventType === "input_delivered") {
+      const d = e.data as Record<string, unknown>;
+      assert.ok(Number.isSafeInteger(d.inputId) && (d.inputId as number) >= 1, where);
     } else if (e.streamEventType === "wrapper_disconnected") {
       const d = e.data as Record<string, unknown>;
       assert.equal(d.error, "Wrapper disconnected", where);
@@ -525,6 +540,14 @@ async function openRun(server: TestServer, sessionId: string) {
   );
   assert.equal(created.status, 201, JSON.stringify(created.body));
   const { executionId, ingestToken } = created.body;
+  // Two inputs, so fuzzed input_delivered frames can name accepted ones (and others not).
+  for (const data of ["first", { second: 2 }]) {
+    const input = await server.call(`/v1/sessions/${sessionId}/executions/${executionId}/input`, {
+      method: "POST",
+      json: { data },
+    });
+    assert.equal(input.status, 202, JSON.stringify(input.body));
+  }
   const client = await IngestClient.connect(
     `${server.wsUrl}/v1/sessions/${sessionId}/executions/${executionId}/ingest`,
     { token: ingestToken },

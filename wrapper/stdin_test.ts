@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { startFakeService, type StoredFrame } from "../tests/helpers/fake_service.ts";
+import { startFakeService, type StoredFrame } from "./testdata/fake_service.ts";
 import { encodeInput, type InputMode, StdinWriter } from "./stdin.ts";
 import { agent, eventually, startRun } from "./test_util.ts";
 

@@ -158,6 +158,9 @@ serverTest("creation: exact 201 bodies, queuePosition, creation events", async (
       heartbeatTimeoutMs: server.config.heartbeatTimeoutMs,
       createdAt: view.createdAt,
       health: null,
+      lastInputId: 0,
+      deliveredInputId: 0,
+      inputClosed: false,
     };
     if (i === 0) expected.activatedAt = view.createdAt;
     assert.deepEqual(view, expected);

@@ -147,6 +147,7 @@ export function wrapperOptions(
     sse: undefined,
     doneEvent: "session.idle",
     idleTimeoutMs: 0,
+    input: "none",
     command: agent("exit:0"),
     ...overrides,
   };

@@ -28,8 +28,6 @@ async function attack(name: string, options: AttackMixOptions): Promise<void> {
 
 Deno.test({
   name: "attack mix: large events, stalled readers and big pages stay within memory",
-  sanitizeOps: false,
-  sanitizeResources: false,
   fn: () => attack("readers", { floodFrames: 0 }),
 });
 
@@ -37,6 +35,7 @@ Deno.test({
   name: "attack mix: the same readers plus seq-less and numbered ingest floods",
   // The ingest side's byte bound (TETHER_MAX_PENDING_BYTES) is another part of issue 12.
   ignore: !("maxPendingBytes" in testConfig()),
+  // Not yet run with the sanitizers (it is skipped until the pending-bytes bound exists).
   sanitizeOps: false,
   sanitizeResources: false,
   fn: () =>

@@ -11,19 +11,15 @@
  * millisecond. Targets: 1,000 all fire ≤ 1 s late; 10,000 within a few seconds (≤ 5 s).
  *
  * `deno run -A bench/deadlines.ts [--count=1000] [--due-ms=2000] [--sweep-ms=500] [--concurrency=8]`
- * `deno run -A bench/deadlines.ts --storm [--storm-counts=1000,10000]`
+ * `deno run -A bench/deadlines.ts --storm [--storm-counts=1000,10000] [--wakeups=sweep]`
  *
  * @module
  */
 import { MetricName } from "../src/metrics.ts";
 import { parseArgs } from "node:util";
 import { testConfig, type TimerWakeup } from "../src/config.ts";
-import {
-  admitConnection,
-  createExecution,
-  createSession,
-  recordDisconnect,
-} from "../src/lifecycle.ts";
+import { createExecution, createSession } from "../src/lifecycle.ts";
+import { armGraceStorm, StormClock, stormExecutions } from "../tests/helpers/storm.ts";
 import { createService } from "../src/service.ts";
 import { records, transact } from "../src/store/mod.ts";
 
@@ -35,6 +31,8 @@ const { values } = parseArgs({
     concurrency: { type: "string", default: "8" },
     storm: { type: "boolean", default: false },
     "storm-counts": { type: "string", default: "1000,10000" },
+    wakeups: { type: "string" },
+    batch: { type: "string", default: "48" },
   },
 });
 const COUNT = Number(values.count);
@@ -112,85 +110,28 @@ async function run(label: string, wakeups: TimerWakeup[] | undefined): Promise<R
 /** Targets of the storm mode: all fire within this many ms of the shared due time. */
 const stormTarget = (count: number) => count <= 1000 ? 1000 : 5000;
 
-/**
- * N running executions whose graces all fall due at the same instant: each is admitted
- * (a real connection record), then every disconnect is recorded with the clock frozen at one
- * instant T, so every grace is due at T + grace. Lateness = the failure commit's time minus
- * that due time.
- */
+/** N graces due in the same millisecond (tests/helpers/storm.ts); lateness of each firing. */
 async function storm(count: number): Promise<{ lateness: number[]; armMs: number }> {
   const dir = await Deno.makeTempDir({ prefix: "tether-bench-storm-" });
   const kvPath = `${dir}/tether.kv`;
   const kv = await Deno.openKv(kvPath);
-  let frozen: number | undefined;
-  const config = testConfig({ kvPath, sweepMs: SWEEP_MS, disconnectGraceMs: 600_000 });
+  const clock = new StormClock();
+  const timerWakeups = values.wakeups?.split(",") as TimerWakeup[] | undefined;
+  const config = testConfig({ kvPath, sweepMs: SWEEP_MS, timerWakeups });
   const service = await createService(config, kv, {
-    now: () => frozen ?? Date.now(),
-    deadlines: { concurrency: CONCURRENCY },
+    now: clock.now,
+    deadlines: { concurrency: CONCURRENCY, batchSize: Number(values.batch) },
   });
-  const ctx = service.rt.ctx;
   try {
-    const urls = { ingestUrl: () => "", streamUrl: "" };
-    const runs: { sessionId: string; executionId: string; connectionId: string }[] = [];
-    let next = 0;
-    const admit = async () => {
-      for (let i = next++; i < count; i = next++) {
-        const sessionId = `storm-${i}`;
-        await createSession(ctx, { sessionId });
-        const created = await createExecution(ctx, sessionId, {}, urls);
-        if (!created.ok) throw new Error(`creation failed: ${created.refusal.code}`);
-        const executionId = created.value.body.executionId;
-        const connectionId = `con_${i}`;
-        const admitted = await admitConnection(
-          ctx,
-          { sessionId, executionId },
-          created.value.body.ingestToken,
-          connectionId,
-          { wrapperId: "w", n: 1 },
-        );
-        if (!admitted.ok) throw new Error(`admission failed: ${admitted.refusal.code}`);
-        runs.push({ sessionId, executionId, connectionId });
-      }
-    };
-    await Promise.all(Array.from({ length: CREATE_CONCURRENCY * 2 }, admit));
     // Every grace must still lie ahead once all are armed (a loaded machine arms ~1,000/s).
     const graceMs = 5000 + 3 * count;
-    for (let i = 0; i < runs.length; i += 10) {
-      await transact(kv, async (tx) => {
-        for (const run of runs.slice(i, i + 10)) {
-          const exec = (await records.execution(run.executionId).get(tx))!;
-          records.execution(run.executionId).set(tx, { ...exec, graceMs });
-        }
-      });
-    }
-    const armedFrom = Date.now();
-    frozen = armedFrom;
-    next = 0;
-    const disconnect = async () => {
-      for (let i = next++; i < runs.length; i = next++) {
-        const close = { code: 1012, reason: "service restarted" };
-        await recordDisconnect(ctx, runs[i].executionId, runs[i].connectionId, close);
-      }
-    };
-    await Promise.all(Array.from({ length: CREATE_CONCURRENCY * 2 }, disconnect));
-    frozen = undefined;
-    const armMs = Date.now() - armedFrom;
-    if (armMs >= graceMs) throw new Error(`arming took ${armMs} ms, past the due time`);
-    const dueAt = armedFrom + graceMs;
+    const { runs, dueAt, armMs } = await armGraceStorm(service, clock, { count, graceMs });
     const fired = () => service.rt.metrics.get(MetricName.graceExpired);
     const giveUp = dueAt + 120_000;
     while (fired() < count && Date.now() < giveUp) await new Promise((r) => setTimeout(r, 50));
     if (fired() < count) throw new Error(`only ${fired()} of ${count} graces fired`);
-    const lateness: number[] = [];
-    for (let i = 0; i < runs.length; i += 10) {
-      const execs = await transact(
-        kv,
-        (tx) =>
-          Promise.all(runs.slice(i, i + 10).map((r) => records.execution(r.executionId).get(tx))),
-      );
-      for (const exec of execs) lateness.push(Date.parse(exec!.completedAt!) - dueAt);
-    }
-    return { lateness, armMs };
+    const execs = await stormExecutions(kv, runs);
+    return { lateness: execs.map((e) => Date.parse(e.completedAt ?? "") - dueAt), armMs };
   } finally {
     await service.stop();
     kv.close();
@@ -202,7 +143,9 @@ async function stormMode(): Promise<void> {
   const counts = values["storm-counts"].split(",").map(Number);
   console.log(
     `deadline storm: N disconnect graces due in the same millisecond, on-disk KV, ` +
-      `default wake-ups, sweep every ${SWEEP_MS} ms, ${CONCURRENCY} fired at once`,
+      `wake-ups ${
+        values.wakeups ?? "default"
+      }, sweep every ${SWEEP_MS} ms, ${CONCURRENCY} fired at once`,
   );
   console.log("(the machine is shared and loaded: figures vary between runs)");
   let met = true;

@@ -238,9 +238,6 @@ if (import.meta.main) {
   if (options.kvDelayMs) {
     console.log(`  service KV: every read and commit delayed ${options.kvDelayMs} ms (slow KV)`);
   }
-  if (options.kvDelayMs) {
-    console.log(`  service KV: every read and commit delayed ${options.kvDelayMs} ms (slow KV)`);
-  }
   console.log(`  (a) raw WebSocket relay        ${fmt(r.relayPerSec).padStart(10)} events/s`);
   console.log(`  (b) raw KV, 100 per commit     ${fmt(r.kvPerSec).padStart(10)} events/s`);
   console.log(`  (c) Tether wrapper→KV→viewer   ${fmt(r.tetherPerSec).padStart(10)} events/s`);

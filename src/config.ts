@@ -62,6 +62,11 @@ const EnvSchema = z.object({
   TETHER_LOG_LEVEL: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
 });
 
+/** Whether the environment is Deno Deploy's (its predefined variables are set). */
+export function onDenoDeploy(env: Record<string, string | undefined>): boolean {
+  return Boolean(env.DENO_DEPLOY || env.DENO_DEPLOYMENT_ID);
+}
+
 /** Whether a `TETHER_KV_PATH` is a KV Connect URL (a remote `denokv` or Deploy database). */
 export function isKvConnectUrl(path: string): boolean {
   return /^https?:\/\//i.test(path);
@@ -157,8 +162,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     ticketTtlMs: e.TETHER_TICKET_TTL_MS,
     allowedOrigins: e.TETHER_ALLOWED_ORIGINS,
     publicUrl: e.TETHER_PUBLIC_URL,
-    // Deno Deploy sets DENO_DEPLOYMENT_ID; there the platform's KV is used (no path).
-    kvPath: e.TETHER_KV_PATH ?? (env.DENO_DEPLOYMENT_ID ? undefined : DEFAULT_KV_PATH),
+    // Deno Deploy sets DENO_DEPLOY and DENO_DEPLOYMENT_ID; there the platform's KV is used.
+    kvPath: e.TETHER_KV_PATH ?? (onDenoDeploy(env) ? undefined : DEFAULT_KV_PATH),
     port: e.PORT,
     maxQueue: e.TETHER_MAX_QUEUE,
     maxInFlight: e.TETHER_MAX_IN_FLIGHT,

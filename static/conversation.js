@@ -229,8 +229,8 @@ function emptyUsage() {
  * @returns {DiffLine[]}
  */
 export function diffLines(oldText, newText) {
-  const a = oldText === "" ? [] : oldText.split("\n");
-  const b = newText === "" ? [] : newText.split("\n");
+  const a = lines(oldText);
+  const b = lines(newText);
   let start = 0;
   while (start < a.length && start < b.length && a[start] === b[start]) start++;
   let endA = a.length;
@@ -241,6 +241,19 @@ export function diffLines(oldText, newText) {
   out.push(...middleDiff(a.slice(start, endA), b.slice(start, endB)));
   for (const text of a.slice(endA)) out.push({ op: " ", text });
   return out;
+}
+
+/**
+ * A text's lines; a final line end does not start another line.
+ *
+ * @param {string} text
+ * @returns {string[]}
+ */
+function lines(text) {
+  if (text === "") return [];
+  const all = text.split("\n");
+  if (all.at(-1) === "") all.pop();
+  return all;
 }
 
 /**
@@ -465,6 +478,8 @@ export class Conversation {
   #undelivered = new Map();
   /** @type {Map<string, number>} */
   #delivered = new Map();
+  /** @type {Map<string, string>} calls without a result yet, by execution and tool name */
+  #openTools = new Map();
   /** @type {Map<string, string>} Kilo message roles by message id */
   #roles = new Map();
   /** @type {Set<string>} */
@@ -717,11 +732,15 @@ export class Conversation {
         return this.#acp(env, d);
       case EventType.acpTurn:
         this.#turnEnd(env, `turn ended · ${str(d.stopReason) || "unknown reason"}`, d);
+        if (d.error !== undefined) this.#error(env, errorText(d), "", false);
         return true;
       case EventType.permissionRequest:
         return this.#permissionRequest(env, d);
       case EventType.acpInputIgnored:
-        this.#push(env, "status", { text: `input ignored: ${summarizeEvent(env)}`, tone: "warn" });
+        this.#push(env, "status", {
+          text: `input #${str(d.inputId)} ignored${d.reason ? ` · ${str(d.reason)}` : ""}`,
+          tone: "warn",
+        });
         return true;
     }
     return false;
@@ -932,7 +951,11 @@ export class Conversation {
       lines: diffLines(typeof c.oldText === "string" ? c.oldText : "", str(c.newText)),
     }));
     const text = content?.filter((c) => obj(c).type !== "diff").map(contentText).join("\n");
-    const rawOutput = d.rawOutput === undefined ? undefined : contentText(d.rawOutput);
+    const rawOutput = d.truncated
+      ? `[update too large to store: ${str(d.bytes)} bytes]`
+      : d.rawOutput === undefined
+      ? undefined
+      : contentText(d.rawOutput);
     const status = d.status === undefined ? undefined : str(d.status);
     this.#tool(env, str(d.toolCallId), {
       name: d.title === undefined ? undefined : str(d.title),
@@ -1016,6 +1039,10 @@ export class Conversation {
       this.#push(env, "status", { text: describeStart(d) });
       return true;
     }
+    if (d.message === undefined && typeof d.text === "string") {
+      this.#message(env, d.type === "user" ? "user" : "assistant", d.text); // a plain shape
+      return true;
+    }
     const message = obj(d.message);
     const content = typeof message.content === "string"
       ? [{ type: "text", text: message.content }]
@@ -1090,16 +1117,33 @@ export class Conversation {
       const role = d.role === "user" ? "user" : "assistant";
       this.#message(env, role, contentText(d.content), d.delta ? `gemini:${role}` : undefined);
     } else if (d.type === "tool_use") {
-      this.#tool(env, str(d.tool_id), { name: str(d.tool_name), args: d.parameters });
+      const name = str(d.tool_name ?? d.tool ?? d.name) || "tool";
+      const id = str(d.tool_id ?? d.id) || `${name}@${env.eventId}`;
+      this.#tool(env, id, { name, args: d.parameters ?? d.input, status: "running" });
+      this.#openTools.set(`${env.executionId}\0${name}`, id);
     } else {
-      const isError = d.status === "error" || d.error !== undefined;
-      this.#tool(env, str(d.tool_id), {
-        output: d.error ? errorText(d) : contentText(d.output),
-        isError,
-        status: str(d.status) || undefined,
-      });
+      this.#toolResult(env, d);
     }
     return true;
+  }
+
+  /**
+   * A `tool_result` by the call's id, or, in shapes without ids, by the tool's name.
+   *
+   * @param {Envelope} env
+   * @param {Record<string, any>} d
+   */
+  #toolResult(env, d) {
+    const byName = `${env.executionId}\0${str(d.tool_name ?? d.tool ?? d.name)}`;
+    const id = str(d.tool_id ?? d.id) || this.#openTools.get(byName) || "";
+    this.#openTools.delete(byName);
+    const failed = d.status === "error" || d.error !== undefined ||
+      (typeof d.exitCode === "number" && d.exitCode !== 0);
+    this.#tool(env, id, {
+      output: d.error ? errorText(d) : contentText(d.output ?? d.text ?? d.content),
+      isError: failed,
+      status: failed ? "failed" : "completed",
+    });
   }
 
   /**
@@ -1417,13 +1461,12 @@ export function argsSummary(args) {
  * @returns {string}
  */
 function toolLine(item) {
-  const status = item.status ? ` [${item.status}]` : "";
-  const kind = item.toolKind ? ` (${item.toolKind})` : "";
-  const where = item.locations?.length ? ` @ ${item.locations.join(", ")}` : "";
-  return `▸ ${str(item.name)}${kind} ${argsSummary(item.args)}${where}${status}`.replace(
-    / +\[/,
-    " [",
-  );
+  const parts = [`▸ ${str(item.name)}`];
+  if (item.toolKind) parts.push(`(${item.toolKind})`);
+  if (item.args !== undefined) parts.push(argsSummary(item.args));
+  if (item.locations?.length) parts.push(`@ ${item.locations.join(", ")}`);
+  if (item.status) parts.push(`[${item.status}]`);
+  return parts.filter(Boolean).join(" ");
 }
 
 /**

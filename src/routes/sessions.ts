@@ -37,7 +37,14 @@ const executionNotFound = () => refusalError({ code: ErrorCode.executionNotFound
 /** The session and execution routes, mounted at `/v1/sessions`. */
 export function sessionRoutes(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
+  addSessionRoutes(app);
+  addExecutionRoutes(app);
+  addControlRoutes(app);
+  return app;
+}
 
+/** `POST /`, `GET /:sid`, `DELETE /:sid`. */
+function addSessionRoutes(app: Hono<AppEnv>): void {
   app.post("/", requireClient, async (c) => {
     const body = await readBody(c, CreateSessionBody);
     const rt = c.get("runtime");
@@ -64,7 +71,10 @@ export function sessionRoutes(): Hono<AppEnv> {
     rt.log.info("session deleted", { sessionId: sid, event: "session_deleted" });
     return c.body(null, 204);
   });
+}
 
+/** `POST /:sid/executions`, `GET /:sid/executions`, `GET /:sid/executions/:eid`. */
+function addExecutionRoutes(app: Hono<AppEnv>): void {
   app.post("/:sid/executions", requireSession("client"), async (c) => {
     const rt = c.get("runtime");
     const sid = c.req.param("sid");
@@ -114,7 +124,10 @@ export function sessionRoutes(): Hono<AppEnv> {
     if (!view) throw executionNotFound();
     return c.json(view);
   });
+}
 
+/** `POST /:sid/executions/:eid/interrupt`, `POST /:sid/executions/:eid/fail`, `POST /:sid/tickets`. */
+function addControlRoutes(app: Hono<AppEnv>): void {
   app.post("/:sid/executions/:eid/interrupt", requireSession("client"), async (c) => {
     const rt = c.get("runtime");
     const sid = c.req.param("sid");
@@ -155,8 +168,6 @@ export function sessionRoutes(): Hono<AppEnv> {
     });
     return c.json({ ticket, expiresAt: new Date(expiresAt).toISOString() }, 201);
   });
-
-  return app;
 }
 
 /** 400 `INVALID_REQUEST` for a callback URL with credentials or a private host (PROTOCOL.md 4). */

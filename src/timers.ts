@@ -66,6 +66,8 @@ export class DeadlineRunner {
   /** Keys waiting for the next batch (wake-ups arriving together fire together). */
   readonly #queued = new Map<string, Deno.KvKey>();
   #flush?: Promise<void>;
+  /** Batches committing now: a stop waits for them (KV is closed right after). */
+  readonly #batches = new Set<Promise<void>>();
   /** Deadlines whose firing failed: not retried before `retryAt`. */
   readonly #failing = new Map<string, { failures: number; retryAt: number }>();
   readonly #stop = new AbortController();
@@ -116,7 +118,7 @@ export class DeadlineRunner {
     for (const timer of this.#scheduled.values()) clearTimeout(timer);
     this.#scheduled.clear();
     this.#queued.clear();
-    await this.#sweeping;
+    await Promise.all([this.#sweeping, ...this.#batches]);
   }
 
   get #stopped(): boolean {
@@ -222,7 +224,9 @@ export class DeadlineRunner {
     const inTx = keys.filter((key) => !IO_KINDS.has(String(key[2])));
     for (let i = 0; i < inTx.length; i += this.#options.batchSize) {
       const batch = inTx.slice(i, i + this.#options.batchSize);
-      work.push(this.#limit.run(() => this.#fireBatch(batch)));
+      const firing = this.#limit.run(() => this.#fireBatch(batch));
+      this.#batches.add(firing);
+      work.push(firing.finally(() => this.#batches.delete(firing)));
     }
     for (const key of keys.filter((k) => IO_KINDS.has(String(k[2])))) {
       work.push(this.#ioLimit.run(() => this.#fireIo(key)));

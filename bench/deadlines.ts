@@ -12,6 +12,7 @@
  *
  * `deno run -A bench/deadlines.ts [--count=1000] [--due-ms=2000] [--sweep-ms=500] [--concurrency=8]`
  * `deno run -A bench/deadlines.ts --storm [--storm-counts=1000,10000] [--wakeups=sweep]`
+ * `--kv-delay-ms=20` runs either on a remote-like KV (every read and commit 20 ms slower).
  *
  * @module
  */
@@ -20,6 +21,7 @@ import { parseArgs } from "node:util";
 import { testConfig, type TimerWakeup } from "../src/config.ts";
 import { createExecution, createSession } from "../src/lifecycle.ts";
 import { armGraceStorm, StormClock, stormExecutions } from "../tests/helpers/storm.ts";
+import { slowKv } from "../tests/helpers/slow_kv.ts";
 import { createService } from "../src/service.ts";
 import { records, transact } from "../src/store/mod.ts";
 
@@ -33,6 +35,7 @@ const { values } = parseArgs({
     "storm-counts": { type: "string", default: "1000,10000" },
     wakeups: { type: "string" },
     batch: { type: "string", default: "48" },
+    "kv-delay-ms": { type: "string", default: "0" },
   },
 });
 const COUNT = Number(values.count);
@@ -41,6 +44,16 @@ const SWEEP_MS = Number(values["sweep-ms"]);
 const CONCURRENCY = Number(values.concurrency);
 /** Executions created at once (creation spreads the due times over its own duration). */
 const CREATE_CONCURRENCY = 4;
+/** Round trip added to every KV read and commit (ms), as on a remote KV; 0 = local. */
+const KV_DELAY_MS = Number(values["kv-delay-ms"]);
+
+const kvLabel = () => `on-disk KV${KV_DELAY_MS ? ` (+${KV_DELAY_MS} ms per read/commit)` : ""}`;
+
+/** The on-disk KV of a run, slowed down by `--kv-delay-ms` (closing it closes the file). */
+async function openBenchKv(path: string): Promise<Deno.Kv> {
+  const kv = await Deno.openKv(path);
+  return KV_DELAY_MS > 0 ? slowKv(kv, { delayMs: KV_DELAY_MS }) : kv;
+}
 
 interface Result {
   label: string;
@@ -52,7 +65,7 @@ interface Result {
 async function run(label: string, wakeups: TimerWakeup[] | undefined): Promise<Result> {
   const dir = await Deno.makeTempDir({ prefix: "tether-bench-deadlines-" });
   const kvPath = `${dir}/tether.kv`;
-  const kv = await Deno.openKv(kvPath);
+  const kv = await openBenchKv(kvPath);
   const config = testConfig({
     kvPath,
     timerWakeups: wakeups,
@@ -114,7 +127,7 @@ const stormTarget = (count: number) => count <= 1000 ? 1000 : 5000;
 async function storm(count: number): Promise<{ lateness: number[]; armMs: number }> {
   const dir = await Deno.makeTempDir({ prefix: "tether-bench-storm-" });
   const kvPath = `${dir}/tether.kv`;
-  const kv = await Deno.openKv(kvPath);
+  const kv = await openBenchKv(kvPath);
   const clock = new StormClock();
   const timerWakeups = values.wakeups?.split(",") as TimerWakeup[] | undefined;
   const config = testConfig({ kvPath, sweepMs: SWEEP_MS, timerWakeups });
@@ -142,10 +155,9 @@ async function storm(count: number): Promise<{ lateness: number[]; armMs: number
 async function stormMode(): Promise<void> {
   const counts = values["storm-counts"].split(",").map(Number);
   console.log(
-    `deadline storm: N disconnect graces due in the same millisecond, on-disk KV, ` +
-      `wake-ups ${
-        values.wakeups ?? "default"
-      }, sweep every ${SWEEP_MS} ms, ${CONCURRENCY} fired at once`,
+    `deadline storm: N disconnect graces due in the same millisecond, ${kvLabel()}, ` +
+      `wake-ups ${values.wakeups ?? "default"}, sweep every ${SWEEP_MS} ms, ` +
+      `${CONCURRENCY} batches at once`,
   );
   console.log("(the machine is shared and loaded: figures vary between runs)");
   let met = true;
@@ -180,7 +192,8 @@ const summary = (lateness: number[]) => {
 async function normalMode(): Promise<void> {
   console.log(
     `deadline lateness: ${COUNT} pending-start deadlines, due ${DUE_MS} ms after activation, ` +
-      `on-disk KV, sweep every ${SWEEP_MS} ms, ${CONCURRENCY} fired at once`,
+      `${kvLabel()}, sweep every ${SWEEP_MS} ms, ` +
+      `${CONCURRENCY} batches at once`,
   );
   let worstP99 = 0;
   for (const [label, wakeups] of [["default", undefined], ["sweep-only", ["sweep"]]] as const) {

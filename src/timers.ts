@@ -72,7 +72,7 @@ export class DeadlineRunner {
   readonly #failing = new Map<string, { failures: number; retryAt: number }>();
   readonly #stop = new AbortController();
   #sweepTimer?: ReturnType<typeof setInterval>;
-  #sweeping?: Promise<void>;
+  #sweeping?: Promise<Promise<void>[]>;
 
   constructor(rt: Runtime, options: DeadlineRunnerOptions) {
     this.#rt = rt;
@@ -107,7 +107,7 @@ export class DeadlineRunner {
       new QueueChannel(this.#rt.kv).onMessage((message) => this.#onQueueMessage(message));
     }
     if (this.#options.wakeups.includes("sweep")) {
-      this.#sweepTimer = setInterval(() => void this.sweep(), this.#options.sweepMs);
+      this.#sweepTimer = setInterval(() => void this.#list(), this.#options.sweepMs);
     }
   }
 
@@ -143,19 +143,28 @@ export class DeadlineRunner {
     void this.#fireSoon([key]);
   }
 
-  /** Fires every deadline that is due (one sweep at a time). */
-  sweep(): Promise<void> {
-    this.#sweeping ??= this.#sweepOnce().finally(() => this.#sweeping = undefined);
+  /**
+   * Fires every deadline that is due and resolves once they fired (the cron tick, tests).
+   * The periodic sweep only lists: it hands what is due to the batches without waiting for
+   * them, so a slow firing (a remote KV) never delays the next listing.
+   */
+  async sweep(): Promise<void> {
+    await Promise.all(await this.#list());
+  }
+
+  /** One listing at a time; returns the firings it started. */
+  #list(): Promise<Promise<void>[]> {
+    this.#sweeping ??= this.#listDue().finally(() => this.#sweeping = undefined);
     return this.#sweeping;
   }
 
-  async #sweepOnce(): Promise<void> {
+  async #listDue(): Promise<Promise<void>[]> {
+    const firing: Promise<void>[] = [];
     try {
       // Pages continue after the last key seen: a deadline that failed, or is still
-      // firing, is not read again in the same sweep, and nothing later than the horizon
+      // firing, is not read again in the same listing, and nothing later than the horizon
       // is read at all.
       let after: Deno.KvKey | undefined;
-      const firing: Promise<void>[] = [];
       while (!this.#stopped) {
         const now = this.#rt.ctx.now();
         // Also list what falls due before the next sweep and wake it locally on time:
@@ -172,10 +181,10 @@ export class DeadlineRunner {
         if (page.length < SWEEP_PAGE) break;
         after = page[page.length - 1].key;
       }
-      await Promise.all(firing);
     } catch (err) {
       if (!this.#stopped) this.#rt.log.warn("sweep failed", { err: String(err) });
     }
+    return firing;
   }
 
   /** Whether a failing deadline's backoff allows another try now. */

@@ -136,8 +136,9 @@ async function storm(count: number): Promise<{ lateness: number[]; armMs: number
     deadlines: { concurrency: CONCURRENCY, batchSize: Number(values.batch) },
   });
   try {
-    // Every grace must still lie ahead once all are armed (a loaded machine arms ~1,000/s).
-    const graceMs = 5000 + 3 * count;
+    // Every grace must still lie ahead once all are armed (a loaded machine arms ~1,000/s
+    // on a local KV; each disconnect costs a few round trips on a slow one).
+    const graceMs = 5000 + count * (3 + 1.5 * KV_DELAY_MS);
     const { runs, dueAt, armMs } = await armGraceStorm(service, clock, { count, graceMs });
     const fired = () => service.rt.metrics.get(MetricName.graceExpired);
     const giveUp = dueAt + 120_000;

@@ -50,7 +50,7 @@ export const CloseCode = {
   goingAway: 1001,
   /** §5.3, §5.4: a loss without a close frame is recorded as 1006. */
   abnormal: 1006,
-  /** §5.3, §6, §10: rate, in-flight or pending-bytes limit; a viewer sending garbage. */
+  /** §5.3, §10: rate, in-flight or pending-bytes limit; §6: a viewer stream's bad query. */
   policy: 1008,
   /** §5.3, §10: a frame larger than `maxFrameBytes`. */
   tooBig: 1009,
@@ -72,7 +72,7 @@ export const CloseCode = {
   forbidden: 4403,
   /** §4, §6: an unknown or deleted session on the viewer stream. */
   notFound: 4404,
-  /** §9.3: the wrapper heard nothing for `--silence-timeout-ms` (its own, never sent). */
+  /** §9: the wrapper heard nothing for `--silence-timeout-ms` (the wrapper's own close). */
   silence: 4408,
 } as const;
 export type CloseCode = typeof CloseCode[keyof typeof CloseCode];

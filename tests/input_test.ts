@@ -145,6 +145,8 @@ serverTest("every refusal of section 12 leaves the state unchanged", async (serv
   await expectRefusal({ data: 1, extra: true }, 400, "INVALID_REQUEST");
   await expectRefusal({ data: "x".repeat(33 * 1024) }, 400, "INVALID_REQUEST");
   await expectRefusal({ data: "x".repeat(70 * 1024) }, 413, "PAYLOAD_TOO_LARGE");
+  const deep = JSON.parse("[".repeat(100) + "]".repeat(100)); // over the 64-level limit
+  await expectRefusal({ data: deep }, 400, "INVALID_REQUEST");
   await expectRefusal({ data: 1 }, 400, "INVALID_REQUEST", { "idempotency-key": "" });
   // A ticket may read the session but not send input.
   const ticket = await server.call<{ ticket: string }>("/v1/sessions/in-err/tickets", {

@@ -47,6 +47,22 @@ function entry<T>(key: Deno.KvKey): Entry<T> {
   };
 }
 
+/**
+ * An execution's `input` as stored: the UTF-8 bytes of its JSON (32 KiB of JSON can exceed a
+ * KV value's 64 KiB as a structured value), or `{input}` as written before.
+ */
+export type StoredExecutionInput = Uint8Array | { input: unknown };
+
+/** The stored form of an execution's `input`. */
+export const storeExecutionInput = (input: unknown): StoredExecutionInput =>
+  new TextEncoder().encode(JSON.stringify(input ?? null));
+
+/** An execution's `input` read back (`null` when there is none). */
+export function readExecutionInput(stored: StoredExecutionInput | null): unknown {
+  if (stored instanceof Uint8Array) return JSON.parse(new TextDecoder().decode(stored));
+  return stored?.input ?? null;
+}
+
 /** Idempotency records live this long (PROTOCOL.md 4: retries within 24 h). */
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 /** Longest delay KV queues accept. */
@@ -62,7 +78,7 @@ export const records = {
   interrupt: (sid: string) => entry<InterruptFlag>(keys.interrupt(sid)),
   grace: (sid: string) => entry<GraceRecord>(keys.grace(sid)),
   execution: (eid: string) => entry<ExecutionRecord>(keys.exec(eid)),
-  input: (eid: string) => entry<{ input: unknown }>(keys.execInput(eid)),
+  input: (eid: string) => entry<StoredExecutionInput>(keys.execInput(eid)),
   conn: (eid: string) => entry<ConnRecord>(keys.conn(eid)),
   idempotency: (sid: string, key: string) => entry<IdempotencyRecord>(keys.idem(sid, key)),
   inputIdempotency: (sid: string, eid: string, key: string) =>

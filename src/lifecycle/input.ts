@@ -23,6 +23,7 @@ import {
   type AgentInputRecord,
   type ExecutionRecord,
   isLive,
+  keepAgentInput,
   postToInbox,
   records,
 } from "../store/mod.ts";
@@ -109,7 +110,7 @@ export async function acceptInput(
       data: body.data,
       endOfInput: body.endOfInput === true ? true as const : undefined,
     });
-    records.agentInput(sessionId, executionId, inputId).set(tx, input);
+    keepAgentInput(tx, sessionId, executionId, input);
     records.execution(executionId).set(
       tx,
       withoutUndefined({

@@ -102,7 +102,7 @@ Deno.test({
       await page.locator(`#executions li[data-status="running"]`).waitFor({ timeout: 15_000 });
       await waitForItems(page, 5);
       await page.locator(`.item[data-kind="tool"]`).first().waitFor({ timeout: 15_000 });
-      assert.equal(await page.textContent("#conn-text"), "live");
+      await page.locator("#conn-text", { hasText: "live" }).waitFor({ timeout: 15_000 });
       assert.equal(await page.textContent("#s-access"), "full (API key)");
       assert.equal(await page.locator(".execution .health.healthy").count(), 1);
       // The full execution id, with a copy button, in the card and at the top of the run.

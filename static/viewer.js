@@ -6,6 +6,7 @@
 // and answer permission requests. Event data reaches the DOM only as text (item_view.js).
 import { ApiErrorCode, CLOSE_CODE_HTTP_STATUS, CloseCode, TERMINAL_STATUSES } from "./protocol.js";
 import { Conversation, eventItem, formatUsage } from "./conversation.js";
+import { readOlder, readTail } from "./event_pages.js";
 import { clock, copyButton, el, renderItem } from "./item_view.js";
 import { VirtualList } from "./virtual_list.js";
 
@@ -404,36 +405,16 @@ function addOption(selectId, seen, value) {
 
 // ---------------------------------------------------------------- loading events
 
-/**
- * Reads `GET …/events` forward from `after` until `until` (inclusive) or the newest event,
- * following `nextAfter` (a page may end early at its byte limit).
- */
-async function readRange(after, until) {
-  const out = [];
-  let cursor = after;
-  for (;;) {
-    const page = await api(
-      `${sessionPath()}/events?after=${cursor}&limit=${Math.min(1000, until - cursor)}`,
-    );
-    for (const env of page.events) if (env.eventId <= until) out.push(env);
-    const reached = page.nextAfter >= until || page.nextAfter >= page.lastEventId;
-    if (reached || page.events.length === 0 || page.nextAfter <= cursor) {
-      return { events: out, lastEventId: page.lastEventId };
-    }
-    cursor = page.nextAfter;
-  }
-}
+const getEvents = (query) => api(`${sessionPath()}/events?${query}`);
 
 /** Opens at the tail: the newest page of events first, then the live stream from there. */
 async function loadTail() {
   const generation = state.generation;
-  const newest = state.session.lastEventId;
-  const after = Math.max(0, newest - PAGE_EVENTS);
-  const { events } = newest > 0 ? await readRange(after, newest) : { events: [] };
+  const tail = await readTail(getEvents, state.session.lastEventId, PAGE_EVENTS);
   if (generation !== state.generation) return;
-  state.olderThan = after + 1;
-  state.startReached = after === 0;
-  addEvents(events);
+  state.olderThan = tail.olderThan;
+  state.startReached = tail.startReached;
+  addEvents(tail.events);
   list.scrollToBottom();
 }
 
@@ -444,18 +425,11 @@ async function loadOlder() {
   state.loadingOlder = true;
   renderOlderHint();
   try {
-    // eventIds may have gaps (a session deleted and created again): widen until found.
-    let step = PAGE_EVENTS;
-    let older = [];
-    while (older.length === 0 && !state.startReached) {
-      const after = Math.max(0, state.olderThan - 1 - step);
-      older = (await readRange(after, state.olderThan - 1)).events;
-      if (generation !== state.generation) return;
-      state.olderThan = after + 1;
-      state.startReached = after === 0;
-      step *= 4;
-    }
-    if (older.length > 0) prependEvents(older);
+    const older = await readOlder(getEvents, state.olderThan, PAGE_EVENTS);
+    if (generation !== state.generation) return;
+    state.olderThan = older.olderThan;
+    state.startReached = older.startReached;
+    if (older.events.length > 0) prependEvents(older.events);
   } catch (err) {
     if (generation === state.generation) banner(explain(err));
   } finally {

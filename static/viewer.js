@@ -4,7 +4,13 @@
 // older events in as the user scrolls up, follows live events over the stream WebSocket, and
 // keeps the DOM bounded with a virtualized list. With an API key it can interrupt, send input
 // and answer permission requests. Event data reaches the DOM only as text (item_view.js).
-import { ApiErrorCode, CLOSE_CODE_HTTP_STATUS, CloseCode, TERMINAL_STATUSES } from "./protocol.js";
+import {
+  ApiErrorCode,
+  CLOSE_CODE_HTTP_STATUS,
+  CloseCode,
+  EventType,
+  TERMINAL_STATUSES,
+} from "./protocol.js";
 import { Conversation, eventItem, formatUsage } from "./conversation.js";
 import { readOlder, readTail } from "./event_pages.js";
 import { clock, copyButton, el, renderItem } from "./item_view.js";
@@ -57,12 +63,23 @@ const state = {
   openRaw: new Set(),
   openDetails: new Set(),
   answering: new Map(),
+  /** Idempotency keys of permission answers, by item and option. */
+  answerKeys: new Map(),
   composerKey: "",
   /** The usage totals the execution cards show (redrawn when they change). */
   usageStamp: "",
 };
 
 const readOnly = () => !state.apiKey;
+
+/** Events after which the execution cards are re-read (status, input counters). */
+const REFRESH_ON = new Set([EventType.executionStatus, EventType.input, EventType.inputDelivered]);
+
+/** A random `Idempotency-Key` (getRandomValues works outside secure contexts too). */
+function randomKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
 
 // ---------------------------------------------------------------- small helpers
 
@@ -482,9 +499,7 @@ function addEvents(batch) {
     state.conversation.add(env);
     noteFilters(env);
     added++;
-    if (env.streamEventType === "execution_status" || env.streamEventType === "input") {
-      statusChanged = true;
-    }
+    if (REFRESH_ON.has(env.streamEventType)) statusChanged = true;
   }
   if (added === 0) return;
   if (statusChanged) refreshSoon();
@@ -662,7 +677,7 @@ async function submitComposer(event) {
   // The same text retried (after a network error) reuses its key: never sent twice.
   const fingerprint = JSON.stringify([executionId, body]);
   if (state.composerKey.split("\n")[0] !== fingerprint) {
-    state.composerKey = `${fingerprint}\n${crypto.randomUUID()}`;
+    state.composerKey = `${fingerprint}\n${randomKey()}`;
   }
   $("composer-send").disabled = true;
   status.textContent = "Sending…";
@@ -687,8 +702,10 @@ async function answerPermission(item, option) {
   list.refresh();
   try {
     const permission = { requestId: item.requestId, optionId: option.optionId };
-    const key = `permission-${item.executionId}-${item.requestId}-${option.optionId}`;
-    await sendInput(item.executionId, { data: { permission } }, key);
+    // One key per request and option, so a retried click is not a second answer.
+    const keyOf = `${item.key}\n${option.optionId}`;
+    if (!state.answerKeys.has(keyOf)) state.answerKeys.set(keyOf, randomKey());
+    await sendInput(item.executionId, { data: { permission } }, state.answerKeys.get(keyOf));
   } catch (err) {
     state.answering.delete(item.key);
     banner(INPUT_ERRORS[err.code] ?? explain(err));
@@ -714,6 +731,7 @@ function resetView() {
   state.openRaw.clear();
   state.openDetails.clear();
   state.answering.clear();
+  state.answerKeys.clear();
   state.unseen = 0;
   state.attempts = 0;
   $("executions").replaceChildren();

@@ -431,8 +431,8 @@ async function loadTail() {
   if (generation !== state.generation) return;
   state.olderThan = tail.olderThan;
   state.startReached = tail.startReached;
-  addEvents(tail.events);
   list.scrollToBottom();
+  addEvents(tail.events);
 }
 
 /** Pages in events older than those loaded, keeping the viewport where it is. */
@@ -505,11 +505,9 @@ function addEvents(batch) {
   if (statusChanged) refreshSoon();
   renderUsageChange();
   refreshList();
-  if (!list.following) {
-    state.unseen += Math.max(0, currentItems().length - before);
-    $("new-count").textContent = String(state.unseen);
-    $("resume-scroll").hidden = state.unseen === 0;
-  }
+  state.unseen = list.following ? 0 : state.unseen + currentItems().length - before;
+  $("new-count").textContent = String(state.unseen);
+  $("resume-scroll").hidden = state.unseen === 0;
   renderSessionCount();
 }
 

@@ -116,6 +116,8 @@ Deno.test({
       const header = page.locator(`.item[data-kind="execution"]`);
       assert.equal(await header.locator(".full-id").textContent(), run.executionId);
       assert.equal(await header.locator(".prompt pre").textContent(), "fix the tests");
+      // Back to the end: the list follows the live run again.
+      await page.locator("#timeline").evaluate((t) => t.scrollTop = t.scrollHeight);
 
       // Agent output that looks like markup is shown as text.
       await page.locator(`.item[data-kind="output"]`, { hasText: '<h1 id="injected">' })

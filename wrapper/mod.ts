@@ -33,8 +33,8 @@ import {
   PingFrame,
   ServiceErrorFrame,
   type TerminalStatus,
-  terminalStatusOfFrame,
 } from "../src/protocol.ts";
+import { terminalStatusOfFrame } from "../src/frames.ts";
 import { Outbox, type OutgoingFrame } from "./outbox.ts";
 
 export { frameBytes, type OutgoingFrame } from "./outbox.ts";

@@ -7,12 +7,14 @@
  */
 import { sha256Hex, timingSafeEqual, tokenExecutionId } from "../ids.ts";
 import {
+  CloseCode,
   executionDoneReason,
   type ExecutionStatus,
   isTerminal,
   type TerminalStatus,
 } from "../protocol.ts";
 import {
+  appendEvents,
   armTimer,
   type ConnRecord,
   type ExecutionRecord,
@@ -22,8 +24,17 @@ import {
   readHead,
   records,
   transact,
+  TransactionConflictError,
+  type Tx,
 } from "../store/mod.ts";
-import { change, type Effects, type LifecycleContext, statusEvent, strip } from "./transition.ts";
+import {
+  change,
+  type Effects,
+  type LifecycleContext,
+  Pending,
+  statusEvent,
+  strip,
+} from "./transition.ts";
 import { finish } from "./finish.ts";
 
 /** A dial as the `X-Tether-Dial` header describes it (absent: an unknown wrapper). */
@@ -49,6 +60,14 @@ export type Admission =
     effects: Effects;
   };
 
+/** An admission decided inside the transaction, before its effects are known. */
+type Decision =
+  | Exclude<Admission, { admitted: true }>
+  | Omit<Extract<Admission, { admitted: true }>, "effects">;
+
+const refused = (code: number, reason: string): Decision => ({ admitted: false, code, reason });
+const UNAUTHORIZED = refused(CloseCode.unauthorized, "unauthorized");
+
 /**
  * Admits an ingest connection (PROTOCOL.md 5): checks the token, the execution's state and
  * the dial order; makes it the current connection (the previous one, on any instance, gets
@@ -63,80 +82,100 @@ export async function admitConnection(
 ): Promise<Admission> {
   const tokenEid = token ? tokenExecutionId(token) : undefined;
   const tokenHash = token ? await sha256Hex(token) : "";
-  const exec0 = tokenEid
+  const located = tokenEid
     ? await transact(ctx.kv, (tx) => records.execution(tokenEid).get(tx))
     : null;
-  if (!exec0) return { admitted: false, code: 4401, reason: "unauthorized" };
-  const sid = exec0.sessionId;
-  type Decision =
-    | Exclude<Admission, { admitted: true }>
-    | (Omit<Extract<Admission, { admitted: true }>, "effects">);
+  if (!located) return UNAUTHORIZED as Admission;
+  const sid = located.sessionId;
   const { result, effects } = await change(ctx, sid, async (tx, p): Promise<Decision> => {
     const [exec, session] = await Promise.all([
-      records.execution(exec0.executionId).get(tx),
+      records.execution(located.executionId).get(tx),
       records.session(sid).get(tx),
     ]);
     if (!exec || !session || session.deletedAt || !timingSafeEqual(exec.tokenHash, tokenHash)) {
-      return { admitted: false, code: 4401, reason: "unauthorized" };
+      return UNAUTHORIZED;
     }
     if (exec.executionId !== path.executionId || sid !== path.sessionId) {
-      return { admitted: false, code: 4403, reason: "forbidden" };
+      return refused(CloseCode.forbidden, "forbidden");
     }
     if (isTerminal(exec.status)) {
-      return { admitted: false, code: 4000, reason: executionDoneReason(exec.status) };
+      return refused(CloseCode.executionDone, executionDoneReason(exec.status));
     }
-    const [active, conn, grace, flag] = await Promise.all([
-      records.active(sid).get(tx),
-      records.conn(exec.executionId).get(tx),
-      records.grace(sid).get(tx),
-      records.interrupt(sid).get(tx),
-    ]);
-    if (active?.executionId !== exec.executionId) {
-      return { admitted: false, code: 4009, reason: "not active yet" };
-    }
-    if (conn && dial && conn.wrapperId === dial.wrapperId && (conn.dialN ?? 0) > dial.n) {
-      return { admitted: false, code: 4001, reason: "replaced" };
-    }
-    if (conn) {
-      postToInbox(tx, conn.instanceId, {
-        type: "close",
-        connectionId: conn.connectionId,
-        code: 4001,
-        reason: "replaced",
-      });
-      p.notified.add(conn.instanceId);
-    }
-    records.conn(exec.executionId).set(
-      tx,
-      strip({
-        connectionId,
-        instanceId: ctx.instanceId,
-        since: p.at,
-        wrapperId: dial?.wrapperId,
-        dialN: dial?.n,
-      }) satisfies ConnRecord,
-    );
-    const graceCancelled = grace?.executionId === exec.executionId;
-    if (graceCancelled) records.grace(sid).delete(tx);
-    let updated: ExecutionRecord = { ...exec, lastHeartbeatAt: p.now };
-    if (exec.status === "pending") {
-      updated = { ...updated, status: "running", startedAt: p.at };
-      p.events.push(statusEvent(updated, "pending", true, p.at));
-      armTimer(tx, "heartbeat", exec.executionId, p.now + exec.heartbeatTimeoutMs);
-    }
-    records.execution(exec.executionId).set(tx, updated);
-    return {
-      admitted: true,
-      sessionId: sid,
-      executionId: exec.executionId,
-      lastSeq: exec.lastSeq,
-      graceMs: exec.graceMs,
-      heartbeatWriteMs: heartbeatWriteEvery(ctx, exec),
-      killReason: flag?.executionId === exec.executionId ? flag.reason : undefined,
-      graceCancelled,
-    };
+    return await takeOver(ctx, tx, p, exec, { connectionId, dial });
   });
   return result.admitted ? { ...result, effects } : result;
+}
+
+/**
+ * The admission of a connection to an execution that may take one: refuses a queued
+ * execution (4009) and a dial older than the current one of the same wrapper (4001),
+ * otherwise makes it current (the previous holder is told to close with 4001), cancels the
+ * grace and starts a pending execution.
+ */
+async function takeOver(
+  ctx: LifecycleContext,
+  tx: Tx,
+  p: Pending,
+  exec: ExecutionRecord,
+  incoming: { connectionId: string; dial: Dial | undefined },
+): Promise<Decision> {
+  const sid = exec.sessionId;
+  const { connectionId, dial } = incoming;
+  const [active, conn, grace, flag] = await Promise.all([
+    records.active(sid).get(tx),
+    records.conn(exec.executionId).get(tx),
+    records.grace(sid).get(tx),
+    records.interrupt(sid).get(tx),
+  ]);
+  if (active?.executionId !== exec.executionId) {
+    return refused(CloseCode.notActiveYet, "not active yet");
+  }
+  if (conn && dial && conn.wrapperId === dial.wrapperId && (conn.dialN ?? 0) > dial.n) {
+    return refused(CloseCode.replaced, "replaced");
+  }
+  if (conn) {
+    postToInbox(tx, conn.instanceId, {
+      type: "close",
+      connectionId: conn.connectionId,
+      code: CloseCode.replaced,
+      reason: "replaced",
+    });
+    p.notified.add(conn.instanceId);
+  }
+  records.conn(exec.executionId).set(
+    tx,
+    strip({
+      connectionId,
+      instanceId: ctx.instanceId,
+      since: p.at,
+      wrapperId: dial?.wrapperId,
+      dialN: dial?.n,
+    }) satisfies ConnRecord,
+  );
+  const graceCancelled = grace?.executionId === exec.executionId;
+  if (graceCancelled) records.grace(sid).delete(tx);
+  startRunning(tx, p, exec);
+  return {
+    admitted: true,
+    sessionId: sid,
+    executionId: exec.executionId,
+    lastSeq: exec.lastSeq,
+    graceMs: exec.graceMs,
+    heartbeatWriteMs: heartbeatWriteEvery(ctx, exec),
+    killReason: flag?.executionId === exec.executionId ? flag.reason : undefined,
+    graceCancelled,
+  };
+}
+
+/** Refreshes liveness; a pending execution becomes `running` and gets its heartbeat deadline. */
+function startRunning(tx: Tx, p: Pending, exec: ExecutionRecord): void {
+  let updated: ExecutionRecord = { ...exec, lastHeartbeatAt: p.now };
+  if (exec.status === "pending") {
+    updated = { ...updated, status: "running", startedAt: p.at };
+    p.events.push(statusEvent(updated, "pending", true, p.at));
+    armTimer(tx, "heartbeat", exec.executionId, p.now + exec.heartbeatTimeoutMs);
+  }
+  records.execution(exec.executionId).set(tx, updated);
 }
 
 /** A frame ready to commit: its seq (if any) and its event, or no event for a rejected frame whose seq it uses up. */
@@ -145,6 +184,14 @@ export interface PreparedFrame {
   event?: NewEvent;
   /** Set for a terminal frame: what it ends the execution as. */
   terminal?: { status: TerminalStatus; error?: string };
+}
+
+/** One connection's share of a commit: its frames (none for a liveness-only refresh). */
+export interface FrameWork {
+  sessionId: string;
+  executionId: string;
+  connectionId: string;
+  frames: readonly PreparedFrame[];
 }
 
 export type FrameCommit =
@@ -157,47 +204,128 @@ export type FrameCommit =
  * (debounced), and applies a terminal frame's transition in the same commit. `ok: false`
  * when the connection is no longer current: nothing is stored.
  */
-export async function commitFrames(
-  ctx: LifecycleContext,
-  sessionId: string,
-  executionId: string,
-  connectionId: string,
-  frames: readonly PreparedFrame[],
-): Promise<FrameCommit> {
-  const { result, effects } = await change(ctx, sessionId, async (tx, p) => {
-    const [exec, conn] = await Promise.all([
-      records.execution(executionId).get(tx),
-      records.conn(executionId).get(tx),
-      // Read with the others (one round trip, not two): appending the events needs it.
-      readHead(tx, sessionId),
-    ]);
-    if (!exec || conn?.connectionId !== connectionId) return null;
-    let lastSeq = exec.lastSeq;
-    const events: NewEvent[] = [];
-    let terminal: PreparedFrame["terminal"];
-    for (const frame of frames) {
-      if (frame.seq !== undefined) {
-        if (frame.seq !== lastSeq + 1) continue; // a resend (or a gap the connection already refused)
-        lastSeq = frame.seq;
-      }
-      if (frame.event) events.push(frame.event);
-      if (frame.terminal) terminal = frame.terminal;
-    }
-    const heartbeatDue = p.now - (exec.lastHeartbeatAt ?? 0) >= heartbeatWriteEvery(ctx, exec);
-    const updated: ExecutionRecord = {
-      ...exec,
-      lastSeq,
-      lastHeartbeatAt: heartbeatDue ? p.now : exec.lastHeartbeatAt,
-    };
-    if (terminal && exec.status === "running") {
-      await finish(ctx, tx, p, updated, terminal.status, terminal.error, events);
-      return { lastSeq, status: terminal.status as ExecutionStatus };
-    }
-    p.events.push(...events);
-    if (lastSeq !== exec.lastSeq || heartbeatDue) records.execution(executionId).set(tx, updated);
-    return { lastSeq, status: exec.status };
-  });
+export async function commitFrames(ctx: LifecycleContext, work: FrameWork): Promise<FrameCommit> {
+  const { result, effects } = await change(
+    ctx,
+    work.sessionId,
+    (tx, p) => applyFrames(ctx, tx, p, work),
+  );
   return result ? { ok: true, ...result, effects } : { ok: false };
+}
+
+/**
+ * Commits the frames of several connections (of different sessions, none terminal) in one
+ * KV commit, every ownership check kept (PROTOCOL.md 5: only the current connection's frames
+ * are stored). A connection that is no longer current gets `ok: false` and the others are
+ * stored all the same. When the shared commit fails a check (one execution changed
+ * meanwhile), each work is committed on its own, so no execution's change fails or holds
+ * back another's frames beyond that one attempt.
+ *
+ * @example
+ * ```ts
+ * const [a, b] = await commitFrameBatch(ctx, [workOfA, workOfB]);
+ * if (a.ok) rt.committed(a.effects);
+ * ```
+ */
+export async function commitFrameBatch(
+  ctx: LifecycleContext,
+  works: readonly FrameWork[],
+): Promise<FrameCommit[]> {
+  if (works.length === 1) return [await commitFrames(ctx, works[0])];
+  try {
+    return await transact(ctx.kv, async (tx) => {
+      // Every key of the batch in parallel reads (one round trip), not one work after another.
+      await prefetch(tx, works.flatMap(ownershipKeys));
+      const now = ctx.now();
+      const out: FrameCommit[] = [];
+      for (const work of works) {
+        const p = new Pending(now);
+        const applied = await applyFrames(ctx, tx, p, work);
+        if (!applied) {
+          out.push({ ok: false });
+          continue;
+        }
+        const stored = await appendEvents(tx, work.sessionId, p.events, p.now);
+        const effects = { sessionId: work.sessionId, stored, notified: p.notified };
+        out.push({ ok: true, ...applied, effects });
+      }
+      return out;
+    }, { queues: ctx.queues, maxAttempts: 1 });
+  } catch (err) {
+    if (!(err instanceof TransactionConflictError)) throw err;
+    return await Promise.all(works.map((work) => commitFrames(ctx, work)));
+  }
+}
+
+/** The keys a work reads: checked at commit, so a replaced connection fails it. */
+function ownershipKeys(work: FrameWork): Deno.KvKey[] {
+  return [
+    records.execution(work.executionId).key,
+    records.conn(work.executionId).key,
+    records.head(work.sessionId).key,
+  ];
+}
+
+/** Reads keys into the transaction's snapshot, at most ten per call, the calls in parallel. */
+async function prefetch(tx: Tx, keyList: Deno.KvKey[]): Promise<void> {
+  const calls: Promise<unknown>[] = [];
+  for (let i = 0; i < keyList.length; i += 10) calls.push(tx.getMany(keyList.slice(i, i + 10)));
+  await Promise.all(calls);
+}
+
+/** Checks and KV mutations a work may need in the worst case (KV allows 100 and 1,000). */
+export function frameWorkCost(
+  work: FrameWork,
+  bytes: number,
+): { checks: number; mutations: number } {
+  const largeChunks = Math.ceil(bytes / 60_000);
+  return { checks: ownershipKeys(work).length, mutations: 2 + work.frames.length + largeChunks };
+}
+
+/**
+ * One connection's frames inside a transaction: `null` when it is not the current one;
+ * otherwise stores them (via `p.events`), advances `lastSeq`, refreshes liveness when due
+ * and applies a terminal frame.
+ */
+async function applyFrames(
+  ctx: LifecycleContext,
+  tx: Tx,
+  p: Pending,
+  work: FrameWork,
+): Promise<{ lastSeq: number; status: ExecutionStatus } | null> {
+  const { executionId, sessionId, connectionId } = work;
+  const [exec, conn] = await Promise.all([
+    records.execution(executionId).get(tx),
+    records.conn(executionId).get(tx),
+    // Read with the others (one round trip, not two): appending the events needs it.
+    readHead(tx, sessionId),
+  ]);
+  if (!exec || conn?.connectionId !== connectionId) return null;
+  let lastSeq = exec.lastSeq;
+  const events: NewEvent[] = [];
+  let terminal: PreparedFrame["terminal"];
+  for (const frame of work.frames) {
+    if (frame.seq !== undefined) {
+      if (frame.seq !== lastSeq + 1) continue; // a resend (or a gap the connection already refused)
+      lastSeq = frame.seq;
+    }
+    if (frame.event) events.push(frame.event);
+    if (frame.terminal) terminal = frame.terminal;
+  }
+  const heartbeatDue = exec.status === "running" &&
+    p.now - (exec.lastHeartbeatAt ?? 0) >= heartbeatWriteEvery(ctx, exec);
+  const updated: ExecutionRecord = {
+    ...exec,
+    lastSeq,
+    lastHeartbeatAt: heartbeatDue ? p.now : exec.lastHeartbeatAt,
+  };
+  if (terminal && exec.status === "running") {
+    await finish(ctx, tx, p, updated, terminal.status, terminal.error, events);
+    return { lastSeq, status: terminal.status };
+  }
+  p.events.push(...events);
+  if (lastSeq !== exec.lastSeq || heartbeatDue) records.execution(executionId).set(tx, updated);
+  return { lastSeq, status: exec.status };
 }
 
 /**
@@ -209,26 +337,14 @@ export function heartbeatWriteEvery(ctx: LifecycleContext, exec: ExecutionRecord
   return Math.min(ctx.config.heartbeatWriteMs, exec.heartbeatTimeoutMs / 4);
 }
 
-/** Refreshes `lastHeartbeatAt` for a liveness-only frame, at most once per `heartbeatWriteMs`. */
-export async function touchHeartbeat(
-  ctx: LifecycleContext,
-  executionId: string,
-  connectionId: string,
-): Promise<void> {
-  await transact(ctx.kv, async (tx) => {
-    const [exec, conn] = await Promise.all([
-      records.execution(executionId).get(tx),
-      records.conn(executionId).get(tx),
-    ]);
-    if (!exec || conn?.connectionId !== connectionId || exec.status !== "running") return;
-    const now = ctx.now();
-    if (now - (exec.lastHeartbeatAt ?? 0) < heartbeatWriteEvery(ctx, exec)) return;
-    records.execution(executionId).set(tx, { ...exec, lastHeartbeatAt: now });
-  }, { queues: ctx.queues });
-}
-
 /** Close codes the service sends on purpose: when it sent them, they never start a grace. */
-const SERVICE_CLOSES = new Set([4000, 4001, 4401, 4403, 4009]);
+const SERVICE_CLOSES: ReadonlySet<number> = new Set([
+  CloseCode.executionDone,
+  CloseCode.replaced,
+  CloseCode.unauthorized,
+  CloseCode.forbidden,
+  CloseCode.notActiveYet,
+]);
 
 /**
  * Records that a connection closed. Only when the execution's current connection is this
@@ -276,7 +392,7 @@ export async function recoverLostConnections(ctx: LifecycleContext): Promise<num
   let started = 0;
   for (const { executionId, conn } of await listConnections(ctx.kv)) {
     if (conn.instanceId === ctx.instanceId) continue;
-    const close = { code: 1012, reason: "service restarted" };
+    const close = { code: CloseCode.restart, reason: "service restarted" };
     if (await recordDisconnect(ctx, executionId, conn.connectionId, close)) started++;
   }
   return started;

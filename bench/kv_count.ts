@@ -56,8 +56,10 @@ if (file) {
     counts.reads++;
     return getMany.apply(this, args);
   } as Deno.Kv["getMany"];
+  // Written aside and renamed, so a reader never sees half a file.
   const timer = setInterval(() => {
-    Deno.writeTextFile(file, JSON.stringify(counts)).catch(() => {});
+    Deno.writeTextFile(`${file}.new`, JSON.stringify(counts))
+      .then(() => Deno.rename(`${file}.new`, file)).catch(() => {});
   }, 200);
   Deno.unrefTimer(timer);
 }

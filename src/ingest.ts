@@ -80,8 +80,6 @@ export class IngestConnection implements ConnectionHandle {
   #lastSentAt = Date.now();
   /** Admission has just written liveness, so the first write is due one debounce later. */
   #lastHeartbeatWrite = Date.now();
-  /** A liveness write is due and rides the next commit. */
-  #livenessDue = false;
   #rate = { second: 0, count: 0, overStreak: 0 };
   #pingTimer?: ReturnType<typeof setTimeout>;
   #closeTimer?: ReturnType<typeof setTimeout>;
@@ -182,11 +180,11 @@ export class IngestConnection implements ConnectionHandle {
     if (this.#state !== "open" || this.#terminalSeen) return;
     if (this.#flooded()) return;
     // Every frame is a sign of life, also one refused, a resend or a gap (PROTOCOL.md 5.1);
-    // the write is debounced and rides the next commit.
+    // the write is debounced and rides a shared commit.
     this.#refreshLiveness();
     const parsed = this.#parse(raw);
     if (parsed) this.#accept(classifyFrame(parsed.json), parsed.bytes);
-    if (this.#batch.length > 0 || this.#livenessDue) this.#committing ??= this.#drain();
+    if (this.#batch.length > 0) this.#committing ??= this.#drain();
   }
 
   /** Text, size and JSON checks: the parsed frame and its size, or `undefined` once refused. */
@@ -286,7 +284,8 @@ export class IngestConnection implements ConnectionHandle {
     const now = Date.now();
     if (now - this.#lastHeartbeatWrite < this.admitted.heartbeatWriteMs) return;
     this.#lastHeartbeatWrite = now;
-    this.#livenessDue = true;
+    const { sessionId, executionId, connectionId } = this.admitted;
+    batcherOf(this.rt).touch({ sessionId, executionId, connectionId, frames: [] });
   }
 
   /** Queues a frame for the next commit; too many bytes waiting closes with 1008. */
@@ -302,9 +301,8 @@ export class IngestConnection implements ConnectionHandle {
   /** Commits batches until none is left; frames arriving meanwhile join the next batch. */
   async #drain(): Promise<void> {
     try {
-      while (this.#batch.length > 0 || this.#livenessDue) {
+      while (this.#batch.length > 0) {
         const { frames, bytes } = this.#takeBatch();
-        this.#livenessDue = false;
         const { sessionId, executionId, connectionId } = this.admitted;
         let result: FrameCommit;
         try {
@@ -348,7 +346,6 @@ export class IngestConnection implements ConnectionHandle {
   #dropQueued(): void {
     this.#batch = [];
     this.#pendingBytes = 0;
-    this.#livenessDue = false;
   }
 
   #takeBatch(): { frames: PreparedFrame[]; bytes: number } {

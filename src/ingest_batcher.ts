@@ -29,6 +29,11 @@ export interface FrameBatcherOptions {
    * meanwhile share the next commit instead of each taking one. Default 4.
    */
   minIntervalMs?: number;
+  /**
+   * How long a liveness-only refresh may wait for a commit that carries frames before it
+   * takes one of its own, in ms (liveness writes are debounced by seconds anyway). Default 250.
+   */
+  touchDelayMs?: number;
 }
 
 /** What one commit may hold, with margins for the envelope and record overhead. */
@@ -56,7 +61,11 @@ export class FrameBatcher {
   readonly #ctx: LifecycleContext;
   readonly #maxInFlight: number;
   readonly #minIntervalMs: number;
+  readonly #touchDelayMs: number;
   #queue: Waiting[] = [];
+  /** Liveness-only refreshes by execution, with when the oldest was asked for. */
+  #touches = new Map<string, FrameWork>();
+  #touchTimer?: ReturnType<typeof setTimeout>;
   #inFlight = 0;
   #lastStart = -Infinity;
   #timer?: ReturnType<typeof setTimeout>;
@@ -65,6 +74,25 @@ export class FrameBatcher {
     this.#ctx = ctx;
     this.#maxInFlight = options.maxInFlight ?? 4;
     this.#minIntervalMs = options.minIntervalMs ?? 4;
+    this.#touchDelayMs = options.touchDelayMs ?? 250;
+  }
+
+  /**
+   * Refreshes an execution's liveness with the next commit that has room for it, or on its
+   * own after `touchDelayMs`. Nothing waits on it: a lost refresh is redone by the next frame.
+   */
+  touch(work: FrameWork): void {
+    this.#touches.set(work.executionId, { ...work, frames: [] });
+    this.#armTouches();
+  }
+
+  #armTouches(): void {
+    this.#touchTimer ??= setTimeout(() => {
+      this.#touchTimer = undefined;
+      if (this.#touches.size === 0) return;
+      if (this.#inFlight < this.#maxInFlight) void this.#commit(this.#take());
+      else this.#armTouches();
+    }, this.#touchDelayMs);
   }
 
   /** Commits `work` (its frames' serialized size is `bytes`), alone or with others. */
@@ -91,29 +119,46 @@ export class FrameBatcher {
     }
   }
 
-  /** The oldest works that fit one commit, at most one per session (they share its head). */
+  /**
+   * The oldest works that fit one commit, at most one per session (they share its head),
+   * then as many pending liveness refreshes as still fit.
+   */
   #take(): Waiting[] {
     const taken: Waiting[] = [];
     const kept: Waiting[] = [];
     const sessions = new Set<string>();
     let checks = 0, mutations = 0, bytes = 0;
-    for (const waiting of this.#queue) {
-      const cost = frameWorkCost(waiting.work, waiting.bytes);
-      const fits = taken.length === 0 || (
+    const fits = (work: FrameWork, size: number) => {
+      const cost = frameWorkCost(work, size);
+      const ok = taken.length === 0 || (
         checks + cost.checks <= MAX_CHECKS && mutations + cost.mutations <= MAX_MUTATIONS &&
-        bytes + waiting.bytes <= MAX_BYTES && !sessions.has(waiting.work.sessionId)
+        bytes + size <= MAX_BYTES && !sessions.has(work.sessionId)
       );
-      if (!fits) {
-        kept.push(waiting);
-        continue;
+      if (ok) {
+        sessions.add(work.sessionId);
+        checks += cost.checks;
+        mutations += cost.mutations;
+        bytes += size;
       }
-      taken.push(waiting);
-      sessions.add(waiting.work.sessionId);
-      checks += cost.checks;
-      mutations += cost.mutations;
-      bytes += waiting.bytes;
+      return ok;
+    };
+    for (const waiting of this.#queue) {
+      if (fits(waiting.work, waiting.bytes)) taken.push(waiting);
+      else kept.push(waiting);
     }
     this.#queue = kept;
+    for (const [executionId, work] of this.#touches) {
+      // A frame commit of the same session refreshes liveness itself when it is due.
+      if (sessions.has(work.sessionId)) {
+        this.#touches.delete(executionId);
+        continue;
+      }
+      if (!fits(work, 0)) break;
+      this.#touches.delete(executionId);
+      const done = Promise.withResolvers<FrameCommit>();
+      done.promise.catch(() => {}); // nobody waits for a refresh; the next one retries
+      taken.push({ work, bytes: 0, done });
+    }
     return taken;
   }
 
@@ -125,6 +170,10 @@ export class FrameBatcher {
     } catch (err) {
       for (const w of batch) w.done.reject(err);
     } finally {
+      if (this.#touches.size === 0) {
+        clearTimeout(this.#touchTimer);
+        this.#touchTimer = undefined;
+      }
       this.#inFlight--;
       this.#pump();
     }

@@ -37,6 +37,8 @@ export interface StartOptions extends ServiceOptions {
   config?: Partial<Config>;
   /** A KV file to share between instances; default `:memory:`. */
   kvPath?: string;
+  /** An open KV handle to serve from instead (e.g. one that delays commits); closed with the instance. */
+  kv?: Deno.Kv;
 }
 
 /**
@@ -51,7 +53,7 @@ export async function startServer(options: StartOptions = {}): Promise<TestServe
     sweepMs: 50,
     ...options.config,
   });
-  const kv = await Deno.openKv(kvPath);
+  const kv = options.kv ?? await Deno.openKv(kvPath);
   const service = await createService(config, kv, options);
   const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, service.fetch);
   const port = server.addr.port;

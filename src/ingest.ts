@@ -285,7 +285,11 @@ export class IngestConnection implements ConnectionHandle {
     if (now - this.#lastHeartbeatWrite < this.admitted.heartbeatWriteMs) return;
     this.#lastHeartbeatWrite = now;
     const { sessionId, executionId, connectionId } = this.admitted;
-    batcherOf(this.rt).touch({ sessionId, executionId, connectionId, frames: [] });
+    // Written within half a debounce: liveness never lags enough to look stale.
+    batcherOf(this.rt).touch(
+      { sessionId, executionId, connectionId, frames: [] },
+      this.admitted.heartbeatWriteMs / 2,
+    );
   }
 
   /** Queues a frame for the next commit; too many bytes waiting closes with 1008. */

@@ -66,6 +66,7 @@ export class FrameBatcher {
   /** Liveness-only refreshes by execution, with when the oldest was asked for. */
   #touches = new Map<string, FrameWork>();
   #touchTimer?: ReturnType<typeof setTimeout>;
+  #touchDue = 0;
   #inFlight = 0;
   #lastStart = -Infinity;
   #timer?: ReturnType<typeof setTimeout>;
@@ -79,20 +80,26 @@ export class FrameBatcher {
 
   /**
    * Refreshes an execution's liveness with the next commit that has room for it, or on its
-   * own after `touchDelayMs`. Nothing waits on it: a lost refresh is redone by the next frame.
+   * own after `touchDelayMs` (or `maxDelayMs` when shorter: an execution with a short
+   * heartbeat timeout must not look stale). Nothing waits on it.
    */
-  touch(work: FrameWork): void {
+  touch(work: FrameWork, maxDelayMs = Infinity): void {
     this.#touches.set(work.executionId, { ...work, frames: [] });
-    this.#armTouches();
+    this.#armTouches(Math.min(this.#touchDelayMs, maxDelayMs));
   }
 
-  #armTouches(): void {
-    this.#touchTimer ??= setTimeout(() => {
+  /** Commits the waiting refreshes in `delayMs`, unless an earlier wake-up is set. */
+  #armTouches(delayMs: number): void {
+    const due = performance.now() + delayMs;
+    if (this.#touchTimer !== undefined && this.#touchDue <= due) return;
+    clearTimeout(this.#touchTimer);
+    this.#touchDue = due;
+    this.#touchTimer = setTimeout(() => {
       this.#touchTimer = undefined;
       if (this.#touches.size === 0) return;
       if (this.#inFlight < this.#maxInFlight) void this.#commit(this.#take());
-      else this.#armTouches();
-    }, this.#touchDelayMs);
+      else this.#armTouches(this.#minIntervalMs);
+    }, delayMs);
   }
 
   /** Commits `work` (its frames' serialized size is `bytes`), alone or with others. */

@@ -103,7 +103,6 @@ export function dsRoutes(options: DsRouteOptions = {}): Hono<AppEnv> {
       return sseResponse(rt, sid, after, {
         cursor: cursor!,
         maxMs: Math.min(sseMs, read.timeoutMs ?? sseMs),
-        signal: c.req.raw.signal,
       });
     }
     if ("tail" in read.offset && read.live === undefined) {
@@ -121,11 +120,9 @@ export function dsRoutes(options: DsRouteOptions = {}): Hono<AppEnv> {
     const after = "tail" in read.offset ? await existingTail(rt, sid) : read.offset.after;
     let batch = "tail" in read.offset ? emptyBatch(after) : await existingBatch(rt, sid, after);
     if (read.live === "long-poll" && batch.events.length === 0) {
-      using follower = new SessionFollower(
-        rt,
-        sid,
-        AbortSignal.any([c.req.raw.signal, rt.shutdown]),
-      );
+      // Not request.signal (it also aborts after a successful response, legacy behaviour):
+      // a reader that leaves holds its follower at most until the poll's timeout.
+      using follower = new SessionFollower(rt, sid, rt.shutdown);
       const waited = await follower.waitBeyond(
         after,
         Math.min(longPollMs, read.timeoutMs ?? longPollMs),
@@ -195,10 +192,11 @@ function sseResponse(
   rt: Runtime,
   sid: string,
   after: number,
-  options: { cursor: string; maxMs: number; signal: AbortSignal },
+  options: { cursor: string; maxMs: number },
 ): Response {
+  // A reader that goes away cancels the body (`cancel` below), which stops the loop.
   const stop = new AbortController();
-  const signal = AbortSignal.any([options.signal, rt.shutdown, stop.signal]);
+  const signal = AbortSignal.any([rt.shutdown, stop.signal]);
   const encoder = new TextEncoder();
   const events = sseEvents(rt, sid, after, { ...options, signal });
   const body = new ReadableStream<Uint8Array>({

@@ -44,7 +44,7 @@ export function streamRoutes(): Hono<AppEnv> {
     const after = lastEventId !== undefined
       ? Number(lastEventId.trim())
       : query.after ?? query.fromId ?? 0;
-    return sseResponse(rt, sid, after, filter, c.req.raw.signal);
+    return sseResponse(rt, sid, after, filter);
   });
 
   app.get("/:sid/stream", async (c) => {
@@ -100,12 +100,12 @@ function sseResponse(
   sid: string,
   after: number,
   filter: ViewerFilter,
-  requestSignal: AbortSignal,
 ): Response {
   const encoder = new TextEncoder();
+  // A reader that goes away cancels the body (`cancel` below): Deno.serve's request.signal
+  // is not used, as it also aborts after a successful response (legacy behaviour).
   const stop = new AbortController();
   const onStop = () => stop.abort();
-  requestSignal.addEventListener("abort", onStop);
   rt.shutdown.addEventListener("abort", onStop);
   let keepAlive: ReturnType<typeof setInterval> | undefined;
   const body = new ReadableStream<Uint8Array>({
@@ -124,7 +124,6 @@ function sseResponse(
         rt.log.warn("sse viewer failed", { sessionId: sid, err: String(err) });
       }).finally(() => {
         clearInterval(keepAlive);
-        requestSignal.removeEventListener("abort", onStop);
         rt.shutdown.removeEventListener("abort", onStop);
         try {
           controller.close();

@@ -8,8 +8,12 @@
  * runs the service on a slow KV (every read and commit delayed, as on a remote KV).
  *
  * Usage: `deno task bench:many [--steps 500,1000,2000,5000] [--rate 400] [--seconds 10]
- * [--clients 4] [--slow-kv-ms 20] [--slow-steps 500,2000] [--cpu-prof DIR]`
- * (`--slow-kv-ms 0` skips the slow-KV table).
+ * [--clients 4] [--slow-kv-ms 20] [--slow-steps 500,2000] [--storm 2000] [--cpu-prof DIR]
+ * [--commits]` (`--steps none`, `--slow-kv-ms 0` and `--storm 0` skip a part; `--commits`
+ * prints the commits of each window by the key families they wrote).
+ *
+ * The restart storm: N wrappers (the real `IngestConnection`, default backoff) on a service
+ * that is SIGKILLed and restarted on the same KV file; all must be back within their grace.
  *
  * Targets at 2,000 runs / 400 events/s: service RSS ≤ 256 MB, ack p99 ≤ 25 ms, CPU ≤ 10 %.
  * On the slow KV an ack should cost about one transaction (one read and one commit round
@@ -20,6 +24,7 @@
 import { type ChildService, freePort, startChildService } from "../tests/helpers/child_service.ts";
 import type { ClientCommand, ClientTarget, RunReport } from "./many_client.ts";
 import type { KvCounts } from "./kv_count.ts";
+import { restartStorm } from "../tests/helpers/restart_storm.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
 /** Sessions and executions created at once while growing N. */
@@ -36,6 +41,8 @@ export interface ManyOptions {
   heartbeatMs: number;
   slowKvMs: number;
   slowSteps: number[];
+  /** Wrappers of the restart storm (0: none). */
+  storm: number;
   cpuProfDir?: string;
 }
 
@@ -367,31 +374,50 @@ function text(args: string[], name: string): string | undefined {
 if (import.meta.main) {
   const args = Deno.args;
   const o: ManyOptions = {
-    steps: numbers(args, "steps", [500, 1000, 2000, 5000]),
+    steps: text(args, "steps") === "none" ? [] : numbers(args, "steps", [500, 1000, 2000, 5000]),
     rate: numbers(args, "rate", [400])[0],
     seconds: numbers(args, "seconds", [10])[0],
     clients: numbers(args, "clients", [4])[0],
     heartbeatMs: numbers(args, "heartbeat-ms", [20_000])[0],
     slowKvMs: numbers(args, "slow-kv-ms", [20])[0],
     slowSteps: numbers(args, "slow-steps", [500, 2000]),
+    storm: numbers(args, "storm", [2000])[0],
     cpuProfDir: text(args, "cpu-prof"),
   };
   console.log(
     `bench:many — ${o.rate} events/s in all over N runs, ${o.seconds} s per window, ${o.clients} client processes, ${Deno.osRelease()} ${navigator.hardwareConcurrency} cores (shared machine: other work may run)`,
   );
   console.log(HEADER);
-  const rows = await runTable(o, o.steps, 0, true);
-  printVerdicts(rows, o);
-  if (o.slowKvMs > 0) {
-    try {
-      await Deno.stat(`${ROOT}${SLOW_ENTRY}`);
-    } catch {
-      console.log(`\nslow-KV table skipped: ${SLOW_ENTRY} is missing`);
-      Deno.exit(0);
-    }
-    console.log(`\nslow KV: every KV read and commit delayed ${o.slowKvMs} ms`);
-    console.log(HEADER);
-    const slow = await runTable(o, o.slowSteps, o.slowKvMs, false);
-    printSlowVerdicts(slow, o.slowKvMs);
+  if (o.steps.length > 0) {
+    const rows = await runTable(o, o.steps, 0, true);
+    printVerdicts(rows, o);
   }
+  if (o.slowKvMs > 0) await slowTable(o);
+  if (o.storm > 0) await stormReport(o.storm);
+}
+
+async function slowTable(o: ManyOptions): Promise<void> {
+  try {
+    await Deno.stat(`${ROOT}${SLOW_ENTRY}`);
+  } catch {
+    console.log(`\nslow-KV table skipped: ${SLOW_ENTRY} is missing`);
+    return;
+  }
+  console.log(`\nslow KV: every KV read and commit delayed ${o.slowKvMs} ms`);
+  console.log(HEADER);
+  const slow = await runTable(o, o.slowSteps, o.slowKvMs, false);
+  printSlowVerdicts(slow, o.slowKvMs);
+}
+
+/** The restart storm with the wrapper's default backoff and the default grace (10 s). */
+async function stormReport(n: number): Promise<void> {
+  console.log(`\nrestart storm: ${n} wrappers (real IngestConnection), SIGKILL, restart`);
+  const r = await restartStorm({ n, graceMs: 10_000, reconnectBaseMs: 1000, reconnectMaxMs: 5000 });
+  console.log(
+    `  restart ${r.restartMs} ms; all back ${r.allBackMs} ms after listening; ${
+      Math.round(r.admissionsPerSec)
+    } admissions/s; back ${r.back}/${n}, gave up ${r.ended}, executions not running ${r.notRunning}`,
+  );
+  const ok = r.back === n && r.ended === 0 && r.notRunning === 0 && r.allBackMs < 10_000;
+  console.log(`  target: all back within the grace (10 s), none fails  ${verdict(ok)}`);
 }

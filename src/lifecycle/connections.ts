@@ -358,42 +358,82 @@ export async function recordDisconnect(
   ctx: LifecycleContext,
   executionId: string,
   connectionId: string,
-  close: { code: number; reason: string; byService?: boolean },
+  close: CloseRecord,
 ): Promise<boolean> {
-  return await transact(ctx.kv, async (tx) => {
-    const [exec, conn] = await Promise.all([
-      records.execution(executionId).get(tx),
-      records.conn(executionId).get(tx),
-    ]);
-    if (!exec || conn?.connectionId !== connectionId) return false;
-    records.conn(executionId).delete(tx);
-    if (exec.status !== "running" || (close.byService && SERVICE_CLOSES.has(close.code))) {
-      return false;
-    }
-    const now = ctx.now();
-    records.grace(exec.sessionId).set(tx, {
-      executionId,
-      connectionId,
-      disconnectedAt: new Date(now).toISOString(),
-      wsCloseCode: close.code,
-      wsCloseReason: close.reason,
-    });
-    armTimer(tx, "grace", executionId, now + exec.graceMs);
-    return true;
-  }, { queues: ctx.queues });
+  return await transact(
+    ctx.kv,
+    (tx) => disconnect(ctx, tx, { executionId, connectionId }, close),
+    { queues: ctx.queues },
+  );
 }
+
+/** How a connection closed, and whether the service closed it. */
+export interface CloseRecord {
+  code: number;
+  reason: string;
+  byService?: boolean;
+}
+
+/** {@link recordDisconnect} inside a transaction. */
+async function disconnect(
+  ctx: LifecycleContext,
+  tx: Tx,
+  lost: { executionId: string; connectionId: string },
+  close: CloseRecord,
+): Promise<boolean> {
+  const { executionId, connectionId } = lost;
+  const [exec, conn] = await Promise.all([
+    records.execution(executionId).get(tx),
+    records.conn(executionId).get(tx),
+  ]);
+  if (!exec || conn?.connectionId !== connectionId) return false;
+  records.conn(executionId).delete(tx);
+  if (exec.status !== "running" || (close.byService && SERVICE_CLOSES.has(close.code))) {
+    return false;
+  }
+  const now = ctx.now();
+  records.grace(exec.sessionId).set(tx, {
+    executionId,
+    connectionId,
+    disconnectedAt: new Date(now).toISOString(),
+    wsCloseCode: close.code,
+    wsCloseReason: close.reason,
+  });
+  armTimer(tx, "grace", executionId, now + exec.graceMs);
+  return true;
+}
+
+/** Lost connections recorded per commit by the restart sweep (2 checks, ≤ 4 mutations each). */
+const RECOVERY_BATCH = 24;
 
 /**
  * After a restart of a single-process service: every connection a previous process of this
  * KV held is gone, so each gets the disconnect record (close code 1012), which starts its
- * grace. Returns how many graces started.
+ * grace. Many at once share a commit (a restart storm must not take a commit per
+ * connection); a wrapper that is already back has a new connection record, and its old one
+ * is then skipped. Returns how many graces started.
  */
 export async function recoverLostConnections(ctx: LifecycleContext): Promise<number> {
+  const lost = (await listConnections(ctx.kv))
+    .filter(({ conn }) => conn.instanceId !== ctx.instanceId)
+    .map(({ executionId, conn }) => ({ executionId, connectionId: conn.connectionId }));
+  const close = { code: CloseCode.restart, reason: "service restarted" };
   let started = 0;
-  for (const { executionId, conn } of await listConnections(ctx.kv)) {
-    if (conn.instanceId === ctx.instanceId) continue;
-    const close = { code: CloseCode.restart, reason: "service restarted" };
-    if (await recordDisconnect(ctx, executionId, conn.connectionId, close)) started++;
+  for (let i = 0; i < lost.length; i += RECOVERY_BATCH) {
+    const batch = lost.slice(i, i + RECOVERY_BATCH);
+    const graces = await transact(ctx.kv, async (tx) => {
+      await prefetch(
+        tx,
+        batch.flatMap(({ executionId }) => [
+          records.execution(executionId).key,
+          records.conn(executionId).key,
+        ]),
+      );
+      let n = 0;
+      for (const one of batch) if (await disconnect(ctx, tx, one, close)) n++;
+      return n;
+    }, { queues: ctx.queues });
+    started += graces;
   }
   return started;
 }

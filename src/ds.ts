@@ -11,7 +11,7 @@
  * @module
  */
 import type { Runtime } from "./runtime.ts";
-import { readEvents, readHead, records, type StoredEvent, transact } from "./store/mod.ts";
+import { isLive, readEvents, readHead, records, type StoredEvent, transact } from "./store/mod.ts";
 
 /** Digits of an offset: eventIds stay below 10^16 (they are safe integers). */
 export const OFFSET_DIGITS = 16;
@@ -83,7 +83,7 @@ export async function tailOf(rt: Runtime, sessionId: string): Promise<number | u
     rt.kv,
     (tx) => Promise.all([records.session(sessionId).get(tx), readHead(tx, sessionId)]),
   );
-  return session && !session.deletedAt ? head.lastEventId : undefined;
+  return isLive(session) ? head.lastEventId : undefined;
 }
 
 /**
@@ -133,7 +133,7 @@ export type WaitOutcome = "events" | "timeout" | "gone" | "aborted";
  *
  * @example
  * ```ts
- * using follower = new SessionFollower(rt, "ses_1", request.signal);
+ * using follower = new SessionFollower(rt, "ses_1", rt.shutdown);
  * if (await follower.waitBeyond(41, 20_000) === "events") {
  *   // read from offset 41 again
  * }

@@ -9,15 +9,23 @@
  *
  * @module
  */
+import { MetricName } from "./metrics.ts";
 import {
   CloseCode,
   cutErrorText,
+  ErrorCode,
   executionDoneReason,
   type ExecutionStatus,
   isTerminal,
 } from "./protocol.ts";
 import { classifyFrame, type FrameVerdict } from "./frames.ts";
-import { type FrameCommit, type PreparedFrame, recordDisconnect } from "./lifecycle.ts";
+import {
+  type FrameCommit,
+  type NotCurrent,
+  type Outcome,
+  type PreparedFrame,
+  recordDisconnect,
+} from "./lifecycle.ts";
 import { FrameBatcher } from "./ingest_batcher.ts";
 import type { Runtime } from "./runtime.ts";
 import type { ConnectionHandle } from "./hub.ts";
@@ -100,7 +108,7 @@ export class IngestConnection implements ConnectionHandle {
   start(): void {
     const { executionId, lastSeq, graceMs, killReason } = this.admitted;
     this.#release = this.rt.hub.holdConnection(this.admitted.connectionId, this);
-    this.rt.metrics.set("tether_ingest_sockets", this.rt.hub.connectionCount);
+    this.rt.metrics.set(MetricName.ingestSockets, this.rt.hub.connectionCount);
     this.socket.onmessage = (ev) => this.#onMessage(ev.data);
     this.socket.onclose = (ev) => void this.#onClose(ev.code, ev.reason);
     this.socket.onerror = () => {};
@@ -171,7 +179,7 @@ export class IngestConnection implements ConnectionHandle {
   }
 
   #reject(code: string, message: string, extra: { seq?: number; expectedSeq?: number } = {}) {
-    this.rt.metrics.inc("tether_frames_rejected_total", { code });
+    this.rt.metrics.inc(MetricName.framesRejected, { code });
     this.#send({ type: "error", code, message, ...extra });
   }
 
@@ -190,20 +198,20 @@ export class IngestConnection implements ConnectionHandle {
   /** Text, size and JSON checks: the parsed frame and its size, or `undefined` once refused. */
   #parse(raw: unknown): { json: unknown; bytes: number } | undefined {
     if (typeof raw !== "string") {
-      this.#reject("BINARY_NOT_SUPPORTED", "frames must be text (JSON)");
+      this.#reject(ErrorCode.binaryNotSupported, "frames must be text (JSON)");
       return undefined;
     }
     const max = this.rt.config.maxFrameBytes;
     const bytes = raw.length * 3 <= max ? raw.length : new TextEncoder().encode(raw).length;
     if (bytes > max) {
-      this.rt.metrics.inc("tether_frames_rejected_total", { code: "FRAME_TOO_LARGE" });
+      this.rt.metrics.inc(MetricName.framesRejected, { code: "FRAME_TOO_LARGE" });
       this.close(CloseCode.tooBig, `frame exceeds ${max} bytes`);
       return undefined;
     }
     try {
       return { json: JSON.parse(raw), bytes };
     } catch {
-      this.#reject("INVALID_FRAME", "frame is not JSON");
+      this.#reject(ErrorCode.invalidFrame, "frame is not JSON");
       return undefined;
     }
   }
@@ -228,7 +236,7 @@ export class IngestConnection implements ConnectionHandle {
 
   /** A rejected frame: error frame; its seq, when next in line, is used up (acked at once). */
   #invalid(message: string, seq: number | undefined): void {
-    this.#reject("INVALID_FRAME", message, seq === undefined ? {} : { seq });
+    this.#reject(ErrorCode.invalidFrame, message, seq === undefined ? {} : { seq });
     if (seq !== undefined && seq === this.#expectedSeq) {
       this.#expectedSeq++;
       this.#gapReportedFor = undefined;
@@ -245,7 +253,7 @@ export class IngestConnection implements ConnectionHandle {
     if (seq > this.#expectedSeq) {
       if (this.#gapReportedFor !== this.#expectedSeq) {
         this.#gapReportedFor = this.#expectedSeq;
-        this.#reject("SEQ_GAP", `expected seq ${this.#expectedSeq}`, {
+        this.#reject(ErrorCode.seqGap, `expected seq ${this.#expectedSeq}`, {
           seq,
           expectedSeq: this.#expectedSeq,
         });
@@ -273,7 +281,7 @@ export class IngestConnection implements ConnectionHandle {
     }
     rate.count++;
     if (rate.count > this.rt.config.maxFramesPerSec && rate.overStreak >= FLOOD_SECONDS - 1) {
-      this.rt.metrics.inc("tether_frames_rejected_total", { code: "FLOOD" });
+      this.rt.metrics.inc(MetricName.framesRejected, { code: "FLOOD" });
       this.close(CloseCode.policy, "too many frames per second");
       return true;
     }
@@ -297,7 +305,7 @@ export class IngestConnection implements ConnectionHandle {
     this.#batch.push({ frame, bytes });
     this.#pendingBytes += bytes;
     if (this.#pendingBytes > this.rt.config.maxPendingBytes) {
-      this.rt.metrics.inc("tether_frames_rejected_total", { code: "PENDING_BYTES" });
+      this.rt.metrics.inc(MetricName.framesRejected, { code: "PENDING_BYTES" });
       this.close(CloseCode.policy, "too many bytes waiting to be stored");
     }
   }
@@ -308,12 +316,14 @@ export class IngestConnection implements ConnectionHandle {
       while (this.#batch.length > 0) {
         const { frames, bytes } = this.#takeBatch();
         const { sessionId, executionId, connectionId } = this.admitted;
-        let result: FrameCommit;
+        let result: Outcome<FrameCommit, NotCurrent>;
         try {
-          result = await batcherOf(this.rt).submit(
-            { sessionId, executionId, connectionId, frames },
-            bytes,
-          );
+          result = await batcherOf(this.rt).submit({
+            sessionId,
+            executionId,
+            connectionId,
+            frames,
+          });
         } finally {
           this.#pendingBytes -= bytes;
         }
@@ -323,7 +333,7 @@ export class IngestConnection implements ConnectionHandle {
           void this.rt.hub.deliverInbox();
           break;
         }
-        this.#committed(frames, result);
+        this.#committed(frames, result.value);
       }
     } catch (err) {
       this.rt.log.error("frame commit failed", {
@@ -339,9 +349,8 @@ export class IngestConnection implements ConnectionHandle {
     }
   }
 
-  /** After a commit: publish its events, ack the stored seqs, close after a terminal frame. */
-  #committed(frames: readonly PreparedFrame[], result: Extract<FrameCommit, { ok: true }>): void {
-    this.rt.committed(result.effects);
+  /** After a commit (its events are published already): ack the stored seqs, close after a terminal frame. */
+  #committed(frames: readonly PreparedFrame[], result: FrameCommit): void {
     this.#durableSeq = result.lastSeq;
     if (frames.some((f) => f.seq !== undefined)) this.#send({ type: "ack", seq: result.lastSeq });
     if (frames.some((f) => f.terminal)) this.#finishTerminal(result.status);
@@ -379,7 +388,7 @@ export class IngestConnection implements ConnectionHandle {
     clearTimeout(this.#pingTimer);
     clearTimeout(this.#closeTimer);
     this.#release?.();
-    this.rt.metrics.set("tether_ingest_sockets", this.rt.hub.connectionCount);
+    this.rt.metrics.set(MetricName.ingestSockets, this.rt.hub.connectionCount);
     try {
       // Frames that arrived before the close are still committed.
       await this.#committing;
@@ -400,7 +409,7 @@ export class IngestConnection implements ConnectionHandle {
       byService: this.#serviceClose !== undefined,
     });
     if (!graceStarted) return;
-    this.rt.metrics.inc("tether_grace_started_total");
+    this.rt.metrics.inc(MetricName.graceStarted);
     this.rt.log.info("grace started", {
       sessionId,
       executionId,

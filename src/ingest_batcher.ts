@@ -1,7 +1,7 @@
 /**
  * Cross-execution group commit: the frames that the ingest connections of one instance hand
- * over at about the same time go into one KV commit (`commitFrameBatch`), within what one
- * commit may hold (100 checks, 1,000 mutations, 800 KiB). With thousands of quiet runs each
+ * over at about the same time share KV commits (`commitFrameBatch`), within what one commit
+ * may hold (100 checks, 1,000 mutations, 800 KiB). With thousands of quiet runs each
  * sending little, the cost is per commit, not per byte, so sharing commits is what keeps the
  * service's CPU and the ack latency flat as the number of runs grows.
  *
@@ -16,8 +16,9 @@ import {
   commitFrames,
   type FrameCommit,
   type FrameWork,
-  frameWorkCost,
   type LifecycleContext,
+  type NotCurrent,
+  type Outcome,
 } from "./lifecycle.ts";
 
 /** Options of {@link FrameBatcher}. */
@@ -36,15 +37,15 @@ export interface FrameBatcherOptions {
   touchDelayMs?: number;
 }
 
-/** What one commit may hold, with margins for the envelope and record overhead. */
-const MAX_CHECKS = 96;
-const MAX_MUTATIONS = 900;
-const MAX_BYTES = 700_000;
+/** Works taken for one round of shared commits (three checks each: a third of KV's 100). */
+const MAX_WORKS = 32;
+
+/** What a connection learns of its work: stored up to a seq, or not current any more. */
+export type Committed = Outcome<FrameCommit, NotCurrent>;
 
 interface Waiting {
   work: FrameWork;
-  bytes: number;
-  done: PromiseWithResolvers<FrameCommit>;
+  done: PromiseWithResolvers<Committed>;
 }
 
 /**
@@ -53,8 +54,8 @@ interface Waiting {
  * @example
  * ```ts
  * const batcher = new FrameBatcher(rt.ctx);
- * const result = await batcher.submit(work, bytes);
- * if (result.ok) rt.committed(result.effects);
+ * const result = await batcher.submit(work);
+ * if (result.ok) console.log("durable up to", result.value.lastSeq);
  * ```
  */
 export class FrameBatcher {
@@ -102,11 +103,14 @@ export class FrameBatcher {
     }, delayMs);
   }
 
-  /** Commits `work` (its frames' serialized size is `bytes`), alone or with others. */
-  submit(work: FrameWork, bytes: number): Promise<FrameCommit> {
-    if (work.frames.some((f) => f.terminal)) return commitFrames(this.#ctx, work);
-    const done = Promise.withResolvers<FrameCommit>();
-    this.#queue.push({ work, bytes, done });
+  /** Commits `work`, alone or with others; its events are published once stored. */
+  submit(work: FrameWork): Promise<Committed> {
+    if (work.frames.some((f) => f.terminal)) {
+      const { sessionId, executionId, connectionId, frames } = work;
+      return commitFrames(this.#ctx, sessionId, executionId, connectionId, frames);
+    }
+    const done = Promise.withResolvers<Committed>();
+    this.#queue.push({ work, done });
     this.#pump();
     return done.promise;
   }
@@ -127,44 +131,30 @@ export class FrameBatcher {
   }
 
   /**
-   * The oldest works that fit one commit, at most one per session (they share its head),
-   * then as many pending liveness refreshes as still fit.
+   * The oldest works, at most one per session (they would share its head) and at most
+   * {@link MAX_WORKS}, then as many pending liveness refreshes as still fit. `transactMany`
+   * splits them into as few commits as KV's limits allow.
    */
   #take(): Waiting[] {
     const taken: Waiting[] = [];
     const kept: Waiting[] = [];
     const sessions = new Set<string>();
-    let checks = 0, mutations = 0, bytes = 0;
-    const fits = (work: FrameWork, size: number) => {
-      const cost = frameWorkCost(work, size);
-      const ok = taken.length === 0 || (
-        checks + cost.checks <= MAX_CHECKS && mutations + cost.mutations <= MAX_MUTATIONS &&
-        bytes + size <= MAX_BYTES && !sessions.has(work.sessionId)
-      );
-      if (ok) {
-        sessions.add(work.sessionId);
-        checks += cost.checks;
-        mutations += cost.mutations;
-        bytes += size;
-      }
-      return ok;
-    };
     for (const waiting of this.#queue) {
-      if (fits(waiting.work, waiting.bytes)) taken.push(waiting);
-      else kept.push(waiting);
+      if (taken.length < MAX_WORKS && !sessions.has(waiting.work.sessionId)) {
+        sessions.add(waiting.work.sessionId);
+        taken.push(waiting);
+      } else kept.push(waiting);
     }
     this.#queue = kept;
     for (const [executionId, work] of this.#touches) {
-      // A frame commit of the same session refreshes liveness itself when it is due.
-      if (sessions.has(work.sessionId)) {
-        this.#touches.delete(executionId);
-        continue;
-      }
-      if (!fits(work, 0)) break;
+      if (taken.length >= MAX_WORKS) break;
       this.#touches.delete(executionId);
-      const done = Promise.withResolvers<FrameCommit>();
+      // A frame commit of the same session refreshes liveness itself when it is due.
+      if (sessions.has(work.sessionId)) continue;
+      sessions.add(work.sessionId);
+      const done = Promise.withResolvers<Committed>();
       done.promise.catch(() => {}); // nobody waits for a refresh; the next one retries
-      taken.push({ work, bytes: 0, done });
+      taken.push({ work, done });
     }
     return taken;
   }
@@ -173,7 +163,11 @@ export class FrameBatcher {
     this.#inFlight++;
     try {
       const results = await commitFrameBatch(this.#ctx, batch.map((w) => w.work));
-      batch.forEach((w, i) => w.done.resolve(results[i]));
+      batch.forEach((w, i) => {
+        const result = results[i];
+        if (result.ok) w.done.resolve(result.value);
+        else w.done.reject(result.error);
+      });
     } catch (err) {
       for (const w of batch) w.done.reject(err);
     } finally {

@@ -10,6 +10,7 @@ import {
   type LifecycleContext,
   type PreparedFrame,
 } from "./lifecycle.ts";
+import type { Envelope } from "./protocol.ts";
 import { readEvents, records, transact } from "./store/mod.ts";
 
 /** The sessions whose events one atomic commit writes, in the order commits were attempted. */
@@ -67,6 +68,8 @@ function observedKv(kv: Deno.Kv, log: CommitLog) {
 async function setup() {
   const raw = await Deno.openKv(":memory:");
   const log: CommitLog = [];
+  /** Every event handed to the after-commit step (pushed to viewers), in order. */
+  const published: Envelope[] = [];
   const { kv, control } = observedKv(raw, log);
   const ctx: LifecycleContext = {
     kv,
@@ -75,6 +78,7 @@ async function setup() {
     instanceId: "ins_test",
     queues: false,
     now: Date.now,
+    committed: (effects) => published.push(...effects.stored.map((e) => e.envelope)),
   };
   const urls = {
     ingestUrl: (eid: string) => `ws://test/ingest/${eid}`,
@@ -83,12 +87,9 @@ async function setup() {
   /** A session with one running execution and its current connection. */
   const running = async (sid: string) => {
     assert.ok((await createSession(ctx, { sessionId: sid })).ok);
-    const { result } = await createExecution(ctx, sid, {}, urls);
-    assert.ok(result.ok);
-    const { executionId, ingestToken } = result.body as {
-      executionId: string;
-      ingestToken: string;
-    };
+    const created = await createExecution(ctx, sid, {}, urls);
+    assert.ok(created.ok);
+    const { executionId, ingestToken } = created.value.body;
     const admit = async (connectionId: string) => {
       const admission = await admitConnection(
         ctx,
@@ -97,12 +98,12 @@ async function setup() {
         connectionId,
         undefined,
       );
-      assert.ok(admission.admitted);
+      assert.ok(admission.ok);
     };
     await admit(`con_${sid}_1`);
     return { sid, executionId, connectionId: `con_${sid}_1`, admit };
   };
-  return { raw, ctx, log, control, running };
+  return { raw, ctx, log, published, control, running };
 }
 
 const frames = (eid: string, from: number, count: number): PreparedFrame[] =>
@@ -144,15 +145,15 @@ Deno.test("frames of different executions that arrive together share one commit"
       held.resolve();
       await release.promise;
     };
-    const pc = batcher.submit(work(c, frames(c.executionId, 1, 1)), 10);
+    const pc = batcher.submit(work(c, frames(c.executionId, 1, 1)));
     await held.promise;
-    const pa = batcher.submit(work(a, frames(a.executionId, 1, 2)), 20);
-    const pb = batcher.submit(work(b, frames(b.executionId, 1, 3)), 30);
+    const pa = batcher.submit(work(a, frames(a.executionId, 1, 2)));
+    const pb = batcher.submit(work(b, frames(b.executionId, 1, 3)));
     release.resolve();
     const [ra, rb, rc] = await Promise.all([pa, pb, pc]);
     assert.ok(ra.ok && rb.ok && rc.ok);
-    assert.equal(ra.lastSeq, 2);
-    assert.equal(rb.lastSeq, 3);
+    assert.equal(ra.value.lastSeq, 2);
+    assert.equal(rb.value.lastSeq, 3);
     assert.deepEqual(log.slice(-2), [
       { sessions: ["c"], ok: true },
       { sessions: ["a", "b"], ok: true },
@@ -165,7 +166,7 @@ Deno.test("frames of different executions that arrive together share one commit"
 });
 
 Deno.test("a replaced execution in a shared commit: the other's frames are stored once, its own are refused", async () => {
-  const { raw, ctx, log, control, running } = await setup();
+  const { raw, ctx, log, published, control, running } = await setup();
   try {
     const [a, b, c] = [await running("a"), await running("b"), await running("c")];
     const batcher = new FrameBatcher(ctx, { maxInFlight: 1, minIntervalMs: 0 });
@@ -181,16 +182,20 @@ Deno.test("a replaced execution in a shared commit: the other's frames are store
         await b.admit("con_b_2");
       };
     };
-    const pc = batcher.submit(work(c, frames(c.executionId, 1, 1)), 10);
+    const pc = batcher.submit(work(c, frames(c.executionId, 1, 1)));
     await held.promise;
-    const pa = batcher.submit(work(a, frames(a.executionId, 1, 2)), 20);
-    const pb = batcher.submit(work(b, frames(b.executionId, 1, 2)), 20);
+    const pa = batcher.submit(work(a, frames(a.executionId, 1, 2)));
+    const pb = batcher.submit(work(b, frames(b.executionId, 1, 2)));
     release.resolve();
     const [ra, rb, rc] = await Promise.all([pa, pb, pc]);
     assert.ok(rc.ok);
     assert.ok(ra.ok, "a's frames are stored (and so acknowledged)");
-    assert.equal(ra.lastSeq, 2);
-    assert.deepEqual(rb, { ok: false }, "b's frames are refused: nothing to acknowledge");
+    assert.equal(ra.value.lastSeq, 2);
+    assert.deepEqual(
+      rb,
+      { ok: false, refusal: { code: "notCurrent" } },
+      "b's frames are refused: nothing to acknowledge",
+    );
     // The shared commit failed b's check; a then committed on its own, once.
     assert.deepEqual(log.slice(-2), [
       { sessions: ["a", "b"], ok: false },
@@ -198,6 +203,12 @@ Deno.test("a replaced execution in a shared commit: the other's frames are store
     ]);
     assert.deepEqual(await outputs(raw, "a"), [1, 2]);
     assert.deepEqual(await outputs(raw, "b"), []);
+    const pushed = published.filter((e) => e.streamEventType === "output");
+    assert.deepEqual(
+      pushed.map((e) => [e.sessionId, (e.data as { n: number }).n]),
+      [["c", 1], ["a", 1], ["a", 2]],
+      "viewers get a's frames once and none of b's",
+    );
     const execB = await transact(raw, (tx) => records.execution(b.executionId).get(tx));
     assert.equal(execB?.lastSeq, 0, "nothing of b's advanced lastSeq");
   } finally {
@@ -214,7 +225,7 @@ Deno.test("a liveness refresh rides a frame commit and takes its own only after 
     ctx.now = () => Date.now() + 60_000; // every debounce has passed
     const commitsBefore = log.length;
     batcher.touch({ ...work(b, []) });
-    const stored = await batcher.submit(work(a, frames(a.executionId, 1, 1)), 10);
+    const stored = await batcher.submit(work(a, frames(a.executionId, 1, 1)));
     assert.ok(stored.ok);
     const after = await transact(raw, (tx) => records.execution(b.executionId).get(tx));
     assert.ok(after!.lastHeartbeatAt! > before!.lastHeartbeatAt!, "b's liveness rode a's commit");

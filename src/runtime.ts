@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { MetricName } from "./metrics.ts";
 import { Credentials, loadSigningSecret } from "./auth.ts";
 import type { Config } from "./config.ts";
 import { Hub } from "./hub.ts";
@@ -26,8 +27,6 @@ export interface Runtime {
   shutdown: AbortSignal;
   /** Aborts `shutdown`: viewers end, loops stop. */
   abort(): void;
-  /** After a commit: push its events to local viewers and wake the instances it addressed. */
-  committed(effects: Effects): void;
   /** `ws(s)://host[:port]` for URLs handed to wrappers and viewers. */
   publicBase(requestUrl: string): string;
 }
@@ -64,6 +63,25 @@ export async function createRuntime(
     instanceId,
     queues,
     now: options.now ?? Date.now,
+    // After a commit: push its events to local viewers and wake the instances it addressed.
+    committed(effects: Effects) {
+      hub.publish(effects.sessionId, effects.stored);
+      metrics.inc(MetricName.eventsStored, {}, effects.stored.length);
+      for (const e of effects.stored) {
+        if (e.envelope.streamEventType !== "execution_status") continue;
+        const status = (e.envelope.data as { status: string }).status;
+        if (status === "completed" || status === "failed" || status === "interrupted") {
+          metrics.inc(MetricName.executionsEnded, { status });
+          log.info("execution ended", {
+            sessionId: effects.sessionId,
+            executionId: e.envelope.executionId,
+            event: "execution_status",
+            status,
+          });
+        }
+      }
+      if (effects.notified.has(instanceId)) void hub.deliverInbox();
+    },
   };
   return {
     config,
@@ -76,24 +94,6 @@ export async function createRuntime(
     metrics,
     shutdown: shutdown.signal,
     abort: () => shutdown.abort(),
-    committed(effects) {
-      hub.publish(effects.sessionId, effects.stored);
-      metrics.inc("tether_events_stored_total", {}, effects.stored.length);
-      for (const e of effects.stored) {
-        if (e.envelope.streamEventType !== "execution_status") continue;
-        const status = (e.envelope.data as { status: string }).status;
-        if (status === "completed" || status === "failed" || status === "interrupted") {
-          metrics.inc("tether_executions_ended_total", { status });
-          log.info("execution ended", {
-            sessionId: effects.sessionId,
-            executionId: e.envelope.executionId,
-            event: "execution_status",
-            status,
-          });
-        }
-      }
-      if (effects.notified.has(instanceId)) void hub.deliverInbox();
-    },
     publicBase(requestUrl) {
       const base = config.publicUrl ?? new URL(requestUrl).origin;
       return base.replace(/^http/, "ws");

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { ErrorText } from "../src/protocol.ts";
+import { ErrorCode, ErrorText } from "../src/protocol.ts";
 import type { Line } from "./lines.ts";
 import { frameBytes, type OutgoingFrame } from "./outbox.ts";
 import type { SseEvent } from "./sse.ts";
@@ -35,6 +35,24 @@ export function lineFrame(line: Line, stream: OutputStream, maxFrameBytes: numbe
       if (frameBytes(frame) <= maxFrameBytes) return frame;
     }
   }
+  return outputFrame(line, stream, maxFrameBytes);
+}
+
+/**
+ * The `output {stream, text}` frame for one line, whatever it holds; a line whose frame
+ * would exceed `maxFrameBytes` becomes `output {stream, text, truncated: true, bytes}`.
+ *
+ * @example
+ * ```ts
+ * outputFrame({ text: '{"a":1}', bytes: 7, cut: false }, "stdout", 524288);
+ * // { streamEventType: "output", data: { stream: "stdout", text: '{"a":1}' } }
+ * ```
+ */
+export function outputFrame(
+  line: Line,
+  stream: OutputStream,
+  maxFrameBytes: number,
+): OutgoingFrame {
   const frame = { streamEventType: "output", data: { stream, text: line.text } };
   if (!line.cut && frameBytes(frame) <= maxFrameBytes) return frame;
   return fitText(
@@ -112,9 +130,9 @@ function parseJsonObject(text: string): Record<string, unknown> | undefined {
   }
 }
 
-/** `complete {exitCode: 0}`. */
-export function completeFrame(): OutgoingFrame {
-  return { streamEventType: "complete", data: { exitCode: 0 } };
+/** `complete {exitCode}`; the exit code defaults to 0. */
+export function completeFrame(exitCode = 0): OutgoingFrame {
+  return { streamEventType: "complete", data: { exitCode } };
 }
 
 /** The fatal `AGENT_EXIT` error of an agent that exited by itself with a code other than 0. */
@@ -123,7 +141,7 @@ export function agentExitFrame(exitCode: number, signal: string | null): Outgoin
     streamEventType: "error",
     data: {
       fatal: true,
-      code: "AGENT_EXIT",
+      code: ErrorCode.agentExit,
       exitCode,
       error: `agent exited with code ${exitCode}`,
       ...(signal ? { signal } : {}),
@@ -142,7 +160,7 @@ export function idleTimeoutFrame(idleTimeoutMs: number): OutgoingFrame {
     streamEventType: "error",
     data: {
       fatal: true,
-      code: "AGENT_IDLE_TIMEOUT",
+      code: ErrorCode.agentIdleTimeout,
       error: `agent produced no output for ${idleTimeoutMs} ms`,
     },
   };
@@ -152,6 +170,10 @@ export function idleTimeoutFrame(idleTimeoutMs: number): OutgoingFrame {
 export function startFailedFrame(message: string): OutgoingFrame {
   return {
     streamEventType: "error",
-    data: { fatal: true, code: "AGENT_START_FAILED", error: `cannot start agent: ${message}` },
+    data: {
+      fatal: true,
+      code: ErrorCode.agentStartFailed,
+      error: `cannot start agent: ${message}`,
+    },
   };
 }

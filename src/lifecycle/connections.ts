@@ -8,7 +8,7 @@
 import { sha256Hex, timingSafeEqual, tokenExecutionId } from "../ids.ts";
 import {
   CloseCode,
-  executionDoneReason,
+  DELIBERATE_CLOSE_CODES,
   type ExecutionStatus,
   isTerminal,
   type TerminalStatus,
@@ -18,23 +18,27 @@ import {
   armTimer,
   type ConnRecord,
   type ExecutionRecord,
+  isLive,
   listConnections,
   type NewEvent,
   postToInbox,
   readHead,
   records,
   transact,
-  TransactionConflictError,
   type Tx,
 } from "../store/mod.ts";
+import { type BatchResult, transactMany } from "../store/transact_batch.ts";
 import {
   change,
-  type Effects,
+  done,
   type LifecycleContext,
+  type Outcome,
   Pending,
+  type Refusal,
+  refuse,
   statusEvent,
-  strip,
 } from "./transition.ts";
+import { withoutUndefined } from "../objects.ts";
 import { finish } from "./finish.ts";
 
 /** A dial as the `X-Tether-Dial` header describes it (absent: an unknown wrapper). */
@@ -43,30 +47,31 @@ export interface Dial {
   n: number;
 }
 
-export type Admission =
-  | { admitted: false; code: number; reason: string }
-  | {
-    admitted: true;
-    sessionId: string;
-    executionId: string;
-    lastSeq: number;
-    graceMs: number;
-    /** How often liveness is written for this execution (see {@link heartbeatWriteEvery}). */
-    heartbeatWriteMs: number;
-    /** The pending interrupt's reason, when a kill must follow `hello`. */
-    killReason?: string;
-    /** Whether this admission cancelled a disconnect grace (metrics). */
-    graceCancelled: boolean;
-    effects: Effects;
-  };
+/** An admitted connection: what serving it needs. */
+export interface Admitted {
+  sessionId: string;
+  executionId: string;
+  lastSeq: number;
+  graceMs: number;
+  /** How often liveness is written for this execution (see {@link heartbeatWriteEvery}). */
+  heartbeatWriteMs: number;
+  /** The pending interrupt's reason, when a kill must follow `hello`. */
+  killReason?: string;
+  /** Whether this admission cancelled a disconnect grace (metrics). */
+  graceCancelled: boolean;
+}
 
-/** An admission decided inside the transaction, before its effects are known. */
-type Decision =
-  | Exclude<Admission, { admitted: true }>
-  | Omit<Extract<Admission, { admitted: true }>, "effects">;
-
-const refused = (code: number, reason: string): Decision => ({ admitted: false, code, reason });
-const UNAUTHORIZED = refused(CloseCode.unauthorized, "unauthorized");
+/**
+ * Why an ingest connection was refused (PROTOCOL.md 5): a bad token, a token of another
+ * execution, an ended execution (with its status), a queued one, or a dial older than the
+ * current connection's. The ingest route maps each to its close code.
+ */
+export type AdmissionRefusal =
+  | Refusal<"unauthorized">
+  | Refusal<"forbidden">
+  | Refusal<"executionDone", { status: TerminalStatus }>
+  | Refusal<"notActiveYet">
+  | Refusal<"replaced">;
 
 /**
  * Admits an ingest connection (PROTOCOL.md 5): checks the token, the execution's state and
@@ -79,38 +84,35 @@ export async function admitConnection(
   token: string | undefined,
   connectionId: string,
   dial: Dial | undefined,
-): Promise<Admission> {
+): Promise<Outcome<Admitted, AdmissionRefusal>> {
   const tokenEid = token ? tokenExecutionId(token) : undefined;
   const tokenHash = token ? await sha256Hex(token) : "";
-  const located = tokenEid
+  const exec0 = tokenEid
     ? await transact(ctx.kv, (tx) => records.execution(tokenEid).get(tx))
     : null;
-  if (!located) return UNAUTHORIZED as Admission;
-  const sid = located.sessionId;
-  const { result, effects } = await change(ctx, sid, async (tx, p): Promise<Decision> => {
+  if (!exec0) return refuse({ code: "unauthorized" });
+  const sid = exec0.sessionId;
+  return await change(ctx, sid, async (tx, p): Promise<Outcome<Admitted, AdmissionRefusal>> => {
     const [exec, session] = await Promise.all([
-      records.execution(located.executionId).get(tx),
+      records.execution(exec0.executionId).get(tx),
       records.session(sid).get(tx),
     ]);
-    if (!exec || !session || session.deletedAt || !timingSafeEqual(exec.tokenHash, tokenHash)) {
-      return UNAUTHORIZED;
+    if (!exec || !isLive(session) || !timingSafeEqual(exec.tokenHash, tokenHash)) {
+      return refuse({ code: "unauthorized" });
     }
     if (exec.executionId !== path.executionId || sid !== path.sessionId) {
-      return refused(CloseCode.forbidden, "forbidden");
+      return refuse({ code: "forbidden" });
     }
-    if (isTerminal(exec.status)) {
-      return refused(CloseCode.executionDone, executionDoneReason(exec.status));
-    }
+    if (isTerminal(exec.status)) return refuse({ code: "executionDone", status: exec.status });
     return await takeOver(ctx, tx, p, exec, { connectionId, dial });
   });
-  return result.admitted ? { ...result, effects } : result;
 }
 
 /**
  * The admission of a connection to an execution that may take one: refuses a queued
- * execution (4009) and a dial older than the current one of the same wrapper (4001),
- * otherwise makes it current (the previous holder is told to close with 4001), cancels the
- * grace and starts a pending execution.
+ * execution and a dial older than the current one of the same wrapper; otherwise makes it
+ * the current connection (the previous holder, on any instance, is told to close with
+ * 4001), cancels the grace and starts a pending execution.
  */
 async function takeOver(
   ctx: LifecycleContext,
@@ -118,7 +120,7 @@ async function takeOver(
   p: Pending,
   exec: ExecutionRecord,
   incoming: { connectionId: string; dial: Dial | undefined },
-): Promise<Decision> {
+): Promise<Outcome<Admitted, AdmissionRefusal>> {
   const sid = exec.sessionId;
   const { connectionId, dial } = incoming;
   const [active, conn, grace, flag] = await Promise.all([
@@ -127,11 +129,9 @@ async function takeOver(
     records.grace(sid).get(tx),
     records.interrupt(sid).get(tx),
   ]);
-  if (active?.executionId !== exec.executionId) {
-    return refused(CloseCode.notActiveYet, "not active yet");
-  }
+  if (active?.executionId !== exec.executionId) return refuse({ code: "notActiveYet" });
   if (conn && dial && conn.wrapperId === dial.wrapperId && (conn.dialN ?? 0) > dial.n) {
-    return refused(CloseCode.replaced, "replaced");
+    return refuse({ code: "replaced" });
   }
   if (conn) {
     postToInbox(tx, conn.instanceId, {
@@ -144,7 +144,7 @@ async function takeOver(
   }
   records.conn(exec.executionId).set(
     tx,
-    strip({
+    withoutUndefined({
       connectionId,
       instanceId: ctx.instanceId,
       since: p.at,
@@ -155,8 +155,7 @@ async function takeOver(
   const graceCancelled = grace?.executionId === exec.executionId;
   if (graceCancelled) records.grace(sid).delete(tx);
   startRunning(tx, p, exec);
-  return {
-    admitted: true,
+  return done({
     sessionId: sid,
     executionId: exec.executionId,
     lastSeq: exec.lastSeq,
@@ -164,7 +163,7 @@ async function takeOver(
     heartbeatWriteMs: heartbeatWriteEvery(ctx, exec),
     killReason: flag?.executionId === exec.executionId ? flag.reason : undefined,
     graceCancelled,
-  };
+  });
 }
 
 /** Refreshes liveness; a pending execution becomes `running` and gets its heartbeat deadline. */
@@ -186,6 +185,15 @@ export interface PreparedFrame {
   terminal?: { status: TerminalStatus; error?: string };
 }
 
+/** What a frame commit did: the seq now durable and the execution's status after it. */
+export interface FrameCommit {
+  lastSeq: number;
+  status: ExecutionStatus;
+}
+
+/** Why a frame commit or disconnect record refused: the connection is no longer current. */
+export type NotCurrent = Refusal<"notCurrent">;
+
 /** One connection's share of a commit: its frames (none for a liveness-only refresh). */
 export interface FrameWork {
   sessionId: string;
@@ -194,96 +202,65 @@ export interface FrameWork {
   frames: readonly PreparedFrame[];
 }
 
-export type FrameCommit =
-  | { ok: true; lastSeq: number; effects: Effects; status: ExecutionStatus }
-  | { ok: false };
-
 /**
  * Commits a batch of frames from the current connection (group commit): stores the new
  * ones in order, skips resends (`seq ≤ lastSeq`), advances `lastSeq`, refreshes liveness
- * (debounced), and applies a terminal frame's transition in the same commit. `ok: false`
- * when the connection is no longer current: nothing is stored.
+ * (debounced), and applies a terminal frame's transition in the same commit. Refused when
+ * the connection is no longer current: nothing is stored.
  */
-export async function commitFrames(ctx: LifecycleContext, work: FrameWork): Promise<FrameCommit> {
-  const { result, effects } = await change(
-    ctx,
-    work.sessionId,
-    (tx, p) => applyFrames(ctx, tx, p, work),
-  );
-  return result ? { ok: true, ...result, effects } : { ok: false };
+export async function commitFrames(
+  ctx: LifecycleContext,
+  sessionId: string,
+  executionId: string,
+  connectionId: string,
+  frames: readonly PreparedFrame[],
+): Promise<Outcome<FrameCommit, NotCurrent>> {
+  const work = { sessionId, executionId, connectionId, frames };
+  return await change(ctx, sessionId, (tx, p) => applyFrames(ctx, tx, p, work));
 }
 
 /**
- * Commits the frames of several connections (of different sessions, none terminal) in one
- * KV commit, every ownership check kept (PROTOCOL.md 5: only the current connection's frames
- * are stored). A connection that is no longer current gets `ok: false` and the others are
- * stored all the same. When the shared commit fails a check (one execution changed
- * meanwhile), each work is committed on its own, so no execution's change fails or holds
- * back another's frames beyond that one attempt.
+ * Commits the frames of several connections (none terminal) sharing KV commits where their
+ * records do not overlap (`transactMany`, within KV's limits), every ownership check kept
+ * (PROTOCOL.md 5: only the current connection's frames are stored). A connection that is no
+ * longer current is refused and the others are stored all the same; when a shared commit
+ * fails a check, each of its members commits again on its own, so one execution's change
+ * never fails or holds back another's frames beyond that one attempt. Each stored work's
+ * after-commit step has run; results are in the order of `works`.
  *
  * @example
  * ```ts
  * const [a, b] = await commitFrameBatch(ctx, [workOfA, workOfB]);
- * if (a.ok) rt.committed(a.effects);
+ * if (a.ok && a.value.ok) console.log("a stored up to", a.value.value.lastSeq);
  * ```
  */
 export async function commitFrameBatch(
   ctx: LifecycleContext,
   works: readonly FrameWork[],
-): Promise<FrameCommit[]> {
-  if (works.length === 1) return [await commitFrames(ctx, works[0])];
-  try {
-    return await transact(ctx.kv, async (tx) => {
-      // Every key of the batch in parallel reads (one round trip), not one work after another.
-      await prefetch(tx, works.flatMap(ownershipKeys));
-      const now = ctx.now();
-      const out: FrameCommit[] = [];
-      for (const work of works) {
-        const p = new Pending(now);
-        const applied = await applyFrames(ctx, tx, p, work);
-        if (!applied) {
-          out.push({ ok: false });
-          continue;
-        }
-        const stored = await appendEvents(tx, work.sessionId, p.events, p.now);
-        const effects = { sessionId: work.sessionId, stored, notified: p.notified };
-        out.push({ ok: true, ...applied, effects });
-      }
-      return out;
-    }, { queues: ctx.queues, maxAttempts: 1 });
-  } catch (err) {
-    if (!(err instanceof TransactionConflictError)) throw err;
-    return await Promise.all(works.map((work) => commitFrames(ctx, work)));
-  }
-}
-
-/** The keys a work reads: checked at commit, so a replaced connection fails it. */
-function ownershipKeys(work: FrameWork): Deno.KvKey[] {
-  return [
-    records.execution(work.executionId).key,
-    records.conn(work.executionId).key,
-    records.head(work.sessionId).key,
-  ];
-}
-
-/** Reads keys into the transaction's snapshot, at most ten per call, the calls in parallel. */
-async function prefetch(tx: Tx, keyList: Deno.KvKey[]): Promise<void> {
-  const calls: Promise<unknown>[] = [];
-  for (let i = 0; i < keyList.length; i += 10) calls.push(tx.getMany(keyList.slice(i, i + 10)));
-  await Promise.all(calls);
-}
-
-/** Checks and KV mutations a work may need in the worst case (KV allows 100 and 1,000). */
-export function frameWorkCost(
-  work: FrameWork,
-  bytes: number,
-): { checks: number; mutations: number } {
-  const largeChunks = Math.ceil(bytes / 60_000);
-  return { checks: ownershipKeys(work).length, mutations: 2 + work.frames.length + largeChunks };
+): Promise<BatchResult<Outcome<FrameCommit, NotCurrent>>[]> {
+  const bodies = works.map((work) => async (tx: Tx) => {
+    // The work's three keys in one read (one round trip).
+    await tx.getMany([
+      records.execution(work.executionId).key,
+      records.conn(work.executionId).key,
+      records.head(work.sessionId).key,
+    ]);
+    const p = new Pending(ctx.now());
+    const outcome = await applyFrames(ctx, tx, p, work);
+    const stored = await appendEvents(tx, work.sessionId, p.events, p.now);
+    return { outcome, effects: { sessionId: work.sessionId, stored, notified: p.notified } };
+  });
+  const results = await transactMany(ctx.kv, bodies, { queues: ctx.queues });
+  return results.map((result) => {
+    if (!result.ok) return result;
+    const { outcome, effects } = result.value;
+    if (effects.stored.length > 0 || effects.notified.size > 0) ctx.committed(effects);
+    return { ok: true, value: outcome };
+  });
 }
 
 /**
- * One connection's frames inside a transaction: `null` when it is not the current one;
+ * One connection's frames inside a transaction: refused when it is not the current one;
  * otherwise stores them (via `p.events`), advances `lastSeq`, refreshes liveness when due
  * and applies a terminal frame.
  */
@@ -292,15 +269,15 @@ async function applyFrames(
   tx: Tx,
   p: Pending,
   work: FrameWork,
-): Promise<{ lastSeq: number; status: ExecutionStatus } | null> {
-  const { executionId, sessionId, connectionId } = work;
+): Promise<Outcome<FrameCommit, NotCurrent>> {
+  const { sessionId, executionId, connectionId } = work;
   const [exec, conn] = await Promise.all([
     records.execution(executionId).get(tx),
     records.conn(executionId).get(tx),
     // Read with the others (one round trip, not two): appending the events needs it.
     readHead(tx, sessionId),
   ]);
-  if (!exec || conn?.connectionId !== connectionId) return null;
+  if (!exec || conn?.connectionId !== connectionId) return refuse({ code: "notCurrent" });
   let lastSeq = exec.lastSeq;
   const events: NewEvent[] = [];
   let terminal: PreparedFrame["terminal"];
@@ -321,11 +298,11 @@ async function applyFrames(
   };
   if (terminal && exec.status === "running") {
     await finish(ctx, tx, p, updated, terminal.status, terminal.error, events);
-    return { lastSeq, status: terminal.status };
+    return done({ lastSeq, status: terminal.status });
   }
   p.events.push(...events);
   if (lastSeq !== exec.lastSeq || heartbeatDue) records.execution(executionId).set(tx, updated);
-  return { lastSeq, status: exec.status };
+  return done({ lastSeq, status: exec.status });
 }
 
 /**
@@ -336,15 +313,6 @@ async function applyFrames(
 export function heartbeatWriteEvery(ctx: LifecycleContext, exec: ExecutionRecord): number {
   return Math.min(ctx.config.heartbeatWriteMs, exec.heartbeatTimeoutMs / 4);
 }
-
-/** Close codes the service sends on purpose: when it sent them, they never start a grace. */
-const SERVICE_CLOSES: ReadonlySet<number> = new Set([
-  CloseCode.executionDone,
-  CloseCode.replaced,
-  CloseCode.unauthorized,
-  CloseCode.forbidden,
-  CloseCode.notActiveYet,
-]);
 
 /**
  * Records that a connection closed. Only when the execution's current connection is this
@@ -388,7 +356,7 @@ async function disconnect(
   ]);
   if (!exec || conn?.connectionId !== connectionId) return false;
   records.conn(executionId).delete(tx);
-  if (exec.status !== "running" || (close.byService && SERVICE_CLOSES.has(close.code))) {
+  if (exec.status !== "running" || (close.byService && DELIBERATE_CLOSE_CODES.has(close.code))) {
     return false;
   }
   const now = ctx.now();
@@ -409,9 +377,9 @@ const RECOVERY_BATCH = 24;
 /**
  * After a restart of a single-process service: every connection a previous process of this
  * KV held is gone, so each gets the disconnect record (close code 1012), which starts its
- * grace. Many at once share a commit (a restart storm must not take a commit per
- * connection); a wrapper that is already back has a new connection record, and its old one
- * is then skipped. Returns how many graces started.
+ * grace. Many share a commit (a restart storm must not take one commit per connection); a
+ * wrapper that is already back has a new connection record, and its old one is skipped.
+ * Returns how many graces started.
  */
 export async function recoverLostConnections(ctx: LifecycleContext): Promise<number> {
   const lost = (await listConnections(ctx.kv))
@@ -421,19 +389,15 @@ export async function recoverLostConnections(ctx: LifecycleContext): Promise<num
   let started = 0;
   for (let i = 0; i < lost.length; i += RECOVERY_BATCH) {
     const batch = lost.slice(i, i + RECOVERY_BATCH);
-    const graces = await transact(ctx.kv, async (tx) => {
-      await prefetch(
-        tx,
-        batch.flatMap(({ executionId }) => [
-          records.execution(executionId).key,
-          records.conn(executionId).key,
-        ]),
-      );
+    started += await transact(ctx.kv, async (tx) => {
+      await tx.getMany(batch.flatMap(({ executionId }) => [
+        records.execution(executionId).key,
+        records.conn(executionId).key,
+      ]));
       let n = 0;
       for (const one of batch) if (await disconnect(ctx, tx, one, close)) n++;
       return n;
     }, { queues: ctx.queues });
-    started += graces;
   }
   return started;
 }

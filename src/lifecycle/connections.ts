@@ -238,6 +238,13 @@ export async function commitFrameBatch(
   ctx: LifecycleContext,
   works: readonly FrameWork[],
 ): Promise<BatchResult<Outcome<FrameCommit, NotCurrent>>[]> {
+  if (works.length === 1) {
+    // Nothing to share: the plain transaction (a busy single session's path).
+    const { sessionId, executionId, connectionId, frames } = works[0];
+    const outcome = await commitFrames(ctx, sessionId, executionId, connectionId, frames)
+      .then((value) => ({ ok: true as const, value }), (error) => ({ ok: false as const, error }));
+    return [outcome];
+  }
   const bodies = works.map((work) => async (tx: Tx) => {
     // The work's three keys in one read (one round trip).
     await tx.getMany([

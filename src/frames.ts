@@ -6,8 +6,11 @@
  *
  * @module
  */
+import { MAX_JSON_DEPTH, messageTooDeep } from "./json_depth.ts";
 import {
   ErrorText,
+  InputDeliveredData,
+  InputEventType,
   RESERVED_EVENT_TYPES,
   STREAM_EVENT_TYPE_RE,
   type TerminalStatus,
@@ -33,11 +36,20 @@ export type FrameVerdict =
   | { kind: "invalid"; message: string; seq?: number }
   /** `heartbeat` / `pong`: liveness only, never stored. */
   | { kind: "liveness" }
-  /** Stored and broadcast; `end` is set for a terminal frame. */
-  | { kind: "event"; frame: WrapperFrame; end?: FrameEnd };
+  /**
+   * Stored and broadcast; `end` is set for a terminal frame, `deliveredInputId` for an
+   * `input_delivered` (the commit checks it against the execution's `lastInputId`).
+   */
+  | { kind: "event"; frame: WrapperFrame } & FrameEffect;
+
+/** What a stored frame does besides being stored. */
+export interface FrameEffect {
+  end?: FrameEnd;
+  deliveredInputId?: number;
+}
 
 /** What the rule of one `streamEventType` decides from its `data`. */
-export type TypeRule = (data: unknown) => "liveness" | { invalid: string } | { end?: FrameEnd };
+export type TypeRule = (data: unknown) => "liveness" | { invalid: string } | FrameEffect;
 
 type Fields = Record<string, unknown>;
 const isFields = (value: unknown): value is Fields =>
@@ -77,6 +89,12 @@ export const FRAME_TYPES: Readonly<Record<string, TypeRule>> = {
     const error = (data.error ?? data.message ?? ErrorText.fatalError) as string;
     return { end: { status: "failed", error } };
   },
+  [InputEventType.delivered]: (data) => {
+    const parsed = InputDeliveredData.safeParse(data);
+    return parsed.success
+      ? { deliveredInputId: parsed.data.inputId }
+      : { invalid: "input_delivered needs data {inputId: integer ≥ 1}" };
+  },
 };
 
 const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/;
@@ -114,6 +132,7 @@ export function classifyFrame(json: unknown): FrameVerdict {
   }
   if (RESERVED_EVENT_TYPES.has(type)) return invalid("streamEventType is reserved for the service");
   if (seq !== undefined && !validSeq) return invalid("seq must be an integer ≥ 1");
+  if (messageTooDeep(json)) return invalid(`frame nests deeper than ${MAX_JSON_DEPTH} levels`);
   const rule = Object.hasOwn(FRAME_TYPES, type) ? FRAME_TYPES[type](data) : {};
   if (rule === "liveness") {
     // A numbered liveness frame would leave its seq waiting for an ack forever: refuse it.
@@ -125,7 +144,7 @@ export function classifyFrame(json: unknown): FrameVerdict {
   const timestamp = isoTimestamp(json.timestamp);
   if (timestamp !== undefined) frame.timestamp = timestamp;
   if (data !== undefined) frame.data = data;
-  return rule.end ? { kind: "event", frame, end: rule.end } : { kind: "event", frame };
+  return { kind: "event", frame, ...rule };
 }
 
 /**

@@ -27,6 +27,7 @@ import {
   recordDisconnect,
 } from "./lifecycle.ts";
 import { FrameBatcher } from "./ingest_batcher.ts";
+import { InputSender } from "./input_delivery.ts";
 import type { Runtime } from "./runtime.ts";
 import type { ConnectionHandle } from "./hub.ts";
 import { envelopeTail, type NewEvent } from "./store/mod.ts";
@@ -54,6 +55,8 @@ export interface AdmittedConnection {
   /** Debounce of liveness writes for this execution. */
   heartbeatWriteMs: number;
   killReason?: string;
+  /** The execution's `deliveredInputId` at admission (PROTOCOL.md 12). */
+  deliveredInputId: number;
 }
 
 interface QueuedFrame {
@@ -93,6 +96,7 @@ export class IngestConnection implements ConnectionHandle {
   #closeTimer?: ReturnType<typeof setTimeout>;
   #lastReceivedAt = 0;
   #release?: () => void;
+  readonly #inputs: InputSender;
 
   constructor(
     private readonly rt: Runtime,
@@ -102,11 +106,19 @@ export class IngestConnection implements ConnectionHandle {
     this.#expectedSeq = admitted.lastSeq + 1;
     this.#durableSeq = admitted.lastSeq;
     this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
+    this.#inputs = new InputSender({
+      kv: rt.kv,
+      sessionId: admitted.sessionId,
+      executionId: admitted.executionId,
+      deliveredInputId: admitted.deliveredInputId,
+      send: (frame) => this.#send(frame),
+      onError: (err) => rt.log.warn("input delivery failed", { err: String(err) }),
+    });
   }
 
-  /** Sends `hello` (and `kill` when an interrupt is pending) and starts serving. */
+  /** Sends `hello` (then `kill` when an interrupt is pending, then inputs) and starts serving. */
   start(): void {
-    const { executionId, lastSeq, graceMs, killReason } = this.admitted;
+    const { executionId, lastSeq, graceMs, killReason, deliveredInputId } = this.admitted;
     this.#release = this.rt.hub.holdConnection(this.admitted.connectionId, this);
     this.rt.metrics.set(MetricName.ingestSockets, this.rt.hub.connectionCount);
     this.socket.onmessage = (ev) => this.#onMessage(ev.data);
@@ -124,8 +136,10 @@ export class IngestConnection implements ConnectionHandle {
       graceMs,
       maxFrameBytes: this.rt.config.maxFrameBytes,
       maxInFlight: this.rt.config.maxInFlight,
+      deliveredInputId,
     });
     if (killReason !== undefined) this.kill(killReason);
+    void this.#inputs.wake();
     this.#armPing();
   }
 
@@ -172,10 +186,17 @@ export class IngestConnection implements ConnectionHandle {
     }, Math.max(10, due));
   }
 
-  #send(message: unknown): void {
-    if (this.#state !== "open" || this.socket.readyState !== WebSocket.OPEN) return;
+  /** Hub command: inputs were accepted; send the ones this connection has not sent. */
+  deliverInputs(): void {
+    void this.#inputs.wake();
+  }
+
+  /** Sends a frame; false when the socket is no longer open for it. */
+  #send(message: unknown): boolean {
+    if (this.#state !== "open" || this.socket.readyState !== WebSocket.OPEN) return false;
     this.socket.send(JSON.stringify(message));
     this.#lastSentAt = Date.now();
+    return true;
   }
 
   #reject(code: string, message: string, extra: { seq?: number; expectedSeq?: number } = {}) {
@@ -220,7 +241,7 @@ export class IngestConnection implements ConnectionHandle {
   #accept(verdict: FrameVerdict, bytes: number): void {
     if (verdict.kind === "invalid") return this.#invalid(verdict.message, verdict.seq);
     if (verdict.kind === "liveness") return;
-    const { frame, end } = verdict;
+    const { frame, end, deliveredInputId } = verdict;
     if (frame.seq !== undefined && !this.#admitSeq(frame.seq)) return;
     if (end) this.#terminalSeen = true;
     const event: NewEvent = {
@@ -231,7 +252,7 @@ export class IngestConnection implements ConnectionHandle {
     };
     // Serialize now, while the previous batch's commit is in flight, not in the next commit.
     event.tail = envelopeTail(this.admitted.sessionId, event);
-    this.#enqueue({ seq: frame.seq, terminal: end, event }, bytes);
+    this.#enqueue({ seq: frame.seq, terminal: end, event, deliveredInputId }, bytes);
   }
 
   /** A rejected frame: error frame; its seq, when next in line, is used up (acked at once). */
@@ -349,8 +370,15 @@ export class IngestConnection implements ConnectionHandle {
     }
   }
 
-  /** After a commit (its events are published already): ack the stored seqs, close after a terminal frame. */
+  /**
+   * After a commit (its events are published already): refuse what the commit refused (an
+   * `input_delivered` above `lastInputId`), ack the stored seqs, close after a terminal frame.
+   */
   #committed(frames: readonly PreparedFrame[], result: FrameCommit): void {
+    for (const { seq } of result.refused) {
+      const message = "input_delivered names an inputId above lastInputId";
+      this.#reject(ErrorCode.invalidFrame, message, { seq });
+    }
     this.#durableSeq = result.lastSeq;
     if (frames.some((f) => f.seq !== undefined)) this.#send({ type: "ack", seq: result.lastSeq });
     if (frames.some((f) => f.terminal)) this.#finishTerminal(result.status);

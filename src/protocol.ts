@@ -17,10 +17,19 @@ export const EXECUTION_ID_RE = /^exc_[0-9A-HJKMNP-TV-Z]{26}$/;
 /** `wrapperId` part of `X-Tether-Dial`. */
 export const WRAPPER_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
+/** Event types of the input channel (PROTOCOL.md section 12). */
+export const InputEventType = {
+  /** The service's event for an accepted input, and the `type` of its service frame. */
+  input: "input",
+  /** The wrapper's stored frame confirming that inputs were written to the agent. */
+  delivered: "input_delivered",
+} as const;
+
 /** Event types only the service may emit. */
 export const RESERVED_EVENT_TYPES: ReadonlySet<string> = new Set([
   "execution_status",
   "wrapper_disconnected",
+  InputEventType.input,
 ]);
 
 /** Longest error text kept on a record (in Unicode code points). */
@@ -106,6 +115,12 @@ export const ErrorCode = {
   queueFull: "QUEUE_FULL",
   /** §4: an `Idempotency-Key` reused with a different body. */
   idempotencyKeyReused: "IDEMPOTENCY_KEY_REUSED",
+  /** §12: input for an execution that has ended (the body carries its `status`). */
+  executionEnded: "EXECUTION_ENDED",
+  /** §12: input after an accepted `endOfInput`. */
+  inputClosed: "INPUT_CLOSED",
+  /** §12: `TETHER_MAX_PENDING_INPUTS` inputs accepted and not yet delivered. */
+  inputQueueFull: "INPUT_QUEUE_FULL",
   /** §10: no route has this path. */
   notFound: "NOT_FOUND",
   /** §10: a known path with a method it does not take. */
@@ -203,6 +218,27 @@ export type CreateExecutionBody = z.infer<typeof CreateExecutionBody>;
 
 export const IdempotencyKey = z.string().regex(/^[\x20-\x7e]{1,128}$/, "invalid Idempotency-Key");
 
+/**
+ * Body of `POST …/executions/:eid/input` (PROTOCOL.md 12): `data` (any JSON, serialized at
+ * most 32 KiB) and/or `endOfInput`; a body with neither gives the agent nothing.
+ */
+export const InputRequest = z.strictObject({
+  data: z.unknown().refine(...maxJsonBytes(32 * 1024, "data")).optional(),
+  endOfInput: z.boolean().optional(),
+}).refine(
+  (body) => body.data !== undefined || body.endOfInput === true,
+  "give data, or endOfInput: true, or both",
+);
+export type InputRequest = z.infer<typeof InputRequest>;
+
+/** `202` answer of an accepted input: `status` is the execution's when it was accepted. */
+export const InputAccepted = z.object({
+  executionId: z.string(),
+  inputId: z.int().min(1),
+  status: ExecutionStatus,
+});
+export type InputAccepted = z.infer<typeof InputAccepted>;
+
 export const InterruptBody = z.strictObject({ reason: z.string().optional() });
 export const FailBody = z.strictObject({
   error: z.string(),
@@ -248,6 +284,12 @@ export interface ExecutionView {
   lastHeartbeatAt?: string;
   error?: string;
   health: Health;
+  /** Highest inputId accepted (0: never sent input). */
+  lastInputId: number;
+  /** Highest inputId the wrapper confirmed as written to the agent. */
+  deliveredInputId: number;
+  /** True once an `endOfInput` was accepted. */
+  inputClosed: boolean;
 }
 
 /** One stored event as viewers receive it (PROTOCOL.md 6). */
@@ -266,6 +308,13 @@ export interface ExecutionStatusData {
   previousStatus: ExecutionStatus | null;
   active: boolean;
   error?: string;
+}
+
+/** `data` of the service's `input` event (PROTOCOL.md 12): keys absent when not given. */
+export interface InputEventData {
+  inputId: number;
+  data?: unknown;
+  endOfInput?: true;
 }
 
 /** `data` of the `wrapper_disconnected` event: the legacy keys must stay. */
@@ -290,6 +339,11 @@ export interface CallbackBody {
 // Ingest frames (PROTOCOL.md section 5)
 
 // Frames from the wrapper: their rules and one classifier are in `src/frames.ts`.
+/** `data` of the wrapper's `input_delivered` frame: inputs up to `inputId` were written. */
+export const InputDeliveredData = z.strictObject({
+  inputId: z.int().min(1).max(Number.MAX_SAFE_INTEGER),
+});
+export type InputDeliveredData = z.infer<typeof InputDeliveredData>;
 
 export const HelloFrame = z.object({
   type: z.literal("hello"),
@@ -298,6 +352,8 @@ export const HelloFrame = z.object({
   graceMs: z.int(),
   maxFrameBytes: z.int().min(1),
   maxInFlight: z.int().min(1),
+  /** Highest inputId the wrapper confirmed (section 12); inputs up to it are never written. */
+  deliveredInputId: z.int().min(0),
 });
 export type HelloFrame = z.infer<typeof HelloFrame>;
 export const AckFrame = z.object({ type: z.literal("ack"), seq: z.int().min(0) });
@@ -307,6 +363,14 @@ export const KillFrame = z.object({
   reason: z.string().optional(),
 });
 export const PingFrame = z.object({ type: z.literal("ping") });
+/** An input for the agent (section 12), sent for every inputId above `deliveredInputId`. */
+export const InputFrame = z.object({
+  type: z.literal(InputEventType.input),
+  inputId: z.int().min(1),
+  data: z.unknown().optional(),
+  endOfInput: z.boolean().optional(),
+});
+export type InputFrame = z.infer<typeof InputFrame>;
 export const ServiceErrorFrame = z.object({
   type: z.literal("error"),
   code: z.string(),
@@ -322,6 +386,7 @@ export const ServiceFrame = z.discriminatedUnion("type", [
   KillFrame,
   PingFrame,
   ServiceErrorFrame,
+  InputFrame,
 ]);
 export type ServiceFrame = z.infer<typeof ServiceFrame>;
 export type KillFrame = z.infer<typeof KillFrame>;

@@ -13,7 +13,7 @@ const ROOT = new URL("../../", import.meta.url).pathname;
 export interface ChildService extends AsyncDisposable {
   readonly url: string;
   readonly wsUrl: string;
-  /** The service process's id (for /proc readings in benchmarks). */
+  /** The process id (to sample its memory from `/proc`). */
   readonly pid: number;
   /** `Date.now()` when the process reported it was listening. */
   readonly readyAt: number;

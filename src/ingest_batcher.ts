@@ -23,7 +23,10 @@ import {
 
 /** Options of {@link FrameBatcher}. */
 export interface FrameBatcherOptions {
-  /** Shared commits in flight at once (they touch different executions). Default 4. */
+  /**
+   * Shared commits in flight at once (they touch different executions). On a remote KV each
+   * takes a round trip or two, so a few overlap; locally they rarely do. Default 8.
+   */
   maxInFlight?: number;
   /**
    * Least time between the starts of two shared commits, in ms: under load, works arriving
@@ -74,7 +77,7 @@ export class FrameBatcher {
 
   constructor(ctx: LifecycleContext, options: FrameBatcherOptions = {}) {
     this.#ctx = ctx;
-    this.#maxInFlight = options.maxInFlight ?? 4;
+    this.#maxInFlight = options.maxInFlight ?? 8;
     this.#minIntervalMs = options.minIntervalMs ?? 4;
     this.#touchDelayMs = options.touchDelayMs ?? 250;
   }

@@ -6,12 +6,8 @@
  *
  * @module
  */
-import {
-  ErrorText,
-  type KillFrame,
-  type TerminalStatus,
-  terminalStatusOfFrame,
-} from "../src/protocol.ts";
+import { ErrorText, type KillFrame, type TerminalStatus } from "../src/protocol.ts";
+import { terminalStatusOfFrame } from "../src/frames.ts";
 import { AcpClient } from "./acp.ts";
 import { type Agent, type AgentExit, startAgent } from "./agent.ts";
 import {

@@ -25,8 +25,8 @@ import {
   executionDoneReason,
   parseDialHeader,
   type TerminalStatus,
-  terminalStatusOfFrame,
 } from "../../src/protocol.ts";
+import { terminalStatusOfFrame } from "../../src/frames.ts";
 
 type Timer = ReturnType<typeof setTimeout>;
 

@@ -35,7 +35,6 @@ Deno.test({
   name: "attack mix: the same readers plus seq-less and numbered ingest floods",
   // The ingest side's byte bound (TETHER_MAX_PENDING_BYTES) is another part of issue 12.
   ignore: !("maxPendingBytes" in testConfig()),
-  // Not yet run with the sanitizers (it is skipped until the pending-bytes bound exists).
   sanitizeOps: false,
   sanitizeResources: false,
   fn: () =>

@@ -37,6 +37,7 @@ const EnvSchema = z.object({
   TETHER_MAX_PENDING_INPUTS: ms(100, 1, 100_000),
   TETHER_MAX_FRAME_BYTES: ms(524_288, 1024, 716_800),
   TETHER_MAX_FRAMES_PER_SEC: ms(20_000),
+  TETHER_MAX_PENDING_BYTES: ms(16 * 1024 * 1024, 1024),
   TETHER_HEARTBEAT_WRITE_MS: ms(5000, 0),
   TETHER_PING_MS: ms(15_000),
   TETHER_SSE_KEEPALIVE_MS: ms(15_000),
@@ -111,6 +112,8 @@ export interface Config {
   maxPendingInputs: number;
   maxFrameBytes: number;
   maxFramesPerSec: number;
+  /** Bytes received on one ingest connection and not yet committed; more → close 1008. */
+  maxPendingBytes: number;
   heartbeatWriteMs: number;
   pingMs: number;
   sseKeepAliveMs: number;
@@ -176,6 +179,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     maxPendingInputs: e.TETHER_MAX_PENDING_INPUTS,
     maxFrameBytes: e.TETHER_MAX_FRAME_BYTES,
     maxFramesPerSec: e.TETHER_MAX_FRAMES_PER_SEC,
+    maxPendingBytes: e.TETHER_MAX_PENDING_BYTES,
     heartbeatWriteMs: e.TETHER_HEARTBEAT_WRITE_MS,
     pingMs: e.TETHER_PING_MS,
     sseKeepAliveMs: e.TETHER_SSE_KEEPALIVE_MS,

@@ -12,6 +12,7 @@ Deno.test("loadConfig gives every default of the contract", () => {
   assert.equal(c.port, 8000);
   assert.equal(c.maxQueue, 16);
   assert.equal(c.maxInFlight, 1000);
+  assert.equal(c.maxPendingInputs, 100);
   assert.equal(c.maxFrameBytes, 524_288);
   assert.equal(c.maxFramesPerSec, 20_000);
   assert.equal(c.heartbeatWriteMs, 5000);

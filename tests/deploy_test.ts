@@ -101,8 +101,6 @@ Deno.test("started as on Deno Deploy, main.ts registers the cron before opening 
 Deno.test({
   name:
     "SIGINT with open ingest and viewer sockets stops within 3 s; connections closed or left for grace",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const temp = await tempKvPath();
     const port = freePort();

@@ -548,6 +548,20 @@ class Send extends Step {
   }
 }
 
+/** Sends on every open connection at once: frames of different executions share commits. */
+class SendAll extends Step {
+  constructor(readonly count: number) {
+    super();
+  }
+  label = () => `sendAll(${this.count})`;
+  override check = (m: Readonly<Model>) => m.conns > 1;
+  async act(w: World) {
+    const open = w.conns.filter(isOpen);
+    const lasts = open.map((conn) => sendFrames(conn, this.count));
+    await Promise.all(open.map((conn, i) => settle(conn, lasts[i])));
+  }
+}
+
 class SendInput extends Step {
   constructor(readonly exec: number, readonly instance: number, readonly end: boolean) {
     super();
@@ -760,6 +774,7 @@ export const commandArbitraries: fc.Arbitrary<Cmd>[] = (() => {
     send,
     send,
     send,
+    fc.integer({ min: 1, max: 4 }).map((n): Cmd => new SendAll(n)),
     sendInput,
     sendInput,
     fire,

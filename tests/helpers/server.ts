@@ -43,6 +43,8 @@ export interface StartOptions extends ServiceOptions {
    * (`tests/helpers/slow_kv.ts`). Default 0: the local KV as it is.
    */
   kvDelayMs?: number;
+  /** An open KV handle to serve from instead (e.g. one that delays commits); closed with the instance. */
+  kv?: Deno.Kv;
 }
 
 /**
@@ -57,7 +59,7 @@ export async function startServer(options: StartOptions = {}): Promise<TestServe
     sweepMs: 50,
     ...options.config,
   });
-  const local = await Deno.openKv(kvPath);
+  const local = options.kv ?? await Deno.openKv(kvPath);
   const kv = options.kvDelayMs ? slowKv(local, { delayMs: options.kvDelayMs }) : local;
   const service = await createService(config, kv, options);
   const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, service.fetch);

@@ -23,7 +23,9 @@ async function attack(name: string, options: AttackMixOptions): Promise<void> {
   console.log(`${name}: ${describeAttack(result)}`);
   assert.equal(result.damagedEvents, 0);
   assert.ok(result.peakRssBytes < PEAK_RSS_BOUND, describeAttack(result));
-  assert.ok(result.worstHealthzMs < HEALTHZ_BOUND_MS, describeAttack(result));
+  // The bound is the service's: on a loaded machine an idle server probed alongside is slow
+  // too, and that much is the machine's, not the service's.
+  assert.ok(result.worstHealthzMs < HEALTHZ_BOUND_MS + result.baselineMs, describeAttack(result));
 }
 
 Deno.test({

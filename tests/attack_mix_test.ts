@@ -6,7 +6,6 @@
  * every event reads back whole.
  */
 import assert from "node:assert/strict";
-import { testConfig } from "../src/config.ts";
 import { type AttackMixOptions, describeAttack, runAttackMix } from "./helpers/attack_mix.ts";
 import { countFrom } from "./helpers/random.ts";
 
@@ -37,8 +36,6 @@ Deno.test({
 
 Deno.test({
   name: "attack mix: the same readers plus seq-less and numbered ingest floods",
-  // The ingest side's byte bound (TETHER_MAX_PENDING_BYTES) is another part of issue 12.
-  ignore: !("maxPendingBytes" in testConfig()),
   sanitizeOps: false,
   sanitizeResources: false,
   fn: () =>

@@ -174,7 +174,7 @@ Deno.test({
       await interrupt.click();
       assert.equal(await interrupt.textContent(), "Click again to interrupt");
       await interrupt.click();
-      await page.locator(`#executions li[data-status="interrupted"]`).waitFor({ timeout: 15_000 });
+      await page.locator(`#executions li[data-status="interrupted"]`).waitFor({ timeout: 45_000 });
       const stopped = page.locator(`.item[data-kind="status"]`, {
         hasText: "Interrupted from the viewer",
       });

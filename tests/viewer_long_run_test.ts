@@ -95,8 +95,6 @@ const verdict = (ok: boolean) => ok ? "PASS" : "MISS";
 Deno.test({
   name: `viewer page: a ${EVENTS}-event session opens at its tail with a bounded DOM`,
   ignore: !hasChromium,
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const server = await startServer();
     const browser = await launchBrowser();

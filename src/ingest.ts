@@ -177,11 +177,18 @@ export class IngestConnection implements ConnectionHandle {
     }
   }
 
-  /** One timer per connection, due when the connection has been sent nothing for `pingMs`. */
+  /**
+   * One timer per connection (not a polling interval per socket), due once the connection
+   * has been sent nothing for `pingMs` plus a quarter of it (at most 1 s): the ping goes out
+   * when a poll every quarter would have sent it, never before the connection was quiet for
+   * `pingMs`.
+   */
   #armPing(): void {
-    const due = this.#lastSentAt + this.rt.config.pingMs - Date.now();
+    const { pingMs } = this.rt.config;
+    const slack = Math.min(1000, Math.floor(pingMs / 4));
+    const due = this.#lastSentAt + pingMs + slack - Date.now();
     this.#pingTimer = setTimeout(() => {
-      if (Date.now() - this.#lastSentAt >= this.rt.config.pingMs) this.#send({ type: "ping" });
+      if (Date.now() - this.#lastSentAt >= pingMs) this.#send({ type: "ping" });
       if (this.#state === "open") this.#armPing();
     }, Math.max(10, due));
   }

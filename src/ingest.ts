@@ -1,8 +1,10 @@
 /**
- * One admitted wrapper connection (PROTOCOL.md 5): frame validation, seq/ack with resend
- * dedupe and `SEQ_GAP`, group commit (frames that arrive while a commit is in flight go
- * into the next one), terminal frames, liveness, pings, flood and in-flight limits, and
- * the disconnect record when the socket closes.
+ * One admitted wrapper connection (PROTOCOL.md 5): parsing (the rules are `src/frames.ts`'s
+ * classifier), seq/ack with resend dedupe and `SEQ_GAP`, group commit (frames that arrive
+ * while a commit is in flight go into the next one; the instance's connections share KV
+ * commits through `src/ingest_batcher.ts`), terminal frames, liveness, pings, the flood,
+ * in-flight and pending-bytes limits (PROTOCOL.md 10), inputs sent after `hello`, and the
+ * disconnect record when the socket closes.
  *
  * The connection never decides ownership itself: every commit checks in KV that it is
  * still the execution's current connection.

@@ -18,6 +18,7 @@ import { streamRoutes } from "./routes/stream.ts";
 import { ingestRoutes } from "./routes/ingest.ts";
 import { dsRoutes } from "./routes/ds.ts";
 import { viewerPageRoutes } from "./routes/viewer_page.ts";
+import { openApiRoutes } from "./routes/openapi.ts";
 
 /** Path patterns the service knows, for 405 on a wrong method. */
 const KNOWN_PATHS = [
@@ -32,6 +33,7 @@ const KNOWN_PATHS = [
   "/v1/sessions/:sid/stream",
   "/v1/sessions/:sid/tickets",
   "/v1/sessions/:sid/ds",
+  "/v1/openapi.json",
   "/",
   "/healthz",
   "/metrics",
@@ -75,6 +77,7 @@ export function createApp(rt: Runtime): Hono<AppEnv> {
   app.route("/v1/sessions", streamRoutes());
   app.route("/v1/sessions", sessionRoutes());
   app.route("/v1/sessions", dsRoutes());
+  app.route("/", openApiRoutes());
   app.route("/", viewerPageRoutes());
 
   app.get("/healthz", async (c) => {

@@ -5,7 +5,7 @@
  * @module
  */
 import { newExecutionId, sha256Hex } from "../ids.ts";
-import type { CreateExecutionBody, ExecutionView, Health } from "../protocol.ts";
+import type { CreateExecutionBody, ExecutionCreated, ExecutionView, Health } from "../protocol.ts";
 import {
   type ActiveSlot,
   armTimer,
@@ -24,7 +24,7 @@ export interface CreationUrls {
 }
 
 export type CreateExecutionResult =
-  | { ok: true; body: Record<string, unknown> }
+  | { ok: true; body: ExecutionCreated }
   | { ok: false; status: 404; error: "SESSION_NOT_FOUND" }
   | { ok: false; status: 409; error: "EXECUTION_IN_PROGRESS"; activeExecutionId: string }
   | { ok: false; status: 429; error: "QUEUE_FULL" }
@@ -118,7 +118,7 @@ export async function createExecution(
         armTimer(tx, "pending", executionId, p.now + ctx.config.pendingTimeoutMs);
       }
       p.events.push(statusEvent(exec, null, !active, p.at));
-      const response = {
+      const response: Omit<ExecutionCreated, "ingestToken"> = {
         executionId,
         sessionId,
         status: "pending",

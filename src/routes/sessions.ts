@@ -20,11 +20,19 @@ import {
   CreateExecutionBody,
   CreateSessionBody,
   EXECUTION_ID_RE,
+  type ExecutionCreated,
+  type ExecutionList,
+  type ExecutionView,
   FailBody,
+  type FailResult,
   IdempotencyKey,
+  type InterruptAccepted,
   InterruptBody,
   ListExecutionsQuery,
+  type SessionCreated,
+  type SessionView,
   TicketBody,
+  type TicketCreated,
 } from "../protocol.ts";
 import { listExecutionIds } from "../store/mod.ts";
 import { requireClient, requireSession } from "./auth.ts";
@@ -45,13 +53,13 @@ export function sessionRoutes(): Hono<AppEnv> {
     }
     const { sessionId, createdAt, metadata } = result.session;
     rt.log.info("session created", { sessionId, event: "session_created" });
-    return c.json({ sessionId, createdAt, metadata }, 201);
+    return c.json<SessionCreated>({ sessionId, createdAt, metadata }, 201);
   });
 
   app.get("/:sid", requireSession("read"), async (c) => {
     const view = await sessionView(c.get("runtime").ctx, c.req.param("sid"));
     if (!view) throw notFound();
-    return c.json(view);
+    return c.json<SessionView>(view);
   });
 
   app.delete("/:sid", requireSession("client"), async (c) => {
@@ -92,7 +100,7 @@ export function sessionRoutes(): Hono<AppEnv> {
         event: "execution_created",
       });
     }
-    return c.json(result.body, 201);
+    return c.json<ExecutionCreated>(result.body, 201);
   });
 
   app.get("/:sid/executions", requireSession("read"), async (c) => {
@@ -105,7 +113,7 @@ export function sessionRoutes(): Hono<AppEnv> {
       });
     }
     const ids = await listExecutionIds(rt.kv, sid, { after: query.after, limit: query.limit });
-    return c.json({ executions: await executionViews(rt.ctx, sid, ids) });
+    return c.json<ExecutionList>({ executions: await executionViews(rt.ctx, sid, ids) });
   });
 
   app.get("/:sid/executions/:eid", requireSession("read"), async (c) => {
@@ -114,7 +122,7 @@ export function sessionRoutes(): Hono<AppEnv> {
     const eid = c.req.param("eid");
     const view = EXECUTION_ID_RE.test(eid) ? await executionView(rt.ctx, sid, eid) : null;
     if (!view) throw executionNotFound();
-    return c.json(view);
+    return c.json<ExecutionView>(view);
   });
 
   app.post("/:sid/executions/:eid/interrupt", requireSession("client"), async (c) => {
@@ -132,7 +140,7 @@ export function sessionRoutes(): Hono<AppEnv> {
       executionId: eid,
       event: "interrupt_requested",
     });
-    return c.json({ executionId: eid, status: result.status }, 202);
+    return c.json<InterruptAccepted>({ executionId: eid, status: result.status }, 202);
   });
 
   app.post("/:sid/executions/:eid/fail", requireSession("client"), async (c) => {
@@ -145,7 +153,7 @@ export function sessionRoutes(): Hono<AppEnv> {
     }
     const { failed, effects } = await failExecution(rt.ctx, eid, body);
     if (effects) rt.committed(effects);
-    return c.json({ failed });
+    return c.json<FailResult>({ failed });
   });
 
   app.post("/:sid/tickets", requireSession("client"), async (c) => {
@@ -159,7 +167,7 @@ export function sessionRoutes(): Hono<AppEnv> {
       incarnation: session.incarnation,
       expiresAt,
     });
-    return c.json({ ticket, expiresAt: new Date(expiresAt).toISOString() }, 201);
+    return c.json<TicketCreated>({ ticket, expiresAt: new Date(expiresAt).toISOString() }, 201);
   });
 
   return app;

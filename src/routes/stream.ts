@@ -7,7 +7,7 @@
 import { Hono } from "hono";
 import type { AppEnv } from "../context.ts";
 import { HttpError, upgradeWebSocket, validate } from "../http.ts";
-import { EventsQuery } from "../protocol.ts";
+import { type EventsPage, EventsQuery } from "../protocol.ts";
 import type { Runtime } from "../runtime.ts";
 import { readEventsPage, runViewer, type ViewerFilter } from "../stream.ts";
 import { authorize, requireSession } from "./auth.ts";
@@ -35,7 +35,8 @@ export function streamRoutes(): Hono<AppEnv> {
         limit: query.limit,
         filter,
       });
-      return c.json(page);
+      // The log holds envelopes only (src/store/events.ts).
+      return c.json<EventsPage>(page as EventsPage);
     }
     const lastEventId = c.req.header("last-event-id");
     if (lastEventId !== undefined && !LAST_EVENT_ID.test(lastEventId.trim())) {

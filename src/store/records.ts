@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { CallbackBody, ExecutionStatus } from "../protocol.ts";
+import type { CallbackBody, ExecutionCreated, ExecutionStatus } from "../protocol.ts";
 
 /** A session. `deletedAt` marks a tombstone whose data is still being removed. */
 export interface SessionRecord {
@@ -80,7 +80,7 @@ export interface IdempotencyRecord {
   requestHash: string;
   executionId: string;
   /** The 201 body without the token (the token is derived again, never stored). */
-  body: Record<string, unknown>;
+  body: Omit<ExecutionCreated, "ingestToken">;
 }
 
 /** A durable deadline. */

@@ -62,6 +62,9 @@ const OPTIONS: Record<string, OptionSpec> = {
   "idle-timeout-ms": { key: "idleTimeoutMs", kind: "integer", default: 0 },
 };
 
+/** The names of the wrapper's options (without `--`), for CLIs that pass them through. */
+export const OPTION_NAMES: readonly string[] = Object.keys(OPTIONS);
+
 const PLACEHOLDERS: Record<Kind, string> = {
   url: "url",
   "sse-url": "url",

@@ -7,6 +7,7 @@
  * @module
  */
 import {
+  CloseCode,
   ErrorText,
   type KillFrame,
   type TerminalStatus,
@@ -319,6 +320,10 @@ class Run {
         return this.#onKill(event.kill);
       case "disconnected":
         this.#idle.pause();
+        // A 4000 is the service's normal end of the run, not a lost connection.
+        if (event.code === CloseCode.executionDone) {
+          return this.#log(`the service ended the run: ${event.reason}`);
+        }
         return this.#log(
           `${event.wasOpen ? "connection lost" : "dial failed"}: ${event.code} ${event.reason}`,
         );

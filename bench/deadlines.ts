@@ -58,9 +58,9 @@ async function run(label: string, wakeups: TimerWakeup[] | undefined): Promise<R
       for (let i = next++; i < COUNT; i = next++) {
         const sessionId = `bench-${i}`;
         await createSession(ctx, { sessionId });
-        const { result } = await createExecution(ctx, sessionId, {}, urls);
-        if (!result.ok) throw new Error(`creation failed: ${result.error}`);
-        executionIds.push(result.body.executionId as string);
+        const created = await createExecution(ctx, sessionId, {}, urls);
+        if (!created.ok) throw new Error(`creation failed: ${created.refusal.code}`);
+        executionIds.push(created.value.body.executionId);
       }
     };
     const createdFrom = Date.now();

@@ -10,6 +10,7 @@ import { Hono } from "hono";
 import { cors } from "hono/cors";
 import type { AppEnv } from "./context.ts";
 import { errorResponse, HttpError } from "./http.ts";
+import { ErrorCode } from "./protocol.ts";
 import { TransactionConflictError } from "./store/mod.ts";
 import type { Runtime } from "./runtime.ts";
 import { authorize, originAllowed } from "./routes/auth.ts";
@@ -69,7 +70,7 @@ export function createApp(rt: Runtime): Hono<AppEnv> {
   app.use("/v1/*", async (c, next) => {
     if ((c.req.header("upgrade") ?? "").toLowerCase() === "websocket") return await next();
     if (!originAllowed(rt, c.req.raw)) {
-      return errorResponse(c, 403, "FORBIDDEN", "origin not allowed");
+      return errorResponse(c, ErrorCode.forbidden, "origin not allowed");
     }
     return await corsHeaders(c, next);
   });
@@ -91,7 +92,7 @@ export function createApp(rt: Runtime): Hono<AppEnv> {
 
   app.get("/metrics", async (c) => {
     const decision = await authorize(rt, c.req.raw, undefined, "client");
-    if (!decision.ok) return errorResponse(c, decision.status, decision.code, decision.message);
+    if (!decision.ok) return errorResponse(c, decision.code, decision.message);
     rt.metrics.set("tether_ingest_sockets", rt.hub.connectionCount);
     rt.metrics.set("tether_viewer_sockets", rt.hub.viewerCount);
     return c.text(rt.metrics.render(), 200, { "content-type": "text/plain; version=0.0.4" });
@@ -100,20 +101,20 @@ export function createApp(rt: Runtime): Hono<AppEnv> {
   for (const path of KNOWN_PATHS) {
     app.all(
       path,
-      (c) => errorResponse(c, 405, "METHOD_NOT_ALLOWED", `${c.req.method} not allowed`),
+      (c) => errorResponse(c, ErrorCode.methodNotAllowed, `${c.req.method} not allowed`),
     );
   }
-  app.notFound((c) => errorResponse(c, 404, "NOT_FOUND", "no such route"));
+  app.notFound((c) => errorResponse(c, ErrorCode.notFound, "no such route"));
   app.onError((err, c) => {
     if (err instanceof HttpError) {
-      return errorResponse(c, err.status, err.code, err.message, err.details);
+      return errorResponse(c, err.code, err.message, err.details);
     }
     if (err instanceof TransactionConflictError) {
       rt.log.warn("transaction kept conflicting", { path: c.req.path });
-      return errorResponse(c, 503, "BUSY", "too much contention, try again");
+      return errorResponse(c, ErrorCode.busy, "too much contention, try again");
     }
     rt.log.error("unhandled error", { path: c.req.path, err: String(err?.stack ?? err) });
-    return errorResponse(c, 500, "INTERNAL", "internal error");
+    return errorResponse(c, ErrorCode.internal, "internal error");
   });
   return app;
 }

@@ -24,7 +24,11 @@ const EnvSchema = z.object({
   TETHER_PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional().transform((u) =>
     u?.replace(/\/+$/, "")
   ),
-  TETHER_KV_PATH: z.string().min(1).optional(),
+  TETHER_KV_PATH: z.string().min(1).optional().superRefine((path, ctx) => {
+    const problem = path === undefined ? undefined : kvPathProblem(path);
+    if (problem) ctx.addIssue({ code: "custom", message: problem });
+  }),
+  DENO_KV_ACCESS_TOKEN: z.string().min(1).optional(),
   PORT: z.coerce.number().int().min(0).max(65535).default(8000),
   // At most 64: deleting a session ends every queued execution in one commit, and a KV
   // commit takes at most 100 checks.
@@ -52,8 +56,31 @@ const EnvSchema = z.object({
     return parsed.data;
   }),
   TETHER_SWEEP_MS: ms(500),
+  // How long the start-up probe waits for its own queue message (PROTOCOL.md 8).
+  TETHER_QUEUE_PROBE_MS: ms(2000, 10, 60_000),
+  TETHER_CALLBACK_PRIVATE: z.enum(["allow", "deny"]).default("deny"),
   TETHER_LOG_LEVEL: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
 });
+
+/** Whether a `TETHER_KV_PATH` is a KV Connect URL (a remote `denokv` or Deploy database). */
+export function isKvConnectUrl(path: string): boolean {
+  return /^https?:\/\//i.test(path);
+}
+
+/** Why a `TETHER_KV_PATH` cannot be used, or `undefined` when it can. */
+function kvPathProblem(path: string): string | undefined {
+  if (!isKvConnectUrl(path)) return undefined;
+  let url: URL;
+  try {
+    url = new URL(path);
+  } catch {
+    return "not a valid KV Connect URL";
+  }
+  // The token travels in DENO_KV_ACCESS_TOKEN, never in the URL (it would end up in logs).
+  if (url.username || url.password) return "a KV Connect URL must not hold credentials";
+  if (url.search || url.hash) return "a KV Connect URL takes no query or fragment";
+  return undefined;
+}
 
 /** KV file for local runs when `TETHER_KV_PATH` is unset. */
 export const DEFAULT_KV_PATH = "./data/tether.kv";
@@ -87,6 +114,10 @@ export interface Config {
   /** Wake-up sources for deadlines; `undefined` = chosen at start-up (queues probed). */
   timerWakeups?: TimerWakeup[];
   sweepMs: number;
+  /** How long the start-up probe waits for a queue message to arrive (ms). */
+  queueProbeMs: number;
+  /** `TETHER_CALLBACK_PRIVATE=allow`: callbacks may target loopback/private addresses. */
+  callbackPrivate: boolean;
   logLevel: "debug" | "info" | "warn" | "error" | "silent";
 }
 
@@ -115,6 +146,11 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     throw new ConfigError(`invalid configuration:\n${lines.join("\n")}`);
   }
   const e = parsed.data;
+  if (e.TETHER_KV_PATH && isKvConnectUrl(e.TETHER_KV_PATH) && !e.DENO_KV_ACCESS_TOKEN) {
+    throw new ConfigError(
+      "invalid configuration:\n  TETHER_KV_PATH: a KV Connect URL needs DENO_KV_ACCESS_TOKEN",
+    );
+  }
   return {
     apiKeys: e.TETHER_API_KEYS,
     ticketSecret: e.TETHER_TICKET_SECRET,
@@ -139,6 +175,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     sessionTtlMs: e.TETHER_SESSION_TTL_MS,
     timerWakeups: e.TETHER_TIMER_WAKEUPS,
     sweepMs: e.TETHER_SWEEP_MS,
+    queueProbeMs: e.TETHER_QUEUE_PROBE_MS,
+    callbackPrivate: e.TETHER_CALLBACK_PRIVATE === "allow",
     logLevel: e.TETHER_LOG_LEVEL,
   };
 }

@@ -11,7 +11,7 @@
  * @module
  */
 import type { Runtime } from "./runtime.ts";
-import { readEvents, readHead, records, type StoredEvent, transact } from "./store/mod.ts";
+import { isLive, readEvents, readHead, records, type StoredEvent, transact } from "./store/mod.ts";
 
 /** Digits of an offset: eventIds stay below 10^16 (they are safe integers). */
 export const OFFSET_DIGITS = 16;
@@ -83,7 +83,7 @@ export async function tailOf(rt: Runtime, sessionId: string): Promise<number | u
     rt.kv,
     (tx) => Promise.all([records.session(sessionId).get(tx), readHead(tx, sessionId)]),
   );
-  return session && !session.deletedAt ? head.lastEventId : undefined;
+  return isLive(session) ? head.lastEventId : undefined;
 }
 
 /**

@@ -7,38 +7,76 @@
 import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { z } from "zod";
+import { concatBytes } from "./bytes.ts";
+import { ErrorCode } from "./protocol.ts";
 
 /** Largest request body accepted (PROTOCOL.md 10). */
 export const MAX_BODY_BYTES = 64 * 1024;
 
-/** An error the routes turn into `{error, message, ...details}` with its status. */
+/**
+ * The HTTP status of each error code an HTTP response can carry (PROTOCOL.md 1, 2, 4, 10):
+ * one code, one status.
+ */
+export const HTTP_STATUS = {
+  [ErrorCode.invalidRequest]: 400,
+  [ErrorCode.unauthorized]: 401,
+  [ErrorCode.forbidden]: 403,
+  [ErrorCode.sessionNotFound]: 404,
+  [ErrorCode.executionNotFound]: 404,
+  [ErrorCode.notFound]: 404,
+  [ErrorCode.methodNotAllowed]: 405,
+  [ErrorCode.sessionExists]: 409,
+  [ErrorCode.executionInProgress]: 409,
+  [ErrorCode.payloadTooLarge]: 413,
+  [ErrorCode.idempotencyKeyReused]: 422,
+  [ErrorCode.upgradeRequired]: 426,
+  [ErrorCode.queueFull]: 429,
+  [ErrorCode.internal]: 500,
+  [ErrorCode.busy]: 503,
+} as const satisfies Partial<Record<ErrorCode, ContentfulStatusCode>>;
+
+/** The error codes an HTTP response can carry (the others are frame and agent codes). */
+export type HttpErrorCode = keyof typeof HTTP_STATUS;
+
+/**
+ * An error the application's one error handler turns into `{error, message, ...details}`
+ * with the code's status.
+ *
+ * @example
+ * ```ts
+ * import { concatBytes } from "./bytes.ts";
+import { ErrorCode } from "./protocol.ts";
+ * throw new HttpError(ErrorCode.sessionNotFound, "session not found"); // 404
+ * ```
+ */
 export class HttpError extends Error {
+  /** The code's status, from {@link HTTP_STATUS}. */
+  readonly status: ContentfulStatusCode;
   constructor(
-    readonly status: ContentfulStatusCode,
-    readonly code: string,
+    readonly code: HttpErrorCode,
     message: string,
     readonly details: Record<string, unknown> = {},
   ) {
     super(message);
+    this.status = HTTP_STATUS[code];
   }
 }
 
-/** The JSON error response. */
+/** The JSON error response of PROTOCOL.md 1, with the code's status. */
 export function errorResponse(
   c: Context,
-  status: ContentfulStatusCode,
-  code: string,
+  code: HttpErrorCode,
   message: string,
   details: Record<string, unknown> = {},
 ): Response {
-  return c.json({ error: code, message, ...details }, status);
+  return c.json({ error: code, message, ...details }, HTTP_STATUS[code]);
 }
 
 /** Raises `400 INVALID_REQUEST` with zod's issues when `value` does not match `schema`. */
 export function validate<S extends z.ZodType>(schema: S, value: unknown, what: string): z.infer<S> {
   const parsed = schema.safeParse(value);
   if (parsed.success) return parsed.data;
-  throw new HttpError(400, "INVALID_REQUEST", `invalid ${what}`, {
+  throw new HttpError(ErrorCode.invalidRequest, `invalid ${what}`, {
     issues: parsed.error.issues.map((i) => ({ path: i.path, message: i.message, code: i.code })),
   });
 }
@@ -56,7 +94,7 @@ export async function readBody<S extends z.ZodType>(c: Context, schema: S): Prom
   try {
     json = JSON.parse(text);
   } catch {
-    throw new HttpError(400, "INVALID_REQUEST", "body is not valid JSON", { issues: [] });
+    throw new HttpError(ErrorCode.invalidRequest, "body is not valid JSON", { issues: [] });
   }
   return validate(schema, json, "body");
 }
@@ -84,17 +122,11 @@ async function readLimited(req: Request): Promise<Uint8Array> {
     }
   }
   if (size > MAX_BODY_BYTES) throw tooLarge();
-  const bytes = new Uint8Array(size);
-  let at = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, at);
-    at += chunk.length;
-  }
-  return bytes;
+  return concatBytes(chunks);
 }
 
 const tooLarge = () =>
-  new HttpError(413, "PAYLOAD_TOO_LARGE", `request body exceeds ${MAX_BODY_BYTES} bytes`);
+  new HttpError(ErrorCode.payloadTooLarge, `request body exceeds ${MAX_BODY_BYTES} bytes`);
 
 /**
  * Accepts a WebSocket upgrade; a request that says `Upgrade: websocket` without a valid
@@ -107,7 +139,7 @@ export function upgradeWebSocket(
   try {
     return Deno.upgradeWebSocket(req, options);
   } catch (err) {
-    throw new HttpError(400, "INVALID_REQUEST", `invalid WebSocket upgrade: ${String(err)}`, {
+    throw new HttpError(ErrorCode.invalidRequest, `invalid WebSocket upgrade: ${String(err)}`, {
       issues: [],
     });
   }

@@ -367,12 +367,12 @@ export class IngestConnection implements ConnectionHandle {
           void this.rt.hub.deliverInbox();
           break;
         }
-        this.rt.committed(result.effects);
+        const { lastSeq, status } = result.value;
         const hadSeq = take.some((f) => f.seq !== undefined);
-        this.#durableSeq = result.lastSeq;
-        if (hadSeq) this.#send({ type: "ack", seq: result.lastSeq });
+        this.#durableSeq = lastSeq;
+        if (hadSeq) this.#send({ type: "ack", seq: lastSeq });
         const ended = take.find((f) => f.terminal);
-        if (ended) this.#finishTerminal(result.status);
+        if (ended) this.#finishTerminal(status);
       }
     } catch (err) {
       this.rt.log.error("frame commit failed", {

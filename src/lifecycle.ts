@@ -5,8 +5,10 @@
  * the next queued execution and arms the deadlines it needs, all in the same commit.
  *
  * Side effects on sockets never happen here: a transition posts inbox messages to the
- * instance that holds a connection (in the same commit) and returns what it stored, and the
- * caller pushes that to local viewers.
+ * instance that holds a connection (in the same commit); once it committed, `change()` hands
+ * what it stored to `ctx.committed`, which pushes it to local viewers. Every transition
+ * returns an {@link Outcome}: a value, or a refusal with a domain code that only the routes
+ * turn into an HTTP status or a close code.
  *
  * Where things are:
  * - `lifecycle/transition.ts`: the context and `change()`, the transaction frame;
@@ -18,9 +20,9 @@
  *
  * @module
  */
-export type { Effects, LifecycleContext } from "./lifecycle/transition.ts";
+export type { Effects, LifecycleContext, Outcome, Refusal } from "./lifecycle/transition.ts";
 export * from "./lifecycle/sessions.ts";
 export * from "./lifecycle/executions.ts";
-export { failExecution, interruptExecution } from "./lifecycle/finish.ts";
+export { type ExecutionNotFound, failExecution, interruptExecution } from "./lifecycle/finish.ts";
 export * from "./lifecycle/connections.ts";
 export * from "./lifecycle/deadlines.ts";

@@ -7,6 +7,7 @@ import {
   createExecution,
   createSession,
   deleteSession,
+  type Effects,
   failExecution,
   fireDeadline,
   interruptExecution,
@@ -24,18 +25,28 @@ import {
   type Tx,
 } from "./store/mod.ts";
 
-/** A lifecycle context over a fresh in-memory KV. */
+/** What each context's transitions handed to the after-commit step, in order. */
+const commits = new WeakMap<LifecycleContext, Effects[]>();
+
+/** A lifecycle context over a fresh in-memory KV that records its after-commit steps. */
 async function context(config: Partial<Config> = {}): Promise<LifecycleContext> {
   const kv = await Deno.openKv(":memory:");
-  return {
+  const log: Effects[] = [];
+  const ctx: LifecycleContext = {
     kv,
     config: testConfig(config),
     credentials: new Credentials("lifecycle-test-secret-0123456789", ["test-key"]),
     instanceId: "ins_test",
     queues: false,
     now: Date.now,
+    committed: (effects) => log.push(effects),
   };
+  commits.set(ctx, log);
+  return ctx;
 }
+
+/** The after-commit steps `ctx` ran so far. */
+const committed = (ctx: LifecycleContext): Effects[] => commits.get(ctx)!;
 
 const urls = {
   ingestUrl: (eid: string) => `ws://test/v1/sessions/s/executions/${eid}/ingest`,
@@ -43,9 +54,9 @@ const urls = {
 };
 
 async function create(ctx: LifecycleContext, sid: string, body: CreateExecutionBody = {}) {
-  const { result } = await createExecution(ctx, sid, body, urls);
-  assert.ok(result.ok, JSON.stringify(result));
-  return result.body as { executionId: string; ingestToken: string; active: boolean };
+  const outcome = await createExecution(ctx, sid, body, urls);
+  assert.ok(outcome.ok, JSON.stringify(outcome));
+  return outcome.value.body;
 }
 
 /** Admits a connection for an active execution (`pending → running`). */
@@ -62,7 +73,7 @@ async function admit(
     connectionId,
     undefined,
   );
-  assert.ok(admission.admitted, JSON.stringify(admission));
+  assert.ok(admission.ok, JSON.stringify(admission));
   return connectionId;
 }
 
@@ -124,9 +135,9 @@ async function aEndedBActive(ctx: LifecycleContext) {
     },
     terminal: { status: "completed" },
   }]);
-  assert.ok(done.ok && done.status === "completed");
+  assert.ok(done.ok && done.value.status === "completed");
   const connB = await admit(ctx, "s", b);
-  assert.ok(await interruptExecution(ctx, "s", b.executionId, "stop B"));
+  assert.ok((await interruptExecution(ctx, "s", b.executionId, "stop B")).ok);
   assert.ok(await recordDisconnect(ctx, b.executionId, connB, { code: 1006, reason: "" }));
   const before = await slots(ctx, "s");
   assert.equal(before.active?.executionId, b.executionId);
@@ -142,8 +153,14 @@ lifecycleTest(
     const { a, b, before } = await aEndedBActive(ctx);
     const eventsBefore = await events(ctx, "s");
     // Every late path that could end A again: fail, interrupt, a grace/heartbeat deadline.
-    assert.equal((await failExecution(ctx, a.executionId, { error: "late" })).failed, false);
-    assert.equal((await interruptExecution(ctx, "s", a.executionId, "late"))?.status, "completed");
+    assert.deepEqual(await failExecution(ctx, "s", a.executionId, { error: "late" }), {
+      ok: true,
+      value: { failed: false },
+    });
+    assert.deepEqual(await interruptExecution(ctx, "s", a.executionId, "late"), {
+      ok: true,
+      value: { status: "completed" },
+    });
     assert.deepEqual(await slots(ctx, "s"), before);
     assert.deepEqual(await events(ctx, "s"), eventsBefore);
     assert.equal((await execution(ctx, a.executionId)).status, "completed");
@@ -155,8 +172,8 @@ lifecycleTest(
   "ending a queued execution while B is active leaves B's slot, flag and grace",
   async (ctx) => {
     const { b, c, before } = await aEndedBActive(ctx);
-    const { failed } = await failExecution(ctx, c.executionId, { error: "no longer wanted" });
-    assert.equal(failed, true);
+    const failed = await failExecution(ctx, "s", c.executionId, { error: "no longer wanted" });
+    assert.deepEqual(failed, { ok: true, value: { failed: true } });
     const after = await slots(ctx, "s");
     assert.deepEqual(after.active, before.active);
     assert.deepEqual(after.interrupt, before.interrupt);
@@ -172,7 +189,7 @@ lifecycleTest(
 lifecycleTest("interrupting a queued execution leaves the active one alone", async (ctx) => {
   const { c, before } = await aEndedBActive(ctx);
   const result = await interruptExecution(ctx, "s", c.executionId, undefined);
-  assert.equal(result?.status, "interrupted");
+  assert.deepEqual(result, { ok: true, value: { status: "interrupted" } });
   const after = await slots(ctx, "s");
   assert.deepEqual({ ...after, queue: undefined }, { ...before, queue: undefined });
   const all = await events(ctx, "s");
@@ -190,22 +207,27 @@ lifecycleTest("interrupting a queued execution leaves the active one alone", asy
 lifecycleTest("failing twice gives one terminal event and false the second time", async (ctx) => {
   await createSession(ctx, { sessionId: "s" });
   const a = await create(ctx, "s");
-  const first = await failExecution(ctx, a.executionId, { error: "boom" });
+  const first = await failExecution(ctx, "s", a.executionId, { error: "boom" });
   const eventsAfterFirst = await events(ctx, "s");
-  const second = await failExecution(ctx, a.executionId, { error: "again" });
-  assert.equal(first.failed, true);
-  assert.equal(second.failed, false);
-  assert.deepEqual(second.effects?.stored ?? [], []);
+  const commitsAfterFirst = committed(ctx).length;
+  const second = await failExecution(ctx, "s", a.executionId, { error: "again" });
+  assert.deepEqual(first, { ok: true, value: { failed: true } });
+  assert.deepEqual(second, { ok: true, value: { failed: false } });
+  assert.equal(committed(ctx).length, commitsAfterFirst, "the second fail had nothing to push");
   assert.deepEqual(await events(ctx, "s"), eventsAfterFirst);
   assert.equal(terminalStatusEvents(eventsAfterFirst, a.executionId).length, 1);
   assert.equal(eventsAfterFirst.filter((e) => e.streamEventType === "error").length, 1);
   assert.equal((await execution(ctx, a.executionId)).error, "boom");
 });
 
-lifecycleTest("failExecution of an unknown execution reports false", async (ctx) => {
-  assert.deepEqual(await failExecution(ctx, "exc_00000000000000000000000000", { error: "x" }), {
-    failed: false,
-  });
+lifecycleTest("failExecution of an unknown execution or session is refused", async (ctx) => {
+  await createSession(ctx, { sessionId: "s" });
+  const a = await create(ctx, "s");
+  const notFound = { ok: false, refusal: { code: "EXECUTION_NOT_FOUND" } };
+  const unknown = "exc_00000000000000000000000000";
+  assert.deepEqual(await failExecution(ctx, "s", unknown, { error: "x" }), notFound);
+  assert.deepEqual(await failExecution(ctx, "other", a.executionId, { error: "x" }), notFound);
+  assert.equal((await execution(ctx, a.executionId)).status, "pending");
 });
 
 /** Runs `count` ending calls of mixed kinds at once against one execution. */
@@ -223,7 +245,7 @@ async function raceToEnd(
   const calls = Array.from({ length: count }, (_, i) => {
     switch (i % 5) {
       case 0:
-        return failExecution(ctx, eid, { error: `fail ${i}` });
+        return failExecution(ctx, "s", eid, { error: `fail ${i}` });
       case 1:
         return interruptExecution(ctx, "s", eid, `interrupt ${i}`);
       case 2:
@@ -231,7 +253,7 @@ async function raceToEnd(
           ? commitFrames(ctx, "s", eid, connectionId, [
             frame("complete", { exitCode: 0 }, "completed"),
           ])
-          : failExecution(ctx, eid, { error: `fail ${i}` });
+          : failExecution(ctx, "s", eid, { error: `fail ${i}` });
       case 3:
         return connectionId
           ? commitFrames(ctx, "s", eid, connectionId, [
@@ -293,7 +315,10 @@ lifecycleTest(
     await createSession(ctx, { sessionId: "s" });
     const a = await create(ctx, "s");
     await admit(ctx, "s", a);
-    assert.equal((await interruptExecution(ctx, "s", a.executionId, "stop"))?.status, "running");
+    assert.deepEqual(await interruptExecution(ctx, "s", a.executionId, "stop"), {
+      ok: true,
+      value: { status: "running" },
+    });
     // A second interrupt keeps the first reason and deadline.
     await interruptExecution(ctx, "s", a.executionId, "other");
     const timers = (await listTimers(ctx.kv)).filter((t) => t.kind === "interrupt");
@@ -304,7 +329,7 @@ lifecycleTest(
     const firings = await Promise.all(
       Array.from({ length: 10 }, () => fireDeadline(ctx, timerKey(timers[0]))),
     );
-    assert.equal(firings.filter((f) => f?.outcome === "forced-interrupt").length, 1);
+    assert.equal(firings.filter((f) => f.ok && f.value.outcome === "forced-interrupt").length, 1);
     const exec = await assertEndedOnce(ctx, a.executionId);
     assert.equal(exec.status, "interrupted");
     assert.equal(exec.error, "Interrupted - wrapper did not confirm");
@@ -318,8 +343,8 @@ lifecycleTest("promotion happens in the commit that ends the previous execution"
   const b = await create(ctx, "s");
   const c = await create(ctx, "s");
   assert.deepEqual([a.active, b.active, c.active], [true, false, false]);
-  const { effects } = await failExecution(ctx, a.executionId, { error: "x" });
-  const stored = effects!.stored.map((e) => e.envelope);
+  assert.ok((await failExecution(ctx, "s", a.executionId, { error: "x" })).ok);
+  const stored = committed(ctx).at(-1)!.stored.map((e) => e.envelope);
   assert.deepEqual(stored.map((e) => [e.executionId, e.streamEventType]), [
     [a.executionId, "error"],
     [a.executionId, "execution_status"],
@@ -348,9 +373,11 @@ lifecycleTest(
     const a = await create(ctx, "s");
     const b = await create(ctx, "s");
     await admit(ctx, "s", a);
-    const { deleted } = await deleteSession(ctx, "s");
-    assert.equal(deleted, true);
-    assert.equal((await deleteSession(ctx, "s")).deleted, false);
+    assert.deepEqual(await deleteSession(ctx, "s"), { ok: true, value: undefined });
+    assert.deepEqual(await deleteSession(ctx, "s"), {
+      ok: false,
+      refusal: { code: "SESSION_NOT_FOUND" },
+    });
     for (const eid of [a.executionId, b.executionId]) {
       const exec = await execution(ctx, eid);
       assert.equal(exec.status, "failed");
@@ -371,7 +398,7 @@ lifecycleTest(
     await createSession(ctx, { sessionId: "s" });
     const a = await create(ctx, "s");
     const error = "😀".repeat(3000);
-    await failExecution(ctx, a.executionId, { error });
+    await failExecution(ctx, "s", a.executionId, { error });
     const exec = await execution(ctx, a.executionId);
     assert.equal(Array.from(exec.error!).length, 1024);
     assert.ok(error.startsWith(exec.error!));
@@ -392,7 +419,7 @@ lifecycleTest(
     const conn = await admit(ctx, "s", runs[0]);
     await recordDisconnect(ctx, runs[0].executionId, conn, { code: 1006, reason: "" });
     await interruptExecution(ctx, "s", runs[0].executionId, undefined);
-    assert.equal((await deleteSession(ctx, "s")).deleted, true);
+    assert.equal((await deleteSession(ctx, "s")).ok, true);
     const all = await events(ctx, "s");
     for (const run of runs) {
       assert.equal((await execution(ctx, run.executionId)).status, "failed");

@@ -29,23 +29,112 @@ export const LIVENESS_EVENT_TYPES: ReadonlySet<string> = new Set(["heartbeat", "
 /** Longest error text kept on a record (in Unicode code points). */
 export const MAX_STORED_ERROR_CHARS = 1024;
 
-/** WebSocket close codes of the contract (PROTOCOL.md 5.3). */
+/**
+ * WebSocket close codes of the contract, each with the PROTOCOL.md section that gives it.
+ * Codes outside the 4xxx range are the standard ones the contract names; `internalError`
+ * (1011) is not in the contract's table and falls under its "other" row (connection lost).
+ */
 export const CloseCode = {
+  /** §4, §6: a viewer of a deleted session; §5.3: connection lost. */
   normal: 1000,
+  /** §5.3: connection lost (a peer going away). */
   goingAway: 1001,
+  /** §5.3, §5.4: a loss without a close frame is recorded as 1006. */
   abnormal: 1006,
+  /** §5.3, §6, §10: rate, in-flight or pending-bytes limit; a viewer sending garbage. */
   policy: 1008,
+  /** §5.3, §10: a frame larger than `maxFrameBytes`. */
   tooBig: 1009,
+  /** §5.3 "other": the service could not serve the connection (storage failed). */
+  internalError: 1011,
+  /** §5.3, §5.4: the service is restarting. */
   restart: 1012,
+  /** §6, §10: a viewer whose buffer did not drain. */
   tryAgainLater: 1013,
+  /** §5, §5.3: the execution is terminal (reason `execution <status>`). */
   executionDone: 4000,
+  /** §5, §5.3: replaced by a newer connection for the same execution. */
   replaced: 4001,
+  /** §5, §5.3: the execution is queued, not active yet. */
   notActiveYet: 4009,
+  /** §2, §5.3: missing or invalid credentials. */
   unauthorized: 4401,
+  /** §2, §5.3: credentials for another session or execution, or a foreign origin. */
   forbidden: 4403,
+  /** §4, §6: an unknown or deleted session on the viewer stream. */
   notFound: 4404,
+  /** §9.3: the wrapper heard nothing for `--silence-timeout-ms` (its own, never sent). */
   silence: 4408,
 } as const;
+export type CloseCode = typeof CloseCode[keyof typeof CloseCode];
+
+/** Close codes the service sends on purpose: when it sent them, they never start a grace (§5.4). */
+export const DELIBERATE_CLOSE_CODES: ReadonlySet<number> = new Set([
+  CloseCode.executionDone,
+  CloseCode.replaced,
+  CloseCode.unauthorized,
+  CloseCode.forbidden,
+  CloseCode.notActiveYet,
+]);
+
+/**
+ * Error codes of the contract, each with the PROTOCOL.md section that gives it: the `error`
+ * of an HTTP error body (§1) and the `code` of an ingest `error` frame (§5.2) or of a
+ * wrapper's fatal `error` event (§9, §14).
+ *
+ * @example
+ * ```ts
+ * import { ErrorCode } from "./protocol.ts";
+ * const body = { error: ErrorCode.sessionNotFound, message: "session not found" };
+ * ```
+ */
+export const ErrorCode = {
+  /** §1, §10: a body, query or header that fails validation. */
+  invalidRequest: "INVALID_REQUEST",
+  /** §1, §10: a request body over 64 KiB. */
+  payloadTooLarge: "PAYLOAD_TOO_LARGE",
+  /** §2: missing or invalid credentials. */
+  unauthorized: "UNAUTHORIZED",
+  /** §2: credentials for another session, a ticket on a client route, a foreign origin. */
+  forbidden: "FORBIDDEN",
+  /** §4: `POST /v1/sessions` with an id that exists (or is still being removed). */
+  sessionExists: "SESSION_EXISTS",
+  /** §4: an unknown or deleted session. */
+  sessionNotFound: "SESSION_NOT_FOUND",
+  /** §4: an unknown execution, or one of another session. */
+  executionNotFound: "EXECUTION_NOT_FOUND",
+  /** §4: `ifIdle` while another execution is active. */
+  executionInProgress: "EXECUTION_IN_PROGRESS",
+  /** §4, §10: `TETHER_MAX_QUEUE` executions already wait. */
+  queueFull: "QUEUE_FULL",
+  /** §4: an `Idempotency-Key` reused with a different body. */
+  idempotencyKeyReused: "IDEMPOTENCY_KEY_REUSED",
+  /** §10: no route has this path. */
+  notFound: "NOT_FOUND",
+  /** §10: a known path with a method it does not take. */
+  methodNotAllowed: "METHOD_NOT_ALLOWED",
+  /** Not in the contract: a WebSocket route asked without an upgrade (426). */
+  upgradeRequired: "UPGRADE_REQUIRED",
+  /** Not in the contract: a transaction that kept conflicting (503). */
+  busy: "BUSY",
+  /** Not in the contract: an unexpected failure (500). */
+  internal: "INTERNAL",
+  /** §5.2: a frame that is not JSON, not an object, or has missing or invalid fields. */
+  invalidFrame: "INVALID_FRAME",
+  /** §5.2: a binary frame. */
+  binaryNotSupported: "BINARY_NOT_SUPPORTED",
+  /** §5.2: a `seq` that skips ahead (the frame carries `expectedSeq`). */
+  seqGap: "SEQ_GAP",
+  /** §9.2: the agent exited by itself with a code other than 0. */
+  agentExit: "AGENT_EXIT",
+  /** §9.1: the agent printed nothing for `--idle-timeout-ms`. */
+  agentIdleTimeout: "AGENT_IDLE_TIMEOUT",
+  /** Not in the contract: the agent command could not be started. */
+  agentStartFailed: "AGENT_START_FAILED",
+  /** §14: an ACP agent broke the protocol. */
+  agentProtocolError: "AGENT_PROTOCOL_ERROR",
+} as const;
+export type ErrorCode = typeof ErrorCode[keyof typeof ErrorCode];
 
 /** Fixed error texts of PROTOCOL.md section 7 and 5.4. */
 export const ErrorText = {
@@ -196,24 +285,21 @@ export type Envelope = z.infer<typeof Envelope>;
 
 /** Every error code an HTTP route answers with (PROTOCOL.md 1, 2, 4, 10, 12). */
 export const ApiErrorCode = z.enum([
-  "INVALID_REQUEST",
-  "UNAUTHORIZED",
-  "FORBIDDEN",
-  "NOT_FOUND",
-  "METHOD_NOT_ALLOWED",
-  "PAYLOAD_TOO_LARGE",
-  "UPGRADE_REQUIRED",
-  "SESSION_NOT_FOUND",
-  "SESSION_EXISTS",
-  "EXECUTION_NOT_FOUND",
-  "EXECUTION_IN_PROGRESS",
-  "QUEUE_FULL",
-  "IDEMPOTENCY_KEY_REUSED",
-  "EXECUTION_ENDED",
-  "INPUT_CLOSED",
-  "INPUT_QUEUE_FULL",
-  "BUSY",
-  "INTERNAL",
+  ErrorCode.invalidRequest,
+  ErrorCode.unauthorized,
+  ErrorCode.forbidden,
+  ErrorCode.notFound,
+  ErrorCode.methodNotAllowed,
+  ErrorCode.payloadTooLarge,
+  ErrorCode.upgradeRequired,
+  ErrorCode.sessionNotFound,
+  ErrorCode.sessionExists,
+  ErrorCode.executionNotFound,
+  ErrorCode.executionInProgress,
+  ErrorCode.queueFull,
+  ErrorCode.idempotencyKeyReused,
+  ErrorCode.busy,
+  ErrorCode.internal,
 ]);
 export type ApiErrorCode = z.infer<typeof ApiErrorCode>;
 
@@ -361,7 +447,6 @@ export const KillFrame = z.object({
   reason: z.string().optional(),
 });
 export const PingFrame = z.object({ type: z.literal("ping") });
-export const ErrorCode = z.enum(["INVALID_FRAME", "BINARY_NOT_SUPPORTED", "SEQ_GAP"]);
 export const ServiceErrorFrame = z.object({
   type: z.literal("error"),
   code: z.string(),

@@ -26,8 +26,6 @@ export interface Runtime {
   shutdown: AbortSignal;
   /** Aborts `shutdown`: viewers end, loops stop. */
   abort(): void;
-  /** After a commit: push its events to local viewers and wake the instances it addressed. */
-  committed(effects: Effects): void;
   /** `ws(s)://host[:port]` for URLs handed to wrappers and viewers. */
   publicBase(requestUrl: string): string;
 }
@@ -64,19 +62,8 @@ export async function createRuntime(
     instanceId,
     queues,
     now: options.now ?? Date.now,
-  };
-  return {
-    config,
-    kv,
-    instanceId,
-    credentials,
-    ctx,
-    hub,
-    log,
-    metrics,
-    shutdown: shutdown.signal,
-    abort: () => shutdown.abort(),
-    committed(effects) {
+    // After a commit: push its events to local viewers and wake the instances it addressed.
+    committed(effects: Effects) {
       hub.publish(effects.sessionId, effects.stored);
       metrics.inc("tether_events_stored_total", {}, effects.stored.length);
       for (const e of effects.stored) {
@@ -94,6 +81,18 @@ export async function createRuntime(
       }
       if (effects.notified.has(instanceId)) void hub.deliverInbox();
     },
+  };
+  return {
+    config,
+    kv,
+    instanceId,
+    credentials,
+    ctx,
+    hub,
+    log,
+    metrics,
+    shutdown: shutdown.signal,
+    abort: () => shutdown.abort(),
     publicBase(requestUrl) {
       const base = config.publicUrl ?? new URL(requestUrl).origin;
       return base.replace(/^http/, "ws");

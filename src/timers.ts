@@ -183,9 +183,8 @@ export class DeadlineRunner {
       else if (timer.kind === "purge") outcome = await this.#purge(key, timer);
       else {
         const firing = await fireDeadline(rt.ctx, key, timer);
-        if (!firing) return;
-        outcome = firing.outcome;
-        if (firing.effects) rt.committed(firing.effects);
+        if (!firing.ok) return;
+        outcome = firing.value.outcome;
       }
       rt.metrics.deadline(timer.kind, outcome, lateness);
       if (timer.kind === "grace" && outcome !== "noop") {

@@ -72,9 +72,9 @@ Deno.test("without queues, a deadline due between sweeps fires on time, not at t
     const ctx = service.rt.ctx;
     await createSession(ctx, { sessionId: "s1" });
     const urls = { ingestUrl: () => "", streamUrl: "" };
-    const { result } = await createExecution(ctx, "s1", {}, urls);
-    assert.ok(result.ok);
-    const eid = result.body.executionId as string;
+    const created = await createExecution(ctx, "s1", {}, urls);
+    assert.ok(created.ok);
+    const eid = created.value.body.executionId;
     const read = () => transact(kv, (tx) => records.execution(eid).get(tx));
     while ((await read())?.status !== "failed") await delay(20);
     const exec = (await read())!;

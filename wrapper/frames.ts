@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { ErrorText } from "../src/protocol.ts";
+import { ErrorCode, ErrorText } from "../src/protocol.ts";
 import type { Line } from "./lines.ts";
 import { frameBytes, type OutgoingFrame } from "./outbox.ts";
 import type { SseEvent } from "./sse.ts";
@@ -123,7 +123,7 @@ export function agentExitFrame(exitCode: number, signal: string | null): Outgoin
     streamEventType: "error",
     data: {
       fatal: true,
-      code: "AGENT_EXIT",
+      code: ErrorCode.agentExit,
       exitCode,
       error: `agent exited with code ${exitCode}`,
       ...(signal ? { signal } : {}),
@@ -142,7 +142,7 @@ export function idleTimeoutFrame(idleTimeoutMs: number): OutgoingFrame {
     streamEventType: "error",
     data: {
       fatal: true,
-      code: "AGENT_IDLE_TIMEOUT",
+      code: ErrorCode.agentIdleTimeout,
       error: `agent produced no output for ${idleTimeoutMs} ms`,
     },
   };
@@ -152,6 +152,10 @@ export function idleTimeoutFrame(idleTimeoutMs: number): OutgoingFrame {
 export function startFailedFrame(message: string): OutgoingFrame {
   return {
     streamEventType: "error",
-    data: { fatal: true, code: "AGENT_START_FAILED", error: `cannot start agent: ${message}` },
+    data: {
+      fatal: true,
+      code: ErrorCode.agentStartFailed,
+      error: `cannot start agent: ${message}`,
+    },
   };
 }

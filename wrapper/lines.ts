@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { concatBytes } from "../src/bytes.ts";
 
 /** One line of output. */
 export interface Line {
@@ -61,7 +62,7 @@ export async function* splitLines(
   const take = (): Line | undefined => {
     const bytes = endsWithCr ? size - 1 : size;
     const cut = bytes > limit;
-    const joined = concat(parts, cut ? limit : bytes);
+    const joined = concatBytes(parts, cut ? limit : bytes);
     parts = [];
     kept = size = 0;
     endsWithCr = false;
@@ -86,17 +87,4 @@ export async function* splitLines(
     const line = take();
     if (line) yield line;
   }
-}
-
-function concat(parts: Uint8Array[], length: number): Uint8Array {
-  if (parts.length === 1 && parts[0].length === length) return parts[0];
-  const out = new Uint8Array(length);
-  let offset = 0;
-  for (const part of parts) {
-    if (offset >= length) break;
-    const piece = part.subarray(0, length - offset);
-    out.set(piece, offset);
-    offset += piece.length;
-  }
-  return out;
 }

@@ -24,9 +24,11 @@
  */
 import { z } from "zod";
 import { backoffDelay, delay as abortableDelay } from "../src/async.ts";
+import { withoutUndefined } from "../src/objects.ts";
 import {
   AckFrame,
   CloseCode,
+  ErrorCode,
   HelloFrame,
   KillFrame,
   parseExecutionDoneReason,
@@ -312,7 +314,7 @@ export class IngestConnection {
     };
     socket.onerror = () => {}; // the close event that follows decides
     this.#connectTimer = setTimeout(() => {
-      this.#abandonSocket(1000, "connect timeout");
+      this.#abandonSocket(CloseCode.normal, "connect timeout");
       this.#lost(CloseCode.abnormal, "connect timeout");
     }, this.#options.connectTimeoutMs);
   }
@@ -346,7 +348,7 @@ export class IngestConnection {
       case "ping":
         return this.#transmit(PONG_FRAME);
       case "error":
-        if (frame.code === "SEQ_GAP" && frame.expectedSeq !== undefined) {
+        if (frame.code === ErrorCode.seqGap && frame.expectedSeq !== undefined) {
           if (this.#outbox.rewind(frame.expectedSeq)) return this.#flush();
         }
         return this.#onEvent({
@@ -466,7 +468,7 @@ export class IngestConnection {
 
   #end(end: IngestEnd): void {
     if (this.#state === "ended") return;
-    this.#abandonSocket(1000, "");
+    this.#abandonSocket(CloseCode.normal, "");
     this.#state = "ended";
     this.#stopTimers();
     clearTimeout(this.#ackTimer);
@@ -474,10 +476,4 @@ export class IngestConnection {
     this.#onEvent({ type: "ended", end });
     this.#resolveClosed(end);
   }
-}
-
-function withoutUndefined<T extends object>(options: T): Partial<T> {
-  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as Partial<
-    T
-  >;
 }

@@ -7,7 +7,8 @@
  */
 import { sha256Hex, timingSafeEqual, tokenExecutionId } from "../ids.ts";
 import {
-  executionDoneReason,
+  CloseCode,
+  DELIBERATE_CLOSE_CODES,
   type ExecutionStatus,
   isTerminal,
   type TerminalStatus,
@@ -16,6 +17,7 @@ import {
   armTimer,
   type ConnRecord,
   type ExecutionRecord,
+  isLive,
   listConnections,
   type NewEvent,
   postToInbox,
@@ -23,7 +25,16 @@ import {
   records,
   transact,
 } from "../store/mod.ts";
-import { change, type Effects, type LifecycleContext, statusEvent, strip } from "./transition.ts";
+import {
+  change,
+  done,
+  type LifecycleContext,
+  type Outcome,
+  type Refusal,
+  refuse,
+  statusEvent,
+} from "./transition.ts";
+import { withoutUndefined } from "../objects.ts";
 import { finish } from "./finish.ts";
 
 /** A dial as the `X-Tether-Dial` header describes it (absent: an unknown wrapper). */
@@ -32,22 +43,31 @@ export interface Dial {
   n: number;
 }
 
-export type Admission =
-  | { admitted: false; code: number; reason: string }
-  | {
-    admitted: true;
-    sessionId: string;
-    executionId: string;
-    lastSeq: number;
-    graceMs: number;
-    /** How often liveness is written for this execution (see {@link heartbeatWriteEvery}). */
-    heartbeatWriteMs: number;
-    /** The pending interrupt's reason, when a kill must follow `hello`. */
-    killReason?: string;
-    /** Whether this admission cancelled a disconnect grace (metrics). */
-    graceCancelled: boolean;
-    effects: Effects;
-  };
+/** An admitted connection: what serving it needs. */
+export interface Admitted {
+  sessionId: string;
+  executionId: string;
+  lastSeq: number;
+  graceMs: number;
+  /** How often liveness is written for this execution (see {@link heartbeatWriteEvery}). */
+  heartbeatWriteMs: number;
+  /** The pending interrupt's reason, when a kill must follow `hello`. */
+  killReason?: string;
+  /** Whether this admission cancelled a disconnect grace (metrics). */
+  graceCancelled: boolean;
+}
+
+/**
+ * Why an ingest connection was refused (PROTOCOL.md 5): a bad token, a token of another
+ * execution, an ended execution (with its status), a queued one, or a dial older than the
+ * current connection's. The ingest route maps each to its close code.
+ */
+export type AdmissionRefusal =
+  | Refusal<"unauthorized">
+  | Refusal<"forbidden">
+  | Refusal<"executionDone", { status: TerminalStatus }>
+  | Refusal<"notActiveYet">
+  | Refusal<"replaced">;
 
 /**
  * Admits an ingest connection (PROTOCOL.md 5): checks the token, the execution's state and
@@ -60,55 +80,48 @@ export async function admitConnection(
   token: string | undefined,
   connectionId: string,
   dial: Dial | undefined,
-): Promise<Admission> {
+): Promise<Outcome<Admitted, AdmissionRefusal>> {
   const tokenEid = token ? tokenExecutionId(token) : undefined;
   const tokenHash = token ? await sha256Hex(token) : "";
   const exec0 = tokenEid
     ? await transact(ctx.kv, (tx) => records.execution(tokenEid).get(tx))
     : null;
-  if (!exec0) return { admitted: false, code: 4401, reason: "unauthorized" };
+  if (!exec0) return refuse({ code: "unauthorized" });
   const sid = exec0.sessionId;
-  type Decision =
-    | Exclude<Admission, { admitted: true }>
-    | (Omit<Extract<Admission, { admitted: true }>, "effects">);
-  const { result, effects } = await change(ctx, sid, async (tx, p): Promise<Decision> => {
+  return await change(ctx, sid, async (tx, p): Promise<Outcome<Admitted, AdmissionRefusal>> => {
     const [exec, session] = await Promise.all([
       records.execution(exec0.executionId).get(tx),
       records.session(sid).get(tx),
     ]);
-    if (!exec || !session || session.deletedAt || !timingSafeEqual(exec.tokenHash, tokenHash)) {
-      return { admitted: false, code: 4401, reason: "unauthorized" };
+    if (!exec || !isLive(session) || !timingSafeEqual(exec.tokenHash, tokenHash)) {
+      return refuse({ code: "unauthorized" });
     }
     if (exec.executionId !== path.executionId || sid !== path.sessionId) {
-      return { admitted: false, code: 4403, reason: "forbidden" };
+      return refuse({ code: "forbidden" });
     }
-    if (isTerminal(exec.status)) {
-      return { admitted: false, code: 4000, reason: executionDoneReason(exec.status) };
-    }
+    if (isTerminal(exec.status)) return refuse({ code: "executionDone", status: exec.status });
     const [active, conn, grace, flag] = await Promise.all([
       records.active(sid).get(tx),
       records.conn(exec.executionId).get(tx),
       records.grace(sid).get(tx),
       records.interrupt(sid).get(tx),
     ]);
-    if (active?.executionId !== exec.executionId) {
-      return { admitted: false, code: 4009, reason: "not active yet" };
-    }
+    if (active?.executionId !== exec.executionId) return refuse({ code: "notActiveYet" });
     if (conn && dial && conn.wrapperId === dial.wrapperId && (conn.dialN ?? 0) > dial.n) {
-      return { admitted: false, code: 4001, reason: "replaced" };
+      return refuse({ code: "replaced" });
     }
     if (conn) {
       postToInbox(tx, conn.instanceId, {
         type: "close",
         connectionId: conn.connectionId,
-        code: 4001,
+        code: CloseCode.replaced,
         reason: "replaced",
       });
       p.notified.add(conn.instanceId);
     }
     records.conn(exec.executionId).set(
       tx,
-      strip({
+      withoutUndefined({
         connectionId,
         instanceId: ctx.instanceId,
         since: p.at,
@@ -125,8 +138,7 @@ export async function admitConnection(
       armTimer(tx, "heartbeat", exec.executionId, p.now + exec.heartbeatTimeoutMs);
     }
     records.execution(exec.executionId).set(tx, updated);
-    return {
-      admitted: true,
+    return done({
       sessionId: sid,
       executionId: exec.executionId,
       lastSeq: exec.lastSeq,
@@ -134,9 +146,8 @@ export async function admitConnection(
       heartbeatWriteMs: heartbeatWriteEvery(ctx, exec),
       killReason: flag?.executionId === exec.executionId ? flag.reason : undefined,
       graceCancelled,
-    };
+    });
   });
-  return result.admitted ? { ...result, effects } : result;
 }
 
 /** A frame ready to commit: its seq (if any) and its event, or no event for a rejected frame whose seq it uses up. */
@@ -147,15 +158,20 @@ export interface PreparedFrame {
   terminal?: { status: TerminalStatus; error?: string };
 }
 
-export type FrameCommit =
-  | { ok: true; lastSeq: number; effects: Effects; status: ExecutionStatus }
-  | { ok: false };
+/** What a frame commit did: the seq now durable and the execution's status after it. */
+export interface FrameCommit {
+  lastSeq: number;
+  status: ExecutionStatus;
+}
+
+/** Why a frame commit or disconnect record refused: the connection is no longer current. */
+export type NotCurrent = Refusal<"notCurrent">;
 
 /**
  * Commits a batch of frames from the current connection (group commit): stores the new
  * ones in order, skips resends (`seq ≤ lastSeq`), advances `lastSeq`, refreshes liveness
- * (debounced), and applies a terminal frame's transition in the same commit. `ok: false`
- * when the connection is no longer current: nothing is stored.
+ * (debounced), and applies a terminal frame's transition in the same commit. Refused when
+ * the connection is no longer current: nothing is stored.
  */
 export async function commitFrames(
   ctx: LifecycleContext,
@@ -163,15 +179,15 @@ export async function commitFrames(
   executionId: string,
   connectionId: string,
   frames: readonly PreparedFrame[],
-): Promise<FrameCommit> {
-  const { result, effects } = await change(ctx, sessionId, async (tx, p) => {
+): Promise<Outcome<FrameCommit, NotCurrent>> {
+  return await change(ctx, sessionId, async (tx, p): Promise<Outcome<FrameCommit, NotCurrent>> => {
     const [exec, conn] = await Promise.all([
       records.execution(executionId).get(tx),
       records.conn(executionId).get(tx),
       // Read with the others (one round trip, not two): appending the events needs it.
       readHead(tx, sessionId),
     ]);
-    if (!exec || conn?.connectionId !== connectionId) return null;
+    if (!exec || conn?.connectionId !== connectionId) return refuse({ code: "notCurrent" });
     let lastSeq = exec.lastSeq;
     const events: NewEvent[] = [];
     let terminal: PreparedFrame["terminal"];
@@ -191,13 +207,12 @@ export async function commitFrames(
     };
     if (terminal && exec.status === "running") {
       await finish(ctx, tx, p, updated, terminal.status, terminal.error, events);
-      return { lastSeq, status: terminal.status as ExecutionStatus };
+      return done({ lastSeq, status: terminal.status });
     }
     p.events.push(...events);
     if (lastSeq !== exec.lastSeq || heartbeatDue) records.execution(executionId).set(tx, updated);
-    return { lastSeq, status: exec.status };
+    return done({ lastSeq, status: exec.status });
   });
-  return result ? { ok: true, ...result, effects } : { ok: false };
 }
 
 /**
@@ -227,9 +242,6 @@ export async function touchHeartbeat(
   }, { queues: ctx.queues });
 }
 
-/** Close codes the service sends on purpose: when it sent them, they never start a grace. */
-const SERVICE_CLOSES = new Set([4000, 4001, 4401, 4403, 4009]);
-
 /**
  * Records that a connection closed. Only when the execution's current connection is this
  * one does anything happen: the connection record is cleared and, for a running execution
@@ -251,7 +263,7 @@ export async function recordDisconnect(
     ]);
     if (!exec || conn?.connectionId !== connectionId) return false;
     records.conn(executionId).delete(tx);
-    if (exec.status !== "running" || (close.byService && SERVICE_CLOSES.has(close.code))) {
+    if (exec.status !== "running" || (close.byService && DELIBERATE_CLOSE_CODES.has(close.code))) {
       return false;
     }
     const now = ctx.now();
@@ -276,7 +288,7 @@ export async function recoverLostConnections(ctx: LifecycleContext): Promise<num
   let started = 0;
   for (const { executionId, conn } of await listConnections(ctx.kv)) {
     if (conn.instanceId === ctx.instanceId) continue;
-    const close = { code: 1012, reason: "service restarted" };
+    const close = { code: CloseCode.restart, reason: "service restarted" };
     if (await recordDisconnect(ctx, executionId, conn.connectionId, close)) started++;
   }
   return started;

@@ -5,23 +5,36 @@
  * @module
  */
 import { ErrorText, isTerminal, type WrapperDisconnectedData } from "../protocol.ts";
-import { armTimer, readHead, records, type TimerRecord, transact, type Tx } from "../store/mod.ts";
+import {
+  armTimer,
+  isLive,
+  readHead,
+  records,
+  type TimerRecord,
+  transact,
+  type Tx,
+} from "../store/mod.ts";
 import {
   change,
-  type Effects,
+  done,
   type LifecycleContext,
+  type Outcome,
   Pending,
+  type Refusal,
+  refuse,
   serviceEvent,
 } from "./transition.ts";
-import { finish } from "./finish.ts";
+import { failWithError, finish } from "./finish.ts";
 import { tombstone } from "./sessions.ts";
 
 /** What firing a deadline did. */
 export interface Firing {
-  /** A short description for logs and metrics (`failed`, `rearmed`, `noop`, …). */
+  /** A short description for logs and metrics (`failed`, `rearmed`, `early`, `noop`, …). */
   outcome: string;
-  effects?: Effects;
 }
+
+/** Why a firing did nothing at all: its entry is gone (another wake-up fired it). */
+export type DeadlineGone = Refusal<"gone">;
 
 /**
  * Applies a due deadline inside a transaction that also deletes its timer entry (checked),
@@ -74,11 +87,7 @@ async function executionDeadline(
     case "pending": {
       if (exec.status !== "pending" || active?.executionId !== exec.executionId) return "noop";
       if (Date.parse(exec.activatedAt!) + ctx.config.pendingTimeoutMs > p.now) return "noop";
-      const cause = serviceEvent(exec.executionId, "error", p.at, {
-        error: ErrorText.neverConnected,
-        fatal: true,
-      });
-      await finish(ctx, tx, p, exec, "failed", ErrorText.neverConnected, [cause]);
+      await failWithError(ctx, tx, p, exec, ErrorText.neverConnected);
       return "failed";
     }
     case "grace": {
@@ -104,11 +113,7 @@ async function executionDeadline(
         return "rearmed";
       }
       if (interrupting) return await forced();
-      const cause = serviceEvent(exec.executionId, "error", p.at, {
-        error: ErrorText.heartbeatTimeout,
-        fatal: true,
-      });
-      await finish(ctx, tx, p, exec, "failed", ErrorText.heartbeatTimeout, [cause]);
+      await failWithError(ctx, tx, p, exec, ErrorText.heartbeatTimeout);
       return "failed";
     }
     case "interrupt": {
@@ -128,7 +133,7 @@ async function sessionTtl(
   timer: TimerRecord,
 ): Promise<string> {
   const session = await records.session(timer.id).get(tx);
-  if (!session || session.deletedAt || session.incarnation !== timer.incarnation) return "noop";
+  if (!isLive(session) || session.incarnation !== timer.incarnation) return "noop";
   const [active, head] = await Promise.all([
     records.active(timer.id).get(tx),
     readHead(tx, timer.id),
@@ -145,28 +150,28 @@ async function sessionTtl(
 
 /**
  * Fires one deadline: runs its effect and deletes its timer entry in one checked commit.
- * A wake-up that finds the entry gone (another one won) does nothing. `peeked` is the
- * entry as the caller already read it (it only locates the session; the commit re-reads).
+ * A wake-up that finds the entry gone (another one won) does nothing and is refused.
+ * `peeked` is the entry as the caller already read it (it only locates the session; the
+ * commit re-reads).
  */
 export async function fireDeadline(
   ctx: LifecycleContext,
   timerKey: Deno.KvKey,
   peeked?: TimerRecord,
-): Promise<Firing | null> {
+): Promise<Outcome<Firing, DeadlineGone>> {
   const sessionOf = async (timer: TimerRecord) =>
     timer.kind === "ttl" || timer.kind === "purge"
       ? timer.id
       : (await transact(ctx.kv, (tx) => records.execution(timer.id).get(tx)))?.sessionId ?? "";
   const peek = peeked ?? await transact(ctx.kv, (tx) => tx.get<TimerRecord>(timerKey));
-  if (!peek) return null;
+  if (!peek) return refuse({ code: "gone" });
   const sid = await sessionOf(peek);
-  const { result, effects } = await change(ctx, sid, async (tx, p) => {
+  return await change(ctx, sid, async (tx, p): Promise<Outcome<Firing, DeadlineGone>> => {
     const timer = await tx.get<TimerRecord>(timerKey);
-    if (!timer) return null;
+    if (!timer) return refuse({ code: "gone" });
     // An early wake-up must leave the deadline armed: deleting it would lose the deadline.
-    if (timer.dueAt > p.now) return "early";
+    if (timer.dueAt > p.now) return done({ outcome: "early" });
     tx.delete(timerKey);
-    return await applyDeadline(ctx, tx, p, timer);
+    return done({ outcome: await applyDeadline(ctx, tx, p, timer) });
   });
-  return result === null ? null : { outcome: result, effects };
 }

@@ -12,10 +12,24 @@ import {
   type ExecutionRecord,
   type GraceRecord,
   IDEMPOTENCY_TTL_MS,
+  isLive,
   records,
   transact,
+  type Tx,
 } from "../store/mod.ts";
-import { change, type Effects, type LifecycleContext, statusEvent, strip } from "./transition.ts";
+import { ErrorCode } from "../protocol.ts";
+import type { SessionNotFound } from "./sessions.ts";
+import {
+  change,
+  done,
+  type LifecycleContext,
+  type Outcome,
+  type Pending,
+  type Refusal,
+  refuse,
+  statusEvent,
+} from "./transition.ts";
+import { withoutUndefined } from "../objects.ts";
 
 /** Everything the 201 body of a creation needs besides the stored record. */
 export interface CreationUrls {
@@ -23,12 +37,34 @@ export interface CreationUrls {
   streamUrl: string;
 }
 
-export type CreateExecutionResult =
-  | { ok: true; body: ExecutionCreated }
-  | { ok: false; status: 404; error: "SESSION_NOT_FOUND" }
-  | { ok: false; status: 409; error: "EXECUTION_IN_PROGRESS"; activeExecutionId: string }
-  | { ok: false; status: 429; error: "QUEUE_FULL" }
-  | { ok: false; status: 422; error: "IDEMPOTENCY_KEY_REUSED" };
+/** The body of a created execution (PROTOCOL.md 4), without its ingest token. */
+export type CreatedExecution = Omit<ExecutionCreated, "ingestToken">;
+
+/** What {@link createExecution} did: the body to answer, and whether it created anything. */
+export interface Creation {
+  body: CreatedExecution & { ingestToken: string };
+  /** `false` for an idempotent retry: the first creation's body, nothing new stored. */
+  created: boolean;
+}
+
+/** Why {@link createExecution} refused. */
+export type CreationRefusal =
+  | SessionNotFound
+  | Refusal<typeof ErrorCode.executionInProgress, { activeExecutionId: string }>
+  | Refusal<typeof ErrorCode.queueFull>
+  | Refusal<typeof ErrorCode.idempotencyKeyReused>;
+
+/** A creation request once its hashes and new ids are computed (outside the transaction). */
+interface CreationRequest {
+  sessionId: string;
+  body: CreateExecutionBody;
+  urls: CreationUrls;
+  idempotencyKey?: string;
+  requestHash: string;
+  executionId: string;
+  token: string;
+  tokenHash: string;
+}
 
 /**
  * Creates an execution: active at once on an idle session (arming the pending-start
@@ -40,104 +76,119 @@ export async function createExecution(
   body: CreateExecutionBody,
   urls: CreationUrls,
   idempotencyKey?: string,
-): Promise<{ result: CreateExecutionResult; effects: Effects }> {
-  const requestHash = await sha256Hex(canonicalJson(body));
+): Promise<Outcome<Creation, CreationRefusal>> {
   const executionId = newExecutionId();
   const token = await ctx.credentials.ingestToken(executionId);
-  const tokenHash = await sha256Hex(token);
-  const { result, effects } = await change(
-    ctx,
+  const request: CreationRequest = {
     sessionId,
-    async (tx, p): Promise<CreateExecutionResult> => {
-      const session = await records.session(sessionId).get(tx);
-      if (!session || session.deletedAt) {
-        return {
-          ok: false,
-          status: 404,
-          error: "SESSION_NOT_FOUND",
-        };
-      }
-      if (idempotencyKey !== undefined) {
-        const previous = await records.idempotency(sessionId, idempotencyKey).get(tx);
-        if (previous) {
-          if (previous.requestHash !== requestHash) {
-            return {
-              ok: false,
-              status: 422,
-              error: "IDEMPOTENCY_KEY_REUSED",
-            };
-          }
-          return {
-            ok: true,
-            body: {
-              ...previous.body,
-              ingestToken: await ctx.credentials.ingestToken(previous.executionId),
-            },
-          };
-        }
-      }
-      const [active, queue] = await Promise.all([
-        records.active(sessionId).get(tx),
-        records.queue(sessionId).get(tx),
-      ]);
-      if (active && body.ifIdle) {
-        return {
-          ok: false,
-          status: 409,
-          error: "EXECUTION_IN_PROGRESS",
-          activeExecutionId: active.executionId,
-        };
-      }
-      const waiting = queue?.executionIds ?? [];
-      if (active && waiting.length >= ctx.config.maxQueue) {
-        return {
-          ok: false,
-          status: 429,
-          error: "QUEUE_FULL",
-        };
-      }
-      const exec: ExecutionRecord = strip({
-        executionId,
-        sessionId,
-        status: "pending",
-        graceMs: body.graceMs ?? ctx.config.disconnectGraceMs,
-        heartbeatTimeoutMs: body.heartbeatTimeoutMs ?? ctx.config.heartbeatTimeoutMs,
-        callbackUrl: body.callbackUrl,
-        createdAt: p.at,
-        activatedAt: active ? undefined : p.at,
-        lastSeq: 0,
-        tokenHash,
+    body,
+    urls,
+    idempotencyKey,
+    requestHash: await sha256Hex(canonicalJson(body)),
+    executionId,
+    token,
+    tokenHash: await sha256Hex(token),
+  };
+  return await change(ctx, sessionId, async (tx, p) => {
+    if (!isLive(await records.session(sessionId).get(tx))) {
+      return refuse({ code: ErrorCode.sessionNotFound });
+    }
+    const replay = await replayCreation(ctx, tx, request);
+    if (replay) return replay;
+    const [active, queue] = await Promise.all([
+      records.active(sessionId).get(tx),
+      records.queue(sessionId).get(tx),
+    ]);
+    const waiting = queue?.executionIds ?? [];
+    if (active && body.ifIdle) {
+      return refuse({
+        code: ErrorCode.executionInProgress,
+        activeExecutionId: active.executionId,
       });
-      records.execution(executionId).set(tx, exec);
-      records.input(executionId).set(tx, { input: body.input ?? null });
-      records.sessionExecution(sessionId, executionId).set(tx, true);
-      if (active) {
-        records.queue(sessionId).set(tx, { executionIds: [...waiting, executionId] });
-      } else {
-        records.active(sessionId).set(tx, { executionId });
-        armTimer(tx, "pending", executionId, p.now + ctx.config.pendingTimeoutMs);
-      }
-      p.events.push(statusEvent(exec, null, !active, p.at));
-      const response: Omit<ExecutionCreated, "ingestToken"> = {
-        executionId,
-        sessionId,
-        status: "pending",
-        active: !active,
-        queuePosition: active ? waiting.length + 1 : 0,
-        ingestUrl: urls.ingestUrl(executionId),
-        streamUrl: urls.streamUrl,
-      };
-      if (idempotencyKey !== undefined) {
-        records.idempotency(sessionId, idempotencyKey).set(
-          tx,
-          { requestHash, executionId, body: response },
-          { expireIn: IDEMPOTENCY_TTL_MS },
-        );
-      }
-      return { ok: true, body: { ...response, ingestToken: token } };
-    },
-  );
-  return { result, effects };
+    }
+    if (active && waiting.length >= ctx.config.maxQueue) {
+      return refuse({ code: ErrorCode.queueFull });
+    }
+    const response = storeExecution(ctx, tx, p, request, active ? waiting : null);
+    return done({ body: { ...response, ingestToken: token }, created: true });
+  });
+}
+
+/**
+ * Inside the creation's transaction: the first creation's outcome when the idempotency key
+ * was already used (refused when with another body), `undefined` when it is new or absent.
+ */
+async function replayCreation(
+  ctx: LifecycleContext,
+  tx: Tx,
+  request: CreationRequest,
+): Promise<Outcome<Creation, CreationRefusal> | undefined> {
+  if (request.idempotencyKey === undefined) return undefined;
+  const previous = await records.idempotency(request.sessionId, request.idempotencyKey).get(tx);
+  if (!previous) return undefined;
+  if (previous.requestHash !== request.requestHash) {
+    return refuse({ code: ErrorCode.idempotencyKeyReused });
+  }
+  const ingestToken = await ctx.credentials.ingestToken(previous.executionId);
+  return done({
+    body: { ...previous.body, ingestToken },
+    created: false,
+  });
+}
+
+/**
+ * Inside the creation's transaction: stores the new execution, active at once when
+ * `waiting` is `null` (an idle session) or queued behind `waiting`, with its event and
+ * idempotency record. Returns the 201 body without the token.
+ */
+function storeExecution(
+  ctx: LifecycleContext,
+  tx: Tx,
+  p: Pending,
+  request: CreationRequest,
+  waiting: string[] | null,
+): CreatedExecution {
+  const { sessionId, executionId, body } = request;
+  const active = waiting === null;
+  const exec: ExecutionRecord = withoutUndefined({
+    executionId,
+    sessionId,
+    status: "pending",
+    graceMs: body.graceMs ?? ctx.config.disconnectGraceMs,
+    heartbeatTimeoutMs: body.heartbeatTimeoutMs ?? ctx.config.heartbeatTimeoutMs,
+    callbackUrl: body.callbackUrl,
+    createdAt: p.at,
+    activatedAt: active ? p.at : undefined,
+    lastSeq: 0,
+    tokenHash: request.tokenHash,
+  });
+  records.execution(executionId).set(tx, exec);
+  records.input(executionId).set(tx, { input: body.input ?? null });
+  records.sessionExecution(sessionId, executionId).set(tx, true);
+  if (active) {
+    records.active(sessionId).set(tx, { executionId });
+    armTimer(tx, "pending", executionId, p.now + ctx.config.pendingTimeoutMs);
+  } else {
+    records.queue(sessionId).set(tx, { executionIds: [...waiting, executionId] });
+  }
+  p.events.push(statusEvent(exec, null, active, p.at));
+  const response: CreatedExecution = {
+    executionId,
+    sessionId,
+    status: "pending",
+    active,
+    queuePosition: active ? 0 : waiting.length + 1,
+    ingestUrl: request.urls.ingestUrl(executionId),
+    streamUrl: request.urls.streamUrl,
+  };
+  if (request.idempotencyKey !== undefined) {
+    records.idempotency(sessionId, request.idempotencyKey).set(
+      tx,
+      { requestHash: request.requestHash, executionId, body: { ...response } },
+      { expireIn: IDEMPOTENCY_TTL_MS },
+    );
+  }
+  return response;
 }
 
 /**
@@ -199,7 +250,7 @@ function toView(
   grace: GraceRecord | null,
   now: number,
 ): ExecutionView {
-  return strip({
+  return withoutUndefined({
     executionId: exec.executionId,
     sessionId: exec.sessionId,
     status: exec.status,

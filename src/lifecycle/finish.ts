@@ -8,7 +8,9 @@
  */
 import {
   type CallbackBody,
+  CloseCode,
   cutErrorText,
+  ErrorCode,
   ErrorText,
   executionDoneReason,
   type ExecutionStatus,
@@ -19,21 +21,27 @@ import {
   armTimer,
   type ExecutionRecord,
   type InterruptFlag,
+  isLive,
   type NewEvent,
   postToInbox,
   records,
-  transact,
   type Tx,
 } from "../store/mod.ts";
 import {
   change,
-  type Effects,
+  done,
   type LifecycleContext,
+  type Outcome,
   Pending,
+  type Refusal,
+  refuse,
   serviceEvent,
   statusEvent,
-  strip,
 } from "./transition.ts";
+import { withoutUndefined } from "../objects.ts";
+
+/** Why an execution transition refused: no such execution in this live session. */
+export type ExecutionNotFound = Refusal<typeof ErrorCode.executionNotFound>;
 
 /**
  * Moves `exec` to a terminal status inside the transaction. Appends `cause` events, then its
@@ -63,7 +71,7 @@ export async function finish(
     // reading it otherwise keeps a deletion that ends a long queue under KV's 100 checks.
     exec.status === "running" ? records.conn(eid).get(tx) : null,
   ]);
-  const ended: ExecutionRecord = strip({
+  const ended: ExecutionRecord = withoutUndefined({
     ...exec,
     status,
     completedAt: p.at,
@@ -86,13 +94,13 @@ export async function finish(
     postToInbox(tx, conn.instanceId, {
       type: "close",
       connectionId: conn.connectionId,
-      code: 4000,
+      code: CloseCode.executionDone,
       reason: executionDoneReason(status),
     });
     p.notified.add(conn.instanceId);
   }
   if (exec.callbackUrl) {
-    const body: CallbackBody = strip({
+    const body: CallbackBody = withoutUndefined({
       sessionId: sid,
       executionId: eid,
       status,
@@ -121,55 +129,89 @@ async function promote(
   p.events.push(statusEvent(activated, "pending", true, p.at));
 }
 
+/** Options of {@link failWithError}. */
+export interface FailOptions {
+  /** Type of the failure event. Default `error`. */
+  streamEventType?: string;
+  /** Whether the next queued execution is promoted. Default `true`. */
+  promote?: boolean;
+}
+
 /**
- * Fails an execution with one failure event (`streamEventType`, default `error`, data
- * `{error, fatal: true}` unless `data` is given). Returns `false`, committing nothing, when
- * the execution is unknown or already terminal.
+ * Inside a transaction: fails `exec` with one failure event `{error, fatal: true}`, the
+ * failure of every ending that has no cause event of its own (fail route, deadlines,
+ * deletion).
+ */
+export async function failWithError(
+  ctx: LifecycleContext,
+  tx: Tx,
+  p: Pending,
+  exec: ExecutionRecord,
+  error: string,
+  options: FailOptions = {},
+): Promise<void> {
+  const { streamEventType = "error", promote = true } = options;
+  const cause = serviceEvent(exec.executionId, streamEventType, p.at, { error, fatal: true });
+  await finish(ctx, tx, p, exec, "failed", error, [cause], { promote });
+}
+
+/**
+ * Fails an execution of a live session with one failure event (type `streamEventType`,
+ * default `error`; data `{error, fatal: true}`). `failed: false`, committing nothing, when
+ * the execution is already terminal; refused when the session or the execution is unknown.
  */
 export async function failExecution(
   ctx: LifecycleContext,
+  sessionId: string,
   executionId: string,
-  failure: { error: string; streamEventType?: string; data?: unknown },
-): Promise<{ failed: boolean; effects?: Effects }> {
-  const exec = await transact(ctx.kv, (tx) => records.execution(executionId).get(tx));
-  if (!exec) return { failed: false };
-  const { result, effects } = await change(ctx, exec.sessionId, async (tx, p) => {
-    const current = await records.execution(executionId).get(tx);
-    if (!current || isTerminal(current.status)) return false;
-    const data = failure.data ?? { error: failure.error, fatal: true };
-    const cause = serviceEvent(executionId, failure.streamEventType ?? "error", p.at, data);
-    await finish(ctx, tx, p, current, "failed", failure.error, [cause]);
-    return true;
+  failure: { error: string; streamEventType?: string },
+): Promise<Outcome<{ failed: boolean }, ExecutionNotFound>> {
+  return await change(ctx, sessionId, async (tx, p) => {
+    const current = await executionOf(tx, sessionId, executionId);
+    if (!current) return refuse({ code: ErrorCode.executionNotFound });
+    if (isTerminal(current.status)) return done({ failed: false });
+    await failWithError(ctx, tx, p, current, failure.error, failure);
+    return done({ failed: true });
   });
-  return { failed: result, effects };
+}
+
+/** Inside a transaction: the execution when it belongs to this live session, else `null`. */
+export async function executionOf(
+  tx: Tx,
+  sessionId: string,
+  executionId: string,
+): Promise<ExecutionRecord | null> {
+  const [session, exec] = await Promise.all([
+    records.session(sessionId).get(tx),
+    records.execution(executionId).get(tx),
+  ]);
+  return isLive(session) && exec?.sessionId === sessionId ? exec : null;
 }
 
 /**
  * Interrupts an execution. Queued or pending: `interrupted` at once. Running: sets the
  * interrupt flag (the first reason and deadline stay), asks the connection's instance to
- * send `kill`, and arms the interrupt deadline. Terminal: unchanged. `null` when unknown.
+ * send `kill`, and arms the interrupt deadline. Terminal: unchanged. Returns the status
+ * after the call; refused when the session or the execution is unknown.
  */
 export async function interruptExecution(
   ctx: LifecycleContext,
   sessionId: string,
   executionId: string,
   reason: string | undefined,
-): Promise<{ status: ExecutionStatus; effects: Effects } | null> {
+): Promise<Outcome<{ status: ExecutionStatus }, ExecutionNotFound>> {
   const whole = reason ?? ErrorText.userInterrupted;
   // The flag (and so the kill frame) and the execution keep the cut text; the `interrupted`
   // event that carries it keeps it whole (PROTOCOL.md 1).
   const text = cutErrorText(whole);
-  const { result, effects } = await change(ctx, sessionId, async (tx, p) => {
-    const [session, exec] = await Promise.all([
-      records.session(sessionId).get(tx),
-      records.execution(executionId).get(tx),
-    ]);
-    if (!session || session.deletedAt || !exec || exec.sessionId !== sessionId) return null;
-    if (isTerminal(exec.status)) return exec.status;
+  return await change(ctx, sessionId, async (tx, p) => {
+    const exec = await executionOf(tx, sessionId, executionId);
+    if (!exec) return refuse({ code: ErrorCode.executionNotFound });
+    if (isTerminal(exec.status)) return done({ status: exec.status });
     if (exec.status === "pending") {
       const cause = serviceEvent(executionId, "interrupted", p.at, { reason: whole });
       await finish(ctx, tx, p, exec, "interrupted", whole, [cause]);
-      return "interrupted" as const;
+      return done({ status: "interrupted" });
     }
     const [flag, conn] = await Promise.all([
       records.interrupt(sessionId).get(tx),
@@ -191,7 +233,6 @@ export async function interruptExecution(
       });
       p.notified.add(conn.instanceId);
     }
-    return exec.status;
+    return done({ status: exec.status });
   });
-  return result === null ? null : { status: result, effects };
 }

@@ -5,11 +5,12 @@
  * @module
  */
 import { newSessionId, randomSecret } from "../ids.ts";
-import { ErrorText, isTerminal, type SessionView } from "../protocol.ts";
+import { ErrorCode, ErrorText, isTerminal, type SessionView } from "../protocol.ts";
 import {
   type ActiveSlot,
   armTimer,
   type HeadRecord,
+  isLive,
   type QueueRecord,
   records,
   type SessionRecord,
@@ -19,27 +20,27 @@ import {
 } from "../store/mod.ts";
 import {
   change,
-  type Effects,
+  done,
   type LifecycleContext,
+  type Outcome,
   Pending,
-  serviceEvent,
+  type Refusal,
+  refuse,
 } from "./transition.ts";
-import { finish } from "./finish.ts";
+import { failWithError } from "./finish.ts";
 
-/** The outcome of {@link createSession}. */
-export type CreateSessionResult =
-  | { ok: true; session: SessionRecord }
-  | { ok: false; error: "SESSION_EXISTS" };
+/** Why a session transition refused: the session is unknown or deleted. */
+export type SessionNotFound = Refusal<typeof ErrorCode.sessionNotFound>;
 
 /** Creates a session (and arms its TTL); fails when the id exists or is still a tombstone. */
 export async function createSession(
   ctx: LifecycleContext,
   input: { sessionId?: string; metadata?: Record<string, unknown> },
-): Promise<CreateSessionResult> {
+): Promise<Outcome<SessionRecord, Refusal<typeof ErrorCode.sessionExists>>> {
   const sessionId = input.sessionId ?? newSessionId();
-  const { result } = await change(ctx, sessionId, async (tx, p) => {
+  return await change(ctx, sessionId, async (tx, p) => {
     if (await records.session(sessionId).get(tx)) {
-      return { ok: false, error: "SESSION_EXISTS" } as const;
+      return refuse({ code: ErrorCode.sessionExists });
     }
     const session: SessionRecord = {
       sessionId,
@@ -51,9 +52,8 @@ export async function createSession(
     armTimer(tx, "ttl", sessionId, p.now + ctx.config.sessionTtlMs, {
       incarnation: session.incarnation,
     });
-    return { ok: true, session } as const;
+    return done(session);
   });
-  return result;
 }
 
 /** A live (not deleted) session, or `null`. */
@@ -62,7 +62,7 @@ export async function getLiveSession(
   sessionId: string,
 ): Promise<SessionRecord | null> {
   const session = await transact(kv, (tx) => records.session(sessionId).get(tx));
-  return session && !session.deletedAt ? session : null;
+  return isLive(session) ? session : null;
 }
 
 /** `GET /v1/sessions/:sid` body, or `null` for an unknown or deleted session. */
@@ -81,7 +81,7 @@ export async function sessionView(
       records.queue(sessionId).key,
       records.head(sessionId).key,
     ]);
-    if (!session || session.deletedAt) return null;
+    if (!isLive(session)) return null;
     return {
       sessionId,
       createdAt: session.createdAt,
@@ -96,18 +96,20 @@ export async function sessionView(
 /**
  * Deletes a session in one commit: a tombstone, every non-terminal execution failed with
  * `Session deleted`, and a `purge` deadline that removes the data in the background.
- * Returns `false` for an unknown or already deleted session.
+ * Refused for an unknown or already deleted session.
  */
 export async function deleteSession(
   ctx: LifecycleContext,
   sessionId: string,
-): Promise<{ deleted: boolean; effects: Effects }> {
-  const { result, effects } = await change(
+): Promise<Outcome<void, SessionNotFound>> {
+  return await change(
     ctx,
     sessionId,
-    (tx, p) => tombstone(ctx, tx, p, sessionId),
+    async (tx, p) =>
+      await tombstone(ctx, tx, p, sessionId)
+        ? done(undefined)
+        : refuse({ code: ErrorCode.sessionNotFound }),
   );
-  return { deleted: result, effects };
 }
 
 /**
@@ -121,7 +123,7 @@ export async function tombstone(
   sessionId: string,
 ): Promise<boolean> {
   const session = await records.session(sessionId).get(tx);
-  if (!session || session.deletedAt) return false;
+  if (!isLive(session)) return false;
   const [active, queue] = await Promise.all([
     records.active(sessionId).get(tx),
     records.queue(sessionId).get(tx),
@@ -130,11 +132,7 @@ export async function tombstone(
   for (const eid of live) {
     const exec = await records.execution(eid).get(tx);
     if (!exec || isTerminal(exec.status)) continue;
-    const cause = serviceEvent(eid, "error", p.at, {
-      error: ErrorText.sessionDeleted,
-      fatal: true,
-    });
-    await finish(ctx, tx, p, exec, "failed", ErrorText.sessionDeleted, [cause], { promote: false });
+    await failWithError(ctx, tx, p, exec, ErrorText.sessionDeleted, { promote: false });
   }
   for (const entry of [records.active, records.queue, records.interrupt, records.grace]) {
     entry(sessionId).delete(tx);

@@ -1,11 +1,17 @@
 /**
- * The frame of every transition: the context it runs in, the events it accumulates and
- * `change()`, which runs it as one optimistic KV transaction that also appends its events.
+ * The frame of every transition: the context it runs in, the events it accumulates,
+ * `change()`, which runs it as one optimistic KV transaction that also appends its events
+ * and then runs the after-commit step itself, and {@link Outcome}, the one result shape of
+ * every transition.
+ *
+ * Effects never leave this module: `change()` hands them to `ctx.committed` as soon as the
+ * commit succeeded, so no caller can forget them.
  *
  * @module
  */
 import type { Config } from "../config.ts";
 import type { Credentials } from "../auth.ts";
+import { withoutUndefined } from "../objects.ts";
 import type { ExecutionStatus, ExecutionStatusData } from "../protocol.ts";
 import {
   appendEvents,
@@ -26,9 +32,14 @@ export interface LifecycleContext {
   /** Whether commits also enqueue KV queue wake-ups for the deadlines they arm. */
   queues: boolean;
   now: () => number;
+  /**
+   * The after-commit step (push stored events to local viewers, wake the instances the
+   * commit addressed). `change()` calls it once per successful commit.
+   */
+  committed(effects: Effects): void;
 }
 
-/** What a committed transition leaves for the caller to do. */
+/** What a committed transition leaves to do after the commit (see `LifecycleContext.committed`). */
 export interface Effects {
   sessionId: string;
   /** Events the commit stored, to push to this instance's viewers. */
@@ -48,25 +59,51 @@ export class Pending {
 }
 
 /**
+ * The one result shape of every transition: `ok` with what it did, or `ok: false` with why
+ * it refused (a refusal commits nothing). Refusals are domain words (`code`); routes map
+ * them to HTTP statuses or close codes.
+ *
+ * @example
+ * ```ts
+ * const outcome: Outcome<number, Refusal<"SESSION_NOT_FOUND">> = done(3);
+ * if (outcome.ok) console.log(outcome.value);
+ * ```
+ */
+export type Outcome<T, R extends Refusal = never> =
+  | { ok: true; value: T }
+  | ([R] extends [never] ? never : { ok: false; refusal: R });
+
+/** Why a transition refused: a domain code and the details a caller may report. */
+export type Refusal<C extends string = string, D extends object = object> = { code: C } & D;
+
+/** The `ok` outcome carrying `value`. */
+export const done = <T>(value: T): { ok: true; value: T } => ({ ok: true, value });
+
+/** The refused outcome carrying `refusal`. */
+export const refuse = <R extends Refusal>(refusal: R): { ok: false; refusal: R } => ({
+  ok: false,
+  refusal,
+});
+
+/**
  * Runs `body` as one optimistic transaction; the events it pushed onto `Pending` are
- * appended to the session's log in the same commit, with consecutive eventIds.
+ * appended to the session's log in the same commit, with consecutive eventIds. Once the
+ * commit succeeded, runs `ctx.committed` with what it stored and whom it notified.
  */
 export async function change<T>(
   ctx: LifecycleContext,
   sessionId: string,
   body: (tx: Tx, p: Pending) => Promise<T>,
-): Promise<{ result: T; effects: Effects }> {
-  return await transact(ctx.kv, async (tx) => {
+): Promise<T> {
+  const { result, effects } = await transact(ctx.kv, async (tx) => {
     const p = new Pending(ctx.now());
     const result = await body(tx, p);
     const stored = await appendEvents(tx, sessionId, p.events, p.now);
     return { result, effects: { sessionId, stored, notified: p.notified } };
   }, { queues: ctx.queues });
+  if (effects.stored.length > 0 || effects.notified.size > 0) ctx.committed(effects);
+  return result;
 }
-
-/** A copy without the keys whose value is `undefined` (stored records stay minimal). */
-export const strip = <T extends object>(o: T): T =>
-  Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 
 /** The `execution_status` event of a creation, promotion or transition (PROTOCOL.md 7). */
 export function statusEvent(
@@ -75,7 +112,7 @@ export function statusEvent(
   active: boolean,
   at: string,
 ): NewEvent {
-  const data: ExecutionStatusData = strip({
+  const data: ExecutionStatusData = withoutUndefined({
     status: exec.status,
     previousStatus,
     active,

@@ -8,7 +8,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import type { AppEnv } from "../context.ts";
 import { HttpError } from "../http.ts";
-import { SESSION_ID_RE } from "../protocol.ts";
+import { ErrorCode, SESSION_ID_RE } from "../protocol.ts";
 import type { Runtime } from "../runtime.ts";
 import type { SessionRecord } from "../store/mod.ts";
 import { getLiveSession } from "../lifecycle.ts";
@@ -16,16 +16,17 @@ import { getLiveSession } from "../lifecycle.ts";
 /** What a request needs: any valid credential for the session, or the client's api key. */
 export type Need = "read" | "client";
 
+/** The codes a refused authorization carries (HTTP 401, 403, 404; WebSocket 4401, 4403, 4404). */
+export type DenialCode =
+  | typeof ErrorCode.unauthorized
+  | typeof ErrorCode.forbidden
+  | typeof ErrorCode.sessionNotFound;
+
 export type Decision =
   | { ok: true; kind: "client" | "viewer"; session: SessionRecord | null }
-  | { ok: false; status: 401 | 403 | 404; code: string; message: string };
+  | { ok: false; code: DenialCode; message: string };
 
-const deny = (status: 401 | 403 | 404, code: string, message: string): Decision => ({
-  ok: false,
-  status,
-  code,
-  message,
-});
+const deny = (code: DenialCode, message: string): Decision => ({ ok: false, code, message });
 
 /** The bearer token of an `Authorization` header, if any. */
 export function bearer(header: string | null | undefined): string | undefined {
@@ -51,7 +52,7 @@ export async function authorize(
   sessionId: string | undefined,
   need: Need,
 ): Promise<Decision> {
-  if (!originAllowed(rt, req)) return deny(403, "FORBIDDEN", "origin not allowed");
+  if (!originAllowed(rt, req)) return deny(ErrorCode.forbidden, "origin not allowed");
   const key = bearer(req.headers.get("authorization"));
   const ticket = new URL(req.url).searchParams.get("ticket");
   let kind: "client" | "viewer";
@@ -59,31 +60,31 @@ export async function authorize(
     kind = "client";
   } else if (ticket) {
     const claims = await rt.credentials.verifyTicket(ticket, rt.ctx.now());
-    if (!claims) return deny(401, "UNAUTHORIZED", "invalid or expired ticket");
+    if (!claims) return deny(ErrorCode.unauthorized, "invalid or expired ticket");
     const owner = SESSION_ID_RE.test(claims.sessionId)
       ? await getLiveSession(rt.kv, claims.sessionId)
       : null;
     if (!owner || owner.incarnation !== claims.incarnation) {
-      return deny(401, "UNAUTHORIZED", "ticket names a session that no longer exists");
+      return deny(ErrorCode.unauthorized, "ticket names a session that no longer exists");
     }
     if (claims.sessionId !== sessionId) {
-      return deny(403, "FORBIDDEN", "ticket is for another session");
+      return deny(ErrorCode.forbidden, "ticket is for another session");
     }
-    if (need === "client") return deny(403, "FORBIDDEN", "a ticket grants reading only");
+    if (need === "client") return deny(ErrorCode.forbidden, "a ticket grants reading only");
     return { ok: true, kind: "viewer", session: owner };
   } else {
-    return deny(401, "UNAUTHORIZED", "missing or invalid credentials");
+    return deny(ErrorCode.unauthorized, "missing or invalid credentials");
   }
   if (sessionId === undefined) return { ok: true, kind, session: null };
   const session = SESSION_ID_RE.test(sessionId) ? await getLiveSession(rt.kv, sessionId) : null;
-  if (!session) return deny(404, "SESSION_NOT_FOUND", "session not found");
+  if (!session) return deny(ErrorCode.sessionNotFound, "session not found");
   return { ok: true, kind, session };
 }
 
 /** Middleware: the api key is required (routes outside a session). */
 export const requireClient: MiddlewareHandler<AppEnv> = async (c, next) => {
   const decision = await authorize(c.get("runtime"), c.req.raw, undefined, "client");
-  if (!decision.ok) throw new HttpError(decision.status, decision.code, decision.message);
+  if (!decision.ok) throw new HttpError(decision.code, decision.message);
   c.set("caller", { kind: "client" });
   await next();
 };
@@ -93,7 +94,7 @@ export function requireSession(need: Need): MiddlewareHandler<AppEnv> {
   return async (c: Context<AppEnv>, next) => {
     const sid = c.req.param("sid") ?? "";
     const decision = await authorize(c.get("runtime"), c.req.raw, sid, need);
-    if (!decision.ok) throw new HttpError(decision.status, decision.code, decision.message);
+    if (!decision.ok) throw new HttpError(decision.code, decision.message);
     c.set(
       "caller",
       decision.kind === "client" ? { kind: "client" } : { kind: "viewer", sessionId: sid },

@@ -26,7 +26,7 @@ import {
   tailOf,
 } from "../ds.ts";
 import { HttpError } from "../http.ts";
-import { DsQuery } from "../protocol.ts";
+import { DsQuery, ErrorCode } from "../protocol.ts";
 import type { Runtime } from "../runtime.ts";
 import { requireSession } from "./auth.ts";
 
@@ -56,7 +56,7 @@ interface ReadRequest {
 }
 
 function badRequest(message: string): HttpError {
-  return new HttpError(400, "INVALID_REQUEST", message, { issues: [{ message }] });
+  return new HttpError(ErrorCode.invalidRequest, message, { issues: [{ message }] });
 }
 
 function parseRead(c: Context<AppEnv>): ReadRequest {
@@ -145,7 +145,7 @@ export function dsRoutes(options: DsRouteOptions = {}): Hono<AppEnv> {
   return app;
 }
 
-const notFound = () => new HttpError(404, "SESSION_NOT_FOUND", "session not found");
+const notFound = () => new HttpError(ErrorCode.sessionNotFound, "session not found");
 
 /** The tail of a session the middleware found; 404 when it was deleted since. */
 async function existingTail(rt: Runtime, sid: string): Promise<number> {

@@ -10,9 +10,25 @@ import type { AppEnv } from "../context.ts";
 import { HttpError, upgradeWebSocket } from "../http.ts";
 import { ulid } from "../ids.ts";
 import { IngestConnection } from "../ingest.ts";
-import { admitConnection } from "../lifecycle.ts";
-import { parseDialHeader } from "../protocol.ts";
+import { type AdmissionRefusal, admitConnection } from "../lifecycle.ts";
+import { CloseCode, ErrorCode, executionDoneReason, parseDialHeader } from "../protocol.ts";
 import { bearer, originAllowed } from "./auth.ts";
+
+/** The close code and reason of each admission refusal (PROTOCOL.md 5, 5.3). */
+function admissionClose(refusal: AdmissionRefusal): { code: CloseCode; reason: string } {
+  switch (refusal.code) {
+    case "unauthorized":
+      return { code: CloseCode.unauthorized, reason: "unauthorized" };
+    case "forbidden":
+      return { code: CloseCode.forbidden, reason: "forbidden" };
+    case "executionDone":
+      return { code: CloseCode.executionDone, reason: executionDoneReason(refusal.status) };
+    case "notActiveYet":
+      return { code: CloseCode.notActiveYet, reason: "not active yet" };
+    case "replaced":
+      return { code: CloseCode.replaced, reason: "replaced" };
+  }
+}
 
 /** The ingest route, mounted at `/v1/sessions`. */
 export function ingestRoutes(): Hono<AppEnv> {
@@ -20,7 +36,7 @@ export function ingestRoutes(): Hono<AppEnv> {
   app.get("/:sid/executions/:eid/ingest", (c) => {
     const rt = c.get("runtime");
     if ((c.req.header("upgrade") ?? "").toLowerCase() !== "websocket") {
-      throw new HttpError(426, "UPGRADE_REQUIRED", "this route takes a WebSocket upgrade");
+      throw new HttpError(ErrorCode.upgradeRequired, "this route takes a WebSocket upgrade");
     }
     const path = { sessionId: c.req.param("sid"), executionId: c.req.param("eid") };
     const token = bearer(c.req.header("authorization"));
@@ -30,15 +46,16 @@ export function ingestRoutes(): Hono<AppEnv> {
       idleTimeout: 0,
     });
     socket.onopen = async () => {
-      if (!allowed) return socket.close(4403, "origin not allowed");
+      if (!allowed) return socket.close(CloseCode.forbidden, "origin not allowed");
       const connectionId = `con_${ulid()}`;
       try {
-        const admission = await admitConnection(rt.ctx, path, token, connectionId, dial);
-        if (!admission.admitted) {
-          if (socket.readyState === WebSocket.OPEN) socket.close(admission.code, admission.reason);
+        const outcome = await admitConnection(rt.ctx, path, token, connectionId, dial);
+        if (!outcome.ok) {
+          const { code, reason } = admissionClose(outcome.refusal);
+          if (socket.readyState === WebSocket.OPEN) socket.close(code, reason);
           return;
         }
-        rt.committed(admission.effects);
+        const admission = outcome.value;
         if (admission.graceCancelled) rt.metrics.inc("tether_grace_cancelled_total");
         const connection = new IngestConnection(rt, socket, { ...admission, connectionId });
         connection.start();
@@ -50,7 +67,9 @@ export function ingestRoutes(): Hono<AppEnv> {
         });
       } catch (err) {
         rt.log.error("admission failed", { err: String(err) });
-        if (socket.readyState === WebSocket.OPEN) socket.close(1011, "internal error");
+        if (socket.readyState === WebSocket.OPEN) {
+          socket.close(CloseCode.internalError, "internal error");
+        }
       }
     };
     return response;

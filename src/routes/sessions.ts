@@ -19,6 +19,7 @@ import {
 import {
   CreateExecutionBody,
   CreateSessionBody,
+  ErrorCode,
   EXECUTION_ID_RE,
   type ExecutionCreated,
   type ExecutionList,
@@ -36,9 +37,9 @@ import {
 } from "../protocol.ts";
 import { listExecutionIds } from "../store/mod.ts";
 import { requireClient, requireSession } from "./auth.ts";
+import { refusalError } from "./refusals.ts";
 
-const notFound = () => new HttpError(404, "SESSION_NOT_FOUND", "session not found");
-const executionNotFound = () => new HttpError(404, "EXECUTION_NOT_FOUND", "execution not found");
+const executionNotFound = () => refusalError({ code: ErrorCode.executionNotFound });
 
 /** The session and execution routes, mounted at `/v1/sessions`. */
 export function sessionRoutes(): Hono<AppEnv> {
@@ -47,27 +48,26 @@ export function sessionRoutes(): Hono<AppEnv> {
   app.post("/", requireClient, async (c) => {
     const body = await readBody(c, CreateSessionBody);
     const rt = c.get("runtime");
-    const result = await createSession(rt.ctx, body);
-    if (!result.ok) {
-      throw new HttpError(409, "SESSION_EXISTS", `session ${body.sessionId} already exists`);
+    const created = await createSession(rt.ctx, body);
+    if (!created.ok) {
+      throw refusalError(created.refusal, `session ${body.sessionId} already exists`);
     }
-    const { sessionId, createdAt, metadata } = result.session;
+    const { sessionId, createdAt, metadata } = created.value;
     rt.log.info("session created", { sessionId, event: "session_created" });
     return c.json<SessionCreated>({ sessionId, createdAt, metadata }, 201);
   });
 
   app.get("/:sid", requireSession("read"), async (c) => {
     const view = await sessionView(c.get("runtime").ctx, c.req.param("sid"));
-    if (!view) throw notFound();
+    if (!view) throw refusalError({ code: ErrorCode.sessionNotFound });
     return c.json<SessionView>(view);
   });
 
   app.delete("/:sid", requireSession("client"), async (c) => {
     const rt = c.get("runtime");
     const sid = c.req.param("sid");
-    const { deleted, effects } = await deleteSession(rt.ctx, sid);
-    if (!deleted) throw notFound();
-    rt.committed(effects);
+    const deleted = await deleteSession(rt.ctx, sid);
+    if (!deleted.ok) throw refusalError(deleted.refusal);
     rt.log.info("session deleted", { sessionId: sid, event: "session_deleted" });
     return c.body(null, 204);
   });
@@ -83,24 +83,20 @@ export function sessionRoutes(): Hono<AppEnv> {
     const base = rt.publicBase(c.req.url);
     // A live session's id matches SESSION_ID_RE, whose characters are all valid in a path
     // segment: the URLs spell it as it is (PROTOCOL.md 4), ':' included.
-    const { result, effects } = await createExecution(rt.ctx, sid, body, {
+    const creation = await createExecution(rt.ctx, sid, body, {
       ingestUrl: (eid) => `${base}/v1/sessions/${sid}/executions/${eid}/ingest`,
       streamUrl: `${base}/v1/sessions/${sid}/stream`,
     }, idempotencyKey);
-    if (!result.ok) {
-      const { status, error, ...details } = result;
-      delete (details as { ok?: boolean }).ok;
-      throw new HttpError(status, error, creationMessages[error], details);
-    }
-    rt.committed(effects);
-    if (effects.stored.length > 0) {
+    if (!creation.ok) throw refusalError(creation.refusal);
+    const { body: created, created: isNew } = creation.value;
+    if (isNew) {
       rt.log.info("execution created", {
         sessionId: sid,
-        executionId: result.body.executionId,
+        executionId: created.executionId,
         event: "execution_created",
       });
     }
-    return c.json<ExecutionCreated>(result.body, 201);
+    return c.json<ExecutionCreated>(created, 201);
   });
 
   app.get("/:sid/executions", requireSession("read"), async (c) => {
@@ -108,7 +104,7 @@ export function sessionRoutes(): Hono<AppEnv> {
     const sid = c.req.param("sid");
     const query = validate(ListExecutionsQuery, c.req.query(), "query");
     if (query.after !== undefined && !(await executionView(rt.ctx, sid, query.after))) {
-      throw new HttpError(400, "INVALID_REQUEST", "after names no execution of this session", {
+      throw new HttpError(ErrorCode.invalidRequest, "after names no execution of this session", {
         issues: [{ path: ["after"], message: "unknown executionId" }],
       });
     }
@@ -130,17 +126,15 @@ export function sessionRoutes(): Hono<AppEnv> {
     const sid = c.req.param("sid");
     const eid = c.req.param("eid");
     const body = await readBody(c, InterruptBody);
-    const result = EXECUTION_ID_RE.test(eid)
-      ? await interruptExecution(rt.ctx, sid, eid, body.reason)
-      : null;
-    if (!result) throw executionNotFound();
-    rt.committed(result.effects);
+    if (!EXECUTION_ID_RE.test(eid)) throw executionNotFound();
+    const interrupted = await interruptExecution(rt.ctx, sid, eid, body.reason);
+    if (!interrupted.ok) throw refusalError(interrupted.refusal);
     rt.log.info("interrupt requested", {
       sessionId: sid,
       executionId: eid,
       event: "interrupt_requested",
     });
-    return c.json<InterruptAccepted>({ executionId: eid, status: result.status }, 202);
+    return c.json<InterruptAccepted>({ executionId: eid, status: interrupted.value.status }, 202);
   });
 
   app.post("/:sid/executions/:eid/fail", requireSession("client"), async (c) => {
@@ -148,12 +142,10 @@ export function sessionRoutes(): Hono<AppEnv> {
     const sid = c.req.param("sid");
     const eid = c.req.param("eid");
     const body = await readBody(c, FailBody);
-    if (!EXECUTION_ID_RE.test(eid) || !(await executionView(rt.ctx, sid, eid))) {
-      throw executionNotFound();
-    }
-    const { failed, effects } = await failExecution(rt.ctx, eid, body);
-    if (effects) rt.committed(effects);
-    return c.json<FailResult>({ failed });
+    if (!EXECUTION_ID_RE.test(eid)) throw executionNotFound();
+    const failed = await failExecution(rt.ctx, sid, eid, body);
+    if (!failed.ok) throw refusalError(failed.refusal);
+    return c.json<FailResult>(failed.value);
   });
 
   app.post("/:sid/tickets", requireSession("client"), async (c) => {
@@ -172,10 +164,3 @@ export function sessionRoutes(): Hono<AppEnv> {
 
   return app;
 }
-
-const creationMessages: Record<string, string> = {
-  SESSION_NOT_FOUND: "session not found",
-  EXECUTION_IN_PROGRESS: "another execution is active",
-  QUEUE_FULL: "too many executions are waiting",
-  IDEMPOTENCY_KEY_REUSED: "Idempotency-Key was used with a different body",
-};

@@ -7,10 +7,17 @@
 import { Hono } from "hono";
 import type { AppEnv } from "../context.ts";
 import { HttpError, upgradeWebSocket, validate } from "../http.ts";
-import { type EventsPage, EventsQuery } from "../protocol.ts";
+import { CloseCode, ErrorCode, type EventsPage, EventsQuery } from "../protocol.ts";
 import type { Runtime } from "../runtime.ts";
 import { readEventsPage, runViewer, type ViewerFilter } from "../stream.ts";
-import { authorize, requireSession } from "./auth.ts";
+import { authorize, type DenialCode, requireSession } from "./auth.ts";
+
+/** The close code of a refused viewer upgrade (PROTOCOL.md 2, 6). */
+const DENIAL_CLOSE: Readonly<Record<DenialCode, CloseCode>> = {
+  [ErrorCode.unauthorized]: CloseCode.unauthorized,
+  [ErrorCode.forbidden]: CloseCode.forbidden,
+  [ErrorCode.sessionNotFound]: CloseCode.notFound,
+};
 
 /** The filters of a query; an empty list (`eventTypes=`) filters nothing, like an absent one. */
 function filterOf(query: EventsQuery): ViewerFilter {
@@ -40,7 +47,7 @@ export function streamRoutes(): Hono<AppEnv> {
     }
     const lastEventId = c.req.header("last-event-id");
     if (lastEventId !== undefined && !LAST_EVENT_ID.test(lastEventId.trim())) {
-      throw new HttpError(400, "INVALID_REQUEST", "invalid Last-Event-ID", { issues: [] });
+      throw new HttpError(ErrorCode.invalidRequest, "invalid Last-Event-ID", { issues: [] });
     }
     const after = lastEventId !== undefined
       ? Number(lastEventId.trim())
@@ -51,7 +58,7 @@ export function streamRoutes(): Hono<AppEnv> {
   app.get("/:sid/stream", async (c) => {
     const rt = c.get("runtime");
     if ((c.req.header("upgrade") ?? "").toLowerCase() !== "websocket") {
-      throw new HttpError(426, "UPGRADE_REQUIRED", "this route takes a WebSocket upgrade");
+      throw new HttpError(ErrorCode.upgradeRequired, "this route takes a WebSocket upgrade");
     }
     const sid = c.req.param("sid");
     const decision = await authorize(rt, c.req.raw, sid, "read");
@@ -59,10 +66,9 @@ export function streamRoutes(): Hono<AppEnv> {
     const { socket, response } = upgradeWebSocket(c.req.raw);
     socket.onopen = () => {
       if (!decision.ok) {
-        const code = decision.status === 401 ? 4401 : decision.status === 403 ? 4403 : 4404;
-        socket.close(code, decision.message);
+        socket.close(DENIAL_CLOSE[decision.code], decision.message);
       } else if (!query.success) {
-        socket.close(1008, "invalid query");
+        socket.close(CloseCode.policy, "invalid query");
       } else {
         serveSocketViewer(rt, sid, query.data, socket);
       }
@@ -92,7 +98,9 @@ function serveSocketViewer(rt: Runtime, sid: string, query: EventsQuery, socket:
     },
   }, stop.signal).catch((err) => {
     rt.log.warn("viewer failed", { sessionId: sid, err: String(err) });
-    if (socket.readyState === WebSocket.OPEN) socket.close(1011, "internal error");
+    if (socket.readyState === WebSocket.OPEN) {
+      socket.close(CloseCode.internalError, "internal error");
+    }
   }).finally(() => rt.shutdown.removeEventListener("abort", onShutdown));
 }
 

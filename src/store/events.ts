@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { concatBytes } from "../bytes.ts";
 import type { Envelope } from "../protocol.ts";
 import { keys } from "./keys.ts";
 import type { HeadRecord } from "./records.ts";
@@ -220,11 +221,5 @@ async function readChunks(
     parts.push(entry.value);
   }
   if (parts.length !== count) throw new Error(`event ${eventId} of ${sessionId} is incomplete`);
-  const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let offset = 0;
-  for (const part of parts) {
-    bytes.set(part, offset);
-    offset += part.length;
-  }
-  return decoder.decode(bytes);
+  return decoder.decode(concatBytes(parts));
 }

@@ -16,6 +16,19 @@ export interface SessionRecord {
   deletedAt?: string;
 }
 
+/**
+ * Whether a session record is a live session: it exists and is not a tombstone.
+ *
+ * @example
+ * ```ts
+ * isLive({ sessionId: "s", createdAt: "", metadata: {}, incarnation: "i" }); // true
+ * isLive(null); // false
+ * ```
+ */
+export function isLive(session: SessionRecord | null | undefined): session is SessionRecord {
+  return !!session && !session.deletedAt;
+}
+
 /** The session's event counter; it outlives deletion so eventIds are never reused. */
 export interface HeadRecord {
   lastEventId: number;

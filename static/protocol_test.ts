@@ -1,0 +1,31 @@
+import assert from "node:assert/strict";
+import { CLOSE_CODE_HTTP_STATUS, CloseCode, EventType, TERMINAL_STATUSES } from "./protocol.js";
+import {
+  CloseCode as ServiceCloseCode,
+  ExecutionStatus,
+  RESERVED_EVENT_TYPES,
+  STREAM_EVENT_TYPE_RE,
+} from "../src/protocol.ts";
+
+Deno.test("the page's close codes are the service's, under the same names", () => {
+  for (const [name, code] of Object.entries(CloseCode)) {
+    assert.equal(code, ServiceCloseCode[name as keyof typeof ServiceCloseCode], name);
+  }
+  assert.deepEqual(Object.keys(CLOSE_CODE_HTTP_STATUS).map(Number), [
+    ServiceCloseCode.unauthorized,
+    ServiceCloseCode.forbidden,
+    ServiceCloseCode.notFound,
+  ]);
+});
+
+Deno.test("the page's event types are valid names and include the reserved ones", () => {
+  for (const type of Object.values(EventType)) assert.match(type, STREAM_EVENT_TYPE_RE);
+  for (const reserved of RESERVED_EVENT_TYPES) {
+    assert.ok(Object.values(EventType).includes(reserved as never), reserved);
+  }
+});
+
+Deno.test("the page's terminal statuses are the contract's", () => {
+  const terminal = ExecutionStatus.options.filter((s) => s !== "pending" && s !== "running");
+  assert.deepEqual([...TERMINAL_STATUSES], terminal);
+});

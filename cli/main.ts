@@ -13,7 +13,7 @@
  */
 import { TetherClient, TetherError } from "../client/mod.ts";
 import type { Envelope, ExecutionStatus } from "../src/protocol.ts";
-import { isTerminal } from "../src/protocol.ts";
+import { ErrorCode, isTerminal } from "../src/protocol.ts";
 import { CliExit, type Invocation, parseCommandLine, usage, UsageError } from "./args.ts";
 import { formatEvent, paint, processTerminal, Spinner, type Terminal } from "./output.ts";
 import { runCommand } from "./run.ts";
@@ -275,7 +275,7 @@ async function defaultExecution(client: TetherClient, sid: string): Promise<stri
     if (executions.length === 0) break;
     newest = after = executions.at(-1)!.executionId;
   }
-  if (!newest) throw new TetherError(404, "EXECUTION_NOT_FOUND", `session ${sid} has none`);
+  if (!newest) throw new TetherError(404, ErrorCode.executionNotFound, `session ${sid} has none`);
   return newest;
 }
 

@@ -8,6 +8,7 @@
  */
 import { TetherError } from "../client/mod.ts";
 import { delay } from "../src/async.ts";
+import { ErrorCode } from "../src/protocol.ts";
 import { OPTION_NAMES, parseOptions, UsageError as WrapperUsageError } from "../wrapper/options.ts";
 import { runWrapper } from "../wrapper/run.ts";
 import { UsageError } from "./args.ts";
@@ -79,10 +80,10 @@ async function ensureSession(ctx: CommandContext, sid: string | undefined): Prom
   try {
     await ctx.client.getSession(sid);
   } catch (err) {
-    if (!(err instanceof TetherError && err.code === "SESSION_NOT_FOUND")) throw err;
+    if (!(err instanceof TetherError && err.code === ErrorCode.sessionNotFound)) throw err;
     await ctx.client.createSession({ sessionId: sid }).catch((err) => {
       // Created meanwhile by someone else: fine.
-      if (!(err instanceof TetherError && err.code === "SESSION_EXISTS")) throw err;
+      if (!(err instanceof TetherError && err.code === ErrorCode.sessionExists)) throw err;
     });
   }
   return sid;

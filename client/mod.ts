@@ -19,6 +19,7 @@
  * @module
  */
 import { backoffDelay, delay } from "../src/async.ts";
+import { ErrorCode } from "../src/protocol.ts";
 import type {
   CreateExecutionBody,
   CreateSessionBody,
@@ -416,7 +417,7 @@ export class TetherClient {
         idempotent: false,
       }, options.signal);
     } catch (err) {
-      if (err instanceof TetherError && err.code === "SESSION_NOT_FOUND") return "gone";
+      if (err instanceof TetherError && err.code === ErrorCode.sessionNotFound) return "gone";
       throw err;
     }
   }

@@ -16,6 +16,7 @@ import type { Envelope, ExecutionStatus } from "../src/protocol.ts";
 import { ErrorCode, isTerminal } from "../src/protocol.ts";
 import { CliExit, type Invocation, parseCommandLine, usage, UsageError } from "./args.ts";
 import { formatEvent, paint, processTerminal, Spinner, type Terminal } from "./output.ts";
+import { EventLines } from "./render.ts";
 import { runCommand } from "./run.ts";
 
 /** Where the CLI runs: its environment and terminal. */
@@ -30,6 +31,8 @@ export interface CommandContext extends CliContext {
   inv: Invocation;
   /** Prints a result: its JSON with `--json`, else `human()`. */
   print(body: unknown, human: () => string): void;
+  /** The text of events printed so far (agent messages continue across events). */
+  lines: EventLines;
 }
 
 /** Default service URL. */
@@ -75,6 +78,7 @@ export async function main(
     client,
     inv,
     print: (body, human) => term.out(json ? JSON.stringify(body) : human()),
+    lines: new EventLines(),
   };
   try {
     return await HANDLERS[inv.command!.words.join(" ")](ctx);
@@ -219,7 +223,9 @@ function paintStatus(term: Terminal, status: ExecutionStatus): string {
 
 /** Prints an envelope as `--json` or human output says. */
 export function printEvent(ctx: CommandContext, event: Envelope): void {
-  ctx.term.out(ctx.inv.options.json ? JSON.stringify(event) : formatEvent(event, ctx.term.color));
+  ctx.term.out(
+    ctx.inv.options.json ? JSON.stringify(event) : formatEvent(event, ctx.lines, ctx.term.color),
+  );
 }
 
 async function eventsCommand(ctx: CommandContext): Promise<number> {

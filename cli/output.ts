@@ -6,7 +6,7 @@
  * @module
  */
 import type { Envelope } from "../src/protocol.ts";
-import { eventKind, eventText } from "./render.ts";
+import { eventKind, type EventLines } from "./render.ts";
 
 /** The CLI's terminal: how it writes, and whether it may color or animate. */
 export interface Terminal {
@@ -69,7 +69,6 @@ const KIND_STYLE: Record<string, keyof typeof CODES> = {
   status: "cyan",
   error: "red",
   agent: "bold",
-  tool: "magenta",
   output: "dim",
   input: "blue",
 };
@@ -79,15 +78,15 @@ const KIND_STYLE: Record<string, keyof typeof CODES> = {
  *
  * @example
  * ```ts
- * formatEvent(envelope, false); // "#3 12:00:01 output ok"
+ * formatEvent(envelope, new EventLines(), false); // "#3 12:00:01 output ok"
  * ```
  */
-export function formatEvent(event: Envelope, color: boolean): string {
+export function formatEvent(event: Envelope, lines: EventLines, color: boolean): string {
   const time = event.timestamp.slice(11, 19);
   const kind = eventKind(event);
   return `${paint(color, "dim", `#${event.eventId} ${time}`)} ${
     paint(color, "yellow", event.streamEventType)
-  } ${paint(color, KIND_STYLE[kind] ?? "bold", eventText(event))}`;
+  } ${paint(color, KIND_STYLE[kind] ?? "bold", lines.text(event))}`;
 }
 
 const FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏";

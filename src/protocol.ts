@@ -308,7 +308,7 @@ export const ErrorBody = z.looseObject({
   error: ApiErrorCode,
   message: z.string(),
   issues: z.array(z.looseObject({
-    path: z.array(z.union([z.string(), z.number()])),
+    path: z.array(z.union([z.string(), z.number()])).optional(),
     message: z.string(),
   })).optional().describe("INVALID_REQUEST: what failed validation"),
   activeExecutionId: z.string().optional().describe("EXECUTION_IN_PROGRESS: the active one"),

@@ -104,3 +104,16 @@ Deno.test("testConfig uses memory KV, the test key and silent logs", () => {
   assert.equal(c.logLevel, "silent");
   assert.equal(c.maxQueue, 3);
 });
+
+Deno.test("config errors repeat the bad value, except for secrets", () => {
+  assert.throws(() => loadConfig({ PORT: "abc" }), /PORT: .*\(got "abc"\)/);
+  assert.throws(() => loadConfig({ TETHER_LOG_LEVEL: "loud" }), /\(got "loud"\)/);
+  const secret = "too-short";
+  try {
+    loadConfig({ TETHER_TICKET_SECRET: secret });
+    assert.fail("a short secret is refused");
+  } catch (err) {
+    assert.match(String(err), /TETHER_TICKET_SECRET/);
+    assert.ok(!String(err).includes(secret), "the secret's value is never printed");
+  }
+});

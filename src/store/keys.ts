@@ -21,6 +21,7 @@
  * ["inbox", instanceId, msgId]        a message for the instance that holds a socket
  * ["bell", instanceId]                bumped with every inbox message; watched by its owner
  * ["secret", "ticket"]                the ticket signing secret when none is configured
+ * ["secret", "devApiKey"]             the dev-mode api key (local KV file, no TETHER_API_KEYS)
  * ```
  *
  * @module
@@ -69,4 +70,5 @@ export const keys = {
   inbox: (instanceId: string): Deno.KvKey => ["inbox", instanceId],
   bell: (instanceId: string): Deno.KvKey => ["bell", instanceId],
   ticketSecret: (): Deno.KvKey => ["secret", "ticket"],
+  devApiKey: (): Deno.KvKey => ["secret", "devApiKey"],
 };

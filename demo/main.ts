@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { TetherClient } from "../client/mod.ts";
 import { loadConfig } from "../src/config.ts";
 import { randomSecret } from "../src/ids.ts";
 import { createService } from "../src/service.ts";
@@ -45,7 +46,9 @@ function serve(port: number, handler: Deno.ServeHandler): Deno.HttpServer<Deno.N
     return Deno.serve({ ...options, port }, handler);
   } catch (err) {
     if (!(err instanceof Deno.errors.AddrInUse)) throw err;
-    return Deno.serve({ ...options, port: 0 }, handler);
+    const server = Deno.serve({ ...options, port: 0 }, handler);
+    console.log(`port ${port} is in use: the demo uses port ${server.addr.port} instead`);
+    return server;
   }
 }
 
@@ -65,15 +68,7 @@ async function main(): Promise<number> {
   const service = await createService(config, kv);
   const server = serve(options.port, service.fetch);
   const base = `http://localhost:${server.addr.port}`;
-  const api = async <T>(path: string, body: unknown): Promise<T> => {
-    const res = await fetch(base + path, {
-      method: "POST",
-      headers: { authorization: `Bearer ${apiKey}`, "content-type": "application/json" },
-      body: JSON.stringify(body),
-    });
-    if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
-    return await res.json();
-  };
+  const tether = new TetherClient({ url: base, apiKey });
 
   let stopped = false;
   const stop = async () => {
@@ -85,14 +80,11 @@ async function main(): Promise<number> {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   };
 
-  await api("/v1/sessions", { sessionId: SESSION_ID, metadata: { repo: "todo-app", demo: true } });
-  const exec = await api<{ executionId: string; ingestUrl: string; ingestToken: string }>(
-    `/v1/sessions/${SESSION_ID}/executions`,
-    { input: { prompt: "Fix the failing completed-todos filter" } },
-  );
-  const { ticket } = await api<{ ticket: string }>(`/v1/sessions/${SESSION_ID}/tickets`, {
-    ttlMs: TICKET_TTL_MS,
+  await tether.createSession({ sessionId: SESSION_ID, metadata: { repo: "todo-app", demo: true } });
+  const exec = await tether.createExecution(SESSION_ID, {
+    input: { prompt: "Fix the failing completed-todos filter" },
   });
+  const { ticket } = await tether.createTicket(SESSION_ID, { ttlMs: TICKET_TTL_MS });
 
   const wrapper = new Deno.Command(Deno.execPath(), {
     args: [
@@ -115,7 +107,7 @@ async function main(): Promise<number> {
     stderr: "inherit",
   }).spawn();
 
-  const viewerUrl = `${base}/?session=${SESSION_ID}&ticket=${encodeURIComponent(ticket)}`;
+  const viewerUrl = tether.viewerUrl(SESSION_ID, ticket);
   console.log(`
 Tether demo: service on ${base} (KV file ${config.kvPath})
 
@@ -126,8 +118,7 @@ Tether demo: service on ${base} (KV file ${config.kvPath})
   and enter the api key ${apiKey}
 
   Follow it from a terminal:
-    curl -N -H 'Authorization: Bearer ${apiKey}' -H 'Accept: text/event-stream' \\
-      ${base}/v1/sessions/${SESSION_ID}/events
+    TETHER_URL=${base} TETHER_API_KEY=${apiKey} deno task tether watch ${SESSION_ID}
 
 The scripted agent runs for about ${Math.round(options.durationMs / 1000)} s.`);
 

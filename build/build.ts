@@ -11,7 +11,14 @@
  * @module
  */
 
-/** What gets built: entry module → output file, relative to the repository root. */
+/**
+ * What gets built: entry module → output file, relative to the repository root.
+ *
+ * @example
+ * ```ts
+ * BUNDLES["build/tether_wrapper.ts"]; // "dist/tether-wrapper.mjs"
+ * ```
+ */
 export const BUNDLES: Record<string, string> = {
   "build/tether.ts": "dist/tether.mjs",
   "build/tether_wrapper.ts": "dist/tether-wrapper.mjs",

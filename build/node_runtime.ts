@@ -20,7 +20,14 @@ import { constants as osConstants } from "node:os";
 import process from "node:process";
 import { Readable, Writable } from "node:stream";
 
-/** True when running under Deno (nothing to install). */
+/**
+ * True when running under Deno (nothing to install).
+ *
+ * @example
+ * ```ts
+ * if (!isDeno) console.log("running on Node with the shim");
+ * ```
+ */
 export const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefined";
 
 class NotFound extends Error {

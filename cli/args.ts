@@ -7,12 +7,26 @@
 import { parseArgs } from "node:util";
 import { OPTION_NAMES as WRAPPER_OPTIONS } from "../wrapper/options.ts";
 
-/** A bad command line; the CLI prints it and exits 64. */
+/**
+ * A bad command line; the CLI prints it and exits 64.
+ *
+ * @example
+ * ```ts
+ * throw new UsageError("--after must be a non-negative integer");
+ * ```
+ */
 export class UsageError extends Error {
   override name = "UsageError";
 }
 
-/** Exit codes of the CLI (PROTOCOL.md 13; `run` exits like the wrapper, section 9.2). */
+/**
+ * Exit codes of the CLI (PROTOCOL.md 13; `run` exits like the wrapper, section 9.2).
+ *
+ * @example
+ * ```ts
+ * Deno.exit(CliExit.usage); // 64
+ * ```
+ */
 export const CliExit = {
   ok: 0,
   apiError: 1,
@@ -32,7 +46,14 @@ const GLOBAL: Record<string, OptionSpec> = {
   help: { type: "boolean", short: "h" },
 };
 
-/** A command: its words, positional arguments, own options and one line of help. */
+/**
+ * A command: its words, positional arguments, own options and one line of help.
+ *
+ * @example
+ * ```ts
+ * const spec: CommandSpec = { words: ["sessions", "get"], args: ["sid"], summary: "Show a session" };
+ * ```
+ */
 export interface CommandSpec {
   words: string[];
   args: string[];
@@ -41,7 +62,14 @@ export interface CommandSpec {
   summary: string;
 }
 
-/** Every command of PROTOCOL.md 13. */
+/**
+ * Every command of PROTOCOL.md 13.
+ *
+ * @example
+ * ```ts
+ * COMMANDS.map((c) => c.words.join(" ")); // ["sessions create", …, "run"]
+ * ```
+ */
 export const COMMANDS: CommandSpec[] = [
   {
     words: ["sessions", "create"],
@@ -133,7 +161,14 @@ const ALL_OPTIONS: Record<string, OptionSpec> = Object.assign(
   GLOBAL,
 );
 
-/** A parsed command line. */
+/**
+ * A parsed command line.
+ *
+ * @example
+ * ```ts
+ * const { command, args, options, rest } = parseCommandLine(["run", "--", "claude"]);
+ * ```
+ */
 export interface Invocation {
   command: CommandSpec | undefined;
   /** Positional arguments after the command words. */

@@ -19,13 +19,27 @@ import { formatEvent, paint, processTerminal, Spinner, type Terminal } from "./o
 import { EventLines } from "./render.ts";
 import { runCommand } from "./run.ts";
 
-/** Where the CLI runs: its environment and terminal. */
+/**
+ * Where the CLI runs: its environment and terminal.
+ *
+ * @example
+ * ```ts
+ * await main(["sessions", "get", "s1"], { env: (name) => ({ TETHER_URL: "http://localhost:8000" })[name] });
+ * ```
+ */
 export interface CliContext {
   env: (name: string) => string | undefined;
   term: Terminal;
 }
 
-/** What a command handler gets. */
+/**
+ * What a command handler gets.
+ *
+ * @example
+ * ```ts
+ * const handler = async (ctx: CommandContext) => (ctx.print({ ok: true }, () => "ok"), 0);
+ * ```
+ */
 export interface CommandContext extends CliContext {
   client: TetherClient;
   inv: Invocation;
@@ -35,7 +49,14 @@ export interface CommandContext extends CliContext {
   lines: EventLines;
 }
 
-/** Default service URL. */
+/**
+ * Default service URL.
+ *
+ * @example
+ * ```ts
+ * new TetherClient({ url: Deno.env.get("TETHER_URL") ?? DEFAULT_URL });
+ * ```
+ */
 export const DEFAULT_URL = "http://localhost:8000";
 
 /**
@@ -221,7 +242,14 @@ function paintStatus(term: Terminal, status: ExecutionStatus): string {
   return paint(term.color, style, status);
 }
 
-/** Prints an envelope as `--json` or human output says. */
+/**
+ * Prints an envelope as `--json` or human output says.
+ *
+ * @example
+ * ```ts
+ * for await (const event of ctx.client.follow("s1")) printEvent(ctx, event);
+ * ```
+ */
 export function printEvent(ctx: CommandContext, event: Envelope): void {
   ctx.term.out(
     ctx.inv.options.json ? JSON.stringify(event) : formatEvent(event, ctx.lines, ctx.term.color),
@@ -253,7 +281,14 @@ async function eventsCommand(ctx: CommandContext): Promise<number> {
   return CliExit.ok;
 }
 
-/** Exit code of a terminal status for `watch` and `run`. */
+/**
+ * Exit code of a terminal status for `watch` and `run`.
+ *
+ * @example
+ * ```ts
+ * statusExit("interrupted"); // 130
+ * ```
+ */
 export function statusExit(status: ExecutionStatus): number {
   return status === "completed"
     ? CliExit.ok
@@ -288,6 +323,11 @@ async function defaultExecution(client: TetherClient, sid: string): Promise<stri
 /**
  * Prints an execution's events until its terminal `execution_status`; resolves with that
  * status (`failed` when the session is deleted under it).
+ *
+ * @example
+ * ```ts
+ * const status = await followExecution(ctx, "s1", "exc_…"); // "completed"
+ * ```
  */
 export async function followExecution(
   ctx: CommandContext,

@@ -8,7 +8,14 @@
 import type { Envelope } from "../src/protocol.ts";
 import { eventKind, type EventLines } from "./render.ts";
 
-/** The CLI's terminal: how it writes, and whether it may color or animate. */
+/**
+ * The CLI's terminal: how it writes, and whether it may color or animate.
+ *
+ * @example
+ * ```ts
+ * const quiet: Terminal = { out: () => {}, err: () => {}, color: false, animate: false };
+ * ```
+ */
 export interface Terminal {
   out(text: string): void;
   err(text: string): void;

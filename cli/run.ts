@@ -21,7 +21,14 @@ const DRAIN_MS = 3000;
 /** Lifetime of the viewer link's ticket. */
 const VIEWER_TICKET_MS = 3_600_000;
 
-/** Runs the `run` command; resolves with the wrapper's exit code. */
+/**
+ * Runs the `run` command; resolves with the wrapper's exit code.
+ *
+ * @example
+ * ```ts
+ * const code = await runCommand(ctx); // ctx from `tether run -- claude -p hi`
+ * ```
+ */
 export async function runCommand(ctx: CommandContext): Promise<number> {
   const { client, inv, term } = ctx;
   if (inv.rest.length === 0) throw new UsageError("run: missing agent command after --");

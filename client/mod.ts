@@ -80,7 +80,14 @@ export class TetherError extends Error {
   }
 }
 
-/** `code` of a {@link TetherError} for a service that could not be reached. */
+/**
+ * `code` of a {@link TetherError} for a service that could not be reached.
+ *
+ * @example
+ * ```ts
+ * if (err instanceof TetherError && err.code === NETWORK_ERROR) console.error("service down");
+ * ```
+ */
 export const NETWORK_ERROR = "NETWORK_ERROR";
 
 /**

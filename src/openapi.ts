@@ -34,10 +34,24 @@ import {
   TicketCreated,
 } from "./protocol.ts";
 
-/** Path of the document. */
+/**
+ * Path of the document.
+ *
+ * @example
+ * ```ts
+ * await fetch(`http://localhost:8000${OPENAPI_PATH}`);
+ * ```
+ */
 export const OPENAPI_PATH = "/v1/openapi.json";
 
-/** Names of the two security schemes (PROTOCOL.md 2). */
+/**
+ * Names of the two security schemes (PROTOCOL.md 2).
+ *
+ * @example
+ * ```ts
+ * openApiDocument().components?.securitySchemes?.[SecurityScheme.ticket]; // {type: "apiKey", in: "query", …}
+ * ```
+ */
 export const SecurityScheme = { apiKey: "apiKey", ticket: "ticket" } as const;
 
 /** Who may call an operation: the api key only, or any reader of the session. */

@@ -7,7 +7,14 @@ import { Hono } from "hono";
 import type { AppEnv } from "../context.ts";
 import { OPENAPI_PATH, openApiDocument } from "../openapi.ts";
 
-/** The document's route, mounted at the root. */
+/**
+ * The document's route, mounted at the root.
+ *
+ * @example
+ * ```ts
+ * app.route("/", openApiRoutes());
+ * ```
+ */
 export function openApiRoutes(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.get(OPENAPI_PATH, (c) => {

@@ -229,11 +229,18 @@ if (import.meta.main) {
   console.log(`  (b) raw KV, 100 per commit     ${fmt(r.kvPerSec).padStart(10)} events/s`);
   console.log(`  (c) Tether wrapper→KV→viewer   ${fmt(r.tetherPerSec).padStart(10)} events/s`);
   console.log(
-    `      Tether / relay             ${r.ratio.toFixed(2).padStart(10)} (target ≥ 0.50)`,
+    `      Tether / relay             ${r.ratio.toFixed(2).padStart(10)} (target ≥ 0.50: ${
+      verdict(r.ratio >= 0.5)
+    })`,
   );
   console.log(
     `  latency ingest→viewer at ${options.rate}/s: p50 ${r.p50Ms.toFixed(1)} ms, p99 ${
       r.p99Ms.toFixed(1)
-    } ms (target p99 ≤ 25 ms)`,
+    } ms (target p99 ≤ 25 ms: ${verdict(r.p99Ms <= 25)})`,
   );
+}
+
+/** The verdict printed next to a target. */
+function verdict(met: boolean): string {
+  return met ? "met" : "MISSED";
 }

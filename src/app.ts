@@ -6,12 +6,13 @@
  *
  * @module
  */
+import { MetricName } from "./metrics.ts";
 import { Hono } from "hono";
 import { cors } from "hono/cors";
 import type { AppEnv } from "./context.ts";
 import { errorResponse, HttpError } from "./http.ts";
 import { ErrorCode } from "./protocol.ts";
-import { TransactionConflictError } from "./store/mod.ts";
+import { probeKv, TransactionConflictError } from "./store/mod.ts";
 import type { Runtime } from "./runtime.ts";
 import { authorize, originAllowed } from "./routes/auth.ts";
 import { sessionRoutes } from "./routes/sessions.ts";
@@ -47,7 +48,18 @@ export function createApp(rt: Runtime): Hono<AppEnv> {
     c.set("runtime", rt);
     await next();
   });
+  useOriginPolicy(app, rt);
+  mountRoutes(app);
+  addOperationsRoutes(app, rt);
+  addFallbacks(app, rt);
+  return app;
+}
 
+/**
+ * The origin allow-list and CORS headers for every HTTP route under /v1 (errors, 404 and
+ * 405 included).
+ */
+function useOriginPolicy(app: Hono<AppEnv>, rt: Runtime): void {
   // The origin allow-list and CORS headers for every HTTP route under /v1 (errors, 404 and
   // 405 included). WebSocket upgrades pass through untouched: a 101 response's headers are
   // immutable, and an upgrade answers a foreign origin with 4403 itself.
@@ -74,16 +86,23 @@ export function createApp(rt: Runtime): Hono<AppEnv> {
     }
     return await corsHeaders(c, next);
   });
+}
+
+/** The API's routers; WebSocket routes first, before any middleware that touches headers. */
+function mountRoutes(app: Hono<AppEnv>): void {
   app.route("/v1/sessions", ingestRoutes());
   app.route("/v1/sessions", streamRoutes());
   app.route("/v1/sessions", sessionRoutes());
   app.route("/v1/sessions", dsRoutes());
   app.route("/", openApiRoutes());
   app.route("/", viewerPageRoutes());
+}
 
+/** `GET /healthz` (no credentials, no allow-list) and `GET /metrics` (the api key). */
+function addOperationsRoutes(app: Hono<AppEnv>, rt: Runtime): void {
   app.get("/healthz", async (c) => {
     try {
-      await rt.kv.get(["healthz"]);
+      await probeKv(rt.kv);
       return c.json({ status: "ok" });
     } catch {
       return c.json({ status: "unavailable" }, 503);
@@ -93,11 +112,14 @@ export function createApp(rt: Runtime): Hono<AppEnv> {
   app.get("/metrics", async (c) => {
     const decision = await authorize(rt, c.req.raw, undefined, "client");
     if (!decision.ok) return errorResponse(c, decision.code, decision.message);
-    rt.metrics.set("tether_ingest_sockets", rt.hub.connectionCount);
-    rt.metrics.set("tether_viewer_sockets", rt.hub.viewerCount);
+    rt.metrics.set(MetricName.ingestSockets, rt.hub.connectionCount);
+    rt.metrics.set(MetricName.viewerSockets, rt.hub.viewerCount);
     return c.text(rt.metrics.render(), 200, { "content-type": "text/plain; version=0.0.4" });
   });
+}
 
+/** 405 on a known path, 404 elsewhere, and the one error handler that answers every error. */
+function addFallbacks(app: Hono<AppEnv>, rt: Runtime): void {
   for (const path of KNOWN_PATHS) {
     app.all(
       path,
@@ -116,5 +138,4 @@ export function createApp(rt: Runtime): Hono<AppEnv> {
     rt.log.error("unhandled error", { path: c.req.path, err: String(err?.stack ?? err) });
     return errorResponse(c, ErrorCode.internal, "internal error");
   });
-  return app;
 }

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { MetricName } from "./metrics.ts";
 import {
   CloseCode,
   CompleteData,
@@ -141,7 +142,7 @@ export class IngestConnection implements ConnectionHandle {
   start(): void {
     const { executionId, lastSeq, graceMs, killReason } = this.admitted;
     this.#release = this.rt.hub.holdConnection(this.admitted.connectionId, this);
-    this.rt.metrics.set("tether_ingest_sockets", this.rt.hub.connectionCount);
+    this.rt.metrics.set(MetricName.ingestSockets, this.rt.hub.connectionCount);
     this.socket.onmessage = (ev) => this.#onMessage(ev.data);
     this.socket.onclose = (ev) => void this.#onClose(ev.code, ev.reason);
     this.socket.onerror = () => {};
@@ -201,7 +202,7 @@ export class IngestConnection implements ConnectionHandle {
   }
 
   #reject(code: string, message: string, extra: { seq?: number; expectedSeq?: number } = {}) {
-    this.rt.metrics.inc("tether_frames_rejected_total", { code });
+    this.rt.metrics.inc(MetricName.framesRejected, { code });
     this.#send({ type: "error", code, message, ...extra });
   }
 
@@ -220,7 +221,7 @@ export class IngestConnection implements ConnectionHandle {
       ? raw.length
       : new TextEncoder().encode(raw).length;
     if (bytes > this.rt.config.maxFrameBytes) {
-      this.rt.metrics.inc("tether_frames_rejected_total", { code: "FRAME_TOO_LARGE" });
+      this.rt.metrics.inc(MetricName.framesRejected, { code: "FRAME_TOO_LARGE" });
       this.close(CloseCode.tooBig, `frame exceeds ${this.rt.config.maxFrameBytes} bytes`);
       return;
     }
@@ -327,7 +328,7 @@ export class IngestConnection implements ConnectionHandle {
     }
     rate.count++;
     if (rate.count > this.rt.config.maxFramesPerSec && rate.overStreak >= FLOOD_SECONDS - 1) {
-      this.rt.metrics.inc("tether_frames_rejected_total", { code: "FLOOD" });
+      this.rt.metrics.inc(MetricName.framesRejected, { code: "FLOOD" });
       this.close(CloseCode.policy, "too many frames per second");
       return true;
     }
@@ -410,7 +411,7 @@ export class IngestConnection implements ConnectionHandle {
     clearInterval(this.#pingTimer);
     clearTimeout(this.#closeTimer);
     this.#release?.();
-    this.rt.metrics.set("tether_ingest_sockets", this.rt.hub.connectionCount);
+    this.rt.metrics.set(MetricName.ingestSockets, this.rt.hub.connectionCount);
     try {
       // Frames that arrived before the close are still committed.
       await this.#committing;
@@ -422,7 +423,7 @@ export class IngestConnection implements ConnectionHandle {
         { ...recorded, byService: this.#serviceClose !== undefined },
       );
       if (graceStarted) {
-        this.rt.metrics.inc("tether_grace_started_total");
+        this.rt.metrics.inc(MetricName.graceStarted);
         this.rt.log.info("grace started", {
           sessionId: this.admitted.sessionId,
           executionId: this.admitted.executionId,

@@ -12,8 +12,8 @@
  *
  * Where things are:
  * - `lifecycle/transition.ts`: the context and `change()`, the transaction frame;
- * - `lifecycle/finish.ts`: ending an execution (the only code that clears the active slot,
- *   the interrupt flag and the grace record), fail and interrupt;
+ * - `lifecycle/finish.ts`: ending an execution or, on deletion, a whole session (the only
+ *   code that clears the active slot and the interrupt flag), fail and interrupt;
  * - `lifecycle/sessions.ts`, `lifecycle/executions.ts`: creation, deletion, views;
  * - `lifecycle/connections.ts`: ingest admission, frame commits, disconnects;
  * - `lifecycle/deadlines.ts`: what each deadline does when it fires.

@@ -7,18 +7,56 @@
 
 type Labels = Record<string, string>;
 
-const HELP: Record<string, [type: "counter" | "gauge", help: string]> = {
-  tether_events_stored_total: ["counter", "Events stored in the session logs."],
-  tether_frames_rejected_total: ["counter", "Ingest frames rejected, by code."],
-  tether_executions_ended_total: ["counter", "Executions that reached a terminal status."],
-  tether_grace_started_total: ["counter", "Disconnect grace periods started."],
-  tether_grace_expired_total: ["counter", "Disconnect grace periods that expired."],
-  tether_grace_cancelled_total: ["counter", "Disconnect grace periods cancelled by a reconnect."],
-  tether_deadlines_fired_total: ["counter", "Deadlines fired, by kind and outcome."],
-  tether_deadline_lateness_ms_sum: ["counter", "Sum of deadline lateness after due time (ms)."],
-  tether_deadline_lateness_ms_max: ["gauge", "Largest deadline lateness seen (ms)."],
-  tether_ingest_sockets: ["gauge", "Open ingest WebSockets on this instance."],
-  tether_viewer_sockets: ["gauge", "Open viewer streams (WebSocket and SSE) on this instance."],
+/**
+ * Every metric name, as a named constant: a misspelled name does not compile.
+ *
+ * @example
+ * ```ts
+ * metrics.inc(MetricName.eventsStored, {}, 3);
+ * ```
+ */
+export const MetricName = {
+  eventsStored: "tether_events_stored_total",
+  framesRejected: "tether_frames_rejected_total",
+  executionsEnded: "tether_executions_ended_total",
+  graceStarted: "tether_grace_started_total",
+  graceExpired: "tether_grace_expired_total",
+  graceCancelled: "tether_grace_cancelled_total",
+  deadlinesFired: "tether_deadlines_fired_total",
+  deadlineFailures: "tether_deadline_failures_total",
+  deadlineLatenessSum: "tether_deadline_lateness_ms_sum",
+  deadlineLatenessMax: "tether_deadline_lateness_ms_max",
+  ingestSockets: "tether_ingest_sockets",
+  viewerSockets: "tether_viewer_sockets",
+  queueWakeups: "tether_queue_wakeups",
+} as const;
+
+/** One of the {@link MetricName} values. */
+export type MetricName = typeof MetricName[keyof typeof MetricName];
+
+const HELP: Record<MetricName, [type: "counter" | "gauge", help: string]> = {
+  [MetricName.eventsStored]: ["counter", "Events stored in the session logs."],
+  [MetricName.framesRejected]: ["counter", "Ingest frames rejected, by code."],
+  [MetricName.executionsEnded]: ["counter", "Executions that reached a terminal status."],
+  [MetricName.graceStarted]: ["counter", "Disconnect grace periods started."],
+  [MetricName.graceExpired]: ["counter", "Disconnect grace periods that expired."],
+  [MetricName.graceCancelled]: ["counter", "Disconnect grace periods cancelled by a reconnect."],
+  [MetricName.deadlinesFired]: ["counter", "Deadlines fired, by kind and outcome."],
+  [MetricName.deadlineFailures]: [
+    "counter",
+    "Deadline firings that failed (retried with backoff), by kind.",
+  ],
+  [MetricName.deadlineLatenessSum]: ["counter", "Sum of deadline lateness after due time (ms)."],
+  [MetricName.deadlineLatenessMax]: ["gauge", "Largest deadline lateness seen (ms)."],
+  [MetricName.ingestSockets]: ["gauge", "Open ingest WebSockets on this instance."],
+  [MetricName.viewerSockets]: [
+    "gauge",
+    "Open viewer streams (WebSocket and SSE) on this instance.",
+  ],
+  [MetricName.queueWakeups]: [
+    "gauge",
+    "1 when KV queue wake-ups are in use (the start-up delivery probe passed), else 0.",
+  ],
 };
 
 const labelText = (labels: Labels) => {
@@ -28,37 +66,37 @@ const labelText = (labels: Labels) => {
 
 /** The metrics of one instance. */
 export class Metrics {
-  readonly #values = new Map<string, Map<string, number>>();
+  readonly #values = new Map<MetricName, Map<string, number>>();
 
   /** Adds `by` (default 1) to a counter. */
-  inc(name: keyof typeof HELP, labels: Labels = {}, by = 1): void {
+  inc(name: MetricName, labels: Labels = {}, by = 1): void {
     const series = this.#series(name);
     const key = labelText(labels);
     series.set(key, (series.get(key) ?? 0) + by);
   }
 
   /** Sets a gauge. */
-  set(name: keyof typeof HELP, value: number, labels: Labels = {}): void {
+  set(name: MetricName, value: number, labels: Labels = {}): void {
     this.#series(name).set(labelText(labels), value);
   }
 
   /** Reads one series (tests). */
-  get(name: keyof typeof HELP, labels: Labels = {}): number {
+  get(name: MetricName, labels: Labels = {}): number {
     return this.#values.get(name)?.get(labelText(labels)) ?? 0;
   }
 
   /** Records a deadline firing and how late it was. */
   deadline(kind: string, outcome: string, latenessMs: number): void {
-    this.inc("tether_deadlines_fired_total", { kind, outcome });
-    this.inc("tether_deadline_lateness_ms_sum", {}, Math.max(0, latenessMs));
-    const max = this.get("tether_deadline_lateness_ms_max");
-    if (latenessMs > max) this.set("tether_deadline_lateness_ms_max", latenessMs);
+    this.inc(MetricName.deadlinesFired, { kind, outcome });
+    this.inc(MetricName.deadlineLatenessSum, {}, Math.max(0, latenessMs));
+    const max = this.get(MetricName.deadlineLatenessMax);
+    if (latenessMs > max) this.set(MetricName.deadlineLatenessMax, latenessMs);
   }
 
   /** The Prometheus text exposition of every metric. */
   render(): string {
     const lines: string[] = [];
-    for (const [name, [type, help]] of Object.entries(HELP)) {
+    for (const [name, [type, help]] of Object.entries(HELP) as [MetricName, [string, string]][]) {
       lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
       const series = this.#values.get(name);
       if (!series || series.size === 0) lines.push(`${name} 0`);
@@ -67,7 +105,7 @@ export class Metrics {
     return lines.join("\n") + "\n";
   }
 
-  #series(name: string): Map<string, number> {
+  #series(name: MetricName): Map<string, number> {
     let series = this.#values.get(name);
     if (!series) this.#values.set(name, series = new Map());
     return series;

@@ -520,3 +520,18 @@ export function terminalStatusOfFrame(
       return undefined;
   }
 }
+
+// ---------------------------------------------------------------------------------------
+// ACP agents (PROTOCOL.md section 14): the wrapper's `--acp` frames
+
+/** Event types the wrapper stores for an ACP agent (PROTOCOL.md section 14). */
+export const AcpEventType = {
+  /** One `session/update` notification; data = its `update` object. */
+  update: "acp",
+  /** The end of one prompt's turn: `{inputId, stopReason}`. */
+  turn: "acp_turn",
+  /** A `session/request_permission` waiting for an answer: `{requestId, toolCall, options}`. */
+  permissionRequest: "permission_request",
+  /** An input that is neither a prompt nor a permission answer: `{inputId, data?, reason}`. */
+  inputIgnored: "acp_input_ignored",
+} as const;

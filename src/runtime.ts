@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { MetricName } from "./metrics.ts";
 import { Credentials, loadSigningSecret } from "./auth.ts";
 import type { Config } from "./config.ts";
 import { Hub } from "./hub.ts";
@@ -65,12 +66,12 @@ export async function createRuntime(
     // After a commit: push its events to local viewers and wake the instances it addressed.
     committed(effects: Effects) {
       hub.publish(effects.sessionId, effects.stored);
-      metrics.inc("tether_events_stored_total", {}, effects.stored.length);
+      metrics.inc(MetricName.eventsStored, {}, effects.stored.length);
       for (const e of effects.stored) {
         if (e.envelope.streamEventType !== "execution_status") continue;
         const status = (e.envelope.data as { status: string }).status;
         if (status === "completed" || status === "failed" || status === "interrupted") {
-          metrics.inc("tether_executions_ended_total", { status });
+          metrics.inc(MetricName.executionsEnded, { status });
           log.info("execution ended", {
             sessionId: effects.sessionId,
             executionId: e.envelope.executionId,

@@ -6,10 +6,12 @@
  * @module
  */
 import { createApp } from "./app.ts";
-import type { Config } from "./config.ts";
+import { type Config, isKvConnectUrl } from "./config.ts";
+import { MetricName } from "./metrics.ts";
 import { CloseCode } from "./protocol.ts";
 import { createRuntime, type Runtime, type RuntimeOptions } from "./runtime.ts";
-import { chooseWakeups, DeadlineRunner, type DeadlineRunnerOptions } from "./timers.ts";
+import { probeQueueDelivery } from "./queue_probe.ts";
+import { baseWakeups, DeadlineRunner, type DeadlineRunnerOptions } from "./timers.ts";
 
 /** Options of {@link createService}. */
 export interface ServiceOptions extends RuntimeOptions {
@@ -21,10 +23,41 @@ export interface ServiceOptions extends RuntimeOptions {
 export interface Service {
   rt: Runtime;
   runner: DeadlineRunner;
+  /** Settles once the queue delivery probe decided (at once when wake-ups are configured). */
+  wakeupsSettled: Promise<void>;
   /** The request handler for `Deno.serve`. */
   fetch: (req: Request) => Response | Promise<Response>;
   /** Closes ingest sockets with 1012, waits for their records, stops timers and the hub. */
   stop(): Promise<void>;
+}
+
+/**
+ * Whether the KV is this machine's own (a file or `:memory:`): then one process owns it, so
+ * no cron is needed to fire deadlines while it is stopped. The platform's KV (no path) and a
+ * KV Connect URL are shared and outlive any one process.
+ */
+function isLocalKv(kvPath: string | undefined): boolean {
+  return kvPath !== undefined && !isKvConnectUrl(kvPath);
+}
+
+/**
+ * Probes KV queue delivery in the background (a cold start does not wait for it) and adds
+ * queue wake-ups when the probe's message arrives. Until then, and for good when it does not,
+ * commits enqueue nothing and the sweep (and cron) fire every deadline.
+ */
+async function addQueueIfItDelivers(rt: Runtime, runner: DeadlineRunner): Promise<void> {
+  const channel = await probeQueueDelivery(rt.kv, rt.config.queueProbeMs, rt.shutdown);
+  if (rt.shutdown.aborted) return;
+  if (!channel) {
+    rt.log.warn("KV queues do not deliver here: deadlines use the sweep and cron", {
+      wakeups: runner.wakeups,
+    });
+    return;
+  }
+  rt.ctx.queues = true;
+  runner.useQueue(channel);
+  rt.metrics.set(MetricName.queueWakeups, 1);
+  rt.log.info("KV queues deliver: queue wake-ups added", { wakeups: runner.wakeups });
 }
 
 /** Builds and starts an instance (deadline wake-ups, hub watches). */
@@ -33,32 +66,38 @@ export async function createService(
   kv: Deno.Kv,
   options: ServiceOptions = {},
 ): Promise<Service> {
-  const wakeups = config.timerWakeups ??
-    await chooseWakeups(kv, config.kvPath !== undefined);
+  const wakeups = config.timerWakeups ?? baseWakeups(isLocalKv(config.kvPath));
   const rt = await createRuntime(config, kv, {
     ...options,
     queues: options.queues ?? wakeups.includes("queue"),
   });
+  rt.metrics.set(MetricName.queueWakeups, wakeups.includes("queue") ? 1 : 0);
   const runner = new DeadlineRunner(rt, {
     wakeups,
     sweepMs: config.sweepMs,
+    callbackPrivate: config.callbackPrivate,
     ...options.deadlines,
   });
   const app = createApp(rt);
   rt.hub.start();
   runner.start();
+  const wakeupsSettled = config.timerWakeups ? Promise.resolve() : addQueueIfItDelivers(rt, runner);
   return {
     rt,
     runner,
+    wakeupsSettled,
     fetch: (req) => app.fetch(req),
     async stop() {
+      // Ingest sockets and viewers are told at once (both 1012: wrappers reconnect, viewers
+      // resume with `after`), then the instance waits for the ingest closes to be recorded.
       const closing = rt.hub.connections().map((c) => {
         c.close(CloseCode.restart, "service restarting");
         return c.closed;
       });
-      await Promise.all(closing);
       rt.abort();
+      await wakeupsSettled;
       await runner.stop();
+      await Promise.all(closing);
       await rt.hub.stop();
     },
   };

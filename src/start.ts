@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { MetricName } from "./metrics.ts";
 import { delay } from "./async.ts";
 import { type Config, ConfigError, isKvConnectUrl, loadConfig } from "./config.ts";
 import { loadDevApiKey } from "./dev_key.ts";
@@ -81,7 +82,7 @@ export async function startProcess(options: StartOptions): Promise<void> {
   if (localFile) {
     // A single local process owned every connection recorded in this file.
     const started = await recoverLostConnections(rt.ctx);
-    rt.metrics.inc("tether_grace_started_total", {}, started);
+    rt.metrics.inc(MetricName.graceStarted, {}, started);
     if (started > 0) rt.log.info("grace started for connections lost in a restart", { started });
   }
   options.slot.service = service;
@@ -99,9 +100,11 @@ export async function startProcess(options: StartOptions): Promise<void> {
     rt.log.info("shutting down", { signal });
     // A peer that never answers the close handshake must not hold the exit: a connection
     // whose close was not recorded keeps its record, and the next start gives it a grace.
-    await Promise.race([service.stop(), delay(shutdownMs * 2 / 3)]);
+    await Promise.race([service.stop(), delay(shutdownMs / 2)]);
     options.slot.service = undefined;
-    await Promise.race([server.shutdown(), delay(shutdownMs - (Date.now() - started))]);
+    // Open HTTP requests get what is left, keeping a margin for the exit itself.
+    const left = Math.max(0, shutdownMs * 0.85 - (Date.now() - started));
+    await Promise.race([server.shutdown(), delay(left)]);
     rt.log.info("stopped", { ms: Date.now() - started });
     kv.close();
     Deno.exit(0);

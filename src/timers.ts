@@ -1,61 +1,73 @@
 /**
  * Durable deadlines, the firing side. A deadline is a KV entry written in the same commit as
  * the state change that arms it (see `armTimer`); this module wakes them up: KV queue
- * messages where queues work, an in-process sweep, and `Deno.cron` where idle instances are
- * stopped. Firing commits the effect together with the checked deletion of the entry, so
+ * messages where queues deliver, an in-process sweep, and `Deno.cron` where idle instances
+ * are stopped. Firing commits the effect together with the checked deletion of the entry, so
  * however many wake-ups arrive, each deadline has at most one effect.
  *
- * Completion callbacks and session purges do I/O, so they run outside a transaction: a
- * callback first claims its deadline (replacing it by a lease), sends, then records the
- * outcome; a purge deletes in batches and removes the tombstone last.
+ * Deadlines that fall due together fire in batches: one batch's firings run side by side and
+ * share KV commits where their records do not overlap (`fireDeadlines`). A deadline whose
+ * firing fails is logged, counted and retried with a growing backoff, without holding up the
+ * others. Completion callbacks and session purges do I/O, so they run outside a transaction
+ * (`src/deadline_io.ts`).
  *
  * @module
  */
 import { delay } from "./async.ts";
 import type { TimerWakeup } from "./config.ts";
-import { fireDeadline } from "./lifecycle.ts";
+import { DeadlineIo, type DeadlineIoOptions } from "./deadline_io.ts";
+import { type Fired, fireDeadlines, type FiringOutcome } from "./lifecycle.ts";
+import { MetricName } from "./metrics.ts";
 import type { Runtime } from "./runtime.ts";
-import {
-  armTimer,
-  listDueTimers,
-  purgeSessionData,
-  records,
-  timerKey,
-  type TimerRecord,
-  transact,
-} from "./store/mod.ts";
+import { listDueTimers } from "./store/mod.ts";
+import { Limiter } from "./limiter.ts";
+import { QueueChannel } from "./queue_probe.ts";
 
-/** Timers read per sweep listing (a sweep lists again until nothing new is due). */
+/** Timers read per sweep listing. */
 const SWEEP_PAGE = 500;
 /** A queue message that arrives before its due time waits at most this long (ms); the sweep covers the rest. */
 const MAX_EARLY_WAIT_MS = 1000;
+/** Kinds fired with I/O outside a transaction. */
+const IO_KINDS = new Set(["callback", "purge"]);
 
 /** Options of {@link DeadlineRunner}. */
-export interface DeadlineRunnerOptions {
+export interface DeadlineRunnerOptions extends DeadlineIoOptions {
   wakeups: readonly TimerWakeup[];
   /** Sweep period in ms. Default 500. */
   sweepMs?: number;
-  /** Base of the callback retry backoff (1 min × 2ⁿ in production). Default 60000. */
-  callbackBackoffMs?: number;
-  /** Tries of a callback before giving up. Default 5. */
-  callbackTries?: number;
-  /** How long a claimed callback is leased before another wake-up may retry it. Default 30000. */
-  callbackLeaseMs?: number;
-  /** Timeout of one callback request. Default 10000. */
-  callbackTimeoutMs?: number;
-  /** Deadlines fired at once, queue wake-ups and sweep together. Default 8. */
+  /** Batches fired at once. Default 4. */
   concurrency?: number;
+  /** Deadlines per batch (their commits are shared where they do not overlap). Default 48. */
+  batchSize?: number;
+  /** First retry delay of a deadline whose firing failed (doubling). Default 1000. */
+  failureBackoffMs?: number;
+  /** Longest retry delay of a failing deadline. Default 300000. */
+  maxFailureBackoffMs?: number;
+}
+
+/** A deadline's key as a log field: `timer/<due time ISO>/<kind>/<id>` (never redacted). */
+export function deadlineLabel(key: Deno.KvKey): string {
+  const [, dueAt, kind, id] = key;
+  const due = typeof dueAt === "number" ? new Date(dueAt).toISOString() : String(dueAt);
+  return `timer/${due}/${String(kind)}/${String(id)}`;
 }
 
 /** Wakes and fires the deadlines of one instance. */
 export class DeadlineRunner {
   readonly #rt: Runtime;
-  readonly #options: Required<DeadlineRunnerOptions>;
+  #options: Required<Omit<DeadlineRunnerOptions, keyof DeadlineIoOptions>>;
+  readonly #io: DeadlineIo;
   readonly #limit: Limiter;
+  readonly #ioLimit: Limiter;
   /** Local wake-ups of deadlines that fall due before the next sweep, by key. */
   readonly #scheduled = new Map<string, ReturnType<typeof setTimeout>>();
   /** Keys being fired by this instance: a second wake-up for one of them is dropped. */
   readonly #inFlight = new Set<string>();
+  /** Keys waiting for the next batch (wake-ups arriving together fire together). */
+  readonly #queued = new Map<string, Deno.KvKey>();
+  #flush?: Promise<void>;
+  /** Deadlines whose firing failed: not retried before `retryAt`. */
+  readonly #failing = new Map<string, { failures: number; retryAt: number }>();
   readonly #stop = new AbortController();
   #sweepTimer?: ReturnType<typeof setInterval>;
   #sweeping?: Promise<void>;
@@ -63,15 +75,16 @@ export class DeadlineRunner {
   constructor(rt: Runtime, options: DeadlineRunnerOptions) {
     this.#rt = rt;
     this.#options = {
-      sweepMs: 500,
-      callbackBackoffMs: 60_000,
-      callbackTries: 5,
-      callbackLeaseMs: 30_000,
-      callbackTimeoutMs: 10_000,
-      concurrency: 8,
-      ...options,
+      wakeups: options.wakeups,
+      sweepMs: options.sweepMs ?? 500,
+      concurrency: options.concurrency ?? 4,
+      batchSize: options.batchSize ?? 48,
+      failureBackoffMs: options.failureBackoffMs ?? 1000,
+      maxFailureBackoffMs: options.maxFailureBackoffMs ?? 300_000,
     };
+    this.#io = new DeadlineIo(rt, options);
     this.#limit = new Limiter(this.#options.concurrency);
+    this.#ioLimit = new Limiter(this.#options.concurrency * 2);
   }
 
   /** The wake-ups this runner uses (`cron` included when the platform needs it). */
@@ -79,10 +92,17 @@ export class DeadlineRunner {
     return this.#options.wakeups;
   }
 
+  /** Adds queue wake-ups once the delivery probe showed queues work, served by `channel`. */
+  useQueue(channel: QueueChannel): void {
+    if (this.#stopped || this.#options.wakeups.includes("queue")) return;
+    this.#options.wakeups = ["queue", ...this.#options.wakeups];
+    channel.onMessage((message) => this.#onQueueMessage(message));
+  }
+
   /** Starts the configured wake-ups (`cron` is registered by the entry point, once per process). */
   start(): void {
     if (this.#options.wakeups.includes("queue")) {
-      this.#rt.kv.listenQueue((message) => this.#onQueueMessage(message)).catch(() => {});
+      new QueueChannel(this.#rt.kv).onMessage((message) => this.#onQueueMessage(message));
     }
     if (this.#options.wakeups.includes("sweep")) {
       this.#sweepTimer = setInterval(() => void this.sweep(), this.#options.sweepMs);
@@ -95,6 +115,7 @@ export class DeadlineRunner {
     clearInterval(this.#sweepTimer);
     for (const timer of this.#scheduled.values()) clearTimeout(timer);
     this.#scheduled.clear();
+    this.#queued.clear();
     await this.#sweeping;
   }
 
@@ -114,9 +135,10 @@ export class DeadlineRunner {
       );
     }
     // A local wake-up already covers it: do not take a firing slot just to find it done.
-    const id = JSON.stringify(key);
-    if (this.#stopped || this.#scheduled.has(id) || this.#inFlight.has(id)) return;
-    await this.#limit.run(() => this.fire(key));
+    if (this.#stopped || this.#scheduled.has(JSON.stringify(key))) return;
+    // Not awaited: the message is acknowledged at once, so a burst of them is not delivered
+    // one firing at a time behind each other.
+    void this.#fireSoon([key]);
   }
 
   /** Fires every deadline that is due (one sweep at a time). */
@@ -127,189 +149,169 @@ export class DeadlineRunner {
 
   async #sweepOnce(): Promise<void> {
     try {
-      // A deadline that failed to fire stays listed: stop when a listing brings nothing new.
-      const tried = new Set<string>();
+      // Pages continue after the last key seen: a deadline that failed, or is still
+      // firing, is not read again in the same sweep, and nothing later than the horizon
+      // is read at all.
+      let after: Deno.KvKey | undefined;
+      const firing: Promise<void>[] = [];
       while (!this.#stopped) {
         const now = this.#rt.ctx.now();
         // Also list what falls due before the next sweep and wake it locally on time:
-        // lateness near zero instead of up to a sweep period. The local KV queue delivers a
-        // burst of messages too slowly to be the only punctual wake-up (bench/deadlines.ts).
+        // lateness near zero instead of up to a sweep period.
         const horizon = now + this.#options.sweepMs;
-        const listed = await listDueTimers(this.#rt.kv, horizon, SWEEP_PAGE);
+        const page = await listDueTimers(this.#rt.kv, horizon, { limit: SWEEP_PAGE, after });
         const due: Deno.KvKey[] = [];
-        for (const timer of listed) {
-          const key = timerKey(timer);
-          const id = JSON.stringify(key);
-          if (timer.dueAt > now) this.#wakeAt(key, id, timer.dueAt - now);
-          else if (!tried.has(id)) {
-            tried.add(id);
-            due.push(key);
-          }
+        for (const { key } of page) {
+          const dueAt = Number(key[1]);
+          if (dueAt > now) this.#wakeAt(key, dueAt - now);
+          else if (this.#mayTry(key, now)) due.push(key);
         }
-        if (due.length === 0 || this.#stopped) return;
-        await Promise.all(
-          due.map((key) => this.#limit.run(() => this.#stopped ? undefined : this.fire(key))),
-        );
+        firing.push(this.#fireSoon(due));
+        if (page.length < SWEEP_PAGE) break;
+        after = page[page.length - 1].key;
       }
+      await Promise.all(firing);
     } catch (err) {
       if (!this.#stopped) this.#rt.log.warn("sweep failed", { err: String(err) });
     }
   }
 
+  /** Whether a failing deadline's backoff allows another try now. */
+  #mayTry(key: Deno.KvKey, now: number): boolean {
+    const failing = this.#failing.get(JSON.stringify(key));
+    return !failing || failing.retryAt <= now;
+  }
+
   /** Fires `key` in `wait` ms from a local timer (once per key, however many sweeps see it). */
-  #wakeAt(key: Deno.KvKey, id: string, wait: number): void {
+  #wakeAt(key: Deno.KvKey, wait: number): void {
+    const id = JSON.stringify(key);
     if (this.#stopped || this.#scheduled.has(id)) return;
     this.#scheduled.set(
       id,
       setTimeout(() => {
         this.#scheduled.delete(id);
-        if (!this.#stopped) void this.#limit.run(() => this.fire(key));
+        void this.#fireSoon([key]);
       }, wait + 1),
     );
   }
 
-  /** Fires one deadline by its key; a no-op when another wake-up already fired it. */
-  async fire(key: Deno.KvKey): Promise<void> {
+  /**
+   * Queues keys for the next batch and resolves once that batch (and any it had to wait for)
+   * has fired. Keys already queued or firing are not queued twice.
+   */
+  #fireSoon(keys: readonly Deno.KvKey[]): Promise<void> {
+    if (this.#stopped) return Promise.resolve();
+    for (const key of keys) {
+      const id = JSON.stringify(key);
+      if (!this.#inFlight.has(id)) this.#queued.set(id, key);
+    }
+    // Wake-ups of the same instant (timers due together, a sweep page) share one flush.
+    this.#flush ??= delay(0).then(() => {
+      this.#flush = undefined;
+      return this.#fireQueued();
+    });
+    return this.#flush;
+  }
+
+  async #fireQueued(): Promise<void> {
+    const keys = [...this.#queued.values()];
+    this.#queued.clear();
+    if (this.#stopped || keys.length === 0) return;
+    for (const key of keys) this.#inFlight.add(JSON.stringify(key));
+    const work: Promise<void>[] = [];
+    const inTx = keys.filter((key) => !IO_KINDS.has(String(key[2])));
+    for (let i = 0; i < inTx.length; i += this.#options.batchSize) {
+      const batch = inTx.slice(i, i + this.#options.batchSize);
+      work.push(this.#limit.run(() => this.#fireBatch(batch)));
+    }
+    for (const key of keys.filter((k) => IO_KINDS.has(String(k[2])))) {
+      work.push(this.#ioLimit.run(() => this.#fireIo(key)));
+    }
+    await Promise.all(work);
+  }
+
+  /** Fires deadlines by key (tests, and the cron); a no-op for keys another wake-up fired. */
+  fire(...keys: Deno.KvKey[]): Promise<void> {
+    return this.#fireSoon(keys);
+  }
+
+  async #fireBatch(keys: Deno.KvKey[]): Promise<void> {
+    try {
+      if (this.#stopped) return;
+      const results = await fireDeadlines(this.#rt.ctx, keys);
+      results.forEach((result, i) => {
+        if (result.ok) this.#fired(keys[i], result.value);
+        else this.#failed(keys[i], result.error);
+      });
+    } finally {
+      for (const key of keys) this.#inFlight.delete(JSON.stringify(key));
+    }
+  }
+
+  async #fireIo(key: Deno.KvKey): Promise<void> {
+    try {
+      if (this.#stopped) return;
+      const firing = await this.#io.fire(key);
+      if (firing) this.#record(key, firing.timer.kind, firing.outcome, firing.timer.dueAt);
+      else this.#failing.delete(JSON.stringify(key));
+    } catch (err) {
+      this.#failed(key, err);
+    } finally {
+      this.#inFlight.delete(JSON.stringify(key));
+    }
+  }
+
+  #fired(key: Deno.KvKey, fired: Fired | null): void {
+    if (!fired) {
+      this.#failing.delete(JSON.stringify(key));
+      return;
+    }
+    this.#record(key, fired.timer.kind, fired.outcome, fired.timer.dueAt);
+  }
+
+  /** Metrics and logs of one firing. */
+  #record(key: Deno.KvKey, kind: string, outcome: FiringOutcome, dueAt: number): void {
+    const rt = this.#rt;
+    if (outcome === "early") return; // still armed: a later wake-up fires it
+    this.#failing.delete(JSON.stringify(key));
+    const lateness = rt.ctx.now() - dueAt;
+    rt.metrics.deadline(kind, outcome, lateness);
+    if (kind === "grace" && outcome !== "noop") rt.metrics.inc(MetricName.graceExpired);
+    if (outcome !== "noop" && outcome !== "rearmed") {
+      rt.log.info("deadline fired", { deadline: deadlineLabel(key), kind, outcome, lateness });
+    }
+  }
+
+  /** A firing that threw: logged, counted, and retried later with a growing backoff. */
+  #failed(key: Deno.KvKey, err: unknown): void {
     const rt = this.#rt;
     const id = JSON.stringify(key);
-    if (this.#inFlight.has(id)) return;
-    this.#inFlight.add(id);
-    try {
-      const timer = (await rt.kv.get<TimerRecord>(key)).value;
-      if (!timer || timer.dueAt > rt.ctx.now()) return;
-      const lateness = rt.ctx.now() - timer.dueAt;
-      let outcome: string;
-      if (timer.kind === "callback") outcome = await this.#callback(key, timer);
-      else if (timer.kind === "purge") outcome = await this.#purge(key, timer);
-      else {
-        const firing = await fireDeadline(rt.ctx, key, timer);
-        if (!firing.ok) return;
-        outcome = firing.value.outcome;
-      }
-      rt.metrics.deadline(timer.kind, outcome, lateness);
-      if (timer.kind === "grace" && outcome !== "noop") {
-        rt.metrics.inc("tether_grace_expired_total");
-      }
-      if (outcome !== "noop" && outcome !== "rearmed") {
-        rt.log.info("deadline fired", { kind: timer.kind, id: timer.id, outcome, lateness });
-      }
-    } catch (err) {
-      rt.log.error("deadline failed", { key: id, err: String(err) });
-    } finally {
-      this.#inFlight.delete(id);
-    }
-  }
-
-  async #callback(key: Deno.KvKey, timer: TimerRecord): Promise<string> {
-    const rt = this.#rt;
-    const { callback } = timer;
-    const attempt = timer.attempt ?? 1;
-    // Claim: replace the deadline by a lease, so one wake-up sends and a crash still retries.
-    const lease = rt.ctx.now() + this.#options.callbackLeaseMs;
-    const claimed = await transact(rt.kv, async (tx) => {
-      if (!(await tx.get(key))) return false;
-      tx.delete(key);
-      if (callback) armTimer(tx, "callback", timer.id, lease, { attempt, callback });
-      return true;
-    }, { queues: rt.ctx.queues });
-    if (!claimed || !callback) return "noop";
-    const leaseKey = timerKey({ ...timer, dueAt: lease });
-    const retry = await this.#post(callback.url, JSON.stringify(callback.body));
-    const again = retry && attempt < this.#options.callbackTries;
-    await transact(rt.kv, async (tx) => {
-      if (!(await tx.get(leaseKey))) return;
-      tx.delete(leaseKey);
-      if (again) {
-        const wait = this.#options.callbackBackoffMs * 2 ** (attempt - 1);
-        armTimer(tx, "callback", timer.id, rt.ctx.now() + wait, {
-          attempt: attempt + 1,
-          callback,
-        });
-      }
-    }, { queues: rt.ctx.queues });
-    if (!retry) return "delivered";
-    return again ? "retry" : "gave-up";
-  }
-
-  /** POSTs a signed callback; returns true when it should be retried. */
-  async #post(url: string, body: string): Promise<boolean> {
-    try {
-      const res = await fetch(url, {
-        method: "POST",
-        body,
-        headers: {
-          "content-type": "application/json",
-          "x-tether-signature": await this.#rt.credentials.signature(body),
-        },
-        signal: AbortSignal.timeout(this.#options.callbackTimeoutMs),
-      });
-      await res.body?.cancel();
-      return res.status === 429 || res.status >= 500;
-    } catch {
-      return true;
-    }
-  }
-
-  async #purge(key: Deno.KvKey, timer: TimerRecord): Promise<string> {
-    const rt = this.#rt;
-    const session = await transact(rt.kv, (tx) => records.session(timer.id).get(tx));
-    if (!session?.deletedAt || session.incarnation !== timer.incarnation) {
-      await transact(rt.kv, async (tx) => {
-        if (await tx.get(key)) tx.delete(key);
-      });
-      return "noop";
-    }
-    await purgeSessionData(rt.kv, timer.id);
-    return await transact(rt.kv, async (tx) => {
-      if (!(await tx.get(key))) return "noop";
-      tx.delete(key);
-      const current = await records.session(timer.id).get(tx);
-      if (current?.deletedAt && current.incarnation === timer.incarnation) {
-        records.session(timer.id).delete(tx);
-      }
-      return "purged";
+    const failures = (this.#failing.get(id)?.failures ?? 0) + 1;
+    const wait = Math.min(
+      this.#options.failureBackoffMs * 2 ** (failures - 1),
+      this.#options.maxFailureBackoffMs,
+    );
+    this.#failing.set(id, { failures, retryAt: rt.ctx.now() + wait });
+    rt.metrics.inc(MetricName.deadlineFailures, { kind: String(key[2]) });
+    rt.log.error("deadline failed", {
+      deadline: deadlineLabel(key),
+      failures,
+      retryInMs: wait,
+      err: String(err),
     });
   }
 }
 
 /**
- * Which wake-ups to use when none are configured: queues only where a probe shows they
- * work (the current Deno Deploy has none), always the sweep, and cron where a platform
- * stops idle instances (no local KV path).
+ * The wake-ups an instance starts with when none are configured: the sweep, plus cron where
+ * the KV is shared and outlives the process (no local KV path), so a stopped instance's
+ * deadlines still fire. Queues join once {@link probeQueueDelivery} saw a message arrive.
+ *
+ * @example
+ * ```ts
+ * baseWakeups(false); // ["sweep", "cron"]: Deno Deploy
+ * ```
  */
-export async function chooseWakeups(kv: Deno.Kv, localKv: boolean): Promise<TimerWakeup[]> {
-  const wakeups: TimerWakeup[] = ["sweep"];
-  if (await queuesWork(kv)) wakeups.unshift("queue");
-  if (!localKv) wakeups.push("cron");
-  return wakeups;
-}
-
-async function queuesWork(kv: Deno.Kv): Promise<boolean> {
-  try {
-    const result = await kv.atomic().enqueue({ probe: true }).commit();
-    return result.ok;
-  } catch {
-    return false;
-  }
-}
-
-/** Runs at most `max` tasks at once; the rest wait their turn in order. */
-class Limiter {
-  #active = 0;
-  readonly #waiting: (() => void)[] = [];
-
-  constructor(readonly max: number) {}
-
-  async run<T>(task: () => Promise<T> | T): Promise<T> {
-    // A finishing task hands its slot straight to the next waiter.
-    if (this.#active < this.max) this.#active++;
-    else await new Promise<void>((resolve) => this.#waiting.push(resolve));
-    try {
-      return await task();
-    } finally {
-      const next = this.#waiting.shift();
-      if (next) next();
-      else this.#active--;
-    }
-  }
+export function baseWakeups(localKv: boolean): TimerWakeup[] {
+  return localKv ? ["sweep"] : ["sweep", "cron"];
 }

@@ -465,6 +465,8 @@ export class Conversation {
   #undelivered = new Map();
   /** @type {Map<string, number>} */
   #delivered = new Map();
+  /** @type {Map<string, string>} calls without a result yet, by execution and tool name */
+  #openTools = new Map();
   /** @type {Map<string, string>} Kilo message roles by message id */
   #roles = new Map();
   /** @type {Set<string>} */
@@ -1016,6 +1018,10 @@ export class Conversation {
       this.#push(env, "status", { text: describeStart(d) });
       return true;
     }
+    if (d.message === undefined && typeof d.text === "string") {
+      this.#message(env, d.type === "user" ? "user" : "assistant", d.text); // a plain shape
+      return true;
+    }
     const message = obj(d.message);
     const content = typeof message.content === "string"
       ? [{ type: "text", text: message.content }]
@@ -1090,16 +1096,33 @@ export class Conversation {
       const role = d.role === "user" ? "user" : "assistant";
       this.#message(env, role, contentText(d.content), d.delta ? `gemini:${role}` : undefined);
     } else if (d.type === "tool_use") {
-      this.#tool(env, str(d.tool_id), { name: str(d.tool_name), args: d.parameters });
+      const name = str(d.tool_name ?? d.tool ?? d.name) || "tool";
+      const id = str(d.tool_id ?? d.id) || `${name}@${env.eventId}`;
+      this.#tool(env, id, { name, args: d.parameters ?? d.input, status: "running" });
+      this.#openTools.set(`${env.executionId}\0${name}`, id);
     } else {
-      const isError = d.status === "error" || d.error !== undefined;
-      this.#tool(env, str(d.tool_id), {
-        output: d.error ? errorText(d) : contentText(d.output),
-        isError,
-        status: str(d.status) || undefined,
-      });
+      this.#toolResult(env, d);
     }
     return true;
+  }
+
+  /**
+   * A `tool_result` by the call's id, or, in shapes without ids, by the tool's name.
+   *
+   * @param {Envelope} env
+   * @param {Record<string, any>} d
+   */
+  #toolResult(env, d) {
+    const byName = `${env.executionId}\0${str(d.tool_name ?? d.tool ?? d.name)}`;
+    const id = str(d.tool_id ?? d.id) || this.#openTools.get(byName) || "";
+    this.#openTools.delete(byName);
+    const failed = d.status === "error" || d.error !== undefined ||
+      (typeof d.exitCode === "number" && d.exitCode !== 0);
+    this.#tool(env, id, {
+      output: d.error ? errorText(d) : contentText(d.output ?? d.text ?? d.content),
+      isError: failed,
+      status: failed ? "failed" : "completed",
+    });
   }
 
   /**

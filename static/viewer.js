@@ -1,11 +1,22 @@
 // Tether viewer page: opens one session with an API key (kept in sessionStorage, sent as a
-// bearer header) or a ticket from the page URL (read-only), shows its executions and a live
-// event timeline (replay, then live over the stream WebSocket). Every piece of event data
-// reaches the DOM through textContent, never as markup.
+// bearer header) or a ticket from the page URL (read-only), shows its executions and the run
+// as a conversation. It opens at the tail (the JSON events API from the newest page), pages
+// older events in as the user scrolls up, follows live events over the stream WebSocket, and
+// keeps the DOM bounded with a virtualized list. With an API key it can interrupt, send input
+// and answer permission requests. Event data reaches the DOM only as text (item_view.js).
+import { ApiErrorCode, CLOSE_CODE_HTTP_STATUS, CloseCode, TERMINAL_STATUSES } from "./protocol.js";
+import { Conversation, eventItem, formatUsage } from "./conversation.js";
+import { clock, copyButton, el, renderItem } from "./item_view.js";
+import { VirtualList } from "./virtual_list.js";
 
 const KEY_STORAGE = "tether.apiKey";
-const MAX_ROWS = 5000;
 const POLL_MS = 2000;
+/** Events read when a session opens (its tail) and per older page. */
+const PAGE_EVENTS = 500;
+/** Load older events when the viewport is this close to the top (px). */
+const NEAR_TOP_PX = 1200;
+/** Live events are drawn in batches at most this often (ms). */
+const FLUSH_MS = 50;
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -20,44 +31,39 @@ const state = {
   reconnectTimer: 0,
   attempts: 0,
   pollTimer: 0,
-  lastEventId: 0,
+  refreshSoon: 0,
   session: null,
+  /** @type {any[]} */
   executions: [],
-  rows: [],
+  /** Every loaded envelope, in eventId order. */
+  events: [],
+  /** The first eventId that might still be older than what is loaded. */
+  olderThan: 1,
+  startReached: false,
+  loadingOlder: false,
+  lastEventId: 0,
+  conversation: new Conversation(),
+  /** Bumped when the conversation is rebuilt, so every element is drawn afresh. */
+  folds: 0,
+  /** Items of the events view, built as needed. */
+  eventItems: [],
   pending: [],
   flushTimer: 0,
-  following: true,
-  /** Where the page itself last scrolled to; only scrolling above it pauses. */
-  autoTop: 0,
   unseen: 0,
   types: new Set(),
   execIds: new Set(),
-  refreshSoon: 0,
+  view: "conversation",
+  openRaw: new Set(),
+  openDetails: new Set(),
+  answering: new Map(),
+  composerKey: "",
+  /** The usage totals the execution cards show (redrawn when they change). */
+  usageStamp: "",
 };
 
 const readOnly = () => !state.apiKey;
 
-// ---------------------------------------------------------------- small DOM helpers
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined && text !== null) node.textContent = String(text);
-  return node;
-}
-
-function shortId(id) {
-  return id && id.length > 16 ? `${id.slice(0, 8)}…${id.slice(-6)}` : (id ?? "");
-}
-
-function clock(iso) {
-  const d = new Date(iso);
-  if (Number.isNaN(d.getTime())) return "";
-  const pad = (n, w = 2) => String(n).padStart(w, "0");
-  return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${
-    pad(d.getMilliseconds(), 3)
-  }`;
-}
+// ---------------------------------------------------------------- small helpers
 
 function dateTime(iso) {
   const d = new Date(iso);
@@ -84,6 +90,20 @@ function banner(text, kind = "error") {
   node.hidden = !text;
 }
 
+async function copyText(text, button) {
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    // Without clipboard access, select the text so Ctrl+C copies it.
+    const range = document.createRange();
+    range.selectNodeContents(button.previousElementSibling ?? button);
+    getSelection()?.removeAllRanges();
+    getSelection()?.addRange(range);
+  }
+  button.textContent = "Copied";
+  setTimeout(() => (button.textContent = "Copy"), 1500);
+}
+
 // ---------------------------------------------------------------- HTTP
 
 class ApiError extends Error {
@@ -96,7 +116,7 @@ class ApiError extends Error {
 
 async function api(path, init = {}) {
   const url = new URL(path, location.origin);
-  const headers = new Headers();
+  const headers = new Headers(init.headers ?? {});
   if (state.apiKey) headers.set("authorization", `Bearer ${state.apiKey}`);
   else if (state.ticket) url.searchParams.set("ticket", state.ticket);
   let body;
@@ -111,6 +131,7 @@ async function api(path, init = {}) {
 }
 
 const sessionPath = () => `/v1/sessions/${encodeURIComponent(state.sessionId)}`;
+const executionPath = (eid) => `${sessionPath()}/executions/${encodeURIComponent(eid)}`;
 
 function explain(err) {
   if (!(err instanceof ApiError)) return `Network error: ${err.message}`;
@@ -132,54 +153,75 @@ function renderSession() {
   $("s-id").textContent = s.sessionId;
   $("s-created").textContent = dateTime(s.createdAt);
   $("s-access").textContent = readOnly() ? "read-only (ticket)" : "full (API key)";
-  $("s-events").textContent = String(Math.max(s.lastEventId, state.lastEventId));
   $("s-queue").textContent = s.queuedExecutionIds.length
     ? `${s.queuedExecutionIds.length} waiting`
     : "empty";
   const hasMeta = s.metadata && Object.keys(s.metadata).length > 0;
   $("s-meta-box").hidden = !hasMeta;
   if (hasMeta) $("s-meta").textContent = JSON.stringify(s.metadata, null, 2);
+  renderSessionCount();
+}
+
+function renderSessionCount() {
+  if (state.session) {
+    $("s-events").textContent = String(Math.max(state.session.lastEventId, state.lastEventId));
+  }
+}
+
+const viewContext = {
+  execution: (eid) => state.executions.find((e) => e.executionId === eid),
+  usage: (eid) => state.conversation.usage(eid),
+  get canAnswer() {
+    return !readOnly();
+  },
+  openRaw: state.openRaw,
+  openDetails: state.openDetails,
+  answering: state.answering,
+  onAnswer: (item, option) => void answerPermission(item, option),
+  onCopy: (text, button) => void copyText(text, button),
+  onResize: () => list.refresh(),
+};
+
+function executionCard(exec) {
+  const li = el("li", `execution${exec.active ? " active" : ""}`);
+  li.dataset.executionId = exec.executionId;
+  li.dataset.status = exec.status;
+  const head = el("div", "exec-head");
+  head.append(el("span", `badge ${exec.status}`, exec.status));
+  if (exec.health) head.append(el("span", `health ${exec.health}`, exec.health));
+  li.append(head);
+  const id = el("div", "exec-id-row");
+  id.append(el("code", "exec-id", exec.executionId), copyButton(exec.executionId, viewContext));
+  li.append(id);
+  const meta = el("div", "exec-meta");
+  if (exec.active) meta.append(el("span", "", "active"));
+  meta.append(el("span", "", `created ${clock(exec.createdAt)}`));
+  if (exec.startedAt) {
+    const end = exec.completedAt ? Date.parse(exec.completedAt) : Date.now();
+    meta.append(el("span", "", `ran ${duration(end - Date.parse(exec.startedAt))}`));
+  }
+  if (exec.lastInputId > 0) {
+    meta.append(el("span", "", `inputs ${exec.deliveredInputId}/${exec.lastInputId} delivered`));
+  }
+  li.append(meta);
+  const usage = state.conversation.usage(exec.executionId);
+  if (usage) li.append(el("div", "exec-usage", formatUsage(usage)));
+  if (exec.error) li.append(el("div", "exec-error", exec.error));
+  if (!readOnly() && exec.active && exec.status === "running") {
+    const actions = el("div", "exec-actions");
+    actions.append(interruptButton(exec.executionId));
+    li.append(actions);
+  }
+  return li;
 }
 
 function renderExecutions() {
-  const list = $("executions");
   const items = [...state.executions].reverse(); // newest first
   $("exec-count").textContent = items.length ? `(${items.length})` : "";
   $("no-executions").hidden = items.length > 0;
-  const nodes = items.map((exec) => {
-    const li = el("li", `execution${exec.active ? " active" : ""}`);
-    li.dataset.executionId = exec.executionId;
-    li.dataset.status = exec.status;
-    const head = el("div", "exec-head");
-    head.append(el("span", `badge ${exec.status}`, exec.status));
-    const id = el("span", "exec-id", exec.executionId);
-    id.title = exec.executionId;
-    head.append(id);
-    if (exec.health) head.append(el("span", `health ${exec.health}`, exec.health));
-    li.append(head);
-
-    const meta = el("div", "exec-meta");
-    if (exec.active) meta.append(el("span", "", "active"));
-    meta.append(el("span", "", `created ${clock(exec.createdAt)}`));
-    if (exec.startedAt) {
-      const end = exec.completedAt ? Date.parse(exec.completedAt) : Date.now();
-      meta.append(el("span", "", `ran ${duration(end - Date.parse(exec.startedAt))}`));
-    }
-    if (exec.lastHeartbeatAt && exec.status === "running") {
-      meta.append(el("span", "", `last heard ${clock(exec.lastHeartbeatAt)}`));
-    }
-    li.append(meta);
-    if (exec.error) li.append(el("div", "exec-error", exec.error));
-
-    if (!readOnly() && exec.active && exec.status === "running") {
-      const actions = el("div", "exec-actions");
-      actions.append(interruptButton(exec.executionId));
-      li.append(actions);
-    }
-    return li;
-  });
-  list.replaceChildren(...nodes);
+  $("executions").replaceChildren(...items.map(executionCard));
   for (const exec of state.executions) addOption("filter-exec", state.execIds, exec.executionId);
+  renderComposerTargets();
 }
 
 // Two clicks, so a stray click never stops an agent.
@@ -204,7 +246,7 @@ function interruptButton(executionId) {
     button.disabled = true;
     button.textContent = "Interrupting…";
     try {
-      await api(`${sessionPath()}/executions/${encodeURIComponent(executionId)}/interrupt`, {
+      await api(`${executionPath(executionId)}/interrupt`, {
         method: "POST",
         json: { reason: "Interrupted from the viewer" },
       });
@@ -228,11 +270,15 @@ async function refresh() {
     ]);
     if (generation !== state.generation) return;
     state.session = session;
+    renderSession();
     // Keep a button that is waiting for its second click: redraw only on a change.
     const before = JSON.stringify(state.executions);
     state.executions = list.executions;
-    renderSession();
-    if (JSON.stringify(state.executions) !== before) renderExecutions();
+    if (JSON.stringify(state.executions) !== before) {
+      applyDelivered();
+      renderExecutions();
+      refreshList();
+    }
   } catch (err) {
     if (generation !== state.generation) return;
     if (err instanceof ApiError && err.status === 404) {
@@ -242,190 +288,252 @@ async function refresh() {
   }
 }
 
+/** An execution's `deliveredInputId` marks its inputs delivered, even those paged out. */
+function applyDelivered() {
+  for (const exec of state.executions) {
+    if (exec.deliveredInputId > 0) {
+      state.conversation.markDelivered(exec.executionId, exec.deliveredInputId);
+    }
+  }
+}
+
 function refreshSoon() {
   clearTimeout(state.refreshSoon);
   state.refreshSoon = setTimeout(() => void refresh(), 150);
 }
 
-// ---------------------------------------------------------------- the event timeline
+// ---------------------------------------------------------------- the conversation list
 
-function summarize(env) {
-  const d = env.data ?? {};
-  const text = (v) => (typeof v === "string" ? v : v === undefined ? "" : JSON.stringify(v));
-  switch (env.streamEventType) {
-    case "execution_status":
-      return `${d.previousStatus ?? "created"} → ${d.status}${d.active ? " · active" : ""}${
-        d.error ? ` · ${d.error}` : ""
-      }`;
-    case "output":
-      return `${d.truncated ? "[truncated] " : ""}${text(d.text)}`;
-    case "complete":
-      return `completed · exit code ${text(d.exitCode)}`;
-    case "interrupted":
-      return `${text(d.reason) || "interrupted"}${d.forced ? " · forced" : ""}`;
-    case "error":
-      return `${text(d.error ?? d.message) || "error"}${d.fatal ? " · fatal" : ""}${
-        d.code ? ` · ${d.code}` : ""
-      }`;
-    case "wrapper_disconnected":
-      return `${text(d.error)} · close ${text(d.wsCloseCode)}${
-        d.wsCloseReason ? ` ${d.wsCloseReason}` : ""
-      }`;
-    case "wrapper_resumed":
-      return `resumed · ${text(d.bufferedEvents)} buffered · ${text(d.droppedEvents)} dropped`;
-  }
-  if (d && typeof d === "object" && !Array.isArray(d)) {
-    const parts = [d.type ?? d.event ?? d.kind, d.tool ?? d.name];
-    const input = d.input && typeof d.input === "object"
-      ? Object.values(d.input).filter((v) => typeof v === "string")[0]
-      : undefined;
-    parts.push(input, d.text ?? d.message ?? d.content ?? d.summary ?? d.title ?? d.label);
-    // Agents in a stream-json mode nest their text and tool calls in message.content.
-    if (Array.isArray(d.message?.content)) {
-      for (const c of d.message.content) parts.push(c?.text ?? c?.name);
-    }
-    const shown = parts.filter((v) => v !== undefined && v !== null && typeof v !== "object");
-    if (shown.length > 0) return shown.map(text).join(" · ");
-  }
-  return text(env.data);
+/** What an element depends on besides its item: its execution, usage, a pending answer. */
+function itemVersion(item) {
+  return `${state.folds}:${itemState(item)}`;
 }
 
-function matchesFilters(row) {
+function itemState(item) {
+  if (item.kind === "execution") {
+    const exec = viewContext.execution(item.executionId);
+    const usage = state.conversation.usage(item.executionId);
+    return `${item.rev}:${exec?.status}:${exec ? "input" : ""}:${usage ? formatUsage(usage) : ""}`;
+  }
+  if (item.kind === "permission") return `${item.rev}:${state.answering.get(item.key) ?? ""}`;
+  return item.rev;
+}
+
+const list = new VirtualList($("timeline"), $("events"), {
+  render: (item) => renderItem(item, viewContext),
+  version: itemVersion,
+  onScroll: onListScroll,
+});
+
+function currentItems() {
+  if (state.view === "conversation") return state.conversation.items;
+  for (let i = state.eventItems.length; i < state.events.length; i++) {
+    state.eventItems.push(eventItem(state.events[i]));
+  }
+  return state.eventItems;
+}
+
+function filtersActive() {
+  return Boolean($("filter-type").value || $("filter-exec").value || $("filter-text").value.trim());
+}
+
+function matches(item, type, exec, query) {
+  if (exec && item.executionId !== exec) return false;
+  if (type && !item.events.some((e) => e.streamEventType === type)) return false;
+  if (query) {
+    item.haystack ??= JSON.stringify(item.events).toLowerCase();
+    if (!item.haystack.includes(query)) return false;
+  }
+  return true;
+}
+
+function visibleItems() {
+  const items = currentItems();
+  if (!filtersActive()) return items;
   const type = $("filter-type").value;
   const exec = $("filter-exec").value;
   const query = $("filter-text").value.trim().toLowerCase();
-  if (type && row.env.streamEventType !== type) return false;
-  if (exec && row.env.executionId !== exec) return false;
-  if (query) {
-    row.haystack ??= JSON.stringify(row.env).toLowerCase();
-    if (!row.haystack.includes(query)) return false;
+  return items.filter((item) => matches(item, type, exec, query));
+}
+
+/** Redraws the list after the items or their versions changed. */
+function refreshList() {
+  const items = visibleItems();
+  list.setItems(items);
+  $("timeline-empty").hidden = items.length > 0 || state.events.length > 0;
+  const total = currentItems().length;
+  const unit = state.view === "conversation" ? "items" : "events";
+  $("shown-count").textContent = items.length === total
+    ? `${total} ${unit}`
+    : `${items.length} of ${total} ${unit}`;
+  renderOlderHint();
+}
+
+function onListScroll() {
+  if (list.following) {
+    state.unseen = 0;
+    $("resume-scroll").hidden = true;
   }
-  return true;
+  if ($("timeline").scrollTop < NEAR_TOP_PX) void loadOlder();
+}
+
+function scrollToLatest() {
+  state.unseen = 0;
+  $("resume-scroll").hidden = true;
+  list.scrollToBottom();
+}
+
+function renderOlderHint() {
+  const hint = $("older");
+  if (state.loadingOlder) hint.textContent = "Loading older events…";
+  else if (state.startReached) hint.textContent = "";
+  else hint.textContent = "Scroll up for older events";
+  hint.hidden = !hint.textContent || state.events.length === 0;
 }
 
 function addOption(selectId, seen, value) {
   if (!value || seen.has(value)) return;
   seen.add(value);
   const select = $(selectId);
-  const option = el("option", "", selectId === "filter-exec" ? shortId(value) : value);
+  const option = el("option", "", value);
   option.value = value;
   option.title = value;
   const after = [...select.options].slice(1).find((o) => o.value > value);
   select.insertBefore(option, after ?? null);
 }
 
-function toggleJson(row, open) {
-  const show = open ?? !row.node.classList.contains("open");
-  row.node.classList.toggle("open", show);
-  if (show && !row.pre) {
-    row.pre = el("pre", "json", JSON.stringify(row.env, null, 2));
-    row.node.append(row.pre);
-  }
-  if (row.pre) row.pre.hidden = !show;
-}
+// ---------------------------------------------------------------- loading events
 
-function buildRow(env) {
-  const li = el("li", "event");
-  li.dataset.eventId = String(env.eventId);
-  li.dataset.type = env.streamEventType;
-  const line = el("div", "event-row");
-  line.append(el("span", "ev-id", env.eventId));
-  const time = el("span", "ev-time", clock(env.timestamp));
-  time.title = env.timestamp;
-  line.append(time);
-  const type = el("span", "ev-type", env.streamEventType);
-  type.classList.add(`t-${env.streamEventType.replace(/[^A-Za-z0-9_-]/g, "_")}`);
-  line.append(type);
-  const exec = el("span", "ev-exec", shortId(env.executionId));
-  exec.title = env.executionId;
-  line.append(exec);
-  const summary = el("span", "ev-summary", summarize(env).slice(0, 500));
-  if (env.streamEventType === "output" && env.data?.stream === "stderr") {
-    summary.classList.add("stderr");
-  }
-  line.append(summary);
-  li.append(line);
-  const row = { env, node: li, pre: null, haystack: null };
-  line.addEventListener("click", () => toggleJson(row));
-  return row;
-}
-
-function addEvent(env) {
-  if (typeof env.eventId !== "number" || env.eventId <= state.lastEventId) return;
-  state.lastEventId = env.eventId;
-  state.pending.push(env);
-  if (!state.flushTimer) state.flushTimer = setTimeout(flush, 30);
-  if (env.streamEventType === "execution_status") refreshSoon();
-}
-
-// Rendering in batches keeps a replay of thousands of events smooth.
-function flush() {
-  state.flushTimer = 0;
-  const batch = state.pending;
-  state.pending = [];
-  const fragment = document.createDocumentFragment();
-  const expand = $("expand-all").checked;
-  let shown = 0;
-  for (const env of batch) {
-    addOption("filter-type", state.types, env.streamEventType);
-    addOption("filter-exec", state.execIds, env.executionId);
-    const row = buildRow(env);
-    row.node.hidden = !matchesFilters(row);
-    if (!row.node.hidden) {
-      shown++;
-      if (expand) toggleJson(row, true);
+/**
+ * Reads `GET …/events` forward from `after` until `until` (inclusive) or the newest event,
+ * following `nextAfter` (a page may end early at its byte limit).
+ */
+async function readRange(after, until) {
+  const out = [];
+  let cursor = after;
+  for (;;) {
+    const page = await api(
+      `${sessionPath()}/events?after=${cursor}&limit=${Math.min(1000, until - cursor)}`,
+    );
+    for (const env of page.events) if (env.eventId <= until) out.push(env);
+    const reached = page.nextAfter >= until || page.nextAfter >= page.lastEventId;
+    if (reached || page.events.length === 0 || page.nextAfter <= cursor) {
+      return { events: out, lastEventId: page.lastEventId };
     }
-    state.rows.push(row);
-    fragment.append(row.node);
+    cursor = page.nextAfter;
   }
-  $("events").append(fragment);
-  const excess = state.rows.length - MAX_ROWS;
-  if (excess > 0) { for (const row of state.rows.splice(0, excess)) row.node.remove(); }
-  $("timeline-empty").hidden = state.rows.length > 0;
-  if (state.following) stickToBottom();
-  else if (shown > 0) {
-    state.unseen += shown;
+}
+
+/** Opens at the tail: the newest page of events first, then the live stream from there. */
+async function loadTail() {
+  const generation = state.generation;
+  const newest = state.session.lastEventId;
+  const after = Math.max(0, newest - PAGE_EVENTS);
+  const { events } = newest > 0 ? await readRange(after, newest) : { events: [] };
+  if (generation !== state.generation) return;
+  state.olderThan = after + 1;
+  state.startReached = after === 0;
+  addEvents(events);
+  list.scrollToBottom();
+}
+
+/** Pages in events older than those loaded, keeping the viewport where it is. */
+async function loadOlder() {
+  if (state.loadingOlder || state.startReached || state.events.length === 0) return;
+  const generation = state.generation;
+  state.loadingOlder = true;
+  renderOlderHint();
+  try {
+    // eventIds may have gaps (a session deleted and created again): widen until found.
+    let step = PAGE_EVENTS;
+    let older = [];
+    while (older.length === 0 && !state.startReached) {
+      const after = Math.max(0, state.olderThan - 1 - step);
+      older = (await readRange(after, state.olderThan - 1)).events;
+      if (generation !== state.generation) return;
+      state.olderThan = after + 1;
+      state.startReached = after === 0;
+      step *= 4;
+    }
+    if (older.length > 0) prependEvents(older);
+  } catch (err) {
+    if (generation === state.generation) banner(explain(err));
+  } finally {
+    if (generation === state.generation) {
+      state.loadingOlder = false;
+      renderOlderHint();
+    }
+  }
+}
+
+function prependEvents(older) {
+  state.events = [...older, ...state.events];
+  const conversation = new Conversation();
+  for (const env of state.events) conversation.add(env);
+  state.conversation = conversation;
+  state.folds++;
+  state.eventItems = [];
+  for (const env of older) noteFilters(env);
+  applyDelivered();
+  refreshList();
+  renderUsageChange();
+}
+
+/** Redraws the execution cards when an execution's usage totals changed. */
+function renderUsageChange() {
+  const stamp = state.executions.map((e) => {
+    const usage = state.conversation.usage(e.executionId);
+    return usage ? formatUsage(usage) : "";
+  }).join("|");
+  if (stamp !== state.usageStamp) {
+    state.usageStamp = stamp;
+    renderExecutions();
+  }
+}
+
+function noteFilters(env) {
+  addOption("filter-type", state.types, env.streamEventType);
+  addOption("filter-exec", state.execIds, env.executionId);
+}
+
+/** Adds events newer than those loaded (the tail, then live batches). */
+function addEvents(batch) {
+  const before = currentItems().length;
+  let added = 0;
+  let statusChanged = false;
+  for (const env of batch) {
+    if (typeof env.eventId !== "number" || env.eventId <= state.lastEventId) continue;
+    state.lastEventId = env.eventId;
+    state.events.push(env);
+    state.conversation.add(env);
+    noteFilters(env);
+    added++;
+    if (env.streamEventType === "execution_status" || env.streamEventType === "input") {
+      statusChanged = true;
+    }
+  }
+  if (added === 0) return;
+  if (statusChanged) refreshSoon();
+  renderUsageChange();
+  refreshList();
+  if (!list.following) {
+    state.unseen += Math.max(0, currentItems().length - before);
     $("new-count").textContent = String(state.unseen);
-    $("resume-scroll").hidden = false;
+    $("resume-scroll").hidden = state.unseen === 0;
   }
-  updateCounts();
   renderSessionCount();
 }
 
-function renderSessionCount() {
-  if (state.session) {
-    $("s-events").textContent = String(Math.max(state.session.lastEventId, state.lastEventId));
-  }
+function queueLive(env) {
+  state.pending.push(env);
+  if (!state.flushTimer) state.flushTimer = setTimeout(flushLive, FLUSH_MS);
 }
 
-function updateCounts() {
-  const shown = state.rows.filter((r) => !r.node.hidden).length;
-  $("shown-count").textContent = shown === state.rows.length
-    ? `${state.rows.length} events`
-    : `${shown} of ${state.rows.length} events`;
-}
-
-function applyFilters() {
-  const expand = $("expand-all").checked;
-  for (const row of state.rows) {
-    row.node.hidden = !matchesFilters(row);
-    if (!row.node.hidden) toggleJson(row, expand ? true : row.node.classList.contains("open"));
-  }
-  updateCounts();
-  scrollToLatest();
-}
-
-function stickToBottom() {
-  const timeline = $("timeline");
-  timeline.scrollTop = timeline.scrollHeight;
-  state.autoTop = timeline.scrollTop;
-}
-
-function scrollToLatest() {
-  stickToBottom();
-  state.following = true;
-  state.unseen = 0;
-  $("resume-scroll").hidden = true;
+function flushLive() {
+  state.flushTimer = 0;
+  const batch = state.pending;
+  state.pending = [];
+  addEvents(batch);
 }
 
 // ---------------------------------------------------------------- the live stream
@@ -470,23 +578,29 @@ async function connect() {
       return;
     }
     if (parsed && parsed.type === "error") banner(`Stream: ${parsed.message ?? parsed.code}`);
-    else if (parsed) addEvent(parsed);
+    else if (parsed) queueLive(parsed);
   };
-  ws.onclose = (event) => {
-    if (state.ws !== ws) return;
-    state.ws = null;
-    if (event.code === 1000) {
-      setConn("closed", "session deleted");
-      banner("This session has been deleted.");
-      return;
-    }
-    if (event.code === 4401 || event.code === 4403 || event.code === 4404) {
-      setConn("closed", "not connected");
-      banner(explain(new ApiError(event.code - 4000, { message: event.reason })));
-      return;
-    }
-    scheduleReconnect(generation);
-  };
+  ws.onclose = (event) => onStreamClose(ws, event, generation);
+}
+
+function onStreamClose(ws, event, generation) {
+  if (state.ws !== ws) return;
+  state.ws = null;
+  if (event.code === CloseCode.normal) {
+    setConn("closed", "session deleted");
+    banner("This session has been deleted.");
+    return;
+  }
+  const status = CLOSE_CODE_HTTP_STATUS[event.code];
+  if (status !== undefined) {
+    setConn("closed", "not connected");
+    banner(explain(new ApiError(status, { message: event.reason })));
+    return;
+  }
+  // Anything else (a restart, a slow-viewer close, a lost network) resumes after the
+  // last event drawn.
+  flushLive();
+  scheduleReconnect(generation);
 }
 
 function scheduleReconnect(generation) {
@@ -508,34 +622,136 @@ function stop() {
   if (state.ws) {
     const ws = state.ws;
     state.ws = null;
-    ws.close(1000, "viewer closed");
+    ws.close(CloseCode.normal, "viewer closed");
   }
   setConn("closed", "not connected");
+}
+
+// ---------------------------------------------------------------- input: composer, permissions
+
+/** Executions that accept input: pending (queued or active) or running, active first. */
+function inputTargets() {
+  return state.executions
+    .filter((e) => !TERMINAL_STATUSES.includes(e.status) && !e.inputClosed)
+    .sort((a, b) => Number(b.active) - Number(a.active));
+}
+
+function renderComposerTargets() {
+  const targets = inputTargets();
+  $("composer").hidden = readOnly() || targets.length === 0;
+  const select = $("composer-exec");
+  const chosen = select.value;
+  select.replaceChildren(...targets.map((e) => {
+    const option = el("option", "", `${e.executionId} · ${e.status}${e.active ? " · active" : ""}`);
+    option.value = e.executionId;
+    return option;
+  }));
+  if (targets.some((e) => e.executionId === chosen)) select.value = chosen;
+}
+
+const INPUT_ERRORS = {
+  [ApiErrorCode.executionEnded]: "The execution has ended: it takes no more input.",
+  [ApiErrorCode.inputClosed]: "Input is closed: end of input was already sent.",
+  [ApiErrorCode.inputQueueFull]: "Too many inputs wait for delivery; try again shortly.",
+};
+
+/** Sends one input; the `Idempotency-Key` makes a retry of the same input safe. */
+function sendInput(executionId, body, idempotencyKey) {
+  return api(`${executionPath(executionId)}/input`, {
+    method: "POST",
+    json: body,
+    headers: { "idempotency-key": idempotencyKey },
+  });
+}
+
+function composerBody() {
+  const text = $("composer-text").value;
+  const end = $("composer-end").checked;
+  const body = {};
+  if (text.trim() !== "") body.data = $("composer-json").checked ? JSON.parse(text) : text;
+  if (end) body.endOfInput = true;
+  return body;
+}
+
+async function submitComposer(event) {
+  event.preventDefault();
+  const status = $("composer-status");
+  const executionId = $("composer-exec").value;
+  let body;
+  try {
+    body = composerBody();
+  } catch (err) {
+    status.textContent = `Not valid JSON: ${err.message}`;
+    return;
+  }
+  if (!executionId || Object.keys(body).length === 0) return;
+  // The same text retried (after a network error) reuses its key: never sent twice.
+  const fingerprint = JSON.stringify([executionId, body]);
+  if (state.composerKey.split("\n")[0] !== fingerprint) {
+    state.composerKey = `${fingerprint}\n${crypto.randomUUID()}`;
+  }
+  $("composer-send").disabled = true;
+  status.textContent = "Sending…";
+  try {
+    const res = await sendInput(executionId, body, state.composerKey.split("\n")[1]);
+    status.textContent = `Input #${res.inputId} sent; it shows as delivered once the agent has it.`;
+    $("composer-text").value = "";
+    $("composer-end").checked = false;
+    state.composerKey = "";
+    refreshSoon();
+  } catch (err) {
+    status.textContent = INPUT_ERRORS[err.code] ?? explain(err);
+  } finally {
+    $("composer-send").disabled = false;
+  }
+}
+
+/** One click on a permission option sends the answer as an input (PROTOCOL.md 14). */
+async function answerPermission(item, option) {
+  if (readOnly() || state.answering.has(item.key)) return;
+  state.answering.set(item.key, option.optionId);
+  list.refresh();
+  try {
+    const permission = { requestId: item.requestId, optionId: option.optionId };
+    const key = `permission-${item.executionId}-${item.requestId}-${option.optionId}`;
+    await sendInput(item.executionId, { data: { permission } }, key);
+  } catch (err) {
+    state.answering.delete(item.key);
+    banner(INPUT_ERRORS[err.code] ?? explain(err));
+  }
+  list.refresh();
 }
 
 // ---------------------------------------------------------------- opening a session
 
 function resetView() {
   state.lastEventId = 0;
-  state.rows = [];
+  state.events = [];
+  state.eventItems = [];
+  state.conversation = new Conversation();
+  state.folds++;
   state.pending = [];
   state.executions = [];
   state.session = null;
+  state.startReached = false;
+  state.loadingOlder = false;
   state.types.clear();
   state.execIds.clear();
+  state.openRaw.clear();
+  state.openDetails.clear();
+  state.answering.clear();
   state.unseen = 0;
-  state.following = true;
   state.attempts = 0;
-  $("events").replaceChildren();
   $("executions").replaceChildren();
   for (const id of ["filter-type", "filter-exec"]) {
     const select = $(id);
     while (select.options.length > 1) select.remove(1);
     select.value = "";
   }
-  $("timeline-empty").hidden = false;
   $("resume-scroll").hidden = true;
-  updateCounts();
+  $("composer").hidden = true;
+  $("composer-status").textContent = "";
+  refreshList();
 }
 
 async function open(sessionId) {
@@ -548,6 +764,9 @@ async function open(sessionId) {
   $("app").hidden = false;
   try {
     state.session = await api(sessionPath());
+    if (generation !== state.generation) return;
+    renderSession();
+    await Promise.all([refresh(), loadTail()]);
   } catch (err) {
     if (generation !== state.generation) return;
     $("app").hidden = true;
@@ -557,21 +776,11 @@ async function open(sessionId) {
     return;
   }
   if (generation !== state.generation) return;
-  renderSession();
-  await refresh();
   state.pollTimer = setInterval(() => void refresh(), POLL_MS);
   void connect();
 }
 
-function init() {
-  const ticketMode = Boolean(state.ticket);
-  state.apiKey = ticketMode ? "" : (sessionStorage.getItem(KEY_STORAGE) ?? "");
-  $("key-label").hidden = ticketMode;
-  $("forget-button").hidden = ticketMode || !state.apiKey;
-  const sessionId = params.get("session") ?? "";
-  $("session-input").value = sessionId;
-  if (state.apiKey) $("key-input").placeholder = "saved for this tab";
-
+function bindForm(ticketMode) {
   $("open-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const id = $("session-input").value.trim();
@@ -602,27 +811,49 @@ function init() {
     $("app").hidden = true;
     $("intro").hidden = false;
   });
-  for (const id of ["filter-type", "filter-exec", "expand-all"]) {
-    $(id).addEventListener("change", applyFilters);
+}
+
+function bindToolbar() {
+  for (const radio of document.querySelectorAll('input[name="view"]')) {
+    radio.addEventListener("change", () => {
+      state.view = radio.value;
+      $("timeline").setAttribute(
+        "aria-label",
+        radio.value === "events" ? "Events" : "Conversation",
+      );
+      refreshList();
+      scrollToLatest();
+    });
   }
-  $("filter-text").addEventListener("input", applyFilters);
+  for (const id of ["filter-type", "filter-exec"]) {
+    $(id).addEventListener("change", () => {
+      refreshList();
+      scrollToLatest();
+    });
+  }
+  $("filter-text").addEventListener("input", () => {
+    refreshList();
+    scrollToLatest();
+  });
   $("resume-scroll").addEventListener("click", scrollToLatest);
-  // Scrolling up pauses auto-scroll; coming back to the bottom resumes it. A layout change
-  // (a banner, a resized window) never pauses it.
-  $("timeline").addEventListener("scroll", () => {
-    const t = $("timeline");
-    if (t.scrollHeight - t.scrollTop - t.clientHeight < 24) {
-      state.following = true;
-      state.unseen = 0;
-      $("resume-scroll").hidden = true;
-    } else if (t.scrollTop < state.autoTop - 4) {
-      state.following = false;
+  $("composer").addEventListener("submit", (event) => void submitComposer(event));
+  $("composer-text").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      $("composer").requestSubmit();
     }
   });
-  new ResizeObserver(() => {
-    if (state.following) stickToBottom();
-  }).observe($("timeline"));
+}
 
+function init() {
+  const ticketMode = Boolean(state.ticket);
+  state.apiKey = ticketMode ? "" : (sessionStorage.getItem(KEY_STORAGE) ?? "");
+  $("key-label").hidden = ticketMode;
+  $("forget-button").hidden = ticketMode || !state.apiKey;
+  const sessionId = params.get("session") ?? "";
+  $("session-input").value = sessionId;
+  if (state.apiKey) $("key-input").placeholder = "saved for this tab";
+  bindForm(ticketMode);
+  bindToolbar();
   if (sessionId && (state.apiKey || state.ticket)) void open(sessionId);
 }
 

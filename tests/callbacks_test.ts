@@ -3,6 +3,7 @@
  * retried with durable backoff on network errors, 429 and 5xx, not on other 4xx. A real
  * local HTTP server receives them; the backoff base is shortened through service options.
  */
+import { MetricName } from "../src/metrics.ts";
 import assert from "node:assert/strict";
 import { delay } from "../src/async.ts";
 import { wakeupVariants } from "./helpers/deadline_env.ts";
@@ -49,12 +50,12 @@ function startReceiver(statuses: number[] = []) {
 
 /** Callback leases short enough for a test. */
 const LEASED: StartOptions = {
-  config: { ticketSecret: SECRET },
+  config: { ticketSecret: SECRET, callbackPrivate: true },
   deadlines: { callbackLeaseMs: 300, callbackTimeoutMs: 30_000 },
 };
 
 const options = (extra: StartOptions["config"] = {}): StartOptions => ({
-  config: { ticketSecret: SECRET, ...extra },
+  config: { ticketSecret: SECRET, callbackPrivate: true, ...extra },
   deadlines: { callbackBackoffMs: BACKOFF_MS },
 });
 
@@ -131,7 +132,7 @@ serverTest("a callback that keeps failing is tried 5 times, then given up", asyn
   await delay(BACKOFF_MS * 20); // the next would come after 16 × base
   assert.equal(receiver.received.length, 5);
   assert.equal(
-    server.service.rt.metrics.get("tether_deadlines_fired_total", {
+    server.service.rt.metrics.get(MetricName.deadlinesFired, {
       kind: "callback",
       outcome: "gave-up",
     }),

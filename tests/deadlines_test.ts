@@ -3,6 +3,7 @@
  * pending-start timeouts, `health`, and the races between deadlines. Each rule runs under
  * every wake-up variant (see tests/helpers/deadline_env.ts).
  */
+import { MetricName } from "../src/metrics.ts";
 import assert from "node:assert/strict";
 import { delay } from "../src/async.ts";
 import { ErrorText } from "../src/protocol.ts";
@@ -66,9 +67,9 @@ for (const { label, config } of wakeupVariants()) {
       const types = (await storedEvents(server, "s1")).map((e) => e.streamEventType);
       assert.deepEqual(types, ["execution_status", "execution_status", "output"]);
       const metrics = server.service.rt.metrics;
-      assert.equal(metrics.get("tether_grace_started_total"), 1);
-      assert.equal(metrics.get("tether_grace_cancelled_total"), 1);
-      assert.equal(metrics.get("tether_grace_expired_total"), 0);
+      assert.equal(metrics.get(MetricName.graceStarted), 1);
+      assert.equal(metrics.get(MetricName.graceCancelled), 1);
+      assert.equal(metrics.get(MetricName.graceExpired), 0);
       await second.close();
     },
     { config: { ...config, disconnectGraceMs: GRACE_MS } },
@@ -109,7 +110,7 @@ for (const { label, config } of wakeupVariants()) {
       assert.equal(last.eventId, failures[0].eventId + 1);
       assert.equal(last.timestamp, exec.completedAt);
       assert.equal(await graceRecord(server, "s1"), null);
-      assert.equal(server.service.rt.metrics.get("tether_grace_expired_total"), 1);
+      assert.equal(server.service.rt.metrics.get(MetricName.graceExpired), 1);
       await client.closed;
     },
     { config: { ...config, disconnectGraceMs: GRACE_MS } },
@@ -160,7 +161,7 @@ for (const { label, config } of wakeupVariants()) {
       const armed = await timersOf(server, run.executionId, "heartbeat");
       assert.equal(armed.length, 1, "one heartbeat deadline, re-armed in place");
       assert.ok(
-        server.service.rt.metrics.get("tether_deadlines_fired_total", {
+        server.service.rt.metrics.get(MetricName.deadlinesFired, {
           kind: "heartbeat",
           outcome: "rearmed",
         }) >= 1,

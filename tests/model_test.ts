@@ -30,7 +30,7 @@ Deno.test("regression: a deadline fired before it is due stays armed and fires l
     const run = await createRun(server, "early");
     const [pending] = (await listTimers(server.kv)).filter((t) => t.kind === "pending");
     const early = await fireDeadline(server.service.rt.ctx, timerKey(pending));
-    assert.deepEqual(early, { ok: true, value: { outcome: "early" } });
+    assert.equal(early.ok && early.value.outcome, "early");
     assert.ok((await server.kv.get(timerKey(pending))).value, "the deadline is still armed");
     assert.equal((await getExecution(server, run)).status, "pending");
     offset += 30_001;

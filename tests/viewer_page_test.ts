@@ -8,60 +8,75 @@
  * browser test is skipped with a message.
  */
 import assert from "node:assert/strict";
-import { type BrowserContext, chromium, type Page } from "playwright-core";
-import { API_KEY, startServer } from "./helpers/server.ts";
-import { createRun } from "./helpers/ingest_client.ts";
+import type { Page } from "playwright-core";
+import { startServer } from "./helpers/server.ts";
+import { createRun, eventually } from "./helpers/ingest_client.ts";
 import { spawnWrapper } from "./helpers/runs.ts";
+import {
+  CHROMIUM,
+  hasChromium,
+  launchBrowser,
+  newPage,
+  openSession,
+  screenshot,
+  ticketFor,
+} from "./helpers/browser.ts";
+import { MODULE_PARAM, moduleUrl, PAGE_MODULES } from "../src/routes/viewer_page.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-const hasChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
 if (!hasChromium) {
   console.warn(`viewer_page_test: ${CHROMIUM} not found, skipping the browser test`);
 }
 
-const ARTIFACTS = new URL("../test-artifacts/", import.meta.url);
 const AGENT = new URL("../demo/agent.ts", import.meta.url).pathname;
 
-async function launchBrowser(): Promise<{ context: BrowserContext; close(): Promise<void> }> {
-  const userDataDir = await Deno.makeTempDir({ prefix: "tether-chromium-" });
-  const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    viewport: { width: 1400, height: 860 },
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
-  return {
-    context,
-    async close() {
-      await context.close();
-      await Deno.remove(userDataDir, { recursive: true }).catch(() => {});
-    },
-  };
-}
+/** Number of items drawn in the conversation. */
+const itemCount = (page: Page) => page.locator("#events > li.item").count();
 
-/** Number of event rows in the timeline. */
-const rowCount = (page: Page) => page.locator("#events > li").count();
-
-/** Waits until the timeline has at least `n` rows. */
-async function waitForRows(page: Page, n: number, timeoutMs = 10_000): Promise<void> {
+/** Waits until the conversation has drawn at least `n` items. */
+async function waitForItems(page: Page, n: number, timeoutMs = 10_000): Promise<void> {
   const end = Date.now() + timeoutMs;
-  while ((await rowCount(page)) < n) {
-    if (Date.now() > end) throw new Error(`timeline never reached ${n} rows`);
+  while ((await itemCount(page)) < n) {
+    if (Date.now() > end) throw new Error(`the list never drew ${n} items`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
 
+async function sha256Base64(bytes: ArrayBuffer): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", bytes);
+  return btoa(String.fromCharCode(...new Uint8Array(digest)));
+}
+
+Deno.test("viewer page: every script is pinned by hash; modules are served on / only", async () => {
+  const server = await startServer();
+  try {
+    const res = await fetch(`${server.url}/`);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get("content-type") ?? "", /text\/html/);
+    const csp = res.headers.get("content-security-policy") ?? "";
+    const html = await res.text();
+    const scriptSrc = csp.split("; ").find((d) => d.startsWith("script-src "))!;
+    assert.doesNotMatch(scriptSrc, /'self'|'unsafe-|data:|blob:|https?:/, "hashes only");
+    const importMap = JSON.parse(html.match(/<script type="importmap">(.*?)<\/script>/s)![1]);
+    for (const name of PAGE_MODULES) {
+      const module = await fetch(`${server.url}${moduleUrl(name)}`);
+      assert.equal(module.status, 200, name);
+      assert.match(module.headers.get("content-type") ?? "", /text\/javascript/);
+      assert.equal(module.headers.get("x-content-type-options"), "nosniff");
+      const hash = `sha256-${await sha256Base64(await module.arrayBuffer())}`;
+      assert.ok(scriptSrc.includes(`'${hash}'`), `${name} is pinned in the CSP`);
+      assert.equal(importMap.imports[`./${name}`], moduleUrl(name));
+      assert.equal(importMap.integrity[moduleUrl(name)], hash);
+    }
+    const unknown = await fetch(`${server.url}/?${MODULE_PARAM}=../deno.json`);
+    assert.equal(unknown.status, 404);
+    assert.equal((await unknown.json()).error, "NOT_FOUND");
+  } finally {
+    await server.close();
+  }
+});
+
 Deno.test({
-  name: "viewer page: live timeline, read-only ticket view, interrupt reflected",
+  name: "viewer page: live conversation, read-only ticket view, interrupt reflected",
   ignore: !hasChromium,
   sanitizeResources: false,
   sanitizeOps: false,
@@ -70,13 +85,6 @@ Deno.test({
     const browser = await launchBrowser();
     let wrapper: Deno.ChildProcess | undefined;
     try {
-      // A plain GET serves the page with a strict CSP.
-      const plain = await fetch(`${server.url}/`);
-      assert.equal(plain.status, 200);
-      assert.match(plain.headers.get("content-type") ?? "", /text\/html/);
-      assert.match(plain.headers.get("content-security-policy") ?? "", /script-src 'sha256-/);
-      await plain.body?.cancel();
-
       const run = await createRun(server, "viewer-e2e", { input: { prompt: "fix the tests" } });
       // The agent's script repeats for about a minute, so it is still running when we stop it.
       wrapper = spawnWrapper(run, [
@@ -89,60 +97,69 @@ Deno.test({
         "10",
       ]);
 
-      const page = await browser.context.newPage();
-      const pageErrors: string[] = [];
-      page.on("pageerror", (err) => pageErrors.push(String(err)));
-      await page.goto(`${server.url}/?session=viewer-e2e`);
-      await page.fill("#key-input", API_KEY);
-      await page.click("#open-button");
+      const { page, errors } = await newPage(browser);
+      await openSession(page, server, "viewer-e2e");
 
-      // Replay, then live: rows keep arriving while we watch.
+      // The tail, then live: items keep arriving while we watch.
       await page.locator(`#executions li[data-status="running"]`).waitFor({ timeout: 15_000 });
-      await waitForRows(page, 5);
-      await waitForRows(page, (await rowCount(page)) + 5);
+      await waitForItems(page, 5);
+      await page.locator(`.item[data-kind="tool"]`).first().waitFor({ timeout: 15_000 });
       assert.equal(await page.textContent("#conn-text"), "live");
       assert.equal(await page.textContent("#s-access"), "full (API key)");
       assert.equal(await page.locator(".execution .health.healthy").count(), 1);
+      // The full execution id, with a copy button, in the card and at the top of the run.
+      assert.equal(await page.textContent("#executions .exec-id"), run.executionId);
+      await page.locator("#timeline").evaluate((t) => t.scrollTop = 0);
+      const header = page.locator(`.item[data-kind="execution"]`);
+      assert.equal(await header.locator(".full-id").textContent(), run.executionId);
+      assert.equal(await header.locator(".prompt pre").textContent(), "fix the tests");
 
       // Agent output that looks like markup is shown as text.
-      await page.locator("#events .ev-summary", { hasText: '<h1 id="injected">' })
+      await page.locator(`.item[data-kind="output"]`, { hasText: '<h1 id="injected">' })
         .waitFor({ timeout: 15_000 });
       assert.equal(await page.locator("#injected").count(), 0);
 
-      // Filters and pretty JSON.
+      // Filters, the events view and the raw JSON of an item.
       await page.selectOption("#filter-type", "agent");
-      const visible = await page.locator("#events > li:not([hidden])").all();
-      const visibleTypes = await Promise.all(visible.map((row) => row.getAttribute("data-type")));
-      assert.ok(visibleTypes.length > 0);
-      assert.deepEqual([...new Set(visibleTypes)], ["agent"]);
-      await page.locator("#events > li:not([hidden]) .event-row").first().click();
-      const json = await page.locator("#events > li.open pre.json").first().textContent();
+      const kinds = await page.locator("#events > li.item").evaluateAll((items) =>
+        items.map((item) => item.getAttribute("data-kind"))
+      );
+      assert.ok(kinds.length > 0);
+      assert.ok(!kinds.includes("output"), `no output item when filtered: ${kinds}`);
+      await page.check(`input[name="view"][value="events"]`);
+      await page.locator("#events > li.item button.raw").first().click();
+      const json = await page.locator("#events > li.item pre.json").first().textContent();
       assert.equal(JSON.parse(json!).streamEventType, "agent");
+      await page.check(`input[name="view"][value="conversation"]`);
       await page.selectOption("#filter-type", "");
 
-      // A ticket link is a read-only view of the same live session: no interrupt button.
-      const { body: t } = await server.call<{ ticket: string }>(
-        "/v1/sessions/viewer-e2e/tickets",
-        { method: "POST", json: { ttlMs: 600_000 } },
-      );
-      const viewer = await browser.context.newPage();
-      await viewer.goto(`${server.url}/?session=viewer-e2e&ticket=${encodeURIComponent(t.ticket)}`);
-      await waitForRows(viewer, 5);
+      // A ticket link is a read-only view of the same live session: no interrupt, no composer.
+      const viewer = (await newPage(browser)).page;
+      await openSession(viewer, server, "viewer-e2e", {
+        ticket: await ticketFor(server, "viewer-e2e"),
+      });
+      await waitForItems(viewer, 5);
       await viewer.locator(`#executions li[data-status="running"]`).waitFor();
       assert.equal(await viewer.textContent("#s-access"), "read-only (ticket)");
       assert.equal(await viewer.locator(`[data-action="interrupt"]`).count(), 0);
       assert.equal(await viewer.locator("#key-label").isHidden(), true);
+      assert.equal(await viewer.locator("#composer").isHidden(), true);
 
-      // Auto-scroll: scrolling up pauses it and counts what arrives; the button resumes it.
+      // Following: scrolling up pauses it and counts what arrives; the button resumes it.
+      await eventually(
+        async () =>
+          await viewer.locator("#timeline").evaluate((t) => t.scrollHeight - t.clientHeight) > 300,
+        "a scrollable conversation",
+        30_000,
+      );
       await viewer.hover("#timeline");
       await viewer.mouse.wheel(0, -5000);
-      await viewer.locator("#resume-scroll").waitFor({ timeout: 10_000 });
+      await viewer.locator("#resume-scroll").waitFor({ timeout: 15_000 });
       assert.match((await viewer.textContent("#resume-scroll")) ?? "", /Paused · \d+ new/);
       await viewer.click("#resume-scroll");
       assert.equal(await viewer.locator("#resume-scroll").isHidden(), true);
 
-      await Deno.mkdir(ARTIFACTS, { recursive: true });
-      await page.screenshot({ path: new URL("viewer-running.png", ARTIFACTS).pathname });
+      await screenshot(page, "viewer-running.png");
 
       // Interrupt (two clicks) from the key-holding page.
       const interrupt = page.locator(`[data-action="interrupt"]`);
@@ -150,27 +167,28 @@ Deno.test({
       assert.equal(await interrupt.textContent(), "Click again to interrupt");
       await interrupt.click();
       await page.locator(`#executions li[data-status="interrupted"]`).waitFor({ timeout: 15_000 });
-      await page.locator(`#events > li[data-type="interrupted"]`).waitFor();
-      const reason = await page.locator(`#events > li[data-type="interrupted"] .ev-summary`)
-        .first().textContent();
-      assert.equal(reason, "Interrupted from the viewer");
+      const stopped = page.locator(`.item[data-kind="status"]`, {
+        hasText: "Interrupted from the viewer",
+      });
+      await stopped.first().waitFor();
       await page.locator(`#executions .exec-error`, { hasText: "Interrupted from the viewer" })
         .waitFor();
       assert.equal(await page.locator(`[data-action="interrupt"]`).count(), 0);
-      // The read-only page sees the end too, live.
+      // The read-only page sees the end too, live, and still follows.
       await viewer.locator(`#executions li[data-status="interrupted"]`).waitFor({
         timeout: 10_000,
       });
-      await viewer.locator(`#events > li[data-type="interrupted"]`).waitFor();
+      await viewer.locator(`.item[data-kind="status"]`, { hasText: "Interrupted from the viewer" })
+        .first().waitFor();
       assert.equal(await viewer.locator("#resume-scroll").isHidden(), true, "still following");
 
       const status = await wrapper.status;
       assert.equal(status.code, 130, "the wrapper exits 130 after an interrupt");
       wrapper = undefined;
 
-      await page.screenshot({ path: new URL("viewer.png", ARTIFACTS).pathname });
-      await viewer.screenshot({ path: new URL("viewer-readonly.png", ARTIFACTS).pathname });
-      assert.deepEqual(pageErrors, []);
+      await screenshot(page, "viewer.png");
+      await screenshot(viewer, "viewer-readonly.png");
+      assert.deepEqual(errors, []);
     } finally {
       if (wrapper) {
         try {

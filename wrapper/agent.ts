@@ -19,6 +19,11 @@ export interface AgentOptions {
    * (a grandchild can hold it open). Default 2000.
    */
   drainMs?: number;
+  /**
+   * `piped` keeps the agent's stdin open for {@link Agent.stdin}; `null` gives it a closed
+   * one (PROTOCOL.md 12, `--input none`). Default `null`.
+   */
+  stdin?: "piped" | "null";
 }
 
 /** How the agent process ended. */
@@ -33,6 +38,8 @@ export interface AgentExit {
 export interface Agent {
   /** Resolves when the process has exited and its output has been read to the end. */
   readonly exited: Promise<AgentExit>;
+  /** The agent's stdin, when started with `stdin: "piped"`. */
+  readonly stdin: WritableStream<Uint8Array> | undefined;
   /**
    * Stops the agent: `signal` now (default SIGTERM), then SIGKILL after `graceMs` if it
    * still runs. A later call can only escalate (SIGKILL at once).
@@ -41,7 +48,7 @@ export interface Agent {
 }
 
 /**
- * Spawns `command` (stdin inherited) and forwards its output lines. Throws when the
+ * Spawns `command` (stdin closed, or piped for the caller) and forwards its output lines. Throws when the
  * command cannot be started (for example `Deno.errors.NotFound`).
  *
  * @example
@@ -51,10 +58,10 @@ export interface Agent {
  * ```
  */
 export function startAgent(command: readonly string[], options: AgentOptions): Agent {
-  const { onLine, maxLineBytes, drainMs = 2000 } = options;
+  const { onLine, maxLineBytes, drainMs = 2000, stdin = "null" } = options;
   const child = new Deno.Command(command[0], {
     args: command.slice(1),
-    stdin: "inherit",
+    stdin,
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -90,6 +97,7 @@ export function startAgent(command: readonly string[], options: AgentOptions): A
   exited.then(() => clearTimeout(killTimer));
   return {
     exited,
+    stdin: stdin === "piped" ? child.stdin : undefined,
     stop({ signal = "SIGTERM", graceMs }) {
       if (stopping === "SIGKILL" || stopping === signal) return;
       stopping = signal;

@@ -35,6 +35,24 @@ export function lineFrame(line: Line, stream: OutputStream, maxFrameBytes: numbe
       if (frameBytes(frame) <= maxFrameBytes) return frame;
     }
   }
+  return outputFrame(line, stream, maxFrameBytes);
+}
+
+/**
+ * The `output {stream, text}` frame for one line, whatever it holds; a line whose frame
+ * would exceed `maxFrameBytes` becomes `output {stream, text, truncated: true, bytes}`.
+ *
+ * @example
+ * ```ts
+ * outputFrame({ text: '{"a":1}', bytes: 7, cut: false }, "stdout", 524288);
+ * // { streamEventType: "output", data: { stream: "stdout", text: '{"a":1}' } }
+ * ```
+ */
+export function outputFrame(
+  line: Line,
+  stream: OutputStream,
+  maxFrameBytes: number,
+): OutgoingFrame {
   const frame = { streamEventType: "output", data: { stream, text: line.text } };
   if (!line.cut && frameBytes(frame) <= maxFrameBytes) return frame;
   return fitText(
@@ -112,9 +130,9 @@ function parseJsonObject(text: string): Record<string, unknown> | undefined {
   }
 }
 
-/** `complete {exitCode: 0}`. */
-export function completeFrame(): OutgoingFrame {
-  return { streamEventType: "complete", data: { exitCode: 0 } };
+/** `complete {exitCode}`; the exit code defaults to 0. */
+export function completeFrame(exitCode = 0): OutgoingFrame {
+  return { streamEventType: "complete", data: { exitCode } };
 }
 
 /** The fatal `AGENT_EXIT` error of an agent that exited by itself with a code other than 0. */

@@ -1,8 +1,11 @@
 /**
- * Ending an execution: the one place that clears the session's active slot, interrupt flag
- * and grace record (only when they name the execution being ended), promotes the next
- * queued execution, and closes its connection with 4000 wherever it is held; plus the fail
- * and interrupt transitions built on it.
+ * Ending an execution: the one place that clears the session's active slot and interrupt
+ * flag (only when they name the execution being ended, or when the whole session is being
+ * deleted), promotes the next queued execution, clears the execution's grace and
+ * connection records and closes its connection with 4000 wherever it is held; plus the fail
+ * and interrupt transitions built on it. (The connection transitions clear grace and
+ * connection records too, each only for its own connection: a reconnect cancels its grace,
+ * a close ends its connection record.)
  *
  * @module
  */
@@ -173,6 +176,32 @@ export async function failExecution(
     await failWithError(ctx, tx, p, current, failure.error, failure);
     return done({ failed: true });
   });
+}
+
+/**
+ * Inside the transaction that deletes a session: fails each of its live executions with
+ * `Session deleted` (promoting nothing), then clears the session's active slot, queue,
+ * interrupt flag and grace record, whatever they name: the session itself ends.
+ */
+export async function finishSession(
+  ctx: LifecycleContext,
+  tx: Tx,
+  p: Pending,
+  sessionId: string,
+): Promise<void> {
+  const [active, queue] = await Promise.all([
+    records.active(sessionId).get(tx),
+    records.queue(sessionId).get(tx),
+  ]);
+  const live = [...(active ? [active.executionId] : []), ...(queue?.executionIds ?? [])];
+  for (const eid of live) {
+    const exec = await records.execution(eid).get(tx);
+    if (!exec || isTerminal(exec.status)) continue;
+    await failWithError(ctx, tx, p, exec, ErrorText.sessionDeleted, { promote: false });
+  }
+  for (const entry of [records.active, records.queue, records.interrupt, records.grace]) {
+    entry(sessionId).delete(tx);
+  }
 }
 
 /** Inside a transaction: the execution when it belongs to this live session, else `null`. */

@@ -5,7 +5,7 @@
  * @module
  */
 import { newSessionId, randomSecret } from "../ids.ts";
-import { ErrorCode, ErrorText, isTerminal, type SessionView } from "../protocol.ts";
+import { ErrorCode, type SessionView } from "../protocol.ts";
 import {
   type ActiveSlot,
   armTimer,
@@ -27,7 +27,7 @@ import {
   type Refusal,
   refuse,
 } from "./transition.ts";
-import { failWithError } from "./finish.ts";
+import { finishSession } from "./finish.ts";
 
 /** Why a session transition refused: the session is unknown or deleted. */
 export type SessionNotFound = Refusal<typeof ErrorCode.sessionNotFound>;
@@ -124,19 +124,7 @@ export async function tombstone(
 ): Promise<boolean> {
   const session = await records.session(sessionId).get(tx);
   if (!isLive(session)) return false;
-  const [active, queue] = await Promise.all([
-    records.active(sessionId).get(tx),
-    records.queue(sessionId).get(tx),
-  ]);
-  const live = [...(active ? [active.executionId] : []), ...(queue?.executionIds ?? [])];
-  for (const eid of live) {
-    const exec = await records.execution(eid).get(tx);
-    if (!exec || isTerminal(exec.status)) continue;
-    await failWithError(ctx, tx, p, exec, ErrorText.sessionDeleted, { promote: false });
-  }
-  for (const entry of [records.active, records.queue, records.interrupt, records.grace]) {
-    entry(sessionId).delete(tx);
-  }
+  await finishSession(ctx, tx, p, sessionId);
   records.session(sessionId).set(tx, { ...session, deletedAt: p.at });
   await touchHead(tx, sessionId);
   armTimer(tx, "purge", sessionId, p.now, { incarnation: session.incarnation });

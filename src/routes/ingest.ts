@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { MetricName } from "../metrics.ts";
 import { Hono } from "hono";
 import type { AppEnv } from "../context.ts";
 import { HttpError, upgradeWebSocket } from "../http.ts";
@@ -56,7 +57,7 @@ export function ingestRoutes(): Hono<AppEnv> {
           return;
         }
         const admission = outcome.value;
-        if (admission.graceCancelled) rt.metrics.inc("tether_grace_cancelled_total");
+        if (admission.graceCancelled) rt.metrics.inc(MetricName.graceCancelled);
         const connection = new IngestConnection(rt, socket, { ...admission, connectionId });
         connection.start();
         rt.log.info("wrapper connected", {

@@ -36,6 +36,7 @@ import {
   type TicketCreated,
 } from "../protocol.ts";
 import { listExecutionIds } from "../store/mod.ts";
+import { callbackUrlProblem } from "../callback_url.ts";
 import { requireClient, requireSession } from "./auth.ts";
 import { refusalError } from "./refusals.ts";
 
@@ -44,7 +45,14 @@ const executionNotFound = () => refusalError({ code: ErrorCode.executionNotFound
 /** The session and execution routes, mounted at `/v1/sessions`. */
 export function sessionRoutes(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
+  addSessionRoutes(app);
+  addExecutionRoutes(app);
+  addControlRoutes(app);
+  return app;
+}
 
+/** `POST /`, `GET /:sid`, `DELETE /:sid`. */
+function addSessionRoutes(app: Hono<AppEnv>): void {
   app.post("/", requireClient, async (c) => {
     const body = await readBody(c, CreateSessionBody);
     const rt = c.get("runtime");
@@ -71,7 +79,10 @@ export function sessionRoutes(): Hono<AppEnv> {
     rt.log.info("session deleted", { sessionId: sid, event: "session_deleted" });
     return c.body(null, 204);
   });
+}
 
+/** `POST /:sid/executions`, `GET /:sid/executions`, `GET /:sid/executions/:eid`. */
+function addExecutionRoutes(app: Hono<AppEnv>): void {
   app.post("/:sid/executions", requireSession("client"), async (c) => {
     const rt = c.get("runtime");
     const sid = c.req.param("sid");
@@ -80,6 +91,7 @@ export function sessionRoutes(): Hono<AppEnv> {
       ? undefined
       : validate(IdempotencyKey, keyHeader, "Idempotency-Key header");
     const body = await readBody(c, CreateExecutionBody);
+    refuseCallbackUrl(body.callbackUrl, rt.config.callbackPrivate);
     const base = rt.publicBase(c.req.url);
     // A live session's id matches SESSION_ID_RE, whose characters are all valid in a path
     // segment: the URLs spell it as it is (PROTOCOL.md 4), ':' included.
@@ -120,7 +132,10 @@ export function sessionRoutes(): Hono<AppEnv> {
     if (!view) throw executionNotFound();
     return c.json<ExecutionView>(view);
   });
+}
 
+/** `POST /:sid/executions/:eid/interrupt`, `POST /:sid/executions/:eid/fail`, `POST /:sid/tickets`. */
+function addControlRoutes(app: Hono<AppEnv>): void {
   app.post("/:sid/executions/:eid/interrupt", requireSession("client"), async (c) => {
     const rt = c.get("runtime");
     const sid = c.req.param("sid");
@@ -161,6 +176,13 @@ export function sessionRoutes(): Hono<AppEnv> {
     });
     return c.json<TicketCreated>({ ticket, expiresAt: new Date(expiresAt).toISOString() }, 201);
   });
+}
 
-  return app;
+/** 400 `INVALID_REQUEST` for a callback URL with credentials or a private host (PROTOCOL.md 4). */
+function refuseCallbackUrl(url: string | undefined, allowPrivate: boolean): void {
+  const problem = url === undefined ? undefined : callbackUrlProblem(url, allowPrivate);
+  if (problem === undefined) return;
+  throw new HttpError(ErrorCode.invalidRequest, problem, {
+    issues: [{ path: ["callbackUrl"], message: problem, code: "custom" }],
+  });
 }

@@ -81,7 +81,13 @@ export function streamRoutes(): Hono<AppEnv> {
 
 function serveSocketViewer(rt: Runtime, sid: string, query: EventsQuery, socket: WebSocket) {
   const stop = new AbortController();
-  const onShutdown = () => stop.abort();
+  // A restarting instance closes viewers at once with 1012: they resume elsewhere with `after`.
+  const onShutdown = () => {
+    stop.abort();
+    if (socket.readyState === WebSocket.OPEN) {
+      socket.close(CloseCode.restart, "service restarting, resume with after");
+    }
+  };
   rt.shutdown.addEventListener("abort", onShutdown);
   socket.onclose = () => stop.abort();
   socket.onerror = () => stop.abort();

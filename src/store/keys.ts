@@ -22,6 +22,7 @@
  * ["bell", instanceId]                bumped with every inbox message; watched by its owner
  * ["secret", "ticket"]                the ticket signing secret when none is configured
  * ["secret", "devApiKey"]             the dev-mode api key (local KV file, no TETHER_API_KEYS)
+ * ["healthz"]                         never written: `/healthz` reads it to see KV answer
  * ```
  *
  * @module
@@ -71,4 +72,5 @@ export const keys = {
   bell: (instanceId: string): Deno.KvKey => ["bell", instanceId],
   ticketSecret: (): Deno.KvKey => ["secret", "ticket"],
   devApiKey: (): Deno.KvKey => ["secret", "devApiKey"],
+  healthProbe: (): Deno.KvKey => ["healthz"],
 };

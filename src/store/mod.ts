@@ -9,6 +9,7 @@ import type {
   ActiveSlot,
   ConnRecord,
   ExecutionRecord,
+  ExecutionTimerKind,
   GraceRecord,
   HeadRecord,
   IdempotencyRecord,
@@ -16,6 +17,7 @@ import type {
   InterruptFlag,
   QueueRecord,
   SessionRecord,
+  TimerFields,
   TimerRecord,
 } from "./records.ts";
 import type { Tx } from "./transact.ts";
@@ -67,16 +69,32 @@ export const records = {
 
 /**
  * Arms a durable deadline in the transaction: the timer entry, plus a queue message with
- * the same due time (dropped by `transact` where KV queues are off).
+ * the same due time (dropped by `transact` where KV queues are off). Each kind takes its own
+ * fields: none for execution deadlines, `{incarnation}` for `ttl`/`purge`, `{attempt,
+ * callback}` for `callback`.
+ *
+ * @example
+ * ```ts
+ * armTimer(tx, "grace", executionId, now + graceMs);
+ * armTimer(tx, "ttl", sessionId, now + ttlMs, { incarnation });
+ * ```
  */
+export function armTimer(tx: Tx, kind: ExecutionTimerKind, id: string, dueAt: number): void;
+export function armTimer<K extends "ttl" | "purge" | "callback">(
+  tx: Tx,
+  kind: K,
+  id: string,
+  dueAt: number,
+  fields: TimerFields<K>,
+): void;
 export function armTimer(
   tx: Tx,
   kind: TimerKind,
   id: string,
   dueAt: number,
-  extra: Partial<TimerRecord> = {},
+  fields: object = {},
 ): void {
-  const timer: TimerRecord = { kind, id, dueAt, ...extra };
+  const timer = { ...fields, kind, id, dueAt } as TimerRecord;
   tx.set(keys.timer(dueAt, kind, id), timer);
   const delay = Math.max(0, dueAt - Date.now());
   // KV refuses queue delays over 30 days; the sweep and cron carry those deadlines.
@@ -87,14 +105,32 @@ export function armTimer(
 export const timerKey = (timer: TimerRecord): Deno.KvKey =>
   keys.timer(timer.dueAt, timer.kind, timer.id);
 
-/** Lists timers due at or before `now`. */
-export async function listDueTimers(kv: Deno.Kv, now: number, limit = 500): Promise<TimerRecord[]> {
-  const out: TimerRecord[] = [];
-  const iter = kv.list<TimerRecord>({ start: keys.timers(), end: [...keys.timers(), now + 1] }, {
-    limit,
-  });
-  for await (const e of iter) out.push(e.value);
-  return out;
+/** A listed timer entry: its key, and its value as stored (checked by the firing side). */
+export interface TimerEntry {
+  key: Deno.KvKey;
+  value: unknown;
+}
+
+/**
+ * Lists timer entries due at or before `until`, in due order, starting after `after` (a key
+ * a previous page ended with). Reads nothing due later.
+ */
+export async function listDueTimers(
+  kv: Deno.Kv,
+  until: number,
+  options: { limit: number; after?: Deno.KvKey },
+): Promise<TimerEntry[]> {
+  const { after } = options;
+  const start = after ?? keys.timers();
+  const end = [...keys.timers(), until + 1];
+  // `start` is inclusive: the entry a previous page ended with is read again and skipped.
+  const limit = options.limit + (after ? 1 : 0);
+  const skip = after ? JSON.stringify(after) : undefined;
+  const out: TimerEntry[] = [];
+  for await (const e of kv.list({ start, end }, { limit })) {
+    if (JSON.stringify(e.key) !== skip) out.push({ key: e.key, value: e.value });
+  }
+  return out.slice(0, options.limit);
 }
 
 /** Lists every armed timer (tests and diagnostics). */
@@ -121,6 +157,11 @@ export async function takeInbox(kv: Deno.Kv, instanceId: string): Promise<InboxM
     await op.commit();
   }
   return entries.map((e) => e.value);
+}
+
+/** Reads a key that is never written: resolves when KV answers, rejects when it does not. */
+export async function probeKv(kv: Deno.Kv): Promise<void> {
+  await kv.get(keys.healthProbe());
 }
 
 /** The key an instance watches for new inbox messages. */

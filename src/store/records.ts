@@ -96,22 +96,54 @@ export interface IdempotencyRecord {
   body: Omit<ExecutionCreated, "ingestToken">;
 }
 
-/** A durable deadline. */
-export interface TimerRecord {
-  kind: import("./keys.ts").TimerKind;
-  /** Execution id, or session id for `ttl` and `purge`. */
-  id: string;
-  dueAt: number;
-  /** Try number for `callback`. */
-  attempt?: number;
-  /** Session incarnation for `ttl` and `purge`: a re-created session is not affected. */
-  incarnation?: string;
-  /**
-   * For `callback`: where to POST and what, frozen when the execution ended, so a retry
-   * needs no record that a session purge may have removed meanwhile.
-   */
-  callback?: { url: string; body: CallbackBody };
+/** Deadline kinds whose only subject is an execution. */
+export type ExecutionTimerKind = "grace" | "heartbeat" | "pending" | "interrupt";
+
+/**
+ * A durable deadline, as stored under `["timer", dueAt, kind, id]`: each kind carries exactly
+ * its own fields. (The shape is the one stored since the first release; the fixture
+ * `tests/fixtures/timers_v1.kv` holds one of each.)
+ */
+export type TimerRecord =
+  | {
+    kind: ExecutionTimerKind;
+    /** The execution. */
+    id: string;
+    dueAt: number;
+  }
+  | {
+    kind: "ttl" | "purge";
+    /** The session. */
+    id: string;
+    dueAt: number;
+    /** Session incarnation: a session re-created under the same id is not affected. */
+    incarnation: string;
+  }
+  | {
+    kind: "callback";
+    /** The execution that ended. */
+    id: string;
+    dueAt: number;
+    /** Try number, from 1. */
+    attempt: number;
+    /**
+     * Where to POST and what, frozen when the execution ended, so a retry needs no record
+     * that a session purge may have removed meanwhile.
+     */
+    callback: CallbackTarget;
+  };
+
+/** A completion callback's destination and body. */
+export interface CallbackTarget {
+  url: string;
+  body: CallbackBody;
 }
+
+/** The fields a deadline of kind `K` carries besides kind, id and due time. */
+export type TimerFields<K extends TimerRecord["kind"]> = TimerRecord extends infer R
+  ? R extends { kind: infer Kinds } ? K extends Kinds ? Omit<R, "kind" | "id" | "dueAt"> : never
+  : never
+  : never;
 
 /** A message for the instance that holds a socket. */
 export type InboxMessage =

@@ -47,10 +47,12 @@ type Write =
   | { key: Deno.KvKey; kind: "set"; value: unknown; expireIn?: number }
   | { key: Deno.KvKey; kind: "delete" };
 
-const keyId = (key: Deno.KvKey) =>
+/** A key's identity in the read and write sets. */
+export const keyId = (key: Deno.KvKey): string =>
   JSON.stringify(key, (_k, v) => typeof v === "bigint" ? `${v}n` : v);
 
-class Transaction implements Tx {
+/** One run of a transaction body: its reads (checked at commit), writes and messages. */
+export class Transaction implements Tx {
   readonly reads = new Map<string, { key: Deno.KvKey; versionstamp: string | null }>();
   readonly writes = new Map<string, Write>();
   readonly messages: { message: unknown; delay?: number }[] = [];
@@ -100,15 +102,24 @@ class Transaction implements Tx {
     if (!this.reads.has(keyId(key))) this.reads.set(keyId(key), { key, versionstamp });
   }
 
-  commit(): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
-    const op = this.kv.atomic();
+  /** Whether committing would change anything. */
+  get writing(): boolean {
+    return this.writes.size > 0 || this.messages.length > 0;
+  }
+
+  /** Adds this run's checks, writes and messages to `op` (several runs may share one op). */
+  addTo(op: Deno.AtomicOperation): Deno.AtomicOperation {
     for (const read of this.reads.values()) op.check(read);
     for (const write of this.writes.values()) {
       if (write.kind === "set") op.set(write.key, write.value, { expireIn: write.expireIn });
       else op.delete(write.key);
     }
     for (const m of this.messages) op.enqueue(m.message, { delay: m.delay });
-    return op.commit();
+    return op;
+  }
+
+  commit(): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
+    return this.addTo(this.kv.atomic()).commit();
   }
 }
 
@@ -138,7 +149,7 @@ export async function transact<T>(
     let result: T;
     try {
       result = await fn(tx);
-      if (tx.writes.size === 0 && tx.messages.length === 0) return result;
+      if (!tx.writing) return result;
       committed = (await tx.commit()).ok;
     } catch (err) {
       // A local KV file written through another handle (a second instance or process) is
@@ -154,6 +165,6 @@ export async function transact<T>(
 }
 
 /** SQLite's busy error, as a local KV file reports it while another handle writes. */
-function isLocked(err: unknown): boolean {
+export function isLocked(err: unknown): boolean {
   return err instanceof Error && /database is locked/.test(err.message);
 }

@@ -1,0 +1,136 @@
+/**
+ * The frames the wrapper stores for an ACP agent (PROTOCOL.md section 14): `acp` updates,
+ * `acp_turn` ends, `permission_request`s, `acp_input_ignored` and the fatal
+ * `AGENT_PROTOCOL_ERROR`. Each frame fits the frame limit: an update, request or ignored
+ * input too large to store whole keeps what identifies it and says `truncated: true` with
+ * its size, so a viewer still sees that it happened.
+ *
+ * @module
+ */
+import { AcpEventType, ErrorCode } from "../src/protocol.ts";
+import { fitText } from "./frames.ts";
+import { frameBytes, type OutgoingFrame, utf8Bytes } from "./outbox.ts";
+
+/** How a turn ended: an ACP `StopReason`, or `error` when `session/prompt` failed. */
+export type TurnEnd = { stopReason: string } | { stopReason: "error"; error: string };
+
+/** Fields of an update or tool call that identify it; kept when the rest does not fit. */
+const IDENTITY_KEYS = ["sessionUpdate", "toolCallId", "title", "kind", "status"] as const;
+
+function record(value: unknown): Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value)
+    ? value as Record<string, unknown>
+    : {};
+}
+
+/** The identifying fields of `value` plus `truncated: true` and its serialized size. */
+function truncated(value: unknown): Record<string, unknown> {
+  const source = record(value);
+  const kept: Record<string, unknown> = {};
+  for (const key of IDENTITY_KEYS) {
+    const field = source[key];
+    if (typeof field === "string" && field.length <= 256) kept[key] = field;
+  }
+  return { ...kept, truncated: true, bytes: utf8Bytes(JSON.stringify(value) ?? "") };
+}
+
+/**
+ * `acp` with the `session/update` notification's `update` object as data. A text chunk too
+ * large for one frame keeps the start of its text; any other update keeps its identifying
+ * fields (`sessionUpdate`, `toolCallId`, `title`, `kind`, `status`).
+ *
+ * @example
+ * ```ts
+ * acpUpdateFrame({ sessionUpdate: "agent_message_chunk", content: { type: "text", text: "Hi" } }, 524288);
+ * // { streamEventType: "acp", data: { sessionUpdate: "agent_message_chunk", content: { type: "text", text: "Hi" } } }
+ * ```
+ */
+export function acpUpdateFrame(update: unknown, maxFrameBytes: number): OutgoingFrame {
+  const frame = { streamEventType: AcpEventType.update, data: update };
+  if (frameBytes(frame) <= maxFrameBytes) return frame;
+  const content = record(record(update).content);
+  const slim = { streamEventType: AcpEventType.update, data: truncated(update) };
+  if (content.type === "text" && typeof content.text === "string") {
+    return fitText(
+      (text) => ({ ...slim, data: { ...slim.data, content: { type: "text", text } } }),
+      content.text,
+      maxFrameBytes,
+    );
+  }
+  return slim;
+}
+
+/**
+ * `acp_turn {inputId, stopReason}` (plus `error` when the prompt request itself failed).
+ *
+ * @example
+ * ```ts
+ * acpTurnFrame(1, { stopReason: "end_turn" });
+ * // { streamEventType: "acp_turn", data: { inputId: 1, stopReason: "end_turn" } }
+ * ```
+ */
+export function acpTurnFrame(inputId: number, end: TurnEnd): OutgoingFrame {
+  return { streamEventType: AcpEventType.turn, data: { inputId, ...end } };
+}
+
+/**
+ * `permission_request {requestId, toolCall, options}`; a tool call too large for one frame
+ * keeps its identifying fields (the options always stay: they are the answers).
+ *
+ * @example
+ * ```ts
+ * permissionRequestFrame(1, { toolCallId: "t1", title: "Edit a.ts" }, [
+ *   { optionId: "allow", name: "Allow", kind: "allow_once" },
+ * ], 524288).data; // { requestId: 1, toolCall: { … }, options: [ … ] }
+ * ```
+ */
+export function permissionRequestFrame(
+  requestId: number,
+  toolCall: unknown,
+  options: unknown,
+  maxFrameBytes: number,
+): OutgoingFrame {
+  const frame = {
+    streamEventType: AcpEventType.permissionRequest,
+    data: { requestId, toolCall, options },
+  };
+  if (frameBytes(frame) <= maxFrameBytes) return frame;
+  return { ...frame, data: { requestId, toolCall: truncated(toolCall), options } };
+}
+
+/**
+ * `acp_input_ignored {inputId, data, reason}`; `data` is left out when it does not fit.
+ *
+ * @example
+ * ```ts
+ * acpInputIgnoredFrame(3, 42, "not a prompt", 524288);
+ * // { streamEventType: "acp_input_ignored", data: { inputId: 3, data: 42, reason: "not a prompt" } }
+ * ```
+ */
+export function acpInputIgnoredFrame(
+  inputId: number,
+  data: unknown,
+  reason: string,
+  maxFrameBytes: number,
+): OutgoingFrame {
+  const frame = { streamEventType: AcpEventType.inputIgnored, data: { inputId, data, reason } };
+  if (frameBytes(frame) <= maxFrameBytes) return frame;
+  return { ...frame, data: { inputId, reason, truncated: true } };
+}
+
+/**
+ * The fatal `error` frame of an agent that failed `initialize` or `session/new`, or exited
+ * before answering them.
+ *
+ * @example
+ * ```ts
+ * agentProtocolErrorFrame("initialize failed: Internal error").data;
+ * // { fatal: true, code: "AGENT_PROTOCOL_ERROR", error: "initialize failed: Internal error" }
+ * ```
+ */
+export function agentProtocolErrorFrame(message: string): OutgoingFrame {
+  return {
+    streamEventType: "error",
+    data: { fatal: true, code: ErrorCode.agentProtocolError, error: message },
+  };
+}

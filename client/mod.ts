@@ -380,11 +380,13 @@ export class TetherClient {
     const { signal, reconnectAttempts = 10 } = options;
     let last = options.after ?? 0;
     let failures = 0;
+    let endedByService = false;
     while (!signal?.aborted) {
       let reason: string;
       try {
-        const res = await this.#openStream(sessionId, last, options);
+        const res = await this.#openStream(sessionId, last, options, endedByService);
         if (res === "gone") return;
+        endedByService = false;
         for await (const event of parseSse(res.body!)) {
           const envelope = JSON.parse(event.data) as Envelope;
           if (envelope.eventId <= last) continue; // replayed by a resume: already delivered
@@ -394,6 +396,7 @@ export class TetherClient {
         }
         // The service ends the stream when the session is deleted (or it shuts down):
         // reconnecting tells which.
+        endedByService = true;
         reason = "stream ended";
       } catch (err) {
         if (signal?.aborted) return;
@@ -406,11 +409,16 @@ export class TetherClient {
     }
   }
 
-  /** Opens the SSE response, or `"gone"` when the session no longer exists. */
+  /**
+   * Opens the SSE response, or `"gone"` when the session no longer exists: a 404, or, for a
+   * ticket holder right after the service ended the stream, the 401 of a ticket whose session
+   * was deleted (an open stream outlives its ticket's expiry, so that 401 means deletion).
+   */
   async #openStream(
     sessionId: string,
     after: number,
     options: FollowOptions,
+    endedByService: boolean,
   ): Promise<Response | "gone"> {
     try {
       return await this.#request({
@@ -425,6 +433,10 @@ export class TetherClient {
       }, options.signal);
     } catch (err) {
       if (err instanceof TetherError && err.code === ErrorCode.sessionNotFound) return "gone";
+      const ticketOnly = this.#options.ticket !== undefined && !this.#options.apiKey;
+      if (ticketOnly && endedByService && err instanceof TetherError && err.status === 401) {
+        return "gone";
+      }
       throw err;
     }
   }

@@ -217,3 +217,23 @@ clientTest("follow() filters, resumes after `after`, and stops on abort", async 
 function range(n: number): number[] {
   return Array.from({ length: n }, (_, i) => i + 1);
 }
+
+clientTest("follow() with a ticket also ends when the session is deleted", async (tether) => {
+  await tether.createSession({ sessionId: "t1" });
+  const { ticket } = await tether.createTicket("t1");
+  const viewer = new TetherClient({ url: tether.url, ticket, retryBaseMs: 5 });
+  const seen: Envelope[] = [];
+  const following = (async () => {
+    for await (const event of viewer.follow("t1")) seen.push(event);
+  })();
+  await tether.createExecution("t1");
+  while (seen.length === 0) await new Promise((r) => setTimeout(r, 10));
+  await tether.deleteSession("t1");
+  await following;
+  assert.equal(seen[0].streamEventType, "execution_status");
+  assert.equal(
+    seen.at(-1)?.streamEventType,
+    "execution_status",
+    "the deletion's failure, then the end",
+  );
+});

@@ -142,7 +142,6 @@ export const COMMANDS: CommandSpec[] = [
     args: [],
     options: {
       session: { type: "string", help: "<sid> the session (created when missing)" },
-      input: { type: "string", help: "<json> the execution's input" },
       ...Object.fromEntries(
         WRAPPER_OPTIONS.filter((name) => name !== "ingest-url" && name !== "token").map(
           (name) => [name, { type: "string", help: "wrapper option (deno task wrapper --help)" }],

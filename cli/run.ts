@@ -32,14 +32,13 @@ const VIEWER_TICKET_MS = 3_600_000;
 export async function runCommand(ctx: CommandContext): Promise<number> {
   const { client, inv, term } = ctx;
   if (inv.rest.length === 0) throw new UsageError("run: missing agent command after --");
-  const input = inv.options.input === undefined ? undefined : parseInput(inv.options.input);
   const forwarded = OPTION_NAMES.filter((name) => inv.options[name] !== undefined)
     .map((name) => `--${name}=${inv.options[name]}`);
   // Wrapper options are checked before anything is created.
   wrapperOptions(ctx, [...forwarded, "--ingest-url=http://x", "--token=x"]);
 
   const sid = await ensureSession(ctx, inv.options.session as string | undefined);
-  const run = await client.createExecution(sid, input === undefined ? {} : { input });
+  const run = await client.createExecution(sid);
   const { ticket } = await client.createTicket(sid, { ttlMs: VIEWER_TICKET_MS });
   const info = inv.options.json ? (text: string) => term.err(`${text}\n`) : term.out;
   info(`session ${sid}, execution ${run.executionId}`);
@@ -60,14 +59,6 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   stopPrinting.abort();
   await printing;
   return code;
-}
-
-function parseInput(text: string | boolean): unknown {
-  try {
-    return JSON.parse(String(text));
-  } catch {
-    throw new UsageError(`--input must be JSON, got ${JSON.stringify(text)}`);
-  }
 }
 
 function wrapperOptions(ctx: CommandContext, args: string[]) {

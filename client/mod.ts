@@ -38,6 +38,8 @@ import type {
 import { parseSse } from "../wrapper/sse.ts";
 
 export type {
+  CreateExecutionBody,
+  CreateSessionBody,
   Envelope,
   EventsPage,
   ExecutionCreated,
@@ -64,6 +66,7 @@ export type {
  * ```
  */
 export class TetherError extends Error {
+  /** Always `"TetherError"`. */
   override name = "TetherError";
   /** The HTTP status; 0 when the service could not be reached. */
   readonly status: number;
@@ -72,6 +75,7 @@ export class TetherError extends Error {
   /** The body's other fields (`issues`, `activeExecutionId`, …). */
   readonly details: Record<string, unknown>;
 
+  /** An error with the answer's status, its `error` code, message and other fields. */
   constructor(status: number, code: string, message: string, details = {}) {
     super(message);
     this.status = status;
@@ -163,7 +167,9 @@ export interface IdempotencyOptions {
  * ```
  */
 export interface InputBody {
+  /** What the agent gets (a string is written as text, section 12). */
   data?: unknown;
+  /** Closes the agent's input after `data`. */
   endOfInput?: boolean;
 }
 
@@ -176,8 +182,11 @@ export interface InputBody {
  * ```
  */
 export interface InputAccepted {
+  /** The execution the input is for. */
   executionId: string;
+  /** Numbers the execution's inputs 1, 2, 3… */
   inputId: number;
+  /** The execution's status when the input was accepted. */
   status: ExecutionView["status"];
 }
 
@@ -209,6 +218,7 @@ export class TetherClient {
   readonly #options: TetherClientOptions;
   readonly #fetch: typeof fetch;
 
+  /** A client of the service at `options.url`. */
   constructor(options: TetherClientOptions) {
     this.url = options.url.replace(/\/+$/, "");
     this.#options = options;

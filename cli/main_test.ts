@@ -240,3 +240,30 @@ Deno.test("a service that cannot be reached exits 2", async () => {
   assert.equal(result.code, 2);
   assert.match(result.stderr, /^NETWORK_ERROR: cannot reach /);
 });
+
+const hasScript = await new Deno.Command("script", { args: ["--version"], stdout: "null" })
+  .output().then((out) => out.success, () => false);
+
+cliTest("colors on a terminal only, and never with NO_COLOR", async (tether, server) => {
+  if (!hasScript) return; // util-linux `script` gives the CLI a pseudo-terminal
+  await tether("sessions", "create", "tty");
+  await tether("executions", "create", "tty");
+  const cliPath = new URL("./main.ts", import.meta.url).pathname;
+  const run = async (env: Record<string, string>, viaTerminal: boolean) => {
+    const command = `${Deno.execPath()} run -A ${cliPath} events tty`;
+    const { stdout } = await new Deno.Command(viaTerminal ? "script" : "sh", {
+      args: viaTerminal ? ["-qc", command, "/dev/null"] : ["-c", command],
+      env: { TETHER_URL: server.url, TETHER_API_KEY: API_KEY, ...env },
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    return new TextDecoder().decode(stdout);
+  };
+  assert.match(await run({}, true), /\x1b\[\d+m#1 /);
+  const noColor = await run({ NO_COLOR: "1" }, true);
+  assert.match(noColor, /#1 /);
+  assert.doesNotMatch(noColor, /\x1b\[/);
+  const piped = await run({}, false);
+  assert.match(piped, /#1 /);
+  assert.doesNotMatch(piped, /\x1b\[/);
+});

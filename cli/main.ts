@@ -302,7 +302,7 @@ async function watchCommand(ctx: CommandContext): Promise<number> {
   const sid = inv.args[0];
   const eid = inv.args[1] ?? await defaultExecution(client, sid);
   const status = await followExecution(ctx, sid, eid);
-  term.err(`${eid} ${paintStatus({ ...term, color: term.color }, status)}\n`);
+  term.err(`${eid} ${paintStatus(term, status)}\n`);
   return statusExit(status);
 }
 

@@ -87,7 +87,8 @@ export async function main(
   }
   const url = String(inv.options.url ?? env("TETHER_URL") ?? DEFAULT_URL);
   if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) {
-    term.err(`tether: --url must be an http(s) URL, got "${url}"\n`);
+    const source = inv.options.url === undefined && env("TETHER_URL") ? " (TETHER_URL)" : "";
+    term.err(`tether: --url${source} must be an http(s) URL, got "${url}"\n`);
     return CliExit.usage;
   }
   const apiKey = inv.options["api-key"] ?? env("TETHER_API_KEY");

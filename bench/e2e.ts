@@ -189,7 +189,8 @@ function open(url: string): Promise<WebSocket> {
   });
 }
 
-function flag(args: string[], name: string, fallback: number): number {
+/** A positive number from `--name`, `--name=…` or env `BENCH_NAME`, else `fallback`. */
+export function flag(args: string[], name: string, fallback: number): number {
   const i = args.findIndex((a) => a === `--${name}` || a.startsWith(`--${name}=`));
   const text = i < 0
     ? Deno.env.get(`BENCH_${name.toUpperCase().replaceAll("-", "_")}`)

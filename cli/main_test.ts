@@ -91,6 +91,15 @@ cliTest("executions: create, list, get, interrupt, fail", async (tether) => {
   assert.match(human.stdout, new RegExp(`${first.executionId} pending \\(active\\)`));
   const got = json(await tether("executions", "get", "e1", first.executionId, "--json"));
   assert.deepEqual(got.input, { p: 1 });
+  const sent = json(await tether("executions", "input", "e1", first.executionId, "hello agent"));
+  assert.deepEqual(sent, { executionId: first.executionId, inputId: 1, status: "pending" });
+  const data = json(
+    await tether("executions", "input", "e1", first.executionId, "--json", '{"a":1}', "--end"),
+  );
+  assert.equal(data.inputId, 2);
+  const closed = await tether("executions", "input", "e1", first.executionId, "more");
+  assert.equal(closed.code, 1);
+  assert.match(closed.stderr, /^INPUT_CLOSED: /);
   const interrupted = json(
     await tether("executions", "interrupt", "e1", second.executionId, "--reason", "no", "--json"),
   );

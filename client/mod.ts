@@ -30,6 +30,8 @@ import type {
   ExecutionList,
   ExecutionView,
   FailResult,
+  InputAccepted,
+  InputRequest,
   InterruptAccepted,
   SessionCreated,
   SessionView,
@@ -46,6 +48,8 @@ export type {
   ExecutionList,
   ExecutionView,
   FailResult,
+  InputAccepted,
+  InputRequest,
   InterruptAccepted,
   SessionCreated,
   SessionView,
@@ -156,38 +160,6 @@ export interface FollowOptions {
 export interface IdempotencyOptions {
   /** Makes the call safe to retry (PROTOCOL.md 4); the client then retries it on 5xx. */
   idempotencyKey?: string;
-}
-
-/**
- * Body of the input route (PROTOCOL.md 12): at least one of the two.
- *
- * @example
- * ```ts
- * const input: InputBody = { data: "yes, go ahead" };
- * ```
- */
-export interface InputBody {
-  /** What the agent gets (a string is written as text, section 12). */
-  data?: unknown;
-  /** Closes the agent's input after `data`. */
-  endOfInput?: boolean;
-}
-
-/**
- * `202` of the input route (PROTOCOL.md 12).
- *
- * @example
- * ```ts
- * const { inputId } = await tether.sendInput("s1", "exc_…", { data: "continue" });
- * ```
- */
-export interface InputAccepted {
-  /** The execution the input is for. */
-  executionId: string;
-  /** Numbers the execution's inputs 1, 2, 3… */
-  inputId: number;
-  /** The execution's status when the input was accepted. */
-  status: ExecutionView["status"];
 }
 
 interface Call {
@@ -312,7 +284,7 @@ export class TetherClient {
   sendInput(
     sessionId: string,
     executionId: string,
-    body: InputBody,
+    body: InputRequest,
     options: IdempotencyOptions = {},
   ): Promise<InputAccepted> {
     return this.#json({

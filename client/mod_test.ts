@@ -61,6 +61,18 @@ clientTest("every session and execution method against the service", async (teth
   assert.deepEqual(list.executions.map((e) => e.executionId), [run.executionId]);
   assert.equal((await tether.getExecution("c1", run.executionId)).status, "pending");
 
+  const input = await tether.sendInput("c1", run.executionId, { data: "hi" }, {
+    idempotencyKey: "i1",
+  });
+  assert.deepEqual(input, { executionId: run.executionId, inputId: 1, status: "pending" });
+  assert.deepEqual(
+    await tether.sendInput("c1", run.executionId, { data: "hi" }, { idempotencyKey: "i1" }),
+    input,
+    "an idempotent retry",
+  );
+  const closed = await tether.sendInput("c1", run.executionId, { endOfInput: true });
+  assert.equal(closed.inputId, 2);
+  await rejectsWith(tether.sendInput("c1", run.executionId, { data: "x" }), 409, "INPUT_CLOSED");
   const interrupted = await tether.interruptExecution("c1", queued.executionId, { reason: "no" });
   assert.equal(interrupted.status, "interrupted");
   assert.deepEqual(await tether.failExecution("c1", run.executionId, { error: "boom" }), {

@@ -4,8 +4,12 @@
  * output, a few stderr lines) spread over `--duration-ms`, then exits 0. On SIGTERM it
  * says so on stderr and exits 143, as a real agent stopped by the wrapper would.
  *
+ * With `--ask` it stops halfway to ask a question and waits for the answer: one line on its
+ * stdin (the wrapper's `--input text` writes an input sent from the page or with curl
+ * there, PROTOCOL.md 12); a closed stdin counts as no answer.
+ *
  * ```sh
- * deno run demo/agent.ts --duration-ms 20000
+ * deno run demo/agent.ts --duration-ms 20000 --ask
  * ```
  *
  * @module
@@ -14,7 +18,9 @@
 type Step =
   | { json: Record<string, unknown> }
   | { out: string }
-  | { err: string };
+  | { err: string }
+  /** With `--ask`: print the question, wait for one line on stdin, acknowledge it. */
+  | { ask: string };
 
 /** The run, in order. Plain `out` lines become `output` events, `json` ones `agent` events. */
 const SCRIPT: Step[] = [
@@ -54,6 +60,10 @@ const SCRIPT: Step[] = [
   { out: "filter completed todos ... ok (2ms)" },
   { out: "ok | 14 passed | 0 failed (198ms)" },
   { json: { type: "tool_result", tool: "bash", exitCode: 0, text: "all tests pass" } },
+  {
+    ask: "Before I go on: should I also hide archived todos on the page? Answer yes or no " +
+      "(send the answer as input: the page's composer, or curl).",
+  },
   { json: { type: "assistant", text: "Tests pass. Adding a regression test for archived todos." } },
   { json: { type: "tool_use", tool: "edit_file", input: { path: "src/todo_test.ts" } } },
   { out: '+  assertEquals(completed([archivedDone]).length, 0, "archived stay hidden");' },
@@ -84,10 +94,49 @@ function numberFlag(args: string[], name: string, fallback: number): number {
   return value;
 }
 
-/** Runs the script; `--duration-ms` (default 20000) spreads it, `--repeat` loops it. */
+/** Reads stdin line by line; `null` once it is closed. */
+function stdinLines(): () => Promise<string | null> {
+  const reader = Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  return async () => {
+    while (!buffered.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) {
+        const last = buffered;
+        buffered = "";
+        return last === "" ? null : last;
+      }
+      buffered += value;
+    }
+    const end = buffered.indexOf("\n");
+    const line = buffered.slice(0, end);
+    buffered = buffered.slice(end + 1);
+    return line;
+  };
+}
+
+/** The assistant's words once it got (or did not get) an answer. */
+function acknowledge(answer: string | null): Record<string, unknown> {
+  if (answer === null) {
+    return { type: "assistant", text: "No answer came (stdin closed): leaving the page as it is." };
+  }
+  const yes = /^\s*y/i.test(answer);
+  return {
+    type: "assistant",
+    text: `You answered "${answer.trim()}": ${
+      yes ? "I will hide archived todos on the page too." : "leaving the page as it is."
+    }`,
+  };
+}
+
+/**
+ * Runs the script; `--duration-ms` (default 20000) spreads it, `--repeat` loops it, `--ask`
+ * makes it wait for an answer on stdin halfway.
+ */
 export async function runAgent(args: string[]): Promise<number> {
   const durationMs = numberFlag(args, "--duration-ms", 20_000);
   const repeat = numberFlag(args, "--repeat", 1);
+  const readLine = args.includes("--ask") ? stdinLines() : undefined;
   const stepMs = durationMs / SCRIPT.length;
   const encoder = new TextEncoder();
   const write = (stream: typeof Deno.stdout, line: string) =>
@@ -100,12 +149,23 @@ export async function runAgent(args: string[]): Promise<number> {
   });
   for (let round = 0; round < repeat; round++) {
     for (const step of SCRIPT) {
+      if ("ask" in step) {
+        if (!readLine) continue;
+        write(
+          Deno.stdout,
+          JSON.stringify({ type: "assistant", text: step.ask, question: true, round }),
+        );
+        const answer = await Promise.race([stopped, readLine()]);
+        if (typeof answer === "number") return answer;
+        write(Deno.stdout, JSON.stringify({ ...acknowledge(answer), round }));
+        continue;
+      }
       if ("json" in step) write(Deno.stdout, JSON.stringify({ ...step.json, round }));
       else if ("out" in step) write(Deno.stdout, step.out);
       else write(Deno.stderr, step.err);
       const code = await Promise.race([
         stopped,
-        new Promise<undefined>((r) => setTimeout(r, stepMs)),
+        new Promise<undefined>((r) => setTimeout(() => r(undefined), stepMs)),
       ]);
       if (code !== undefined) return code;
     }

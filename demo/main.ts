@@ -1,9 +1,11 @@
 /**
  * `deno task demo`: one command to watch Tether work. It starts the service on a local KV
  * file (in a temporary directory), creates a session and an execution, runs the real
- * wrapper (`wrapper/main.ts`) around the scripted agent of `demo/agent.ts` for about 20 s,
- * and prints the viewer URLs: a read-only link with a ticket that lives for an hour, and
- * the page plus a generated api key for the full view with the interrupt button.
+ * wrapper (`wrapper/main.ts`, `--input text`) around the scripted agent of `demo/agent.ts`
+ * for about 20 s, and prints the viewer URLs: a read-only link with a ticket that lives for
+ * an hour, and the page plus a generated api key for the full view with the composer and
+ * the interrupt button. Halfway the agent asks a question and waits for the answer, sent
+ * from the page's composer or with the printed curl command (PROTOCOL.md 12).
  *
  * Options: `--duration-ms <n>` (default 20000), `--port <n>` (default `PORT` or 8000, a
  * free port when that one is taken), `--exit` (stop once the run has ended instead of
@@ -95,12 +97,15 @@ async function main(): Promise<number> {
       exec.ingestUrl,
       "--token",
       exec.ingestToken,
+      "--input",
+      "text",
       "--",
       Deno.execPath(),
       "run",
       new URL("./agent.ts", import.meta.url).pathname,
       "--duration-ms",
       String(options.durationMs),
+      "--ask",
     ],
     stdin: "null",
     stdout: "null",
@@ -114,13 +119,17 @@ Tether demo: service on ${base} (KV file ${config.kvPath})
   Watch the run (read-only, link valid for 1 h):
     ${viewerUrl}
 
-  Full view with the interrupt button: open ${base}/?session=${SESSION_ID}
+  Full view with the composer and the interrupt button: open ${base}/?session=${SESSION_ID}
   and enter the api key ${apiKey}
+
+  Halfway the agent asks a question and waits. Answer from the page's composer, or:
+    curl -X POST -H 'Authorization: Bearer ${apiKey}' -H 'Content-Type: application/json' \\
+      -d '{"data":"yes"}' ${base}/v1/sessions/${SESSION_ID}/executions/${exec.executionId}/input
 
   Follow it from a terminal:
     TETHER_URL=${base} TETHER_API_KEY=${apiKey} deno task tether watch ${SESSION_ID}
 
-The scripted agent runs for about ${Math.round(options.durationMs / 1000)} s.`);
+The scripted agent runs for about ${Math.round(options.durationMs / 1000)} s, plus the wait.`);
 
   const onSignal = () => void stop().then(() => Deno.exit(130));
   for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(signal, onSignal);
@@ -128,6 +137,10 @@ The scripted agent runs for about ${Math.round(options.durationMs / 1000)} s.`);
   const { code } = await wrapper.status;
   const outcome = code === 0 ? "completed" : code === 130 ? "interrupted" : `exit code ${code}`;
   console.log(`\nThe run ended: ${outcome}.`);
+  const view = await fetch(`${base}/v1/sessions/${SESSION_ID}/executions/${exec.executionId}`, {
+    headers: { authorization: `Bearer ${apiKey}` },
+  }).then((res) => res.json());
+  console.log(`Inputs: ${view.lastInputId} accepted, ${view.deliveredInputId} delivered.`);
   if (options.exitWhenDone) {
     await stop();
     return code === 0 ? 0 : 1;

@@ -10,12 +10,13 @@ import { MetricName } from "./metrics.ts";
 import { Hono } from "hono";
 import { cors } from "hono/cors";
 import type { AppEnv } from "./context.ts";
-import { errorResponse, HttpError } from "./http.ts";
+import { errorResponse, HttpError, rejectDeepQuery } from "./http.ts";
 import { ErrorCode } from "./protocol.ts";
 import { probeKv, TransactionConflictError } from "./store/mod.ts";
 import type { Runtime } from "./runtime.ts";
 import { authorize, originAllowed } from "./routes/auth.ts";
 import { sessionRoutes } from "./routes/sessions.ts";
+import { inputRoutes } from "./routes/input.ts";
 import { streamRoutes } from "./routes/stream.ts";
 import { ingestRoutes } from "./routes/ingest.ts";
 import { dsRoutes } from "./routes/ds.ts";
@@ -30,6 +31,7 @@ const KNOWN_PATHS = [
   "/v1/sessions/:sid/executions/:eid",
   "/v1/sessions/:sid/executions/:eid/interrupt",
   "/v1/sessions/:sid/executions/:eid/fail",
+  "/v1/sessions/:sid/executions/:eid/input",
   "/v1/sessions/:sid/executions/:eid/ingest",
   "/v1/sessions/:sid/events",
   "/v1/sessions/:sid/stream",
@@ -86,6 +88,7 @@ function useOriginPolicy(app: Hono<AppEnv>, rt: Runtime): void {
     }
     return await corsHeaders(c, next);
   });
+  app.use("/v1/*", rejectDeepQuery);
 }
 
 /** The API's routers; WebSocket routes first, before any middleware that touches headers. */
@@ -93,6 +96,7 @@ function mountRoutes(app: Hono<AppEnv>): void {
   app.route("/v1/sessions", ingestRoutes());
   app.route("/v1/sessions", streamRoutes());
   app.route("/v1/sessions", sessionRoutes());
+  app.route("/v1/sessions", inputRoutes());
   app.route("/v1/sessions", dsRoutes());
   app.route("/", openApiRoutes());
   app.route("/", viewerPageRoutes());

@@ -34,12 +34,14 @@ const EnvSchema = z.object({
   // commit takes at most 100 checks.
   TETHER_MAX_QUEUE: ms(16, 0, 64),
   TETHER_MAX_IN_FLIGHT: ms(1000, 1, 100_000),
+  TETHER_MAX_PENDING_INPUTS: ms(100, 1, 100_000),
   TETHER_MAX_FRAME_BYTES: ms(524_288, 1024, 716_800),
   TETHER_MAX_FRAMES_PER_SEC: ms(20_000),
   TETHER_HEARTBEAT_WRITE_MS: ms(5000, 0),
   TETHER_PING_MS: ms(15_000),
   TETHER_SSE_KEEPALIVE_MS: ms(15_000),
   TETHER_VIEWER_BUFFER_BYTES: ms(8 * 1024 * 1024, 1024),
+  TETHER_READ_BUDGET_BYTES: ms(128 * 1024 * 1024, 1024 * 1024),
   TETHER_DISCONNECT_GRACE_MS: ms(10_000),
   TETHER_HEARTBEAT_TIMEOUT_MS: ms(120_000),
   TETHER_PENDING_TIMEOUT_MS: ms(300_000),
@@ -100,12 +102,16 @@ export interface Config {
   port: number;
   maxQueue: number;
   maxInFlight: number;
+  /** Inputs accepted and not yet delivered per execution (PROTOCOL.md 12). */
+  maxPendingInputs: number;
   maxFrameBytes: number;
   maxFramesPerSec: number;
   heartbeatWriteMs: number;
   pingMs: number;
   sseKeepAliveMs: number;
   viewerBufferBytes: number;
+  /** Bytes all readers of the instance may hold together (`TETHER_READ_BUDGET_BYTES`). */
+  readBudgetBytes: number;
   disconnectGraceMs: number;
   heartbeatTimeoutMs: number;
   pendingTimeoutMs: number;
@@ -180,12 +186,14 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     port: e.PORT,
     maxQueue: e.TETHER_MAX_QUEUE,
     maxInFlight: e.TETHER_MAX_IN_FLIGHT,
+    maxPendingInputs: e.TETHER_MAX_PENDING_INPUTS,
     maxFrameBytes: e.TETHER_MAX_FRAME_BYTES,
     maxFramesPerSec: e.TETHER_MAX_FRAMES_PER_SEC,
     heartbeatWriteMs: e.TETHER_HEARTBEAT_WRITE_MS,
     pingMs: e.TETHER_PING_MS,
     sseKeepAliveMs: e.TETHER_SSE_KEEPALIVE_MS,
     viewerBufferBytes: e.TETHER_VIEWER_BUFFER_BYTES,
+    readBudgetBytes: e.TETHER_READ_BUDGET_BYTES,
     disconnectGraceMs: e.TETHER_DISCONNECT_GRACE_MS,
     heartbeatTimeoutMs: e.TETHER_HEARTBEAT_TIMEOUT_MS,
     pendingTimeoutMs: e.TETHER_PENDING_TIMEOUT_MS,

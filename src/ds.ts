@@ -10,8 +10,17 @@
  *
  * @module
  */
+import type { ReaderLease } from "./read_budget.ts";
 import type { Runtime } from "./runtime.ts";
-import { isLive, readEvents, readHead, records, type StoredEvent, transact } from "./store/mod.ts";
+import {
+  isLive,
+  jsonSize,
+  readEvents,
+  readHead,
+  records,
+  type StoredEvent,
+  transact,
+} from "./store/mod.ts";
 
 /** Digits of an offset: eventIds stay below 10^16 (they are safe integers). */
 export const OFFSET_DIGITS = 16;
@@ -62,11 +71,14 @@ export function nextCursor(
 
 /** Limits of one batch of a read. */
 export interface BatchLimits {
-  /** Most events in one batch. Default 1000. */
+  /** Most events in one batch. Default 10,000 (the byte bound usually ends a batch first). */
   maxEvents?: number;
-  /** Serialized bytes after which a batch stops growing. Default 2 MiB. */
+  /** Bytes after which a batch stops growing (at least one event). Default {@link BATCH_BYTES}. */
   maxBytes?: number;
 }
+
+/** About how many bytes one catch-up response holds (PROTOCOL.md 10). */
+export const BATCH_BYTES = 4 * 1024 * 1024;
 
 /** A contiguous run of the log after some offset. */
 export interface Batch {
@@ -86,41 +98,44 @@ export async function tailOf(rt: Runtime, sessionId: string): Promise<number | u
   return isLive(session) ? head.lastEventId : undefined;
 }
 
+/** Raised when a read gave up waiting for the read budget (its request ended). */
+export class ReadAborted extends Error {
+  override name = "ReadAborted";
+}
+
 /**
  * Reads the events after `after` up to the current tail, bounded by `limits`; `undefined`
- * when the session is missing or deleted.
+ * when the session is missing or deleted. The read's bytes are reserved through `lease`
+ * first (waiting while the instance's read budget is spent) and held by it afterwards.
+ *
+ * @example
+ * ```ts
+ * using lease = rt.readBudget.open();
+ * const batch = await readBatch(rt, "ses_1", 0, lease, request.signal);
+ * ```
  */
 export async function readBatch(
   rt: Runtime,
   sessionId: string,
   after: number,
+  lease: ReaderLease,
+  signal: AbortSignal,
   limits: BatchLimits = {},
 ): Promise<Batch | undefined> {
-  const { maxEvents = 1000, maxBytes = 2 * 1024 * 1024 } = limits;
+  const { maxEvents = 10_000, maxBytes = BATCH_BYTES } = limits;
   const tail = await tailOf(rt, sessionId);
   if (tail === undefined) return undefined;
-  const events: StoredEvent[] = [];
-  let cursor = after;
-  let bytes = 0;
-  while (cursor < tail && events.length < maxEvents && bytes < maxBytes) {
-    const page = await readEvents(rt.kv, sessionId, {
-      after: cursor,
-      limit: Math.min(100, maxEvents - events.length),
-      upTo: tail,
-    });
-    if (page.length === 0) break;
-    for (const event of page) {
-      events.push(event);
-      bytes += event.json.length;
-      cursor = event.envelope.eventId;
-    }
-  }
+  if (tail <= after) return { events: [], nextAfter: after, upToDate: true };
+  if (!(await lease.reserve(maxBytes, signal))) throw new ReadAborted("read abandoned");
+  const events = await readEvents(rt.kv, sessionId, {
+    after,
+    limit: maxEvents,
+    upTo: tail,
+    maxBytes,
+  });
+  lease.hold(jsonSize(events));
+  const cursor = events.at(-1)?.envelope.eventId ?? after;
   return { events, nextAfter: Math.max(after, cursor), upToDate: cursor >= tail };
-}
-
-/** The JSON array body of a batch (stored envelope text, not re-serialized). */
-export function batchJson(events: readonly StoredEvent[]): string {
-  return `[${events.map((e) => e.json).join(",")}]`;
 }
 
 /** Why {@link SessionFollower.waitBeyond} returned. */

@@ -1,13 +1,14 @@
 /**
  * HTTP edge helpers: the error body of PROTOCOL.md 1, zod validation of bodies, queries and
- * headers, and the 64 KiB body limit.
+ * headers, the 64 KiB body limit and the JSON nesting limit (PROTOCOL.md 10).
  *
  * @module
  */
-import type { Context } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { z } from "zod";
 import { concatBytes } from "./bytes.ts";
+import { MAX_JSON_DEPTH, messageTooDeep, textDepth } from "./json_depth.ts";
 import { ErrorCode } from "./protocol.ts";
 
 /** Largest request body accepted (PROTOCOL.md 10). */
@@ -27,10 +28,13 @@ export const HTTP_STATUS = {
   [ErrorCode.methodNotAllowed]: 405,
   [ErrorCode.sessionExists]: 409,
   [ErrorCode.executionInProgress]: 409,
+  [ErrorCode.executionEnded]: 409,
+  [ErrorCode.inputClosed]: 409,
   [ErrorCode.payloadTooLarge]: 413,
   [ErrorCode.idempotencyKeyReused]: 422,
   [ErrorCode.upgradeRequired]: 426,
   [ErrorCode.queueFull]: 429,
+  [ErrorCode.inputQueueFull]: 429,
   [ErrorCode.internal]: 500,
   [ErrorCode.busy]: 503,
 } as const satisfies Partial<Record<ErrorCode, ContentfulStatusCode>>;
@@ -96,6 +100,7 @@ export async function readBody<S extends z.ZodType>(c: Context, schema: S): Prom
   } catch {
     throw new HttpError(ErrorCode.invalidRequest, "body is not valid JSON", { issues: [] });
   }
+  if (messageTooDeep(json)) throw tooDeep("body");
   return validate(schema, json, "body");
 }
 
@@ -124,6 +129,30 @@ async function readLimited(req: Request): Promise<Uint8Array> {
   if (size > MAX_BODY_BYTES) throw tooLarge();
   return concatBytes(chunks);
 }
+
+/** `400 INVALID_REQUEST` for a value nested deeper than the limit. */
+function tooDeep(what: string): HttpError {
+  const message = `${what} is nested deeper than ${MAX_JSON_DEPTH} levels`;
+  return new HttpError(ErrorCode.invalidRequest, message, { issues: [{ path: [], message }] });
+}
+
+/** True when a query value, read as JSON, nests deeper than the limit. */
+export function queryTooDeep(c: Context): boolean {
+  return Object.values(c.req.queries()).some((values) =>
+    values.some((value) => textDepth(value) > MAX_JSON_DEPTH)
+  );
+}
+
+/**
+ * Refuses an HTTP request whose query has a value nested deeper than the limit (400
+ * `INVALID_REQUEST`) before any route decodes it. WebSocket upgrades pass: their routes
+ * close with 1008 instead, as for any bad query.
+ */
+export const rejectDeepQuery: MiddlewareHandler = async (c, next) => {
+  const upgrade = (c.req.header("upgrade") ?? "").toLowerCase() === "websocket";
+  if (!upgrade && queryTooDeep(c)) throw tooDeep("query value");
+  await next();
+};
 
 const tooLarge = () =>
   new HttpError(ErrorCode.payloadTooLarge, `request body exceeds ${MAX_BODY_BYTES} bytes`);

@@ -2,8 +2,8 @@
  * Per-instance fan-out. Holds what only this instance can touch (its ingest sockets and
  * viewers) and wakes them:
  *
- * - connection commands (close with 4000/4001, send `kill`) arrive as KV inbox messages,
- *   addressed by the `instanceId` in the connection record; the instance watches its bell
+ * - connection commands (close with 4000/4001, send `kill`, send new inputs) arrive as KV
+ *   inbox messages, addressed by the `instanceId` in the connection record; the instance watches its bell
  *   key and also polls, since watches do not cross processes on a local file;
  * - viewers are woken by a local push right after this instance commits events, and by a
  *   watch on the session's head key (plus a slow poll) for events other instances store.
@@ -28,6 +28,8 @@ export interface ConnectionHandle {
   readonly closed: Promise<void>;
   close(code: number, reason: string): void;
   kill(reason: string): void;
+  /** Sends the execution's inputs this connection has not sent yet (PROTOCOL.md 12). */
+  deliverInputs(): void;
 }
 
 /** A viewer's wake-up: `pushed` holds freshly committed events when they are known. */
@@ -153,7 +155,8 @@ export class Hub {
       const handle = this.#connections.get(message.connectionId);
       if (!handle) continue;
       if (message.type === "close") handle.close(message.code, message.reason);
-      else handle.kill(message.reason);
+      else if (message.type === "kill") handle.kill(message.reason);
+      else handle.deliverInputs();
     }
   }
 

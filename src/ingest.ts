@@ -14,6 +14,7 @@ import {
   CloseCode,
   CompleteData,
   cutErrorText,
+  ErrorCode,
   ErrorFrameData,
   ErrorText,
   executionDoneReason,
@@ -25,9 +26,17 @@ import {
   STREAM_EVENT_TYPE_RE,
   WrapperFrame,
 } from "./protocol.ts";
-import { commitFrames, type PreparedFrame, recordDisconnect, touchHeartbeat } from "./lifecycle.ts";
+import {
+  commitFrames,
+  deliveredInputIdOf,
+  type PreparedFrame,
+  recordDisconnect,
+  touchHeartbeat,
+} from "./lifecycle.ts";
+import { InputSender } from "./input_delivery.ts";
 import type { Runtime } from "./runtime.ts";
 import type { ConnectionHandle } from "./hub.ts";
+import { MAX_JSON_DEPTH, messageTooDeep } from "./json_depth.ts";
 import { envelopeTail, type NewEvent } from "./store/mod.ts";
 
 /** A commit carries at most this many bytes of events (KV allows 819,200 per commit). */
@@ -53,6 +62,8 @@ export interface AdmittedConnection {
   /** Debounce of liveness writes for this execution. */
   heartbeatWriteMs: number;
   killReason?: string;
+  /** The execution's `deliveredInputId` at admission (PROTOCOL.md 12). */
+  deliveredInputId: number;
 }
 
 interface QueuedFrame {
@@ -127,6 +138,7 @@ export class IngestConnection implements ConnectionHandle {
   #closeTimer?: ReturnType<typeof setTimeout>;
   #lastReceivedAt = 0;
   #release?: () => void;
+  readonly #inputs: InputSender;
 
   constructor(
     private readonly rt: Runtime,
@@ -136,11 +148,19 @@ export class IngestConnection implements ConnectionHandle {
     this.#expectedSeq = admitted.lastSeq + 1;
     this.#durableSeq = admitted.lastSeq;
     this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
+    this.#inputs = new InputSender({
+      kv: rt.kv,
+      sessionId: admitted.sessionId,
+      executionId: admitted.executionId,
+      deliveredInputId: admitted.deliveredInputId,
+      send: (frame) => this.#send(frame),
+      onError: (err) => rt.log.warn("input delivery failed", { err: String(err) }),
+    });
   }
 
-  /** Sends `hello` (and `kill` when an interrupt is pending) and starts serving. */
+  /** Sends `hello` (then `kill` when an interrupt is pending, then inputs) and starts serving. */
   start(): void {
-    const { executionId, lastSeq, graceMs, killReason } = this.admitted;
+    const { executionId, lastSeq, graceMs, killReason, deliveredInputId } = this.admitted;
     this.#release = this.rt.hub.holdConnection(this.admitted.connectionId, this);
     this.rt.metrics.set(MetricName.ingestSockets, this.rt.hub.connectionCount);
     this.socket.onmessage = (ev) => this.#onMessage(ev.data);
@@ -158,8 +178,10 @@ export class IngestConnection implements ConnectionHandle {
       graceMs,
       maxFrameBytes: this.rt.config.maxFrameBytes,
       maxInFlight: this.rt.config.maxInFlight,
+      deliveredInputId,
     });
     if (killReason !== undefined) this.kill(killReason);
+    void this.#inputs.wake();
     const tick = Math.max(10, Math.min(1000, Math.floor(this.rt.config.pingMs / 4)));
     this.#pingTimer = setInterval(() => {
       if (Date.now() - this.#lastSentAt >= this.rt.config.pingMs) this.#send({ type: "ping" });
@@ -195,10 +217,17 @@ export class IngestConnection implements ConnectionHandle {
     this.#send({ type: "kill", signal: "SIGTERM", reason: cutErrorText(reason) });
   }
 
-  #send(message: unknown): void {
-    if (this.#state !== "open" || this.socket.readyState !== WebSocket.OPEN) return;
+  /** Hub command: inputs were accepted; send the ones this connection has not sent. */
+  deliverInputs(): void {
+    void this.#inputs.wake();
+  }
+
+  /** Sends a frame; false when the socket is no longer open for it. */
+  #send(message: unknown): boolean {
+    if (this.#state !== "open" || this.socket.readyState !== WebSocket.OPEN) return false;
     this.socket.send(JSON.stringify(message));
     this.#lastSentAt = Date.now();
+    return true;
   }
 
   #reject(code: string, message: string, extra: { seq?: number; expectedSeq?: number } = {}) {
@@ -242,6 +271,9 @@ export class IngestConnection implements ConnectionHandle {
     const seq = Number.isSafeInteger(rawSeq) && (rawSeq as number) >= 1
       ? rawSeq as number
       : undefined;
+    if (messageTooDeep(json)) {
+      return this.#invalid(`frame nests deeper than ${MAX_JSON_DEPTH} levels`, seq);
+    }
     // The common well-formed frame skips zod (the hot path); anything else gets its verdict.
     let frame: WrapperFrame;
     if (isPlainFrame(json)) {
@@ -260,8 +292,9 @@ export class IngestConnection implements ConnectionHandle {
       return;
     }
     const { terminal, invalid } = terminalOf(frame.streamEventType, frame.data);
-    if (invalid) {
-      this.#invalid(invalid, frame.seq);
+    const delivered = deliveredInputIdOf(frame);
+    if (invalid || (delivered && "invalid" in delivered)) {
+      this.#invalid(invalid ?? (delivered as { invalid: string }).invalid, frame.seq);
       return;
     }
     if (frame.seq !== undefined && !this.#admitSeq(frame.seq)) return;
@@ -278,7 +311,8 @@ export class IngestConnection implements ConnectionHandle {
     };
     // Serialize now, while the previous batch's commit is in flight, not in the next commit.
     event.tail = envelopeTail(this.admitted.sessionId, event);
-    this.#enqueue({ seq: frame.seq, terminal, event }, bytes);
+    const deliveredInputId = delivered?.inputId;
+    this.#enqueue({ seq: frame.seq, terminal, event, deliveredInputId }, bytes);
   }
 
   /** A rejected frame: error frame; its seq, when next in line, is used up (acked at once). */
@@ -368,7 +402,16 @@ export class IngestConnection implements ConnectionHandle {
           void this.rt.hub.deliverInbox();
           break;
         }
-        const { lastSeq, status } = result.value;
+        const { lastSeq, status, refused } = result.value;
+        for (const { seq } of refused) {
+          this.#reject(
+            ErrorCode.invalidFrame,
+            "input_delivered names an inputId above lastInputId",
+            {
+              seq,
+            },
+          );
+        }
         const hadSeq = take.some((f) => f.seq !== undefined);
         this.#durableSeq = lastSeq;
         if (hadSeq) this.#send({ type: "ack", seq: lastSeq });

@@ -16,7 +16,8 @@
  *   code that clears the active slot and the interrupt flag), fail and interrupt;
  * - `lifecycle/sessions.ts`, `lifecycle/executions.ts`: creation, deletion, views;
  * - `lifecycle/connections.ts`: ingest admission, frame commits, disconnects;
- * - `lifecycle/deadlines.ts`: what each deadline does when it fires.
+ * - `lifecycle/deadlines.ts`: what each deadline does when it fires;
+ * - `lifecycle/input.ts`: accepting inputs for the agent and their delivery confirmations.
  *
  * @module
  */
@@ -26,3 +27,4 @@ export * from "./lifecycle/executions.ts";
 export { type ExecutionNotFound, failExecution, interruptExecution } from "./lifecycle/finish.ts";
 export * from "./lifecycle/connections.ts";
 export * from "./lifecycle/deadlines.ts";
+export { acceptInput, deliveredInputIdOf, type InputRefusal } from "./lifecycle/input.ts";

@@ -24,6 +24,8 @@ import {
   FailBody,
   FailResult,
   IdempotencyKey,
+  InputAccepted,
+  InputRequest,
   InterruptAccepted,
   InterruptBody,
   ListExecutionsQuery,
@@ -70,6 +72,7 @@ const requests = {
   interrupt: InterruptBody.meta({ id: "InterruptRequest" }),
   fail: FailBody.meta({ id: "FailRequest" }),
   ticket: TicketBody.meta({ id: "TicketRequest" }),
+  input: InputRequest.meta({ id: "InputRequest" }),
 };
 
 const sessionPath = z.object({ sid: SessionId });
@@ -203,6 +206,26 @@ function paths() {
         responses: {
           200: { description: "failed is false when already terminal", ...json(FailResult) },
           ...errors("client", { ...BAD_BODY, 404: "SESSION_NOT_FOUND or EXECUTION_NOT_FOUND" }),
+        },
+      }),
+    },
+    "/v1/sessions/{sid}/executions/{eid}/input": {
+      post: operation("client", "Send input to the agent (PROTOCOL.md 12)", {
+        operationId: "sendInput",
+        requestParams: {
+          path: executionPath,
+          header: z.object({ "Idempotency-Key": IdempotencyKey.optional() }),
+        },
+        requestBody: json(requests.input),
+        responses: {
+          202: { description: "Accepted (or an idempotent retry)", ...json(InputAccepted) },
+          ...errors("client", {
+            ...BAD_BODY,
+            404: "SESSION_NOT_FOUND or EXECUTION_NOT_FOUND",
+            409: "EXECUTION_ENDED (details: status) or INPUT_CLOSED",
+            422: "IDEMPOTENCY_KEY_REUSED: the same key with another body",
+            429: "INPUT_QUEUE_FULL: TETHER_MAX_PENDING_INPUTS inputs wait for delivery",
+          }),
         },
       }),
     },

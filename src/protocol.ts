@@ -17,10 +17,19 @@ export const EXECUTION_ID_RE = /^exc_[0-9A-HJKMNP-TV-Z]{26}$/;
 /** `wrapperId` part of `X-Tether-Dial`. */
 export const WRAPPER_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
+/** Event types of the input channel (PROTOCOL.md section 12). */
+export const InputEventType = {
+  /** The service's event for an accepted input, and the `type` of its service frame. */
+  input: "input",
+  /** The wrapper's stored frame confirming that inputs were written to the agent. */
+  delivered: "input_delivered",
+} as const;
+
 /** Event types only the service may emit. */
 export const RESERVED_EVENT_TYPES: ReadonlySet<string> = new Set([
   "execution_status",
   "wrapper_disconnected",
+  InputEventType.input,
 ]);
 
 /** Liveness-only frame types: never stored, never broadcast, never carry `seq`. */
@@ -109,6 +118,12 @@ export const ErrorCode = {
   queueFull: "QUEUE_FULL",
   /** §4: an `Idempotency-Key` reused with a different body. */
   idempotencyKeyReused: "IDEMPOTENCY_KEY_REUSED",
+  /** §12: input for an execution that has ended (the body carries its `status`). */
+  executionEnded: "EXECUTION_ENDED",
+  /** §12: input after an accepted `endOfInput`. */
+  inputClosed: "INPUT_CLOSED",
+  /** §12: `TETHER_MAX_PENDING_INPUTS` inputs accepted and not yet delivered. */
+  inputQueueFull: "INPUT_QUEUE_FULL",
   /** §10: no route has this path. */
   notFound: "NOT_FOUND",
   /** §10: a known path with a method it does not take. */
@@ -206,6 +221,27 @@ export type CreateExecutionBody = z.infer<typeof CreateExecutionBody>;
 
 export const IdempotencyKey = z.string().regex(/^[\x20-\x7e]{1,128}$/, "invalid Idempotency-Key");
 
+/**
+ * Body of `POST …/executions/:eid/input` (PROTOCOL.md 12): `data` (any JSON, serialized at
+ * most 32 KiB) and/or `endOfInput`; a body with neither gives the agent nothing.
+ */
+export const InputRequest = z.strictObject({
+  data: z.unknown().refine(...maxJsonBytes(32 * 1024, "data")).optional(),
+  endOfInput: z.boolean().optional(),
+}).refine(
+  (body) => body.data !== undefined || body.endOfInput === true,
+  "give data, or endOfInput: true, or both",
+);
+export type InputRequest = z.infer<typeof InputRequest>;
+
+/** `202` answer of an accepted input: `status` is the execution's when it was accepted. */
+export const InputAccepted = z.object({
+  executionId: z.string(),
+  inputId: z.int().min(1),
+  status: ExecutionStatus,
+}).meta({ id: "InputAccepted" });
+export type InputAccepted = z.infer<typeof InputAccepted>;
+
 export const InterruptBody = z.strictObject({ reason: z.string().optional() });
 export const FailBody = z.strictObject({
   error: z.string(),
@@ -265,6 +301,9 @@ export const ExecutionView = z.object({
   lastHeartbeatAt: isoTime.optional(),
   error: z.string().optional(),
   health: Health.describe("null unless running"),
+  lastInputId: z.int().min(0).describe("highest inputId accepted (0: never sent input)"),
+  deliveredInputId: z.int().min(0).describe("highest inputId written to the agent"),
+  inputClosed: z.boolean().describe("true once an endOfInput was accepted"),
 }).meta({ id: "Execution" });
 export type ExecutionView = z.infer<typeof ExecutionView>;
 
@@ -298,6 +337,9 @@ export const ApiErrorCode = z.enum([
   ErrorCode.executionInProgress,
   ErrorCode.queueFull,
   ErrorCode.idempotencyKeyReused,
+  ErrorCode.executionEnded,
+  ErrorCode.inputClosed,
+  ErrorCode.inputQueueFull,
   ErrorCode.busy,
   ErrorCode.internal,
 ]);
@@ -389,6 +431,13 @@ export interface ExecutionStatusData {
   error?: string;
 }
 
+/** `data` of the service's `input` event (PROTOCOL.md 12): keys absent when not given. */
+export interface InputEventData {
+  inputId: number;
+  data?: unknown;
+  endOfInput?: true;
+}
+
 /** `data` of the `wrapper_disconnected` event: the legacy keys must stay. */
 export interface WrapperDisconnectedData {
   error: string;
@@ -422,6 +471,12 @@ export const WrapperFrame = z.object({
 });
 export type WrapperFrame = z.infer<typeof WrapperFrame>;
 
+/** `data` of the wrapper's `input_delivered` frame: inputs up to `inputId` were written. */
+export const InputDeliveredData = z.strictObject({
+  inputId: z.int().min(1).max(Number.MAX_SAFE_INTEGER),
+});
+export type InputDeliveredData = z.infer<typeof InputDeliveredData>;
+
 export const CompleteData = z.looseObject({ exitCode: z.number() });
 export const InterruptedData = z.looseObject({ reason: z.string().optional() });
 export const ErrorFrameData = z.looseObject({
@@ -438,6 +493,8 @@ export const HelloFrame = z.object({
   graceMs: z.int(),
   maxFrameBytes: z.int().min(1),
   maxInFlight: z.int().min(1),
+  /** Highest inputId the wrapper confirmed (section 12); inputs up to it are never written. */
+  deliveredInputId: z.int().min(0),
 });
 export type HelloFrame = z.infer<typeof HelloFrame>;
 export const AckFrame = z.object({ type: z.literal("ack"), seq: z.int().min(0) });
@@ -447,6 +504,14 @@ export const KillFrame = z.object({
   reason: z.string().optional(),
 });
 export const PingFrame = z.object({ type: z.literal("ping") });
+/** An input for the agent (section 12), sent for every inputId above `deliveredInputId`. */
+export const InputFrame = z.object({
+  type: z.literal(InputEventType.input),
+  inputId: z.int().min(1),
+  data: z.unknown().optional(),
+  endOfInput: z.boolean().optional(),
+});
+export type InputFrame = z.infer<typeof InputFrame>;
 export const ServiceErrorFrame = z.object({
   type: z.literal("error"),
   code: z.string(),
@@ -462,6 +527,7 @@ export const ServiceFrame = z.discriminatedUnion("type", [
   KillFrame,
   PingFrame,
   ServiceErrorFrame,
+  InputFrame,
 ]);
 export type ServiceFrame = z.infer<typeof ServiceFrame>;
 export type KillFrame = z.infer<typeof KillFrame>;

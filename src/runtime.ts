@@ -12,6 +12,7 @@ import { ulid } from "./ids.ts";
 import type { Effects, LifecycleContext } from "./lifecycle.ts";
 import { Logger } from "./log.ts";
 import { Metrics } from "./metrics.ts";
+import { ReadBudget } from "./read_budget.ts";
 
 /** Everything a route or socket handler needs. */
 export interface Runtime {
@@ -21,6 +22,8 @@ export interface Runtime {
   credentials: Credentials;
   ctx: LifecycleContext;
   hub: Hub;
+  /** What all readers of this instance may hold in memory together. */
+  readBudget: ReadBudget;
   log: Logger;
   metrics: Metrics;
   /** Aborted when the instance shuts down. */
@@ -90,6 +93,7 @@ export async function createRuntime(
     credentials,
     ctx,
     hub,
+    readBudget: new ReadBudget(config.readBudgetBytes),
     log,
     metrics,
     shutdown: shutdown.signal,

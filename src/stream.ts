@@ -11,7 +11,9 @@
 import { delay } from "./async.ts";
 import type { Runtime } from "./runtime.ts";
 import { getLiveSession } from "./lifecycle.ts";
-import { readEvents, readHead, type StoredEvent, transact } from "./store/mod.ts";
+import { CloseCode } from "./protocol.ts";
+import type { ReaderLease } from "./read_budget.ts";
+import { jsonSize, readEvents, readHead, type StoredEvent, transact } from "./store/mod.ts";
 
 /** Which events a viewer wants; an absent set means all. */
 export interface ViewerFilter {
@@ -23,6 +25,8 @@ export interface ViewerFilter {
 export interface ViewerSink {
   /** Queues one event for the viewer. */
   send(event: StoredEvent): void;
+  /** Writes what `send` queued, when the sink gathers a batch into one write. */
+  flush?(): void;
   /** Bytes queued for the viewer and not yet written to its connection. */
   readonly buffered: number;
   /** Ends the viewer with a WebSocket close code (SSE just ends). */
@@ -37,10 +41,13 @@ export interface ViewerOptions {
   stallMs?: number;
 }
 
-/** Events read from KV per round trip while catching up. */
-const PAGE = 500;
-/** Pushed events kept while the loop is busy; beyond that it reads from KV instead. */
+/** Most events read from KV per round trip while catching up. */
+const READ_EVENTS = 2000;
+/** Most bytes read from KV per round trip (less when the viewer's buffer has less room). */
+const READ_BYTES = 2 * 1024 * 1024;
+/** Pushed events kept while the loop is busy; beyond either bound it reads from KV instead. */
 const MAX_PUSHED = 2000;
+const MAX_PUSHED_BYTES = 1024 * 1024;
 /** How often a full buffer is checked while waiting for it to drain. */
 const DRAIN_POLL_MS = 10;
 
@@ -53,9 +60,15 @@ export function matches(filter: ViewerFilter, event: StoredEvent): boolean {
 
 /**
  * Runs a viewer until `signal` aborts, the session is deleted (close 1000) or the viewer
- * cannot keep up (close 1013): sending pauses while more than `bufferBytes` are queued for
- * it, and a buffer that does not drain within `stallMs` ends the viewer. So memory per
- * viewer stays bounded by the buffer, whatever the replay or burst size.
+ * cannot keep up (close 1013). Every read is sized by the room left in the viewer's buffer
+ * and taken from the instance's read budget, so one viewer holds at most about its buffer
+ * and all viewers together at most the budget, whatever the size of the stored events; a
+ * buffer that does not drain within `stallMs` ends the viewer.
+ *
+ * @example
+ * ```ts
+ * await runViewer(rt, "ses_1", 0, {}, sink, abort.signal);
+ * ```
  */
 export async function runViewer(
   rt: Runtime,
@@ -66,79 +79,176 @@ export async function runViewer(
   signal: AbortSignal,
   options: ViewerOptions = {},
 ): Promise<void> {
-  const { bufferBytes = rt.config.viewerBufferBytes, stallMs = 2000 } = options;
-  let cursor = after;
-  let pushed: StoredEvent[] = [];
-  let dirty = true;
-  let checkSession = true;
-  let notify: (() => void) | undefined;
-  const unsubscribe = rt.hub.subscribe(sessionId, (events) => {
-    // A push is only a shortcut: when too many pile up, drop them and read from KV.
-    if (events) {
-      if (pushed.length + events.length <= MAX_PUSHED) pushed.push(...events);
-      else pushed = [];
-    } else checkSession = true;
-    dirty = true;
-    notify?.();
-  });
-  const onAbort = () => notify?.();
-  signal.addEventListener("abort", onAbort);
+  await new ViewerLoop(rt, sessionId, after, filter, sink, signal, options).run();
+}
 
-  /** Waits for the viewer's buffer to fall under the limit; false when it did not in time. */
-  const drained = async (): Promise<boolean> => {
-    const giveUpAt = Date.now() + stallMs;
-    while (sink.buffered > bufferBytes) {
-      if (signal.aborted || Date.now() >= giveUpAt) return false;
-      await delay(DRAIN_POLL_MS, { signal }).catch(() => {});
+/**
+ * One viewer's loop. It owns the cursor (the last eventId passed); every wake-up, a local
+ * push of just-committed events or a head change seen through KV, means "deliver what lies
+ * after the cursor". A pushed batch that starts right after the cursor and fits the room
+ * is sent as is; anything else is read from KV.
+ */
+class ViewerLoop {
+  #cursor: number;
+  #pushed: StoredEvent[] = [];
+  #pushedBytes = 0;
+  #dirty = true;
+  #checkSession = true;
+  #notify?: () => void;
+  readonly #lease: ReaderLease;
+  readonly #bufferBytes: number;
+  readonly #stallMs: number;
+
+  constructor(
+    private readonly rt: Runtime,
+    private readonly sessionId: string,
+    after: number,
+    private readonly filter: ViewerFilter,
+    private readonly sink: ViewerSink,
+    private readonly signal: AbortSignal,
+    options: ViewerOptions,
+  ) {
+    this.#cursor = after;
+    this.#bufferBytes = options.bufferBytes ?? rt.config.viewerBufferBytes;
+    this.#stallMs = options.stallMs ?? 2000;
+    this.#lease = rt.readBudget.open({
+      buffered: () => sink.buffered,
+      evict: () => this.#wake(),
+    });
+  }
+
+  async run(): Promise<void> {
+    const unsubscribe = this.rt.hub.subscribe(this.sessionId, (events) => this.#onWake(events));
+    const onAbort = () => this.#wake();
+    this.signal.addEventListener("abort", onAbort);
+    try {
+      while (!this.signal.aborted && await this.#step());
+    } finally {
+      this.signal.removeEventListener("abort", onAbort);
+      unsubscribe();
+      this.#lease[Symbol.dispose]();
     }
-    return true;
-  };
+  }
 
-  /** Sends the events that match; false when the viewer must be dropped. */
-  const deliver = async (events: readonly StoredEvent[]): Promise<boolean> => {
-    for (const event of events) {
-      if (event.envelope.eventId <= cursor) continue;
-      cursor = event.envelope.eventId;
-      if (!matches(filter, event)) continue;
-      sink.send(event);
-      if (sink.buffered > bufferBytes && !(await drained())) {
-        if (!signal.aborted) sink.close(1013, "viewer too slow, resume with after");
+  /** Handles one wake-up; false once the viewer has ended. */
+  async #step(): Promise<boolean> {
+    if (this.#lease.evicted) return this.#tooSlow();
+    if (!this.#dirty) {
+      await new Promise<void>((resolve) => this.#notify = resolve);
+      this.#notify = undefined;
+      return true;
+    }
+    this.#dirty = false;
+    if (this.#sendPushed()) return true;
+    if (this.#checkSession) {
+      this.#checkSession = false;
+      if (!(await getLiveSession(this.rt.kv, this.sessionId))) {
+        this.sink.close(CloseCode.normal, "session deleted");
         return false;
       }
     }
-    return true;
-  };
+    return await this.#catchUp();
+  }
 
-  try {
-    while (!signal.aborted) {
-      if (!dirty) {
-        await new Promise<void>((resolve) => notify = resolve);
-        notify = undefined;
-        continue;
-      }
-      dirty = false;
-      const batch = pushed.filter((e) => e.envelope.eventId > cursor);
-      pushed = [];
-      if (batch.length > 0 && batch[0].envelope.eventId === cursor + 1 && contiguous(batch)) {
-        if (!(await deliver(batch))) return;
-        continue;
-      }
-      if (checkSession) {
-        checkSession = false;
-        if (!(await getLiveSession(rt.kv, sessionId))) {
-          sink.close(1000, "session deleted");
-          return;
-        }
-      }
-      for (;;) {
-        const page = await readEvents(rt.kv, sessionId, { after: cursor, limit: PAGE });
-        if (!(await deliver(page))) return;
-        if (page.length < PAGE || signal.aborted) break;
-      }
+  /** A hub wake-up: keep a push while it stays small, else drop it and read from KV later. */
+  #onWake(events?: readonly StoredEvent[]): void {
+    if (!events) this.#checkSession = true;
+    else {
+      const bytes = jsonSize(events);
+      if (
+        this.#pushed.length + events.length <= MAX_PUSHED &&
+        this.#pushedBytes + bytes <= MAX_PUSHED_BYTES
+      ) {
+        this.#pushed.push(...events);
+        this.#pushedBytes += bytes;
+      } else this.#dropPushed();
     }
-  } finally {
-    signal.removeEventListener("abort", onAbort);
-    unsubscribe();
+    this.#dirty = true;
+    this.#wake();
+  }
+
+  #wake(): void {
+    this.#notify?.();
+  }
+
+  #dropPushed(): StoredEvent[] {
+    const pushed = this.#pushed;
+    this.#pushed = [];
+    this.#pushedBytes = 0;
+    return pushed;
+  }
+
+  /**
+   * The live fast path: sends the pushed events when they continue the cursor and fit the
+   * viewer's buffer and the budget right now; false when the loop must read KV instead.
+   */
+  #sendPushed(): boolean {
+    const batch = this.#dropPushed().filter((e) => e.envelope.eventId > this.#cursor);
+    if (batch.length === 0 || batch[0].envelope.eventId !== this.#cursor + 1) return false;
+    if (!contiguous(batch)) return false;
+    const bytes = jsonSize(batch);
+    const room = this.#bufferBytes - this.sink.buffered;
+    if ((bytes > room && this.sink.buffered > 0) || !this.#lease.tryReserve(bytes)) return false;
+    this.#send(batch);
+    this.#lease.settle();
+    return true;
+  }
+
+  /** Reads and sends what lies after the cursor, a buffer's room at a time; false when ended. */
+  async #catchUp(): Promise<boolean> {
+    for (;;) {
+      const room = await this.#room();
+      if (room === 0) return this.signal.aborted ? false : this.#tooSlow();
+      const page = await readEvents(this.rt.kv, this.sessionId, {
+        after: this.#cursor,
+        limit: READ_EVENTS,
+        maxBytes: room,
+      });
+      const bytes = jsonSize(page);
+      this.#lease.hold(bytes);
+      this.#send(page);
+      this.#lease.settle();
+      if (page.length < READ_EVENTS && bytes < room) return true;
+      if (this.signal.aborted) return false;
+    }
+  }
+
+  /**
+   * Waits until the viewer's buffer has room for a read and the budget grants it; returns
+   * the bytes reserved, or 0 when the viewer is aborted, evicted or stalled (its buffer did
+   * not drain at all for `stallMs`).
+   */
+  async #room(): Promise<number> {
+    const wanted = Math.min(READ_BYTES, Math.max(1, Math.floor(this.#bufferBytes / 2)));
+    let lastBuffered = this.sink.buffered;
+    let progressAt = Date.now();
+    for (;;) {
+      if (this.signal.aborted || this.#lease.evicted) return 0;
+      const buffered = this.sink.buffered;
+      const room = Math.min(READ_BYTES, this.#bufferBytes - buffered);
+      if ((room >= wanted || buffered === 0) && this.#lease.tryReserve(Math.max(room, 1))) {
+        return Math.max(room, 1);
+      }
+      if (buffered < lastBuffered || buffered === 0) progressAt = Date.now();
+      lastBuffered = buffered;
+      if (buffered > 0 && Date.now() - progressAt >= this.#stallMs) return 0;
+      await delay(DRAIN_POLL_MS, { signal: this.signal }).catch(() => {});
+    }
+  }
+
+  /** Sends the events after the cursor that match the filter. */
+  #send(events: readonly StoredEvent[]): void {
+    for (const event of events) {
+      if (event.envelope.eventId <= this.#cursor) continue;
+      this.#cursor = event.envelope.eventId;
+      if (matches(this.filter, event)) this.sink.send(event);
+    }
+    this.sink.flush?.();
+  }
+
+  #tooSlow(): false {
+    this.sink.close(CloseCode.tryAgainLater, "viewer too slow, resume with after");
+    return false;
   }
 }
 
@@ -151,46 +261,98 @@ function contiguous(events: readonly StoredEvent[]): boolean {
 
 /** One page of `GET …/events` (JSON). */
 export interface EventsPage {
-  events: unknown[];
+  events: StoredEvent[];
   lastEventId: number;
   nextAfter: number;
 }
 
+/** Stored events a JSON page reads per round trip. */
+const PAGE_SCAN_EVENTS = 1000;
+
+/** About how many bytes of envelopes one JSON page holds (PROTOCOL.md 10). */
+export const PAGE_BYTES = 4 * 1024 * 1024;
+
+/** Options of {@link readEventsPage}. */
+export interface EventsPageOptions {
+  after: number;
+  limit: number;
+  filter: ViewerFilter;
+  /** Most stored events scanned, so a selective filter cannot make one call read a whole log. Default 10,000. */
+  scanLimit?: number;
+  /** The page ends once it holds this many bytes (at least one event). Default {@link PAGE_BYTES}. */
+  maxBytes?: number;
+}
+
 /**
- * Reads a page of events after `after`: at most `limit` matching events, scanning at most
- * `scanLimit` stored events (so a selective filter cannot make one call read a whole log).
+ * Reads a page of events after `after`: at most `limit` matching events and about
+ * `maxBytes` of them, scanning at most `scanLimit` stored events.
+ *
+ * @example
+ * ```ts
+ * const page = await readEventsPage(rt, "ses_1", { after: 0, limit: 100, filter: {} });
+ * const body = eventsPageJson(page);
+ * ```
  */
 export async function readEventsPage(
   rt: Runtime,
   sessionId: string,
-  options: { after: number; limit: number; filter: ViewerFilter; scanLimit?: number },
+  options: EventsPageOptions,
 ): Promise<EventsPage> {
-  const { after, limit, filter, scanLimit = 10_000 } = options;
-  const { lastEventId } = await transact(rt.kv, (tx) => readHead(tx, sessionId));
-  const events: unknown[] = [];
+  const { after, limit, filter, scanLimit = 10_000, maxBytes = PAGE_BYTES } = options;
+  // The head is read alongside the first events (one round trip less per page).
+  const [{ lastEventId }, first] = await Promise.all([
+    transact(rt.kv, (tx) => readHead(tx, sessionId)),
+    readEvents(rt.kv, sessionId, { after, limit: Math.min(PAGE_SCAN_EVENTS, scanLimit), maxBytes }),
+  ]);
+  let prefetched: StoredEvent[] | undefined = first;
+  const events: StoredEvent[] = [];
+  let bytes = 0;
   let scanned = after;
   // The newest eventId actually read: events committed after the head was read count, but a
   // cursor past the end must not make the log look longer than it is.
   let newest = lastEventId;
-  let exhausted = false;
-  while (events.length < limit && scanned - after < scanLimit) {
-    const page = await readEvents(rt.kv, sessionId, {
+  while (events.length < limit && scanned - after < scanLimit && bytes < maxBytes) {
+    const want = {
+      events: Math.min(PAGE_SCAN_EVENTS, scanLimit - (scanned - after)),
+      bytes: maxBytes - bytes,
+    };
+    const page = prefetched ?? await readEvents(rt.kv, sessionId, {
       after: scanned,
-      limit: Math.min(1000, scanLimit - (scanned - after)),
+      limit: want.events,
+      maxBytes: want.bytes,
     });
+    prefetched = undefined;
     for (const event of page) {
       scanned = event.envelope.eventId;
       newest = Math.max(newest, scanned);
-      if (matches(filter, event)) {
-        events.push(event.envelope);
-        if (events.length === limit) break;
-      }
+      if (!matches(filter, event)) continue;
+      events.push(event);
+      bytes += event.json.length;
+      if (events.length === limit) break;
     }
-    if (page.length === 0 || (events.length < limit && page.length < 1000)) {
-      exhausted = true;
-      break;
-    }
+    if (page.length < want.events && jsonSize(page) < want.bytes) break;
   }
-  const nextAfter = exhausted ? Math.max(scanned, lastEventId) : scanned;
-  return { events, lastEventId: newest, nextAfter };
+  // Exhausted or not, the cursor is the last event read: the head, read at the same time, may
+  // already name events the reads did not see yet (`lastEventId` then says so).
+  return { events, lastEventId: newest, nextAfter: scanned };
+}
+
+/**
+ * The JSON body of a page as texts to write one after the other: the stored envelope texts
+ * are neither re-serialized nor joined into one large copy.
+ */
+export function eventsPageTexts(page: EventsPage): string[] {
+  return [
+    '{"events":',
+    ...jsonArrayTexts(page.events),
+    `,"lastEventId":${page.lastEventId},"nextAfter":${page.nextAfter}}`,
+  ];
+}
+
+/** A JSON array of stored envelopes as texts to write one after the other. */
+export function jsonArrayTexts(events: readonly StoredEvent[]): string[] {
+  const texts = ["["];
+  events.forEach((event, i) => texts.push(i === 0 ? event.json : `,${event.json}`));
+  texts.push("]");
+  return texts;
 }

@@ -229,8 +229,8 @@ function emptyUsage() {
  * @returns {DiffLine[]}
  */
 export function diffLines(oldText, newText) {
-  const a = oldText === "" ? [] : oldText.split("\n");
-  const b = newText === "" ? [] : newText.split("\n");
+  const a = lines(oldText);
+  const b = lines(newText);
   let start = 0;
   while (start < a.length && start < b.length && a[start] === b[start]) start++;
   let endA = a.length;
@@ -241,6 +241,19 @@ export function diffLines(oldText, newText) {
   out.push(...middleDiff(a.slice(start, endA), b.slice(start, endB)));
   for (const text of a.slice(endA)) out.push({ op: " ", text });
   return out;
+}
+
+/**
+ * A text's lines; a final line end does not start another line.
+ *
+ * @param {string} text
+ * @returns {string[]}
+ */
+function lines(text) {
+  if (text === "") return [];
+  const all = text.split("\n");
+  if (all.at(-1) === "") all.pop();
+  return all;
 }
 
 /**
@@ -719,11 +732,15 @@ export class Conversation {
         return this.#acp(env, d);
       case EventType.acpTurn:
         this.#turnEnd(env, `turn ended · ${str(d.stopReason) || "unknown reason"}`, d);
+        if (d.error !== undefined) this.#error(env, errorText(d), "", false);
         return true;
       case EventType.permissionRequest:
         return this.#permissionRequest(env, d);
       case EventType.acpInputIgnored:
-        this.#push(env, "status", { text: `input ignored: ${summarizeEvent(env)}`, tone: "warn" });
+        this.#push(env, "status", {
+          text: `input #${str(d.inputId)} ignored${d.reason ? ` · ${str(d.reason)}` : ""}`,
+          tone: "warn",
+        });
         return true;
     }
     return false;
@@ -934,7 +951,11 @@ export class Conversation {
       lines: diffLines(typeof c.oldText === "string" ? c.oldText : "", str(c.newText)),
     }));
     const text = content?.filter((c) => obj(c).type !== "diff").map(contentText).join("\n");
-    const rawOutput = d.rawOutput === undefined ? undefined : contentText(d.rawOutput);
+    const rawOutput = d.truncated
+      ? `[update too large to store: ${str(d.bytes)} bytes]`
+      : d.rawOutput === undefined
+      ? undefined
+      : contentText(d.rawOutput);
     const status = d.status === undefined ? undefined : str(d.status);
     this.#tool(env, str(d.toolCallId), {
       name: d.title === undefined ? undefined : str(d.title),
@@ -1440,13 +1461,12 @@ export function argsSummary(args) {
  * @returns {string}
  */
 function toolLine(item) {
-  const status = item.status ? ` [${item.status}]` : "";
-  const kind = item.toolKind ? ` (${item.toolKind})` : "";
-  const where = item.locations?.length ? ` @ ${item.locations.join(", ")}` : "";
-  return `▸ ${str(item.name)}${kind} ${argsSummary(item.args)}${where}${status}`.replace(
-    / +\[/,
-    " [",
-  );
+  const parts = [`▸ ${str(item.name)}`];
+  if (item.toolKind) parts.push(`(${item.toolKind})`);
+  if (item.args !== undefined) parts.push(argsSummary(item.args));
+  if (item.locations?.length) parts.push(`@ ${item.locations.join(", ")}`);
+  if (item.status) parts.push(`[${item.status}]`);
+  return parts.filter(Boolean).join(" ");
 }
 
 /**

@@ -372,7 +372,7 @@ Deno.test("file edits in tool arguments become diffs (Claude Edit, Write)", () =
     path: "a.ts",
     lines: [{ op: " ", text: "x" }, { op: "-", text: "y" }, { op: "+", text: "z" }],
   }]);
-  assert.deepEqual(write.diffs?.[0].lines, [{ op: "+", text: "new" }, { op: "+", text: "" }]);
+  assert.deepEqual(write.diffs?.[0].lines, [{ op: "+", text: "new" }]);
   assert.equal(renderText(edit), "▸ Edit a.ts\n  a.ts\n   x\n  -y\n  +z");
 });
 
@@ -463,4 +463,44 @@ Deno.test("garbage never throws: every envelope becomes some item", () => {
   }
   for (const item of conversation.items) assert.equal(typeof renderText(item), "string");
   assert.ok(conversation.items.length >= garbage.length * types.length / 2);
+});
+
+Deno.test("ACP: a failed turn, an ignored input and a truncated update stay readable", () => {
+  const { items } = fold([
+    { streamEventType: "acp_input_ignored", data: { inputId: 3, reason: "not a prompt" } },
+    {
+      streamEventType: "acp",
+      data: {
+        sessionUpdate: "tool_call",
+        toolCallId: "t",
+        title: "Big",
+        truncated: true,
+        bytes: 900000,
+      },
+    },
+    { streamEventType: "acp_turn", data: { inputId: 2, stopReason: "error", error: "boom" } },
+  ]);
+  assert.deepEqual(items.slice(1).map((i) => renderText(i)), [
+    "· input #3 ignored · not a prompt",
+    "▸ Big\n  [update too large to store: 900000 bytes]",
+    "── turn ended · error",
+    "✖ boom",
+  ]);
+});
+
+Deno.test("plain shapes (the demo agent's): text, tool_use and tool_result by tool name", () => {
+  const { items } = fold([
+    { streamEventType: "agent", data: { type: "assistant", text: "Let me check." } },
+    {
+      streamEventType: "agent",
+      data: { type: "tool_use", tool: "bash", input: { command: "ls" } },
+    },
+    {
+      streamEventType: "agent",
+      data: { type: "tool_result", tool: "bash", exitCode: 1, text: "no" },
+    },
+  ]);
+  assert.deepEqual(kinds(items), ["execution", "message", "tool"]);
+  assert.equal(items[2].output, "no");
+  assert.equal(items[2].isError, true);
 });

@@ -1,4 +1,5 @@
 // @ts-check
+/// <reference lib="dom" />
 /**
  * Draws conversation items (`conversation.js`) as DOM elements. Every piece of agent or user
  * data reaches the DOM through `textContent` or an attribute set as plain text (never
@@ -247,7 +248,7 @@ function drawTool(body, item, ctx) {
     const summary = argsSummary(item.args);
     body.append(el("div", "tool-args", summary));
     if (args !== JSON.stringify(summary)) {
-      body.append(longText(args, "Arguments", "args", item, ctx));
+      body.append(longText(args, "Arguments", "args", item, ctx, true));
     }
   }
   if (item.locations?.length) body.append(el("div", "locations", item.locations.join(", ")));

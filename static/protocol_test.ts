@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
-import { CLOSE_CODE_HTTP_STATUS, CloseCode, EventType, TERMINAL_STATUSES } from "./protocol.js";
 import {
+  ApiErrorCode,
+  CLOSE_CODE_HTTP_STATUS,
+  CloseCode,
+  EventType,
+  TERMINAL_STATUSES,
+} from "./protocol.js";
+import {
+  AcpEventType,
   CloseCode as ServiceCloseCode,
+  ErrorCode,
   ExecutionStatus,
   RESERVED_EVENT_TYPES,
   STREAM_EVENT_TYPE_RE,
@@ -28,4 +36,24 @@ Deno.test("the page's event types are valid names and include the reserved ones"
 Deno.test("the page's terminal statuses are the contract's", () => {
   const terminal = ExecutionStatus.options.filter((s) => s !== "pending" && s !== "running");
   assert.deepEqual([...TERMINAL_STATUSES], terminal);
+});
+
+Deno.test("the page's error codes are the service's, under the same names", () => {
+  // The input codes of PROTOCOL.md 12 arrive in ErrorCode with the input channel; until then
+  // only the codes ErrorCode already has are compared.
+  const codes: Record<string, string> = ErrorCode;
+  const known = Object.entries(ApiErrorCode).filter(([name]) => name in codes);
+  for (const [name, code] of known) assert.equal(code, codes[name], name);
+});
+
+Deno.test("the page's ACP event types are the wrapper's (PROTOCOL.md 14)", () => {
+  assert.deepEqual(
+    [EventType.acp, EventType.acpTurn, EventType.permissionRequest, EventType.acpInputIgnored],
+    [
+      AcpEventType.update,
+      AcpEventType.turn,
+      AcpEventType.permissionRequest,
+      AcpEventType.inputIgnored,
+    ],
+  );
 });

@@ -1,4 +1,5 @@
 // @ts-check
+/// <reference lib="dom" />
 /**
  * A virtualized list: of a long array of items only those in and near the viewport are in
  * the DOM (two spacers stand in for the rest), so the page stays fast and its node count
@@ -30,6 +31,11 @@
  * @property {number} [estimate] height assumed before any item was measured (default 44)
  * @property {() => void} [onScroll] called after every redraw caused by scrolling
  */
+
+/** @typedef {{key: string, delta: number}[] | null} Anchor */
+
+/** How many items at the top of the viewport can anchor it. */
+const ANCHOR_CANDIDATES = 8;
 
 /** @template T */
 export class VirtualList {
@@ -143,16 +149,27 @@ export class VirtualList {
     });
   }
 
-  /** @returns {{key: string, delta: number} | null} the top visible item and its offset */
+  /**
+   * The items at the top of the viewport and their offsets from it: the first of them that
+   * is still there after a change is put back in place (several, as the very first item may
+   * be replaced when older items are paged in).
+   *
+   * @returns {Anchor}
+   */
   #anchor() {
     if (this.#stickToBottom || this.#items.length === 0) return null;
     this.#ensureOffsets();
     const top = this.#scroller.scrollTop;
-    const i = Math.min(this.#find(top), this.#items.length - 1);
-    return { key: this.#options.key(this.#items[i]), delta: top - this.#offsets[i] };
+    const first = Math.min(this.#find(top), this.#items.length - 1);
+    const last = Math.min(first + ANCHOR_CANDIDATES, this.#items.length);
+    const anchor = [];
+    for (let i = first; i < last; i++) {
+      anchor.push({ key: this.#options.key(this.#items[i]), delta: top - this.#offsets[i] });
+    }
+    return anchor;
   }
 
-  /** @param {{key: string, delta: number} | null} anchor */
+  /** @param {Anchor} anchor */
   #draw(anchor) {
     // Measuring can change heights above the viewport; two passes settle it.
     for (let pass = 0; pass < 3; pass++) {
@@ -163,17 +180,19 @@ export class VirtualList {
     this.#restore(anchor);
   }
 
-  /** @param {{key: string, delta: number} | null} anchor */
+  /** @param {Anchor} anchor */
   #restore(anchor) {
     const s = this.#scroller;
     if (this.#stickToBottom) {
       s.scrollTop = s.scrollHeight;
       return;
     }
-    const i = anchor ? this.#index.get(anchor.key) : undefined;
-    if (anchor && i !== undefined) {
-      const wanted = this.#offsets[i] + anchor.delta;
+    for (const { key, delta } of anchor ?? []) {
+      const i = this.#index.get(key);
+      if (i === undefined) continue;
+      const wanted = this.#offsets[i] + delta;
       if (Math.abs(s.scrollTop - wanted) > 1) s.scrollTop = wanted;
+      return;
     }
   }
 

@@ -4,8 +4,6 @@ import { runE2e } from "../bench/e2e.ts";
 
 Deno.test({
   name: "the e2e benchmark runs end to end with small counts",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const result = await runE2e({ frames: 300, bytes: 200, latencyFrames: 50, rate: 1000 });
     for (const [name, value] of Object.entries(result)) {

@@ -185,8 +185,6 @@ serverTest(
 
 Deno.test({
   name: "a callback stuck in flight stays durable and is sent again when its lease expires",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const kv = await tempKvPath();
     const first = await startServer({ ...LEASED, kvPath: kv.path });

@@ -4,8 +4,6 @@ import { countFrom, seedFrom } from "./helpers/random.ts";
 Deno.test({
   name:
     "chaos: the real wrapper streams through a cutting proxy; nothing lost, duplicated or failed",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const seed = seedFrom("TETHER_CHAOS_SEED");
     const stats = await runChaos({

@@ -158,6 +158,9 @@ serverTest("creation: exact 201 bodies, queuePosition, creation events", async (
       heartbeatTimeoutMs: server.config.heartbeatTimeoutMs,
       createdAt: view.createdAt,
       health: null,
+      lastInputId: 0,
+      deliveredInputId: 0,
+      inputClosed: false,
     };
     if (i === 0) expected.activatedAt = view.createdAt;
     assert.deepEqual(view, expected);
@@ -1070,8 +1073,6 @@ serverTest("viewer WebSocket: 4401 / 4403; a ticket is checked when it connects"
 
 Deno.test({
   name: "healthz: 503 {status: unavailable} when KV does not answer",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const s = await startServer({ config: { sweepMs: 60_000 } });
     try {
@@ -1148,8 +1149,6 @@ Deno.test("dev mode: no TETHER_API_KEYS and a local KV path → one generated ke
 
 Deno.test({
   name: "signing secret kept in KV: tickets and tokens hold across instances and restarts",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const { path, cleanup } = await tempKvPath();
     const [a, b] = await Promise.all([

@@ -34,10 +34,24 @@ const ENVELOPE_KEYS = [
 
 /** The exact key set of every frame type the service sends on ingest (PROTOCOL.md 5.2). */
 const SERVICE_FRAME_KEYS: Record<string, string[][]> = {
-  hello: [["type", "executionId", "lastSeq", "graceMs", "maxFrameBytes", "maxInFlight"]],
+  hello: [[
+    "type",
+    "executionId",
+    "lastSeq",
+    "graceMs",
+    "maxFrameBytes",
+    "maxInFlight",
+    "deliveredInputId",
+  ]],
   ack: [["type", "seq"]],
   kill: [["type", "signal", "reason"]],
   ping: [["type"]],
+  input: [["type", "inputId", "data"], ["type", "inputId", "endOfInput"], [
+    "type",
+    "inputId",
+    "data",
+    "endOfInput",
+  ]],
   error: [
     ["type", "code", "message"],
     ["type", "code", "message", "seq"],

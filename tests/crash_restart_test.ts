@@ -3,9 +3,6 @@ import { countFrom, seedFrom } from "./helpers/random.ts";
 
 Deno.test({
   name: "crash-restart: SIGKILL during runs loses nothing and ends every execution once",
-  // The wrapper library's sockets to a killed process close on their own schedule.
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const seed = seedFrom("TETHER_CRASH_SEED");
     const stats = await runCrashLoop({

@@ -6,9 +6,6 @@ import { startServer } from "./helpers/server.ts";
 
 Deno.test({
   name: "fuzz: random and mutated frames and REST requests never crash, 5xx or store garbage",
-  // Sockets the fuzzer's frames got closed (1008/1009/4000) finish closing after the run.
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const seed = seedFrom("TETHER_FUZZ_SEED");
     const stats = await runFuzz({

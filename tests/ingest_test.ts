@@ -107,6 +107,7 @@ serverTest("admission sends hello and moves pending to running", async (server) 
     graceMs: 4321,
     maxFrameBytes: 524288,
     maxInFlight: 1000,
+    deliveredInputId: 0,
   }]);
   const exec = await getExecution(server, run);
   assert.equal(exec.status, "running");

@@ -20,8 +20,6 @@ interface Entry {
 
 Deno.test({
   name: "logs: JSON lines with run context and no secrets",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const lines: string[] = [];
     const server = await startServer({

@@ -8,10 +8,6 @@ import { startServer, tempKvPath } from "./helpers/server.ts";
 
 Deno.test({
   name: "model: random command sequences over two instances keep every lifecycle invariant",
-  // fast-check and the crashed instances leave nothing behind, but shrinking may retry
-  // sockets that close a little later than the run that opened them.
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const seed = seedFrom("TETHER_MODEL_SEED");
     const runs = countFrom("TETHER_MODEL_RUNS", 60);

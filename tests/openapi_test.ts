@@ -29,6 +29,7 @@ const ROUTES: [string, string][] = [
   ["get", "/v1/sessions/{sid}/executions/{eid}"],
   ["post", "/v1/sessions/{sid}/executions/{eid}/interrupt"],
   ["post", "/v1/sessions/{sid}/executions/{eid}/fail"],
+  ["post", "/v1/sessions/{sid}/executions/{eid}/input"],
   ["get", "/v1/sessions/{sid}/events"],
   ["get", "/v1/sessions/{sid}/ds"],
   ["head", "/v1/sessions/{sid}/ds"],
@@ -172,6 +173,12 @@ async function exerciseExecutions(server: TestServer, c: Checker): Promise<void>
     server.api(`/v1/sessions/o1/executions/${eid}/interrupt`, { method: "POST", json: {} });
   await c.check("post", `${one}/interrupt`, await interrupt(queuedId));
   await c.check("post", `${one}/interrupt`, await interrupt("exc_nope"));
+  const input = (eid: string, json: unknown) =>
+    server.api(`/v1/sessions/o1/executions/${eid}/input`, { method: "POST", json });
+  await c.check("post", `${one}/input`, await input(run.executionId, { data: "go" }));
+  await c.check("post", `${one}/input`, await input(run.executionId, {}));
+  await c.check("post", `${one}/input`, await input(queuedId, { data: "late" }));
+  await c.check("post", `${one}/input`, await input("exc_nope", { data: 1 }));
   const conn = await connectIngest(run);
   conn.send({ streamEventType: "output", data: { stream: "stdout", text: "hi" } });
   await conn.finish({ streamEventType: "complete", data: { exitCode: 0 } });

@@ -29,8 +29,6 @@ function raceTest(
 ) {
   Deno.test({
     name: `${name} (${count === 1 ? "one instance" : "two instances, one KV file"})`,
-    sanitizeOps: false,
-    sanitizeResources: false,
     async fn() {
       const file = count === 2 ? await tempKvPath() : undefined;
       const servers: TestServer[] = [];

@@ -50,8 +50,6 @@ const ingestUrl = (child: ChildService, run: Run) =>
 Deno.test({
   name:
     "after SIGKILL and a restart: due deadlines fire at once, lost connections get a 1012 grace",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const kv = await tempKvPath();
     const port = freePort();
@@ -133,8 +131,6 @@ Deno.test({
 
 Deno.test({
   name: "SIGTERM closes ingest sockets with 1012 and records their grace",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const kv = await tempKvPath();
     try {

@@ -5,10 +5,12 @@
  *
  * Sizes (environment, defaults in brackets): SOAK_CHAOS_EVENTS [50000], SOAK_CHAOS_WRAPPERS
  * [1], SOAK_CRASH_RUNS [15], SOAK_CRASH_EVENTS [2000], SOAK_CRASH_KILLS [3], SOAK_FUZZ_FRAMES
- * [100000], SOAK_FUZZ_REQUESTS [100000], SOAK_MODEL_RUNS [1500], SOAK_SEED [random].
+ * [100000], SOAK_FUZZ_REQUESTS [100000], SOAK_MODEL_RUNS [1500], SOAK_ATTACK_EVENTS [200],
+ * SOAK_ATTACK_FLOOD_FRAMES [1000], SOAK_ATTACK_HOLD_MS [10000], SOAK_SEED [random].
  *
  * @module
  */
+import { describeAttack, runAttackMix } from "./helpers/attack_mix.ts";
 import { runChaos } from "./helpers/chaos_run.ts";
 import { runCrashLoop } from "./helpers/crash_loop.ts";
 import { runFuzz } from "./helpers/fuzz.ts";
@@ -98,6 +100,22 @@ await part("model (fast-check)", seed + 3, async () => {
   totals.instanceCrashes += s.crashes;
   return `${s.runs} runs, ${s.commands} commands, ${s.executions} executions, ` +
     `${s.crashes} instance crashes, ${s.firings} deadline firings`;
+});
+
+await part("memory attack mix (issue 12)", seed + 4, async () => {
+  const r = await runAttackMix({
+    events: countFrom("SOAK_ATTACK_EVENTS", 200),
+    wsViewers: 10,
+    sseViewers: 4,
+    dsReaders: 4,
+    jsonReaders: 4,
+    floodFrames: countFrom("SOAK_ATTACK_FLOOD_FRAMES", 1000),
+    holdMs: countFrom("SOAK_ATTACK_HOLD_MS", 10_000),
+  });
+  if (r.damagedEvents > 0) throw new Error(`damaged events: ${describeAttack(r)}`);
+  if (r.peakRssBytes >= 512 * 1024 * 1024) throw new Error(`over 512 MB: ${describeAttack(r)}`);
+  if (r.worstHealthzMs >= 1000) throw new Error(`/healthz over 1 s: ${describeAttack(r)}`);
+  return describeAttack(r);
 });
 
 const table = [

@@ -15,8 +15,6 @@ const FIXTURE = new URL("./fixtures/timers_v1.kv", import.meta.url).pathname;
 
 Deno.test({
   name: "deadlines armed by the previous stored shape (fixture) all fire",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const temp = await tempKvPath();
     await Deno.copyFile(FIXTURE, temp.path);

@@ -22,8 +22,6 @@ import { keys } from "../src/store/keys.ts";
 function twoInstanceTest(name: string, fn: (a: TestServer, b: TestServer) => Promise<void>) {
   Deno.test({
     name,
-    sanitizeOps: false,
-    sanitizeResources: false,
     async fn() {
       const kv = await tempKvPath();
       const a = await startServer({ kvPath: kv.path });
@@ -116,8 +114,6 @@ twoInstanceTest("a reconnect on instance 2 closes instance 1's socket with 4001,
 
 Deno.test({
   name: "a viewer in another process (no watch across processes) gets every event once, by polling",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const kv = await tempKvPath();
     const writer = await startChildService({ kvPath: kv.path, port: freePort() });

@@ -6,8 +6,7 @@
  */
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
-import { API_KEY, startServer, type TestServer } from "./helpers/server.ts";
-import { eventually } from "./helpers/ingest_client.ts";
+import { startServer, type TestServer } from "./helpers/server.ts";
 import {
   CHROMIUM,
   hasChromium,
@@ -265,9 +264,8 @@ async function assertOnlyText(page: Page): Promise<void> {
   for (const key of keys) {
     const item = page.locator(`#events > .item[data-key="${key}"]`);
     await item.scrollIntoViewIfNeeded();
-    for (const summary of await item.locator("details:not([open]) > summary").all()) {
-      await summary.click();
-    }
+    const closed = item.locator("details:not([open]) > summary");
+    while (await closed.count() > 0) await closed.first().click();
     if (await item.locator("button.raw").count()) {
       await item.locator("button.raw").click();
       await item.locator("pre.json").waitFor();

@@ -78,8 +78,6 @@ Deno.test("viewer page: every script is pinned by hash; modules are served on / 
 Deno.test({
   name: "viewer page: live conversation, read-only ticket view, interrupt reflected",
   ignore: !hasChromium,
-  sanitizeResources: false,
-  sanitizeOps: false,
   async fn() {
     const server = await startServer({ config: { interruptTimeoutMs: 10_000 } });
     const browser = await launchBrowser();

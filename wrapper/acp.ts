@@ -135,6 +135,8 @@ export class AcpClient {
   #stoppedByWrapper = false;
   #failure: string | undefined;
   #waitingForUser = false;
+  /** The last input taken before the agent started: confirmed once it has started. */
+  #takenBeforeStart: number | undefined;
 
   constructor(options: AcpClientOptions) {
     this.#options = options;
@@ -161,6 +163,7 @@ export class AcpClient {
     process.process.exited.then(() => this.#processExited = true);
     this.#process = process;
     this.#phase = "starting";
+    if (this.#takenBeforeStart !== undefined) host.confirm(this.#takenBeforeStart);
     this.#connection = client({ name: "tether-wrapper" })
       .onRequest(
         methods.client.session.requestPermission,
@@ -168,6 +171,7 @@ export class AcpClient {
       )
       .connect(process.stream);
     this.#handshake = this.#startSession(this.#connection);
+    this.#connection.closed.then(() => this.#connectionClosed());
     this.#finish(process, this.#connection).then(this.#exited.resolve);
     return this;
   }
@@ -175,9 +179,9 @@ export class AcpClient {
   /**
    * Takes one input (each once, in `inputId` order): a prompt is queued for its turn, a
    * permission answer is given at once, anything else is reported as `acp_input_ignored`;
-   * each is confirmed at once, except an `endOfInput`, confirmed when the agent's stdin is
-   * closed after the last turn. Inputs that arrive while the run is being stopped are left
-   * undelivered.
+   * each is confirmed at once (once the agent has started), except an `endOfInput`,
+   * confirmed when the agent's stdin is closed after the last turn. Inputs that arrive while
+   * the run is being stopped, or before an agent that never starts, are left undelivered.
    */
   take(input: AcpInput): void {
     if (this.#phase === "stopping" || this.#phase === "failed") return;
@@ -196,6 +200,7 @@ export class AcpClient {
         break;
     }
     if (input.endOfInput) this.#endInputId = input.inputId;
+    else if (this.#phase === "idle") this.#takenBeforeStart = input.inputId;
     else this.#host.confirm(input.inputId);
     this.#pump();
   }
@@ -290,11 +295,16 @@ export class AcpClient {
     this.#pump();
   }
 
-  #fail(step: string, error: unknown): void {
-    if (this.#phase === "stopping") return;
-    this.#failure = this.#processExited
-      ? `agent exited before answering ${step}`
-      : `${step} failed: ${errorText(error)}`;
+  /** The SDK closed the connection while the agent runs: it broke the protocol. */
+  #connectionClosed(): void {
+    if (this.#processExited || this.#phase !== "ready") return;
+    const reason = this.#connection?.signal.reason;
+    this.#fail("the ACP connection", reason, `the ACP connection broke: ${errorText(reason)}`);
+  }
+
+  #fail(step: string, error: unknown, message = `${step} failed: ${errorText(error)}`): void {
+    if (this.#phase === "stopping" || this.#phase === "failed") return;
+    this.#failure = this.#processExited ? `agent exited before answering ${step}` : message;
     this.#host.log(this.#failure);
     this.#phase = "failed";
     this.#checkWaiting();

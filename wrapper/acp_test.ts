@@ -77,7 +77,9 @@ Deno.test("acp: two prompts, one permission, two turns, then endOfInput ends the
   await using h = await harness(["--noise"]);
   h.acp.take(input(1, "please edit the notes"));
   h.acp.take(input(2, { prompt: [{ type: "text", text: "and say hi" }] }));
+  assert.deepEqual(h.confirmed, [], "nothing is confirmed before the agent starts");
   h.acp.start();
+  assert.deepEqual(h.confirmed, [2], "what was taken before is confirmed once it starts");
   await eventually(() => h.data("permission_request").length === 1, "the permission request");
   const [request] = h.data("permission_request");
   assert.equal(request.requestId, 1);
@@ -86,9 +88,9 @@ Deno.test("acp: two prompts, one permission, two turns, then endOfInput ends the
     "reject",
   ]);
   h.acp.take(input(3, { permission: { requestId: 1, optionId: "allow" } }, true));
-  assert.deepEqual(h.confirmed, [1, 2], "endOfInput waits for the last turn");
+  assert.deepEqual(h.confirmed, [2], "endOfInput waits for the last turn");
   const exit = await h.acp.exited;
-  assert.deepEqual(h.confirmed, [1, 2, 3]);
+  assert.deepEqual(h.confirmed, [2, 3]);
   assert.equal(exit.code, 0, "the agent exits by itself once its stdin is closed");
   assert.deepEqual(h.acp.endFrame(exit), { streamEventType: "complete", data: { exitCode: 0 } });
 

@@ -41,6 +41,15 @@ export interface AcpProcess {
 
 const encoder = new TextEncoder();
 
+/** Hands something to the SDK's stream, unless the SDK has closed it (its connection broke). */
+function toSdk(step: () => void): void {
+  try {
+    step();
+  } catch {
+    // The SDK cancelled its reader: the connection is closed, and the client ends the run.
+  }
+}
+
 /**
  * True for a line holding one JSON-RPC 2.0 message (an object with `"jsonrpc": "2.0"`).
  *
@@ -86,18 +95,19 @@ export function startAcpProcess(
     maxLineBytes: () => maxMessageBytes,
     onLine: (line, stream) => {
       if (stream === "stdout" && !line.cut && isJsonRpcLine(line.text)) {
-        messages.enqueue(encoder.encode(line.text + "\n"));
+        toSdk(() => messages.enqueue(encoder.encode(line.text + "\n")));
       } else {
         onLine(line, stream);
       }
     },
   });
-  process.exited.then(() => messages.close());
+  process.exited.then(() => toSdk(() => messages.close()));
 
   const stdin = process.stdin!.getWriter();
   // Writes fail once the agent is gone; the SDK then fails the request that wrote them.
   const toAgent = new WritableStream<Uint8Array>({ write: (chunk) => stdin.write(chunk) });
-  const raw = ndJsonStream(toAgent, fromAgent, { maxMessageBytes });
+  // Room for the newline: a line the splitter kept whole always fits the SDK's limit.
+  const raw = ndJsonStream(toAgent, fromAgent, { maxMessageBytes: maxMessageBytes + 1 });
   const observed = new TransformStream<AnyMessage, AnyMessage>({
     transform(message, controller) {
       onMessage(message);

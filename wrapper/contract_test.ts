@@ -9,53 +9,14 @@ import {
   type FakeService,
   startFakeService,
   type StoredFrame,
-} from "../tests/helpers/fake_service.ts";
+} from "./testdata/fake_service.ts";
 import {
-  connectRun,
-  createRun,
-  eventually as eventuallyAsync,
-  getExecution,
-  type Run,
-  serverTest,
-  storedEvents,
-} from "../tests/helpers/ingest_client.ts";
-import { agent, startSseServer } from "./test_util.ts";
-
-const MAIN = new URL("./main.ts", import.meta.url).pathname;
-
-/** A wrapper CLI process; `stderr` grows while it runs. */
-interface Cli {
-  child: Deno.ChildProcess;
-  exit: Promise<number>;
-  stderr: () => string;
-}
-
-/** Options that keep every wait short; a test's own options come after and win. */
-const FAST = ["--reconnect-base-ms=10", "--reconnect-max-ms=40", "--connect-timeout-ms=2000"];
-
-/** Runs the CLI with `args` as given (no defaults), the environment extended by `env`. */
-function spawn(args: string[], env: Record<string, string> = {}): Cli {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", MAIN, ...args],
-    env,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let stderr = "";
-  const reading = child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
-    new WritableStream({ write: (text) => void (stderr += text) }),
-  );
-  const stdout = child.stdout.cancel();
-  // A probe that hangs must fail, not hold the whole suite.
-  const guard = setTimeout(() => child.kill("SIGKILL"), 20_000);
-  const exit = child.status.then(async (status) => {
-    clearTimeout(guard);
-    await Promise.all([reading, stdout]);
-    return status.code;
-  });
-  return { child, exit, stderr: () => stderr };
-}
+  agent,
+  type Cli,
+  FAST_CLI_OPTIONS as FAST,
+  spawnCli as spawn,
+  startSseServer,
+} from "./test_util.ts";
 
 /** The CLI against `service` with fast timers, `options`, then `-- command`. */
 function wrapper(
@@ -778,76 +739,3 @@ Deno.test("a repeated signal hurries the agent but still reports interrupted", a
     ["interrupted", { reason: "Wrapper received SIGTERM" }],
   ]);
 });
-
-/** The CLI for a run of the real service. */
-function wrapperFor(run: Run, command: string[], token = run.ingestToken): Cli {
-  return spawn([`--ingest-url=${run.ingestUrl}`, `--token=${token}`, ...FAST, "--", ...command]);
-}
-
-serverTest(
-  "real service: completion, REST interrupt, deletion and a wrong token",
-  async (server) => {
-    const status = async (run: Run) => (await getExecution(server, run)).status;
-
-    const done = await createRun(server, "cli-done");
-    const completing = wrapperFor(done, agent('out:{"type":"a"}', "out:text", "err:oops"));
-    assert.equal(await completing.exit, 0, completing.stderr());
-    assert.equal(await status(done), "completed");
-    const types = (await storedEvents(server, "cli-done")).map((e) => e.streamEventType);
-    assert.deepEqual(types.filter((t) => t !== "output" && t !== "execution_status"), [
-      "agent",
-      "complete",
-    ]);
-    assert.equal(types.filter((t) => t === "output").length, 2);
-
-    const stopped = await createRun(server, "cli-interrupt");
-    const interrupted = wrapperFor(stopped, agent("trap:0", "out:ready", "hang"));
-    await eventuallyAsync(async () => (await status(stopped)) === "running", "running");
-    const res = await server.call(
-      `/v1/sessions/${stopped.sessionId}/executions/${stopped.executionId}/interrupt`,
-      { method: "POST", json: { reason: "stop it" } },
-    );
-    assert.equal(res.status, 202);
-    assert.equal(await interrupted.exit, 130, interrupted.stderr());
-    const execution = await getExecution(server, stopped);
-    assert.equal(execution.status, "interrupted");
-    assert.equal(execution.error, "stop it");
-
-    const deleted = await createRun(server, "cli-delete");
-    const orphan = wrapperFor(deleted, agent("out:ready", "hang"));
-    await eventuallyAsync(async () => (await status(deleted)) === "running", "running");
-    assert.equal((await server.api("/v1/sessions/cli-delete", { method: "DELETE" })).status, 204);
-    assert.equal(await orphan.exit, 1, orphan.stderr());
-
-    const foreign = await createRun(server, "cli-token");
-    const refused = wrapperFor(foreign, agent("out:never"), "not-a-token");
-    assert.equal(await refused.exit, 4, refused.stderr());
-    assert.doesNotMatch(refused.stderr(), /agent started/);
-    assert.equal(await status(foreign), "pending");
-  },
-);
-
-serverTest(
-  "real service: a pending interrupt's kill after hello; the agent never starts",
-  async (server) => {
-    const run = await createRun(server, "cli-pending-kill");
-    // A first wrapper takes the kill and disconnects without answering it.
-    const first = await connectRun(run);
-    await first.next((m) => m.type === "hello");
-    const res = await server.call(
-      `/v1/sessions/${run.sessionId}/executions/${run.executionId}/interrupt`,
-      { method: "POST", json: { reason: "asked earlier" } },
-    );
-    assert.equal(res.status, 202);
-    await first.next((m) => m.type === "kill");
-    await first.close(4100, "gone");
-    const cli = wrapperFor(run, agent("out:started", "hang"));
-    assert.equal(await cli.exit, 130, cli.stderr());
-    assert.doesNotMatch(cli.stderr(), /agent started/);
-    const execution = await getExecution(server, run);
-    assert.equal(execution.status, "interrupted");
-    assert.equal(execution.error, "asked earlier");
-    const events = await storedEvents(server, run.sessionId);
-    assert.deepEqual(events.filter((e) => e.streamEventType === "output"), []);
-  },
-);

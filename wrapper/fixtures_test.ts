@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { startFakeService } from "../tests/helpers/fake_service.ts";
+import { startFakeService } from "./testdata/fake_service.ts";
 import { agent, startRun, startSseServer } from "./test_util.ts";
 
 const fixture = (name: string) => new URL(`./fixtures/${name}`, import.meta.url).pathname;

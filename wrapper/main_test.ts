@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { startFakeService } from "../tests/helpers/fake_service.ts";
+import { startFakeService } from "./testdata/fake_service.ts";
 import { agent } from "./test_util.ts";
 
 const MAIN = new URL("./main.ts", import.meta.url).pathname;

@@ -2,8 +2,9 @@
  * The wrapper's side of the ingest WebSocket (PROTOCOL.md sections 5 and 9.3) as a library:
  * {@link IngestConnection} dials with `Authorization: Bearer` and `X-Tether-Dial`, handles
  * `hello`, keeps every stored frame until it is acknowledged and resends it after a
- * reconnect, sends heartbeats, answers pings, surfaces `kill`, and reconnects with backoff
- * until the execution ends.
+ * reconnect, sends heartbeats, answers pings, surfaces `kill` and `input` frames (order and
+ * dedupe inputs with `InputGate` of `./input.ts`), and reconnects with backoff until the
+ * execution ends.
  *
  * @example
  * ```ts
@@ -30,6 +31,7 @@ import {
   CloseCode,
   ErrorCode,
   HelloFrame,
+  InputFrame,
   KillFrame,
   parseExecutionDoneReason,
   PingFrame,
@@ -37,6 +39,7 @@ import {
   type TerminalStatus,
   terminalStatusOfFrame,
 } from "../src/protocol.ts";
+import type { AgentInput } from "./input.ts";
 import { Outbox, type OutgoingFrame } from "./outbox.ts";
 
 export { frameBytes, type OutgoingFrame } from "./outbox.ts";
@@ -86,6 +89,7 @@ const ReceivedHello = HelloFrame.extend({
   graceMs: z.int().optional(),
   maxFrameBytes: z.int().min(1).optional(),
   maxInFlight: z.int().min(1).default(1000),
+  deliveredInputId: z.int().min(0).default(0),
 });
 
 /** A `hello` as {@link IngestConnection} received it. */
@@ -107,6 +111,7 @@ const ReceivedFrame = z.discriminatedUnion("type", [
   }),
   PingFrame,
   ServiceErrorFrame.extend({ message: z.string().optional() }),
+  InputFrame,
 ]);
 
 /** What {@link IngestConnectionOptions.onEvent} reports. */
@@ -117,6 +122,11 @@ export type IngestEvent =
   | { type: "hello"; hello: ReceivedHello; first: boolean }
   /** The service asked to stop the agent. */
   | { type: "kill"; kill: KillFrame }
+  /**
+   * An input for the agent (PROTOCOL.md 12), as it came: possibly again after a reconnect,
+   * possibly out of order. Pass it through an `InputGate` (`./input.ts`).
+   */
+  | { type: "input"; input: AgentInput }
   /** A connection (`wasOpen`) or a dial was lost. Codes 0 from Deno are reported as 1006. */
   | { type: "disconnected"; code: number; reason: string; wasOpen: boolean }
   /** Waiting before the next dial: `attempt` of the backoff schedule, or after a 4009. */
@@ -345,6 +355,10 @@ export class IngestConnection {
         return this.#flush();
       case "kill":
         return this.#onEvent({ type: "kill", kill: frame });
+      case "input": {
+        const { type: _, ...input } = frame;
+        return this.#onEvent({ type: "input", input });
+      }
       case "ping":
         return this.#transmit(PONG_FRAME);
       case "error":

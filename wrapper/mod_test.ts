@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { dialNumbers, startFakeService } from "../tests/helpers/fake_service.ts";
+import { dialNumbers, startFakeService } from "./testdata/fake_service.ts";
 import { IngestConnection, toWebSocketUrl } from "./mod.ts";
 import { eventually, reconnectGate, testConnection } from "./test_util.ts";
 
@@ -403,6 +403,22 @@ Deno.test("kill is surfaced with its reason and signal", async () => {
   service.current!.send({ type: "kill" });
   await eventually(() => t.of("kill").length === 2);
   assert.equal(t.of("kill")[1].kill.signal, "SIGTERM");
+});
+
+Deno.test("input frames are surfaced as they come, and hello carries deliveredInputId", async () => {
+  await using service = await startFakeService();
+  service.input({ data: "before" });
+  service.plan({ kind: "accept", deliveredInputId: 0 });
+  await using t = testConnection(service.url);
+  await eventually(() => t.of("input").length === 1);
+  service.input({ data: { a: 1 }, endOfInput: true });
+  service.current!.send({ type: "input", inputId: 0 }); // not a valid inputId: a warning
+  await eventually(() => t.of("input").length === 2 && t.of("warning").length === 1);
+  assert.deepEqual(t.of("input").map((e) => e.input), [
+    { inputId: 1, data: "before" },
+    { inputId: 2, data: { a: 1 }, endOfInput: true },
+  ]);
+  assert.equal(t.of("hello")[0].hello.deliveredInputId, 0);
 });
 
 Deno.test("at most maxInFlight frames are unacknowledged; acks open the window", async () => {

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { INPUT_MODES, type InputMode } from "./stdin.ts";
 
 /** Everything the wrapper runs with. */
 export interface WrapperOptions {
@@ -25,6 +26,8 @@ export interface WrapperOptions {
   doneEvent: string;
   /** 0 = off. */
   idleTimeoutMs: number;
+  /** How inputs (PROTOCOL.md 12) reach the agent's stdin; `none` closes it at start. */
+  input: InputMode;
   /** The agent command and its arguments; empty when only `--sse` is read. */
   command: string[];
 }
@@ -34,7 +37,7 @@ export class UsageError extends Error {
   override name = "UsageError";
 }
 
-type Kind = "url" | "sse-url" | "text" | "integer" | "positive";
+type Kind = "url" | "sse-url" | "text" | "integer" | "positive" | "input-mode";
 
 interface OptionSpec {
   key: Exclude<keyof WrapperOptions, "command">;
@@ -60,6 +63,7 @@ const OPTIONS: Record<string, OptionSpec> = {
   "sse": { key: "sse", kind: "sse-url" },
   "done-event": { key: "doneEvent", kind: "text", default: "session.idle" },
   "idle-timeout-ms": { key: "idleTimeoutMs", kind: "integer", default: 0 },
+  "input": { key: "input", kind: "input-mode", default: "none" },
 };
 
 /** The names of the wrapper's options (without `--`), for CLIs that pass them through. */
@@ -71,6 +75,7 @@ const PLACEHOLDERS: Record<Kind, string> = {
   text: "type",
   integer: "n",
   positive: "n",
+  "input-mode": INPUT_MODES.join("|"),
 };
 
 /** Smallest frame limit that still leaves room for a truncated line. */
@@ -155,6 +160,9 @@ export function parseOptions(
   if (parsed.command.length === 0 && parsed.sse === undefined) {
     throw new UsageError("missing agent command after -- (or --sse <url>)");
   }
+  if (parsed.command.length === 0 && parsed.input !== "none") {
+    throw new UsageError(`option --input ${parsed.input} needs an agent command after --`);
+  }
   return parsed;
 }
 
@@ -171,6 +179,13 @@ function convert(label: string, kind: Kind, raw: string): string | number {
       }
       return raw;
     }
+    case "input-mode":
+      if (!(INPUT_MODES as readonly string[]).includes(raw)) {
+        throw new UsageError(
+          `option ${label} must be one of ${INPUT_MODES.join(", ")}, got "${raw}"`,
+        );
+      }
+      return raw;
     case "integer":
     case "positive": {
       const value = Number(raw);

@@ -24,6 +24,7 @@ Deno.test("defaults are those of PROTOCOL.md section 9", () => {
     sse: undefined,
     doneEvent: "session.idle",
     idleTimeoutMs: 0,
+    input: "none",
     command: ["agent", "-x"],
   });
 });

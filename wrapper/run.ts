@@ -24,6 +24,7 @@ import {
   startFailedFrame,
 } from "./frames.ts";
 import { IdleWatch } from "./idle.ts";
+import { InputGate } from "./input.ts";
 import {
   IngestConnection,
   type IngestConnectionOptions,
@@ -33,6 +34,7 @@ import {
 } from "./mod.ts";
 import type { WrapperOptions } from "./options.ts";
 import { followSse } from "./sse.ts";
+import { StdinWriter } from "./stdin.ts";
 
 /** The signals the wrapper handles. */
 export type WrapperSignal = "SIGINT" | "SIGTERM";
@@ -130,6 +132,8 @@ class Run {
   readonly #signalAckTimeoutMs: number;
   readonly #conn: IngestConnection;
   readonly #idle: IdleWatch;
+  /** With `--input` other than `none`: orders inputs and writes them to the agent's stdin. */
+  readonly #input: { gate: InputGate; writer: StdinWriter } | undefined;
   readonly #sseReader = new AbortController();
   readonly #firstHello = Promise.withResolvers<void>();
   /** Resolves when a stop cause arrives while no agent process has to be waited for. */
@@ -162,6 +166,23 @@ class Run {
       ...environment.connection,
       onEvent: (event) => this.#onConnectionEvent(event),
     });
+    this.#input = this.#inputChannel();
+  }
+
+  /** `--input none`: no channel (stdin closed, inputs neither written nor confirmed). */
+  #inputChannel(): { gate: InputGate; writer: StdinWriter } | undefined {
+    const mode = this.#options.input;
+    if (mode === "none") return undefined;
+    const writer = new StdinWriter({
+      mode,
+      onWritten: (inputId) => gate.confirm(inputId),
+      onBroken: (message) => this.#log(`agent stdin closed, inputs no longer written: ${message}`),
+    });
+    const gate = new InputGate({
+      send: (frame) => this.#conn.send(frame),
+      onInput: (input) => writer.push(input),
+    });
+    return { gate, writer };
   }
 
   async run(): Promise<number> {
@@ -214,7 +235,9 @@ class Run {
           onLine: (line, stream) =>
             this.#forward(lineFrame(line, stream, this.#conn.maxFrameBytes)),
           maxLineBytes: () => this.#conn.maxFrameBytes,
+          stdin: this.#input ? "piped" : "null",
         });
+        if (this.#agent.stdin) this.#input?.writer.attach(this.#agent.stdin);
         this.#log(`agent started: ${command.join(" ")} (kill grace ${killGraceMs} ms)`);
       } catch (error) {
         this.#startError = error instanceof Error ? error.message : String(error);
@@ -313,11 +336,14 @@ class Run {
       case "hello":
         this.#log(`connected (lastSeq ${event.hello.lastSeq})`);
         this.#helloSeen = true;
+        this.#input?.gate.hello(event.hello.deliveredInputId);
         if (event.first) this.#firstHello.resolve();
         else if (!this.#stopCause && (this.#agent || this.#options.sse)) this.#idle.restart();
         return;
       case "kill":
         return this.#onKill(event.kill);
+      case "input":
+        return this.#input?.gate.receive(event.input);
       case "disconnected":
         this.#idle.pause();
         // A 4000 is the service's normal end of the run, not a lost connection.

@@ -1,9 +1,5 @@
 import assert from "node:assert/strict";
-import {
-  type FakeService,
-  startFakeService,
-  type StoredFrame,
-} from "../tests/helpers/fake_service.ts";
+import { type FakeService, startFakeService, type StoredFrame } from "./testdata/fake_service.ts";
 import { exitCodeFor } from "./run.ts";
 import { agent, eventually, reconnectGate, startRun as run, startSseServer } from "./test_util.ts";
 

@@ -6,12 +6,66 @@
  *
  * @module
  */
-import type { FakeService } from "../tests/helpers/fake_service.ts";
+import type { FakeService } from "./testdata/fake_service.ts";
 import { IngestConnection, type IngestConnectionOptions, type IngestEvent } from "./mod.ts";
 import type { WrapperOptions } from "./options.ts";
 import { type RunEnvironment, runWrapper, type WrapperSignal } from "./run.ts";
 
-export { eventually } from "../tests/helpers/ingest_client.ts";
+/** Polls `check` (sync or async) until it holds, or rejects naming `what` after `timeoutMs`. */
+export async function eventually(
+  check: () => boolean | Promise<boolean>,
+  what = check.toString(),
+  timeoutMs = 5000,
+): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+const WRAPPER_MAIN = new URL("./main.ts", import.meta.url).pathname;
+
+/** A wrapper CLI process; `stderr` grows while it runs. */
+export interface Cli {
+  child: Deno.ChildProcess;
+  exit: Promise<number>;
+  stderr: () => string;
+}
+
+/** CLI options that keep every wait short; a test's own options come after and win. */
+export const FAST_CLI_OPTIONS = [
+  "--reconnect-base-ms=10",
+  "--reconnect-max-ms=40",
+  "--connect-timeout-ms=2000",
+];
+
+/**
+ * Runs the wrapper CLI (`deno run -A wrapper/main.ts`) with `args` as given (no defaults),
+ * the environment extended by `env`. A process still running after 20 s is killed, so a
+ * probe that hangs fails instead of holding the whole suite.
+ */
+export function spawnCli(args: string[], env: Record<string, string> = {}): Cli {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", WRAPPER_MAIN, ...args],
+    env,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let stderr = "";
+  const reading = child.stderr.pipeThrough(new TextDecoderStream()).pipeTo(
+    new WritableStream({ write: (text) => void (stderr += text) }),
+  );
+  const stdout = child.stdout.cancel();
+  const guard = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  const exit = child.status.then(async (status) => {
+    clearTimeout(guard);
+    await Promise.all([reading, stdout]);
+    return status.code;
+  });
+  return { child, exit, stderr: () => stderr };
+}
 
 /** Timers small enough for tests; heartbeats and silence are off unless a test asks. */
 export const FAST_TIMERS = {
@@ -93,6 +147,7 @@ export function wrapperOptions(
     sse: undefined,
     doneEvent: "session.idle",
     idleTimeoutMs: 0,
+    input: "none",
     command: agent("exit:0"),
     ...overrides,
   };

@@ -36,6 +36,7 @@ import {
 } from "./transition.ts";
 import { withoutUndefined } from "../objects.ts";
 import { finish } from "./finish.ts";
+import { confirmDelivery, inputState } from "./input.ts";
 
 /** A dial as the `X-Tether-Dial` header describes it (absent: an unknown wrapper). */
 export interface Dial {
@@ -49,6 +50,8 @@ export interface Admitted {
   executionId: string;
   lastSeq: number;
   graceMs: number;
+  /** The execution's `deliveredInputId`, for `hello` and the inputs sent after it. */
+  deliveredInputId: number;
   /** How often liveness is written for this execution (see {@link heartbeatWriteEvery}). */
   heartbeatWriteMs: number;
   /** The pending interrupt's reason, when a kill must follow `hello`. */
@@ -143,6 +146,7 @@ export async function admitConnection(
       executionId: exec.executionId,
       lastSeq: exec.lastSeq,
       graceMs: exec.graceMs,
+      deliveredInputId: inputState(exec).deliveredInputId,
       heartbeatWriteMs: heartbeatWriteEvery(ctx, exec),
       killReason: flag?.executionId === exec.executionId ? flag.reason : undefined,
       graceCancelled,
@@ -156,12 +160,16 @@ export interface PreparedFrame {
   event?: NewEvent;
   /** Set for a terminal frame: what it ends the execution as. */
   terminal?: { status: TerminalStatus; error?: string };
+  /** Set for `input_delivered`: the inputId it confirms (checked against `lastInputId`). */
+  deliveredInputId?: number;
 }
 
 /** What a frame commit did: the seq now durable and the execution's status after it. */
 export interface FrameCommit {
   lastSeq: number;
   status: ExecutionStatus;
+  /** Frames refused by the commit (an `input_delivered` above `lastInputId`): not stored. */
+  refused: PreparedFrame[];
 }
 
 /** Why a frame commit or disconnect record refused: the connection is no longer current. */
@@ -189,29 +197,41 @@ export async function commitFrames(
     ]);
     if (!exec || conn?.connectionId !== connectionId) return refuse({ code: "notCurrent" });
     let lastSeq = exec.lastSeq;
+    let confirmed = exec;
     const events: NewEvent[] = [];
+    const refused: PreparedFrame[] = [];
     let terminal: PreparedFrame["terminal"];
     for (const frame of frames) {
       if (frame.seq !== undefined) {
         if (frame.seq !== lastSeq + 1) continue; // a resend (or a gap the connection already refused)
         lastSeq = frame.seq;
       }
+      if (frame.deliveredInputId !== undefined) {
+        const delivery = confirmDelivery(confirmed, frame.deliveredInputId);
+        if (!delivery.valid) {
+          refused.push(frame);
+          continue;
+        }
+        confirmed = delivery.exec;
+      }
       if (frame.event) events.push(frame.event);
       if (frame.terminal) terminal = frame.terminal;
     }
     const heartbeatDue = p.now - (exec.lastHeartbeatAt ?? 0) >= heartbeatWriteEvery(ctx, exec);
     const updated: ExecutionRecord = {
-      ...exec,
+      ...confirmed,
       lastSeq,
       lastHeartbeatAt: heartbeatDue ? p.now : exec.lastHeartbeatAt,
     };
     if (terminal && exec.status === "running") {
       await finish(ctx, tx, p, updated, terminal.status, terminal.error, events);
-      return done({ lastSeq, status: terminal.status });
+      return done({ lastSeq, status: terminal.status, refused });
     }
     p.events.push(...events);
-    if (lastSeq !== exec.lastSeq || heartbeatDue) records.execution(executionId).set(tx, updated);
-    return done({ lastSeq, status: exec.status });
+    if (lastSeq !== exec.lastSeq || heartbeatDue || confirmed !== exec) {
+      records.execution(executionId).set(tx, updated);
+    }
+    return done({ lastSeq, status: exec.status, refused });
   });
 }
 

@@ -23,6 +23,7 @@ import {
 } from "../store/mod.ts";
 import { type BatchResult, transactMany } from "../store/transact_batch.ts";
 import {
+  afterCommit,
   done,
   type Effects,
   type LifecycleContext,
@@ -183,10 +184,7 @@ export async function fireDeadlines(
   const bodies = keys.map((key) => firingBody(ctx, key));
   const results = await transactMany(ctx.kv, bodies, { queues: ctx.queues });
   for (const result of results) {
-    const effects = result.ok ? result.value?.effects : undefined;
-    if (effects && (effects.stored.length > 0 || effects.notified.size > 0)) {
-      ctx.committed(effects);
-    }
+    if (result.ok && result.value) afterCommit(ctx, result.value.effects);
   }
   return results;
 }

@@ -11,7 +11,6 @@ import {
   armTimer,
   type ExecutionRecord,
   type GraceRecord,
-  IDEMPOTENCY_TTL_MS,
   isLive,
   records,
   transact,
@@ -30,6 +29,8 @@ import {
   statusEvent,
 } from "./transition.ts";
 import { withoutUndefined } from "../objects.ts";
+import { recallIdempotent, rememberIdempotent, requestHash } from "./idempotency.ts";
+import { inputState } from "./input.ts";
 
 /** Everything the 201 body of a creation needs besides the stored record. */
 export interface CreationUrls {
@@ -84,7 +85,7 @@ export async function createExecution(
     body,
     urls,
     idempotencyKey,
-    requestHash: await sha256Hex(canonicalJson(body)),
+    requestHash: await requestHash(body),
     executionId,
     token,
     tokenHash: await sha256Hex(token),
@@ -124,14 +125,13 @@ async function replayCreation(
   request: CreationRequest,
 ): Promise<Outcome<Creation, CreationRefusal> | undefined> {
   if (request.idempotencyKey === undefined) return undefined;
-  const previous = await records.idempotency(request.sessionId, request.idempotencyKey).get(tx);
+  const idempotency = records.idempotency(request.sessionId, request.idempotencyKey);
+  const previous = await recallIdempotent(tx, idempotency, request.requestHash);
   if (!previous) return undefined;
-  if (previous.requestHash !== request.requestHash) {
-    return refuse({ code: ErrorCode.idempotencyKeyReused });
-  }
+  if (previous === "reused") return refuse({ code: ErrorCode.idempotencyKeyReused });
   const ingestToken = await ctx.credentials.ingestToken(previous.executionId);
   return done({
-    body: { ...previous.body, ingestToken },
+    body: { ...(previous.body as unknown as CreatedExecution), ingestToken },
     created: false,
   });
 }
@@ -182,27 +182,13 @@ function storeExecution(
     streamUrl: request.urls.streamUrl,
   };
   if (request.idempotencyKey !== undefined) {
-    records.idempotency(sessionId, request.idempotencyKey).set(
-      tx,
-      { requestHash: request.requestHash, executionId, body: { ...response } },
-      { expireIn: IDEMPOTENCY_TTL_MS },
-    );
+    rememberIdempotent(tx, records.idempotency(sessionId, request.idempotencyKey), {
+      requestHash: request.requestHash,
+      executionId,
+      body: { ...response },
+    });
   }
   return response;
-}
-
-/**
- * JSON with object keys sorted at every depth, so a retry that sends the same body with its
- * keys in another order counts as the same body.
- */
-function canonicalJson(value: unknown): string {
-  return JSON.stringify(
-    value,
-    (_key, v) =>
-      v && typeof v === "object" && !Array.isArray(v)
-        ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0))
-        : v,
-  );
 }
 
 /** The execution as the API shows it, or `null` when it is not of this (live) session. */
@@ -267,6 +253,7 @@ function toView(
       : new Date(exec.lastHeartbeatAt).toISOString(),
     error: exec.error,
     health: health(exec, grace, now),
+    ...inputState(exec),
   });
 }
 

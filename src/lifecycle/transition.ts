@@ -4,8 +4,9 @@
  * and then runs the after-commit step itself, and {@link Outcome}, the one result shape of
  * every transition.
  *
- * Effects never leave this module: `change()` hands them to `ctx.committed` as soon as the
- * commit succeeded, so no caller can forget them.
+ * No caller is handed effects to run: `change()` (and the batched deadline firing, through
+ * `afterCommit`) hands them to `ctx.committed` as soon as the commit succeeded, so none can
+ * be forgotten.
  *
  * @module
  */
@@ -101,8 +102,13 @@ export async function change<T>(
     const stored = await appendEvents(tx, sessionId, p.events, p.now);
     return { result, effects: { sessionId, stored, notified: p.notified } };
   }, { queues: ctx.queues });
-  if (effects.stored.length > 0 || effects.notified.size > 0) ctx.committed(effects);
+  afterCommit(ctx, effects);
   return result;
+}
+
+/** Runs `ctx.committed` for a commit that stored events or notified an instance. */
+export function afterCommit(ctx: LifecycleContext, effects: Effects): void {
+  if (effects.stored.length > 0 || effects.notified.size > 0) ctx.committed(effects);
 }
 
 /** The `execution_status` event of a creation, promotion or transition (PROTOCOL.md 7). */

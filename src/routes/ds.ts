@@ -16,17 +16,19 @@ import type { Context } from "hono";
 import type { AppEnv } from "../context.ts";
 import {
   type Batch,
-  batchJson,
   encodeOffset,
   nextCursor,
   type OffsetRequest,
   parseOffset,
+  ReadAborted,
   readBatch,
   SessionFollower,
   tailOf,
 } from "../ds.ts";
 import { HttpError } from "../http.ts";
 import { DsQuery, ErrorCode } from "../protocol.ts";
+import { leasedTextStream, type ReaderLease } from "../read_budget.ts";
+import { jsonArrayTexts } from "../stream.ts";
 import type { Runtime } from "../runtime.ts";
 import { requireSession } from "./auth.ts";
 
@@ -81,16 +83,7 @@ export function dsRoutes(options: DsRouteOptions = {}): Hono<AppEnv> {
   app.get("/:sid/ds", requireSession("read"), async (c) => {
     const rt = c.get("runtime");
     const sid = c.req.param("sid");
-    if (c.req.method === "HEAD") {
-      const tail = await existingTail(rt, sid);
-      return new Response(null, {
-        headers: {
-          ...BASE_HEADERS,
-          "content-type": "application/json",
-          "stream-next-offset": encodeOffset(tail),
-        },
-      });
-    }
+    if (c.req.method === "HEAD") return tailResponse(await existingTail(rt, sid), false);
     const read = parseRead(c);
     const cursor = read.live ? nextCursor(read.cursor, Date.now()) : undefined;
     if (read.live === "sse") {
@@ -98,54 +91,31 @@ export function dsRoutes(options: DsRouteOptions = {}): Hono<AppEnv> {
       return sseResponse(rt, sid, after, {
         cursor: cursor!,
         maxMs: Math.min(sseMs, read.timeoutMs ?? sseMs),
-        signal: c.req.raw.signal,
       });
     }
     if ("tail" in read.offset && read.live === undefined) {
       // `offset=now` catch-up: nothing but the tail, never cached, no ETag.
-      const tail = await existingTail(rt, sid);
-      return new Response("[]", {
-        headers: {
-          ...BASE_HEADERS,
-          "content-type": "application/json",
-          "stream-next-offset": encodeOffset(tail),
-          "stream-up-to-date": "true",
-        },
-      });
+      return tailResponse(await existingTail(rt, sid), true);
     }
-    const after = "tail" in read.offset ? await existingTail(rt, sid) : read.offset.after;
-    let batch = "tail" in read.offset ? emptyBatch(after) : await existingBatch(rt, sid, after);
-    if (read.live === "long-poll" && batch.events.length === 0) {
-      using follower = new SessionFollower(
-        rt,
-        sid,
-        AbortSignal.any([c.req.raw.signal, rt.shutdown]),
-      );
-      const waited = await follower.waitBeyond(
-        after,
-        Math.min(longPollMs, read.timeoutMs ?? longPollMs),
-      );
-      if (waited === "gone") throw notFound();
-      if (waited === "events") batch = await existingBatch(rt, sid, after);
-      if (batch.events.length === 0) {
-        return new Response(null, {
-          status: 204,
-          headers: {
-            ...BASE_HEADERS,
-            "stream-next-offset": encodeOffset(batch.nextAfter),
-            "stream-up-to-date": "true",
-            "stream-cursor": cursor!,
-          },
-        });
-      }
-    }
-    return batchResponse(c, sid, after, batch, cursor);
+    const waitMs = Math.min(longPollMs, read.timeoutMs ?? longPollMs);
+    return await catchUpResponse(c, read, cursor, waitMs);
   });
 
   return app;
 }
 
 const notFound = () => new HttpError(ErrorCode.sessionNotFound, "session not found");
+
+/** A HEAD answer, or the empty body of an `offset=now` catch-up. */
+function tailResponse(tail: number, withBody: boolean): Response {
+  const headers: Record<string, string> = {
+    ...BASE_HEADERS,
+    "content-type": "application/json",
+    "stream-next-offset": encodeOffset(tail),
+  };
+  if (!withBody) return new Response(null, { headers });
+  return new Response("[]", { headers: { ...headers, "stream-up-to-date": "true" } });
+}
 
 /** The tail of a session the middleware found; 404 when it was deleted since. */
 async function existingTail(rt: Runtime, sid: string): Promise<number> {
@@ -154,13 +124,76 @@ async function existingTail(rt: Runtime, sid: string): Promise<number> {
   return tail;
 }
 
-async function existingBatch(rt: Runtime, sid: string, after: number): Promise<Batch> {
-  const batch = await readBatch(rt, sid, after);
+async function existingBatch(
+  rt: Runtime,
+  sid: string,
+  after: number,
+  lease: ReaderLease,
+  signal: AbortSignal,
+): Promise<Batch> {
+  let batch: Batch | undefined;
+  try {
+    batch = await readBatch(rt, sid, after, lease, signal);
+  } catch (err) {
+    if (err instanceof ReadAborted) throw new HttpError(ErrorCode.busy, "the read was abandoned");
+    throw err;
+  }
   if (!batch) throw notFound();
   return batch;
 }
 
 const emptyBatch = (after: number): Batch => ({ events: [], nextAfter: after, upToDate: true });
+
+/**
+ * A catch-up or long-poll read: a bounded batch after the offset (for long-poll, waiting up
+ * to `waitMs` for one), its bytes held by a lease until the client has read them.
+ */
+async function catchUpResponse(
+  c: Context<AppEnv>,
+  read: ReadRequest,
+  cursor: string | undefined,
+  waitMs: number,
+): Promise<Response> {
+  const rt = c.get("runtime");
+  const sid = c.req.param("sid")!;
+  // A client that leaves during a long-poll is not seen (the request's signal is deprecated
+  // in Deno); the wait ends at its timeout and holds no read budget meanwhile.
+  const signal = rt.shutdown;
+  const after = "tail" in read.offset ? await existingTail(rt, sid) : read.offset.after;
+  const lease = rt.readBudget.open();
+  try {
+    let batch = "tail" in read.offset
+      ? emptyBatch(after)
+      : await existingBatch(rt, sid, after, lease, signal);
+    if (read.live === "long-poll" && batch.events.length === 0) {
+      using follower = new SessionFollower(rt, sid, signal);
+      const waited = await follower.waitBeyond(after, waitMs);
+      if (waited === "gone") throw notFound();
+      if (waited === "events") batch = await existingBatch(rt, sid, after, lease, signal);
+      if (batch.events.length === 0) {
+        lease[Symbol.dispose]();
+        return noContent(batch, cursor!);
+      }
+    }
+    return batchResponse(c, sid, after, batch, cursor, lease);
+  } catch (err) {
+    lease[Symbol.dispose]();
+    throw err;
+  }
+}
+
+/** A long-poll that timed out: 204 with the offset to continue from. */
+function noContent(batch: Batch, cursor: string): Response {
+  return new Response(null, {
+    status: 204,
+    headers: {
+      ...BASE_HEADERS,
+      "stream-next-offset": encodeOffset(batch.nextAfter),
+      "stream-up-to-date": "true",
+      "stream-cursor": cursor,
+    },
+  });
+}
 
 /** A 200 with the batch as a JSON array, its ETag, or a 304 when the client has it. */
 function batchResponse(
@@ -169,6 +202,7 @@ function batchResponse(
   after: number,
   batch: Batch,
   cursor: string | undefined,
+  lease: ReaderLease,
 ): Response {
   const headers: Record<string, string> = {
     ...BASE_HEADERS,
@@ -180,40 +214,44 @@ function batchResponse(
   if (cursor) headers["stream-cursor"] = cursor;
   const ifNoneMatch = c.req.header("if-none-match");
   if (ifNoneMatch?.split(",").some((tag) => tag.trim() === headers.etag)) {
+    lease[Symbol.dispose]();
     return new Response(null, { status: 304, headers });
   }
-  return new Response(batchJson(batch.events), { headers });
+  return new Response(leasedTextStream(lease, jsonArrayTexts(batch.events)), { headers });
 }
 
-/** An SSE read: `data` events holding JSON arrays, each followed by a `control` event. */
+/**
+ * An SSE read: `data` events holding JSON arrays, each followed by a `control` event. The
+ * body is pulled: the next batch is read only once the client took the previous one, and
+ * the lease holds what it has not taken yet.
+ */
 function sseResponse(
   rt: Runtime,
   sid: string,
   after: number,
-  options: { cursor: string; maxMs: number; signal: AbortSignal },
+  options: { cursor: string; maxMs: number },
 ): Response {
+  // The body's cancel (the client went away) or the instance's shutdown stops the read.
   const stop = new AbortController();
-  const signal = AbortSignal.any([options.signal, rt.shutdown, stop.signal]);
-  const encoder = new TextEncoder();
-  const events = sseEvents(rt, sid, after, { ...options, signal });
-  const body = new ReadableStream<Uint8Array>({
-    // Pulled: a slow reader holds the loop back instead of growing a queue.
-    async pull(controller) {
-      try {
-        const next = await events.next();
-        if (next.done) controller.close();
-        else controller.enqueue(encoder.encode(next.value));
-      } catch (err) {
+  const signal = AbortSignal.any([rt.shutdown, stop.signal]);
+  const lease = rt.readBudget.open();
+  const events = sseEvents(rt, sid, after, lease, { ...options, signal });
+  const next = async () => {
+    try {
+      const step = await events.next();
+      return step.done ? undefined : step.value;
+    } catch (err) {
+      if (!(err instanceof ReadAborted)) {
         rt.log.warn("durable stream read failed", { sessionId: sid, err: String(err) });
-        controller.close();
       }
-    },
-    async cancel() {
-      stop.abort();
-      await events.return(undefined);
-    },
-  });
-  return new Response(body, {
+      return undefined;
+    }
+  };
+  const onEnd = () => {
+    stop.abort();
+    void events.return(undefined);
+  };
+  return new Response(leasedTextStream(lease, [], next, onEnd), {
     headers: {
       ...BASE_HEADERS,
       "content-type": "text/event-stream",
@@ -226,32 +264,38 @@ async function* sseEvents(
   rt: Runtime,
   sid: string,
   after: number,
+  lease: ReaderLease,
   options: { cursor: string; maxMs: number; signal: AbortSignal },
-): AsyncGenerator<string> {
+): AsyncGenerator<readonly string[]> {
   const endAt = Date.now() + options.maxMs;
   using follower = new SessionFollower(rt, sid, options.signal);
   let cursor = after;
   let first = true;
   while (!options.signal.aborted && Date.now() < endAt) {
-    const batch = await readBatch(rt, sid, cursor);
+    const batch = await readBatch(rt, sid, cursor, lease, options.signal);
     if (!batch) return;
     if (batch.events.length > 0 || first) {
       first = false;
       cursor = batch.nextAfter;
-      const control = JSON.stringify({
-        streamNextOffset: encodeOffset(cursor),
-        streamCursor: options.cursor,
-        ...(batch.upToDate ? { upToDate: true } : {}),
-      });
-      const data = batch.events.length > 0
-        ? `event: data\ndata: ${batchJson(batch.events)}\n\n`
-        : "";
-      yield `${data}event: control\ndata: ${control}\n\n`;
+      yield sseChunk(batch, options.cursor);
       if (!batch.upToDate) continue;
     }
     const left = endAt - Date.now();
     const outcome = await follower.waitBeyond(cursor, Math.min(left, rt.config.sseKeepAliveMs));
     if (outcome === "gone" || outcome === "aborted") return;
-    if (outcome === "timeout" && Date.now() < endAt) yield ": keep-alive\n\n";
+    if (outcome === "timeout" && Date.now() < endAt) yield [": keep-alive\n\n"];
   }
+}
+
+/** One batch as SSE: a `data` event with its JSON array (when not empty), then `control`. */
+function sseChunk(batch: Batch, streamCursor: string): string[] {
+  const control = JSON.stringify({
+    streamNextOffset: encodeOffset(batch.nextAfter),
+    streamCursor,
+    ...(batch.upToDate ? { upToDate: true } : {}),
+  });
+  const data = batch.events.length > 0
+    ? ["event: data\ndata: ", ...jsonArrayTexts(batch.events), "\n\n"]
+    : [];
+  return [...data, `event: control\ndata: ${control}\n\n`];
 }

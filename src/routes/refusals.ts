@@ -17,6 +17,9 @@ const REFUSALS = {
   [ErrorCode.executionInProgress]: "another execution is active",
   [ErrorCode.queueFull]: "too many executions are waiting",
   [ErrorCode.idempotencyKeyReused]: "Idempotency-Key was used with a different body",
+  [ErrorCode.executionEnded]: "the execution has ended",
+  [ErrorCode.inputClosed]: "the execution's input was closed with endOfInput",
+  [ErrorCode.inputQueueFull]: "too many inputs are waiting to be delivered",
 } as const;
 
 /** A refusal code a REST route can meet. */

@@ -6,10 +6,19 @@
  */
 import { Hono } from "hono";
 import type { AppEnv } from "../context.ts";
-import { HttpError, upgradeWebSocket, validate } from "../http.ts";
-import { CloseCode, ErrorCode, type EventsPage, EventsQuery } from "../protocol.ts";
+import { HttpError, queryTooDeep, upgradeWebSocket, validate } from "../http.ts";
+import { CloseCode, ErrorCode, EventsQuery } from "../protocol.ts";
+import { leasedTextStream } from "../read_budget.ts";
 import type { Runtime } from "../runtime.ts";
-import { readEventsPage, runViewer, type ViewerFilter } from "../stream.ts";
+import {
+  type EventsPageOptions,
+  eventsPageTexts,
+  PAGE_BYTES,
+  readEventsPage,
+  runViewer,
+  type ViewerFilter,
+} from "../stream.ts";
+import { jsonSize } from "../store/mod.ts";
 import { authorize, type DenialCode, requireSession } from "./auth.ts";
 
 /** The close code of a refused viewer upgrade (PROTOCOL.md 2, 6). */
@@ -27,6 +36,30 @@ function filterOf(query: EventsQuery): ViewerFilter {
 
 const LAST_EVENT_ID = /^\d{1,15}$/;
 
+/**
+ * A JSON events page. Its read is taken from the instance's read budget, and the body is
+ * written as the client reads it, giving the memory back as it goes.
+ */
+async function jsonPage(
+  rt: Runtime,
+  sid: string,
+  options: EventsPageOptions,
+): Promise<Response> {
+  const lease = rt.readBudget.open();
+  try {
+    if (!(await lease.reserve(PAGE_BYTES, rt.shutdown))) {
+      throw new HttpError(ErrorCode.busy, "the instance is shutting down");
+    }
+    const page = await readEventsPage(rt, sid, options);
+    lease.hold(jsonSize(page.events));
+    const body = leasedTextStream(lease, eventsPageTexts(page));
+    return new Response(body, { headers: { "content-type": "application/json" } });
+  } catch (err) {
+    lease[Symbol.dispose]();
+    throw err;
+  }
+}
+
 /** The viewer routes, mounted at `/v1/sessions`. */
 export function streamRoutes(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
@@ -37,13 +70,7 @@ export function streamRoutes(): Hono<AppEnv> {
     const query = validate(EventsQuery, c.req.query(), "query");
     const filter = filterOf(query);
     if (!(c.req.header("accept") ?? "").includes("text/event-stream")) {
-      const page = await readEventsPage(rt, sid, {
-        after: query.after ?? 0,
-        limit: query.limit,
-        filter,
-      });
-      // The log holds envelopes only (src/store/events.ts).
-      return c.json<EventsPage>(page as EventsPage);
+      return await jsonPage(rt, sid, { after: query.after ?? 0, limit: query.limit, filter });
     }
     const lastEventId = c.req.header("last-event-id");
     if (lastEventId !== undefined && !LAST_EVENT_ID.test(lastEventId.trim())) {
@@ -52,7 +79,7 @@ export function streamRoutes(): Hono<AppEnv> {
     const after = lastEventId !== undefined
       ? Number(lastEventId.trim())
       : query.after ?? query.fromId ?? 0;
-    return sseResponse(rt, sid, after, filter, c.req.raw.signal);
+    return sseResponse(rt, sid, after, filter);
   });
 
   app.get("/:sid/stream", async (c) => {
@@ -62,12 +89,12 @@ export function streamRoutes(): Hono<AppEnv> {
     }
     const sid = c.req.param("sid");
     const decision = await authorize(rt, c.req.raw, sid, "read");
-    const query = EventsQuery.safeParse(c.req.query());
+    const query = queryTooDeep(c) ? undefined : EventsQuery.safeParse(c.req.query());
     const { socket, response } = upgradeWebSocket(c.req.raw);
     socket.onopen = () => {
       if (!decision.ok) {
         socket.close(DENIAL_CLOSE[decision.code], decision.message);
-      } else if (!query.success) {
+      } else if (!query?.success) {
         socket.close(CloseCode.policy, "invalid query");
       } else {
         serveSocketViewer(rt, sid, query.data, socket);
@@ -110,17 +137,10 @@ function serveSocketViewer(rt: Runtime, sid: string, query: EventsQuery, socket:
   }).finally(() => rt.shutdown.removeEventListener("abort", onShutdown));
 }
 
-function sseResponse(
-  rt: Runtime,
-  sid: string,
-  after: number,
-  filter: ViewerFilter,
-  requestSignal: AbortSignal,
-): Response {
+function sseResponse(rt: Runtime, sid: string, after: number, filter: ViewerFilter): Response {
   const encoder = new TextEncoder();
   const stop = new AbortController();
   const onStop = () => stop.abort();
-  requestSignal.addEventListener("abort", onStop);
   rt.shutdown.addEventListener("abort", onStop);
   let keepAlive: ReturnType<typeof setInterval> | undefined;
   const body = new ReadableStream<Uint8Array>({
@@ -129,8 +149,14 @@ function sseResponse(
         if (!stop.signal.aborted) controller.enqueue(encoder.encode(text));
       };
       keepAlive = setInterval(() => write(": keep-alive\n\n"), rt.config.sseKeepAliveMs);
+      // The events of one batch go out as one chunk: a write per event costs more than it sends.
+      let batch: string[] = [];
       runViewer(rt, sid, after, filter, {
-        send: (event) => write(`id: ${event.envelope.eventId}\ndata: ${event.json}\n\n`),
+        send: (event) => batch.push(`id: ${event.envelope.eventId}\ndata: ${event.json}\n\n`),
+        flush() {
+          if (batch.length > 0) write(batch.join(""));
+          batch = [];
+        },
         get buffered() {
           return rt.config.viewerBufferBytes - (controller.desiredSize ?? 0);
         },
@@ -139,7 +165,6 @@ function sseResponse(
         rt.log.warn("sse viewer failed", { sessionId: sid, err: String(err) });
       }).finally(() => {
         clearInterval(keepAlive);
-        requestSignal.removeEventListener("abort", onStop);
         rt.shutdown.removeEventListener("abort", onStop);
         try {
           controller.close();
@@ -148,6 +173,7 @@ function sseResponse(
         }
       });
     },
+    // The client went away (the request's own signal is not used: Deno deprecates it).
     cancel() {
       stop.abort();
       clearInterval(keepAlive);

@@ -8,6 +8,7 @@
  */
 import { concatBytes } from "../bytes.ts";
 import type { Envelope } from "../protocol.ts";
+import { largeEventCache } from "./event_cache.ts";
 import { keys } from "./keys.ts";
 import type { HeadRecord } from "./records.ts";
 import type { Tx } from "./transact.ts";
@@ -153,6 +154,18 @@ export interface ReadEventsOptions {
   limit: number;
   /** Last eventId to scan (inclusive). Default: no bound. */
   upTo?: number;
+  /**
+   * Stop once the events read hold this many characters of envelope JSON (at least one
+   * event is always returned, so a read may overshoot by one event). Default: no bound.
+   */
+  maxBytes?: number;
+}
+
+/** Characters of envelope JSON held by `events` (what a byte bound counts). */
+export function jsonSize(events: readonly StoredEvent[]): number {
+  let size = 0;
+  for (const event of events) size += event.json.length;
+  return size;
 }
 
 /**
@@ -168,7 +181,7 @@ export async function readEvents(
   sessionId: string,
   options: ReadEventsOptions,
 ): Promise<StoredEvent[]> {
-  const { after, limit, upTo = Number.MAX_SAFE_INTEGER } = options;
+  const { after, limit, upTo = Number.MAX_SAFE_INTEGER, maxBytes = Infinity } = options;
   if (upTo <= after || limit <= 0) return [];
   // The page holding eventId after+1 may start before it: the last page key ≤ after+1.
   const [covering] = await Array.fromAsync(kv.list(
@@ -177,21 +190,61 @@ export async function readEvents(
   ));
   const from = covering ? covering.key[3] as number : after + 1;
   const out: StoredEvent[] = [];
+  let bytes = 0;
+  const full = () => out.length >= limit || bytes >= maxBytes;
+  // A listed value is a page of at most PAGE_CHARS, a large event's first chunk or its count:
+  // fetch no more of them ahead than the byte bound can use.
+  const batchSize = Math.min(
+    Math.max(Math.min(limit, Math.ceil(maxBytes / PAGE_CHARS) + 1), 2),
+    500,
+  );
   const iter = kv.list<StoredValue>(
     { start: keys.event(sessionId, from), end: keys.event(sessionId, upTo + 1) },
-    { batchSize: Math.min(Math.max(limit, 10), 500) },
+    { batchSize },
   );
   for await (const entry of iter) {
     for (
       const [eventId, json] of await unpack(kv, sessionId, entry.key[3] as number, entry.value)
     ) {
       if (eventId <= after) continue;
-      if (eventId > upTo || out.length >= limit) return out;
-      out.push({ envelope: JSON.parse(json), json });
+      if (eventId > upTo || full()) return out;
+      out.push(storedEvent(json));
+      bytes += json.length;
     }
-    if (out.length >= limit) break;
+    if (full()) break;
   }
   return out;
+}
+
+/** The fields before `data` in the envelope JSON this module writes (see {@link envelopeTail}). */
+const ENVELOPE_HEAD =
+  /^\{"eventId":(\d+),"executionId":"([^"\\]*)","sessionId":"([^"\\]*)","streamEventType":"([^"\\]*)","timestamp":"([^"\\]*)","data":/;
+
+/**
+ * A stored event read back from its JSON. Readers mostly need the eventId, execution and
+ * type (cursors, filters) and then send `json` as it is, so only the head is parsed at once;
+ * `data` is parsed when first used.
+ */
+export function storedEvent(json: string): StoredEvent {
+  const head = ENVELOPE_HEAD.exec(json);
+  if (!head) return { envelope: JSON.parse(json), json };
+  let data: unknown;
+  let parsed = false;
+  const envelope: Envelope = {
+    eventId: Number(head[1]),
+    executionId: head[2],
+    sessionId: head[3],
+    streamEventType: head[4],
+    timestamp: head[5],
+    get data() {
+      if (!parsed) {
+        data = (JSON.parse(json) as Envelope).data;
+        parsed = true;
+      }
+      return data;
+    },
+  };
+  return { envelope, json };
 }
 
 type StoredValue = string | Uint8Array | number;
@@ -205,7 +258,12 @@ async function unpack(
 ): Promise<[number, string][]> {
   if (typeof value === "string") return value.split("\n").map((json, i) => [firstId + i, json]);
   if (typeof value === "number") {
-    return [[firstId, await readChunks(kv, sessionId, firstId, value)]];
+    const json = await largeEventCache(kv).get(
+      sessionId,
+      firstId,
+      () => readChunks(kv, sessionId, firstId, value),
+    );
+    return [[firstId, json]];
   }
   return [[firstId, decoder.decode(value)]];
 }

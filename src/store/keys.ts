@@ -12,12 +12,14 @@
  * ["session", sid, "event", id]       a page of envelopes from id on (JSON lines), one large
  *                                     envelope (UTF-8 bytes), or its chunk count
  * ["session", sid, "chunk", id, i]    chunk i of a large envelope
+ * ["session", sid, "input", eid, n]   input n of an execution, kept for (re)delivery
  * ["head", sid]                       {lastEventId}: outlives deletion so ids are never reused
  * ["exec", eid]                       execution record
  * ["exec", eid, "input"]              the execution's input (written once)
  * ["conn", eid]                      the current ingest connection (listed by the restart sweep)
  * ["timer", dueAt, kind, id]          a durable deadline
  * ["idem", sid, key]                  a creation's response for Idempotency-Key retries
+ * ["idem", sid, "input", eid, key]    an input's response for Idempotency-Key retries
  * ["inbox", instanceId, msgId]        a message for the instance that holds a socket
  * ["bell", instanceId]                bumped with every inbox message; watched by its owner
  * ["secret", "ticket"]                the ticket signing secret when none is configured
@@ -56,6 +58,14 @@ export const keys = {
     i,
   ],
   eventChunks: (sid: string, eventId: number): Deno.KvKey => ["session", sid, "chunk", eventId],
+  agentInput: (sid: string, eid: string, inputId: number): Deno.KvKey => [
+    "session",
+    sid,
+    "input",
+    eid,
+    inputId,
+  ],
+  agentInputs: (sid: string, eid: string): Deno.KvKey => ["session", sid, "input", eid],
   head: (sid: string): Deno.KvKey => ["head", sid],
   exec: (eid: string): Deno.KvKey => ["exec", eid],
   execInput: (eid: string): Deno.KvKey => ["exec", eid, "input"],
@@ -65,6 +75,11 @@ export const keys = {
   timers: (): Deno.KvKey => ["timer"],
   idem: (sid: string, key: string): Deno.KvKey => ["idem", sid, key],
   idemPrefix: (sid: string): Deno.KvKey => ["idem", sid],
+  inputIdem: (
+    sid: string,
+    eid: string,
+    key: string,
+  ): Deno.KvKey => ["idem", sid, "input", eid, key],
   /** Everything under the session but its record (which is a key of its own, not a prefix). */
   sessionPrefix: (sid: string): Deno.KvKey => ["session", sid],
   inboxMessage: (instanceId: string, msgId: string): Deno.KvKey => ["inbox", instanceId, msgId],

@@ -7,6 +7,7 @@
 import { keys, type TimerKind } from "./keys.ts";
 import type {
   ActiveSlot,
+  AgentInputRecord,
   ConnRecord,
   ExecutionRecord,
   ExecutionTimerKind,
@@ -64,6 +65,10 @@ export const records = {
   input: (eid: string) => entry<{ input: unknown }>(keys.execInput(eid)),
   conn: (eid: string) => entry<ConnRecord>(keys.conn(eid)),
   idempotency: (sid: string, key: string) => entry<IdempotencyRecord>(keys.idem(sid, key)),
+  inputIdempotency: (sid: string, eid: string, key: string) =>
+    entry<IdempotencyRecord>(keys.inputIdem(sid, eid, key)),
+  agentInput: (sid: string, eid: string, inputId: number) =>
+    entry<AgentInputRecord>(keys.agentInput(sid, eid, inputId)),
   sessionExecution: (sid: string, eid: string) => entry<true>(keys.sessionExec(sid, eid)),
 };
 
@@ -182,6 +187,22 @@ export async function listExecutionIds(
     : { prefix };
   const out: string[] = [];
   for await (const e of kv.list(selector, { limit: options.limit })) out.push(e.key[3] as string);
+  return out;
+}
+
+/** An execution's accepted inputs with `inputId > after`, in order (at most `limit`). */
+export async function listAgentInputs(
+  kv: Deno.Kv,
+  sid: string,
+  eid: string,
+  options: { after: number; limit: number },
+): Promise<AgentInputRecord[]> {
+  const prefix = keys.agentInputs(sid, eid);
+  const selector = { prefix, start: keys.agentInput(sid, eid, options.after + 1) };
+  const out: AgentInputRecord[] = [];
+  for await (const e of kv.list<AgentInputRecord>(selector, { limit: options.limit })) {
+    out.push(e.value);
+  }
   return out;
 }
 

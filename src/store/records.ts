@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { CallbackBody, ExecutionCreated, ExecutionStatus } from "../protocol.ts";
+import type { CallbackBody, ExecutionStatus } from "../protocol.ts";
 
 /** A session. `deletedAt` marks a tombstone whose data is still being removed. */
 export interface SessionRecord {
@@ -54,6 +54,19 @@ export interface ExecutionRecord {
   /** Highest durably stored frame seq. */
   lastSeq: number;
   tokenHash: string;
+  /** Highest inputId accepted (PROTOCOL.md 12); absent in records written before inputs: 0. */
+  lastInputId?: number;
+  /** Highest inputId the wrapper confirmed; absent: 0. */
+  deliveredInputId?: number;
+  /** Set once an `endOfInput` was accepted; absent: false. */
+  inputClosed?: boolean;
+}
+
+/** An accepted input, kept until the session is removed so every `hello` can resend it. */
+export interface AgentInputRecord {
+  inputId: number;
+  data?: unknown;
+  endOfInput?: true;
 }
 
 export interface ActiveSlot {
@@ -88,12 +101,12 @@ export interface ConnRecord {
   dialN?: number;
 }
 
-/** A stored creation response, for Idempotency-Key retries. */
+/** A stored response (an execution's creation, an input), for Idempotency-Key retries. */
 export interface IdempotencyRecord {
   requestHash: string;
   executionId: string;
-  /** The 201 body without the token (the token is derived again, never stored). */
-  body: Omit<ExecutionCreated, "ingestToken">;
+  /** The success body (a creation's without the token: it is derived again, never stored). */
+  body: Record<string, unknown>;
 }
 
 /** Deadline kinds whose only subject is an execution. */
@@ -148,4 +161,6 @@ export type TimerFields<K extends TimerRecord["kind"]> = TimerRecord extends inf
 /** A message for the instance that holds a socket. */
 export type InboxMessage =
   | { type: "close"; connectionId: string; code: number; reason: string }
-  | { type: "kill"; connectionId: string; reason: string };
+  | { type: "kill"; connectionId: string; reason: string }
+  /** New inputs were accepted: the holder sends what it has not sent yet. */
+  | { type: "input"; connectionId: string };

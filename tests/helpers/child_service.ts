@@ -13,6 +13,8 @@ const ROOT = new URL("../../", import.meta.url).pathname;
 export interface ChildService extends AsyncDisposable {
   readonly url: string;
   readonly wsUrl: string;
+  /** The process id (to sample its memory from `/proc`). */
+  readonly pid: number;
   /** `Date.now()` when the process reported it was listening. */
   readonly readyAt: number;
   /** Parsed JSON log lines so far. */
@@ -124,6 +126,7 @@ export async function startChildService(options: ChildServiceOptions): Promise<C
   return {
     url,
     wsUrl: url.replace(/^http/, "ws"),
+    pid: process.pid,
     readyAt,
     logs,
     async call(path, init = {}) {

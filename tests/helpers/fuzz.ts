@@ -9,6 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { delay } from "../../src/async.ts";
+import { jsonDepth, MAX_JSON_DEPTH } from "../../src/json_depth.ts";
 import { isTerminal, RESERVED_EVENT_TYPES, STREAM_EVENT_TYPE_RE } from "../../src/protocol.ts";
 import { type Envelope, IngestClient, storedEvents } from "./ingest_client.ts";
 import { Random } from "./random.ts";
@@ -21,6 +22,8 @@ export interface FuzzOptions {
   frames: number;
   /** REST requests to send. */
   requests: number;
+  /** Random reads of a session of huge events (JSON pages, Durable Streams, viewers). Default 20. */
+  hugeReads?: number;
 }
 
 /** What a fuzz run sent. */
@@ -60,6 +63,8 @@ const NASTY = [
   "constructor",
   "execution_status",
   "wrapper_disconnected",
+  "input",
+  "input_delivered",
   "heartbeat",
   "complete",
   "error",
@@ -129,6 +134,16 @@ export function randomJson(r: Random, depth = 3): unknown {
   }
 }
 
+/** Depths around and far past the nesting limit (PROTOCOL.md 10). */
+const DEEP_DEPTHS = [MAX_JSON_DEPTH - 1, MAX_JSON_DEPTH, MAX_JSON_DEPTH + 1, 200, 5000];
+
+/** A value nested about the limit or far deeper: arrays and objects, built without recursion. */
+export function deepJson(r: Random): unknown {
+  let value: unknown = r.chance(0.5) ? [] : {};
+  for (let i = r.pick(DEEP_DEPTHS); i > 1; i--) value = r.chance(0.5) ? [value] : { k: value };
+  return value;
+}
+
 /** Mutates a text: flips, drops, duplicates or inserts characters, or cuts it. */
 export function mutateText(r: Random, text: string): string {
   let s = text;
@@ -175,13 +190,15 @@ function plausibleFrame(r: Random): Record<string, unknown> {
   // Terminal frames end the run (and the fuzzer opens the next one): keep them rare.
   const type = r.chance(0.03)
     ? r.pick(["complete", "error", "interrupted"])
-    : r.pick([...WRAPPER_TYPES, "heartbeat", "pong", "error"]);
+    : r.pick([...WRAPPER_TYPES, "heartbeat", "pong", "error", "input_delivered", "input"]);
   const data = type === "complete"
     ? { exitCode: r.int(0, 3) }
     : type === "error"
     ? { error: randomString(r), fatal: r.chance(0.3) }
     : type === "interrupted"
     ? { reason: randomString(r) }
+    : type === "input_delivered" || type === "input"
+    ? { inputId: r.chance(0.8) ? r.int(0, 6) : randomJson(r, 1) }
     : randomJson(r, 2);
   const frame: Record<string, unknown> = { streamEventType: type, data };
   if (r.chance(0.5)) frame.timestamp = r.chance(0.7) ? new Date().toISOString() : randomString(r);
@@ -194,6 +211,7 @@ function fuzzFrame(r: Random, nextSeq: number): string | Uint8Array {
   if (roll < 0.03) return new Uint8Array(Array.from({ length: r.int(0, 64) }, () => r.int(0, 255)));
   if (roll < 0.25) return JSON.stringify(randomJson(r, 3));
   const frame = plausibleFrame(r);
+  if (r.chance(0.03)) frame.data = deepJson(r);
   if (r.chance(0.6)) {
     frame.seq = r.chance(0.7)
       ? nextSeq + r.int(-2, 2)
@@ -232,6 +250,8 @@ function fuzzRequest(r: Random, known: { executionIds: string[]; tickets: string
     `/v1/sessions/${sid}/executions/${eid}`,
     `/v1/sessions/${sid}/executions/${eid}/interrupt`,
     `/v1/sessions/${sid}/executions/${eid}/fail`,
+    `/v1/sessions/${sid}/executions/${eid}/input`,
+    `/v1/sessions/${sid}/executions/${eid}/input`,
     `/v1/sessions/${sid}/executions/${eid}/ingest`,
     `/v1/sessions/${sid}/events`,
     `/v1/sessions/${sid}/stream`,
@@ -265,7 +285,7 @@ function fuzzRequest(r: Random, known: { executionIds: string[]; tickets: string
       eid,
       known.tickets.length > 0 ? r.pick(known.tickets) : "t",
     ]);
-    query.append(name, value);
+    query.append(name, r.chance(0.03) ? JSON.stringify(deepJson(r)) : value);
   }
   const headers: Record<string, string> = {};
   const auth = r.int(0, 9);
@@ -287,7 +307,7 @@ function fuzzRequest(r: Random, known: { executionIds: string[]; tickets: string
   if (r.chance(0.1)) headers.origin = r.pick(["https://evil.example", "null", randomString(r, 10)]);
   if (r.chance(0.05)) headers.upgrade = "websocket";
   const method = r.chance(0.6)
-    ? (path.endsWith("s") || path.endsWith("interrupt") || path.endsWith("fail") ? "POST" : "GET")
+    ? (/(s|interrupt|fail|input)$/.test(path) ? "POST" : "GET")
     : r.pick(METHODS);
   let body: string | undefined;
   if (method !== "GET" && method !== "HEAD") {
@@ -297,6 +317,8 @@ function fuzzRequest(r: Random, known: { executionIds: string[]; tickets: string
       ? { reason: "fuzz" }
       : path.endsWith("/tickets")
       ? { ttlMs: 60_000 }
+      : path.endsWith("/input")
+      ? { data: randomJson(r, 3), endOfInput: r.chance(0.1) }
       : path.endsWith("/executions")
       ? {
         input: { prompt: "x" },
@@ -306,6 +328,10 @@ function fuzzRequest(r: Random, known: { executionIds: string[]; tickets: string
         ifIdle: false,
       }
       : { sessionId: r.pick(FUZZ_SESSIONS), metadata: { a: 1 } };
+    if (r.chance(0.05)) {
+      if ("metadata" in valid) valid.metadata = { deep: deepJson(r) };
+      else valid[r.pick(["input", "reason", "error"])] = deepJson(r);
+    }
     const roll = r.next();
     body = roll < 0.3
       ? JSON.stringify(mutateObject(r, valid))
@@ -338,6 +364,7 @@ export function checkEnvelopes(sessionId: string, events: Envelope[], executionI
     assert.match(e.streamEventType, STREAM_EVENT_TYPE_RE, where);
     assert.ok(!Number.isNaN(Date.parse(e.timestamp)), `${where}: timestamp ${e.timestamp}`);
     assert.ok(e.data !== undefined, `${where}: data`);
+    assert.ok(jsonDepth(e.data) <= MAX_JSON_DEPTH, `${where}: data nested too deep`);
     assert.ok(!["heartbeat", "pong"].includes(e.streamEventType), `${where}: liveness stored`);
     if (e.streamEventType === "execution_status") {
       const d = e.data as { status: string; previousStatus: unknown; active: unknown };
@@ -347,6 +374,13 @@ export function checkEnvelopes(sessionId: string, events: Envelope[], executionI
       );
       assert.ok(d.previousStatus === null || typeof d.previousStatus === "string", where);
       assert.equal(typeof d.active, "boolean", where);
+    } else if (e.streamEventType === "input") {
+      const d = e.data as Record<string, unknown>;
+      assert.ok(Number.isSafeInteger(d.inputId) && (d.inputId as number) >= 1, where);
+      assert.ok(d.data !== undefined || d.endOfInput === true, `${where}: input has content`);
+    } else if (e.streamEventType === "input_delivered") {
+      const d = e.data as Record<string, unknown>;
+      assert.ok(Number.isSafeInteger(d.inputId) && (d.inputId as number) >= 1, where);
     } else if (e.streamEventType === "wrapper_disconnected") {
       const d = e.data as Record<string, unknown>;
       assert.equal(d.error, "Wrapper disconnected", where);
@@ -473,6 +507,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzStats> {
     await control.client.ackOf(2);
     const exec = await server.call(`/v1/sessions/${CONTROL}/executions/${control.executionId}`);
     assert.ok(!isTerminal(exec.body.status as never));
+    await fuzzHugeReads(r.fork(), options.hugeReads ?? 20);
     return stats;
   } catch (err) {
     throw new Error(
@@ -505,9 +540,105 @@ async function openRun(server: TestServer, sessionId: string) {
   );
   assert.equal(created.status, 201, JSON.stringify(created.body));
   const { executionId, ingestToken } = created.body;
+  // Two inputs, so fuzzed input_delivered frames can name accepted ones (and others not).
+  for (const data of ["first", { second: 2 }]) {
+    const input = await server.call(`/v1/sessions/${sessionId}/executions/${executionId}/input`, {
+      method: "POST",
+      json: { data },
+    });
+    assert.equal(input.status, 202, JSON.stringify(input.body));
+  }
   const client = await IngestClient.connect(
     `${server.wsUrl}/v1/sessions/${sessionId}/executions/${executionId}/ingest`,
     { token: ingestToken },
   );
   return { sessionId, executionId, client };
+}
+
+// ---------------------------------------------------------------------------------------
+// Reads of huge events
+
+const HUGE_EVENTS = 8;
+const HUGE_BYTES = 400_000;
+const hugePad = (n: number) => String.fromCharCode(0x41 + n).repeat(HUGE_BYTES);
+
+/**
+ * Random reads of a session holding huge events, on an instance with a small viewer buffer
+ * and read budget: JSON pages (random `after`, `limit`, filter), Durable Streams catch-ups
+ * (random offset) and WebSocket viewers (random `after`) must each return a contiguous run
+ * of whole events and a cursor that continues it.
+ */
+async function fuzzHugeReads(r: Random, reads: number): Promise<void> {
+  const server = await startServer({
+    config: { maxFrameBytes: 524_288, viewerBufferBytes: 256 * 1024, readBudgetBytes: 4 << 20 },
+  });
+  try {
+    const run = await openRun(server, "huge");
+    for (let n = 1; n <= HUGE_EVENTS; n++) {
+      run.client.send({ streamEventType: "output", seq: n, data: { n, pad: hugePad(n) } });
+      await run.client.ackOf(n, 20_000);
+    }
+    const last = HUGE_EVENTS + 2;
+    for (let i = 0; i < reads; i++) {
+      const after = r.int(0, last);
+      const kind = r.int(0, 2);
+      const got = kind === 0
+        ? await hugeJsonPage(server, after, r.pick([1, 2, 5, 100, 1000]))
+        : kind === 1
+        ? await hugeDsRead(server, after)
+        : await hugeViewer(server, after, last);
+      const ids = got.events.map((e) => e.eventId);
+      const where = `huge read ${kind} after ${after}: ${JSON.stringify(ids)}`;
+      assert.deepEqual(ids, ids.map((_, k) => after + 1 + k), where);
+      assert.equal(got.next, ids.at(-1) ?? after, where);
+      if (after < last) assert.ok(ids.length >= 1, `${where}: at least one event`);
+      for (const e of got.events) {
+        const data = e.data as { n?: number; pad?: string };
+        if (data.pad !== undefined) assert.equal(data.pad, hugePad(data.n!), `${where}: whole`);
+      }
+    }
+    run.client.socket.close();
+  } finally {
+    await server.close();
+  }
+}
+
+type HugeRead = { events: Envelope[]; next: number };
+
+async function hugeJsonPage(server: TestServer, after: number, limit: number): Promise<HugeRead> {
+  const res = await server.call<{ events: Envelope[]; nextAfter: number; lastEventId: number }>(
+    `/v1/sessions/huge/events?after=${after}&limit=${limit}`,
+  );
+  assert.equal(res.status, 200);
+  return { events: res.body.events, next: res.body.nextAfter };
+}
+
+async function hugeDsRead(server: TestServer, after: number): Promise<HugeRead> {
+  const offset = after === 0 ? "-1" : String(after).padStart(16, "0");
+  const res = await server.api(`/v1/sessions/huge/ds?offset=${offset}`);
+  assert.equal(res.status, 200);
+  const events = await res.json() as Envelope[];
+  return { events, next: Number(res.headers.get("stream-next-offset")) };
+}
+
+async function hugeViewer(server: TestServer, after: number, last: number): Promise<HugeRead> {
+  const events: Envelope[] = [];
+  const socket = new WebSocket(`${server.wsUrl}/v1/sessions/huge/stream?after=${after}`, {
+    headers: { authorization: `Bearer ${API_KEY}` },
+  });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`viewer after ${after} timed out`)), 20_000);
+    const done = () => {
+      clearTimeout(timer);
+      socket.close();
+      resolve();
+    };
+    socket.onmessage = (ev) => {
+      events.push(JSON.parse(ev.data as string));
+      if (events.at(-1)!.eventId >= last) done();
+    };
+    socket.onopen = () => after >= last && done();
+    socket.onerror = () => {};
+  });
+  return { events, next: events.at(-1)?.eventId ?? after };
 }

@@ -9,6 +9,9 @@
  */
 import { type StartOptions, startServer, type TestServer } from "./server.ts";
 
+/** The project's one polling helper, shared with the wrapper's tests. */
+export { eventually } from "../../wrapper/test_util.ts";
+
 /** A frame the service sent, parsed. */
 export interface ServiceMessage {
   type: string;
@@ -204,22 +207,9 @@ export function range(from: number, to: number): number[] {
   return Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
 }
 
-/** Polls `check` (sync or async) until it holds, or rejects naming `what` after `timeoutMs`. */
-export async function eventually(
-  check: () => boolean | Promise<boolean>,
-  what = check.toString(),
-  timeoutMs = 5000,
-): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 /**
- * Declares a test that runs `fn` against a fresh instance (closed afterwards). Sockets and
- * timers of the instance outlive single steps, so the op and resource sanitizers are off.
+ * Declares a test that runs `fn` against a fresh instance (closed afterwards). Deno's op and
+ * resource sanitizers stay on: closing the instance must close everything it opened.
  */
 export function serverTest(
   name: string,
@@ -228,8 +218,6 @@ export function serverTest(
 ): void {
   Deno.test({
     name,
-    sanitizeOps: false,
-    sanitizeResources: false,
     async fn() {
       const server = await startServer(options);
       try {

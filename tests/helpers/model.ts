@@ -1,7 +1,7 @@
 /**
  * The model-based check of the lifecycle (issue 6): fast-check draws random command
- * sequences (create, connect, send, cut, close, complete, fail, interrupt, fire a deadline
- * early/late/twice, advance the clock, crash an instance) and runs them against two real
+ * sequences (create, connect, send, send input, cut, close, complete, fail, interrupt, fire a
+ * deadline early/late/twice, advance the clock, crash an instance) and runs them against two real
  * instances sharing one KV file, with raw ingest clients going through chaos proxies (for
  * abrupt cuts). After every step the invariants of PROTOCOL.md 3 are checked on the KV state
  * and the event log; at the end every deadline is fired until every execution has ended.
@@ -28,6 +28,7 @@ import {
 } from "../../src/store/mod.ts";
 import { type ChaosProxy, startChaosProxy } from "./chaos_proxy.ts";
 import { IngestClient } from "./ingest_client.ts";
+import { awaitWritten, checkInputs, WrapperProcess } from "./model_inputs.ts";
 import { startServer, tempKvPath, type TestServer } from "./server.ts";
 
 /** Options of {@link runModel}. */
@@ -48,6 +49,8 @@ export interface ModelStats {
   crashes: number;
   firings: number;
   framesAcked: number;
+  inputsAccepted: number;
+  inputsWritten: number;
 }
 
 const SESSIONS = ["m0", "m1"];
@@ -62,6 +65,10 @@ interface ExecRef {
   sentMax: number;
   /** Highest seq ever acknowledged. */
   ackedMax: number;
+  /** Inputs accepted for it (PROTOCOL.md 12). */
+  inputs: number;
+  /** Its wrapper processes, oldest first (a fresh one starts with an empty agent). */
+  processes: WrapperProcess[];
 }
 
 interface ConnRef {
@@ -72,6 +79,8 @@ interface ConnRef {
   generation: number;
   /** Highest seq this connection knows is durable (hello.lastSeq, acks). */
   durable: number;
+  /** The wrapper process it belongs to. */
+  process: WrapperProcess;
 }
 
 const isOpen = (c: ConnRef) => c.client.socket.readyState === WebSocket.OPEN;
@@ -350,6 +359,7 @@ class World {
       for (const e of frames) {
         assert.equal((e.data as { eid: string }).eid, ref.executionId.slice(-6));
       }
+      checkInputs(`${where}, ${ref.executionId}`, rec, mine, ref.inputs, ref.processes);
     }
   }
 
@@ -442,16 +452,18 @@ class Create extends Step {
       token: res.body.ingestToken,
       sentMax: 0,
       ackedMax: 0,
+      inputs: 0,
+      processes: [],
     });
     m.execs++;
   }
 }
 
 class Connect extends Step {
-  constructor(readonly exec: number, readonly instance: number) {
+  constructor(readonly exec: number, readonly instance: number, readonly fresh: boolean) {
     super();
   }
-  label = () => `connect(e${this.exec}@i${this.instance})`;
+  label = () => `connect(e${this.exec}@i${this.instance}${this.fresh ? ", fresh process" : ""})`;
   override check = (m: Readonly<Model>) => m.execs > 0;
   async act(w: World, m: Model) {
     const exec = pick(w.execs, this.exec)!;
@@ -480,13 +492,21 @@ class Connect extends Step {
     const lastSeq = hello.lastSeq as number;
     assert.ok(lastSeq >= exec.ackedMax, "hello.lastSeq covers every ack");
     assert.ok(lastSeq >= before.lastSeq && lastSeq <= exec.sentMax, "hello.lastSeq is durable");
+    const process = this.fresh || exec.processes.length === 0
+      ? new WrapperProcess()
+      : exec.processes.at(-1)!;
+    if (process !== exec.processes.at(-1)) exec.processes.push(process);
     const conn: ConnRef = {
       exec,
       client,
       instance: this.instance,
       generation: w.generations[this.instance],
       durable: hello.lastSeq as number,
+      process,
     };
+    process.attach(client);
+    // Every input accepted before this hello reaches the agent (or was confirmed before).
+    await awaitWritten(w.kv, exec.executionId, process, client, exec.inputs, STEP_TIMEOUT_MS);
     exec.ackedMax = Math.max(exec.ackedMax, conn.durable);
     w.conns.push(conn);
     m.conns++;
@@ -524,6 +544,35 @@ class Send extends Step {
       return;
     }
     await settle(conn, last);
+  }
+}
+
+class SendInput extends Step {
+  constructor(readonly exec: number, readonly instance: number, readonly end: boolean) {
+    super();
+  }
+  label = () => `input(e${this.exec}@i${this.instance}${this.end ? ", endOfInput" : ""})`;
+  override check = (m: Readonly<Model>) => m.execs > 0;
+  async act(w: World) {
+    const exec = pick(w.execs, this.exec)!;
+    const before = await w.execRecord(exec.executionId);
+    const res = await w.servers[this.instance].call<{ inputId: number; error?: string }>(
+      `/v1/sessions/${exec.sessionId}/executions/${exec.executionId}/input`,
+      {
+        method: "POST",
+        json: { data: { from: this.instance }, endOfInput: this.end || undefined },
+      },
+    );
+    if (isTerminal(before.status)) return assert.equal(res.body.error, "EXECUTION_ENDED");
+    if (before.inputClosed) return assert.equal(res.body.error, "INPUT_CLOSED");
+    assert.equal(res.status, 202, JSON.stringify(res.body));
+    assert.equal(res.body.inputId, ++exec.inputs, "inputIds number the accepted inputs");
+    // A live connection gets it at once, whichever instance holds it.
+    const live = w.conns.findLast((c) => c.exec === exec);
+    if (live && isOpen(live) && live.generation === w.generations[live.instance]) {
+      const { process, client } = live;
+      await awaitWritten(w.kv, exec.executionId, process, client, exec.inputs, STEP_TIMEOUT_MS);
+    }
   }
 }
 
@@ -687,7 +736,12 @@ const index = fc.nat(20);
 /** The command arbitraries, weighted by repetition (fast-check picks uniformly). */
 export const commandArbitraries: fc.Arbitrary<Cmd>[] = (() => {
   const create = fc.tuple(instance, instance).map(([s, i]): Cmd => new Create(s, i));
-  const connect = fc.tuple(index, instance).map(([e, i]): Cmd => new Connect(e, i));
+  const connect = fc.tuple(index, instance, fc.boolean()).map(([e, i, fresh]): Cmd =>
+    new Connect(e, i, fresh)
+  );
+  const sendInput = fc.tuple(index, instance, fc.nat(5)).map(([e, i, n]): Cmd =>
+    new SendInput(e, i, n === 0)
+  );
   const send = fc.tuple(index, fc.integer({ min: 1, max: 6 }), fc.boolean()).map(
     ([c, n, cut]): Cmd => new Send(c, n, cut),
   );
@@ -705,6 +759,8 @@ export const commandArbitraries: fc.Arbitrary<Cmd>[] = (() => {
     send,
     send,
     send,
+    sendInput,
+    sendInput,
     fire,
     fire,
     instance.map((i): Cmd => new Cut(i)),
@@ -730,6 +786,8 @@ export async function runModel(options: ModelOptions): Promise<ModelStats> {
     crashes: 0,
     firings: 0,
     framesAcked: 0,
+    inputsAccepted: 0,
+    inputsWritten: 0,
   };
   const property = fc.asyncProperty(
     fc.commands(commandArbitraries, { maxCommands: options.maxCommands ?? 60, size: "max" }),
@@ -745,6 +803,10 @@ export async function runModel(options: ModelOptions): Promise<ModelStats> {
         totals.crashes += world.stats.crashes;
         totals.firings += world.stats.firings;
         totals.framesAcked += world.execs.reduce((n, e) => n + e.ackedMax, 0);
+        for (const e of world.execs) {
+          totals.inputsAccepted += e.inputs;
+          totals.inputsWritten += e.processes.reduce((n, p) => n + p.written.length, 0);
+        }
       } finally {
         await world.close();
       }

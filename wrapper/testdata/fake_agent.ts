@@ -6,6 +6,7 @@
  * - `lines:<n>`: n JSON lines `{"type":"line","n":i}` on stdout, i = 1…n
  * - `hex:<hex>`: raw bytes on stdout (no newline added)
  * - `file:<path>`: a file's bytes on stdout
+ * - `stdin:<path>`: copy stdin to a file as it is read (appending), until stdin is closed
  * - `sleep:<ms>`: wait
  * - `trap:<code>`: from now on, SIGTERM prints `got SIGTERM` and exits with `code`
  * - `ignore-term`: from now on, SIGTERM is ignored
@@ -17,7 +18,7 @@
  */
 const encoder = new TextEncoder();
 
-function write(stream: typeof Deno.stdout, bytes: Uint8Array): void {
+function write(stream: { writeSync(bytes: Uint8Array): number }, bytes: Uint8Array): void {
   let offset = 0;
   while (offset < bytes.length) offset += stream.writeSync(bytes.subarray(offset));
 }
@@ -43,6 +44,12 @@ for (const step of Deno.args) {
     case "file":
       write(Deno.stdout, Deno.readFileSync(arg));
       break;
+    case "stdin": {
+      const file = Deno.openSync(arg, { append: true, create: true });
+      for await (const chunk of Deno.stdin.readable) write(file, chunk);
+      file.close();
+      break;
+    }
     case "sleep":
       await new Promise((resolve) => setTimeout(resolve, Number(arg)));
       break;

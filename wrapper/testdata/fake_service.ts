@@ -31,8 +31,16 @@ type Timer = ReturnType<typeof setTimeout>;
 
 /** How the fake service answers one dial. */
 export type DialPlan =
-  /** Upgrade and send `hello` (then `kill` when given). `lastSeq` overrides the real one. */
-  | { kind: "accept"; lastSeq?: number; kill?: { signal?: "SIGTERM" | "SIGKILL"; reason?: string } }
+  /**
+   * Upgrade and send `hello` (then `kill` when given, then the inputs above `deliveredInputId`).
+   * `lastSeq` and `deliveredInputId` override the real ones.
+   */
+  | {
+    kind: "accept";
+    lastSeq?: number;
+    deliveredInputId?: number;
+    kill?: { signal?: "SIGTERM" | "SIGKILL"; reason?: string };
+  }
   /** Upgrade and never say anything. */
   | { kind: "silent" }
   /** Upgrade, then close at once with this code. */
@@ -125,6 +133,10 @@ export class FakeService {
   status: TerminalStatus | undefined;
   /** How many times a frame with each seq arrived (resends included). */
   readonly arrivals = new Map<number, number>();
+  /** Inputs given with {@link FakeService.input}, as `input` frames (PROTOCOL.md 12). */
+  readonly inputs: Record<string, unknown>[] = [];
+  /** Highest inputId a stored `input_delivered` frame confirmed. */
+  deliveredInputId = 0;
 
   readonly #options: Required<FakeServiceOptions>;
   readonly #plans: DialPlan[] = [];
@@ -210,6 +222,15 @@ export class FakeService {
       clearTimeout(timer);
       this.#changed.removeEventListener("change", check);
     }
+  }
+
+  /** Accepts an input: sends it at once on an open connection, and after every `hello`. */
+  input(input: { data?: unknown; endOfInput?: boolean }): number {
+    const inputId = this.inputs.length + 1;
+    const frame = { type: "input", inputId, ...input };
+    this.inputs.push(frame);
+    this.current?.send(frame);
+    return inputId;
   }
 
   /** Stops the server and cuts every connection. */
@@ -312,8 +333,11 @@ export class FakeService {
           graceMs: this.#options.graceMs,
           maxFrameBytes: this.#options.maxFrameBytes,
           maxInFlight: this.#options.maxInFlight,
+          deliveredInputId: plan.deliveredInputId ?? this.deliveredInputId,
         });
         if (plan.kill) connection.send({ type: "kill", signal: "SIGTERM", ...plan.kill });
+        const delivered = plan.deliveredInputId ?? this.deliveredInputId;
+        for (const input of this.inputs.slice(delivered)) connection.send(input);
       }
       this.#notify();
     };
@@ -360,6 +384,10 @@ export class FakeService {
       this.#gapReported = undefined;
     }
     this.stored.push(frame as unknown as StoredFrame);
+    const confirmed = (frame.data as { inputId?: unknown } | undefined)?.inputId;
+    if (type === "input_delivered" && typeof confirmed === "number") {
+      this.deliveredInputId = Math.max(this.deliveredInputId, confirmed);
+    }
     this.#notify();
     const status = terminalStatusOfFrame(frame as unknown as StoredFrame);
     if (status) {

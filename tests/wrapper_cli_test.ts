@@ -1,0 +1,95 @@
+/**
+ * The wrapper CLI against the real service: `deno run -A wrapper/main.ts` as a child
+ * process streaming into a test instance (completion, REST interrupt, deletion, a wrong
+ * token, a pending interrupt's kill after `hello`). The wrapper's own probes against the
+ * fake service are in `wrapper/contract_test.ts`.
+ */
+import assert from "node:assert/strict";
+import { agent, type Cli, eventually, FAST_CLI_OPTIONS, spawnCli } from "../wrapper/test_util.ts";
+import {
+  connectRun,
+  createRun,
+  getExecution,
+  type Run,
+  serverTest,
+  storedEvents,
+} from "./helpers/ingest_client.ts";
+
+/** The CLI for a run of the real service. */
+function wrapperFor(run: Run, command: string[], token = run.ingestToken): Cli {
+  return spawnCli([
+    `--ingest-url=${run.ingestUrl}`,
+    `--token=${token}`,
+    ...FAST_CLI_OPTIONS,
+    "--",
+    ...command,
+  ]);
+}
+
+serverTest(
+  "real service: completion, REST interrupt, deletion and a wrong token",
+  async (server) => {
+    const status = async (run: Run) => (await getExecution(server, run)).status;
+
+    const done = await createRun(server, "cli-done");
+    const completing = wrapperFor(done, agent('out:{"type":"a"}', "out:text", "err:oops"));
+    assert.equal(await completing.exit, 0, completing.stderr());
+    assert.equal(await status(done), "completed");
+    const types = (await storedEvents(server, "cli-done")).map((e) => e.streamEventType);
+    assert.deepEqual(types.filter((t) => t !== "output" && t !== "execution_status"), [
+      "agent",
+      "complete",
+    ]);
+    assert.equal(types.filter((t) => t === "output").length, 2);
+
+    const stopped = await createRun(server, "cli-interrupt");
+    const interrupted = wrapperFor(stopped, agent("trap:0", "out:ready", "hang"));
+    await eventually(async () => (await status(stopped)) === "running", "running");
+    const res = await server.call(
+      `/v1/sessions/${stopped.sessionId}/executions/${stopped.executionId}/interrupt`,
+      { method: "POST", json: { reason: "stop it" } },
+    );
+    assert.equal(res.status, 202);
+    assert.equal(await interrupted.exit, 130, interrupted.stderr());
+    const execution = await getExecution(server, stopped);
+    assert.equal(execution.status, "interrupted");
+    assert.equal(execution.error, "stop it");
+
+    const deleted = await createRun(server, "cli-delete");
+    const orphan = wrapperFor(deleted, agent("out:ready", "hang"));
+    await eventually(async () => (await status(deleted)) === "running", "running");
+    assert.equal((await server.api("/v1/sessions/cli-delete", { method: "DELETE" })).status, 204);
+    assert.equal(await orphan.exit, 1, orphan.stderr());
+
+    const foreign = await createRun(server, "cli-token");
+    const refused = wrapperFor(foreign, agent("out:never"), "not-a-token");
+    assert.equal(await refused.exit, 4, refused.stderr());
+    assert.doesNotMatch(refused.stderr(), /agent started/);
+    assert.equal(await status(foreign), "pending");
+  },
+);
+
+serverTest(
+  "real service: a pending interrupt's kill after hello; the agent never starts",
+  async (server) => {
+    const run = await createRun(server, "cli-pending-kill");
+    // A first wrapper takes the kill and disconnects without answering it.
+    const first = await connectRun(run);
+    await first.next((m) => m.type === "hello");
+    const res = await server.call(
+      `/v1/sessions/${run.sessionId}/executions/${run.executionId}/interrupt`,
+      { method: "POST", json: { reason: "asked earlier" } },
+    );
+    assert.equal(res.status, 202);
+    await first.next((m) => m.type === "kill");
+    await first.close(4100, "gone");
+    const cli = wrapperFor(run, agent("out:started", "hang"));
+    assert.equal(await cli.exit, 130, cli.stderr());
+    assert.doesNotMatch(cli.stderr(), /agent started/);
+    const execution = await getExecution(server, run);
+    assert.equal(execution.status, "interrupted");
+    assert.equal(execution.error, "asked earlier");
+    const events = await storedEvents(server, run.sessionId);
+    assert.deepEqual(events.filter((e) => e.streamEventType === "output"), []);
+  },
+);

@@ -9,14 +9,15 @@
  *
  * Options: `--duration-ms <n>` (default 20000), `--port <n>` (default `PORT` or 8000, a
  * free port when that one is taken), `--exit` (stop once the run has ended instead of
- * serving until Ctrl+C).
+ * serving until Ctrl+C), `--acp` (run the scripted ACP agent of `demo/acp_agent.ts` under
+ * `--acp` instead, see `demo/acp.ts`).
  *
  * @module
  */
-import { TetherClient } from "../client/mod.ts";
 import { loadConfig } from "../src/config.ts";
 import { randomSecret } from "../src/ids.ts";
 import { createService } from "../src/service.ts";
+import { acpAgentCommand, acpInstructions, conductAcpRun, sendAcpPrompts } from "./acp.ts";
 
 const SESSION_ID = "demo";
 const TICKET_TTL_MS = 60 * 60 * 1000;
@@ -25,6 +26,7 @@ interface DemoOptions {
   durationMs: number;
   port: number;
   exitWhenDone: boolean;
+  acp: boolean;
 }
 
 function parseArgs(args: string[]): DemoOptions {
@@ -39,7 +41,26 @@ function parseArgs(args: string[]): DemoOptions {
     durationMs: value("--duration-ms", 20_000),
     port: value("--port", Number(Deno.env.get("PORT") ?? 8000)),
     exitWhenDone: args.includes("--exit"),
+    acp: args.includes("--acp"),
   };
+}
+
+/** The wrapper's options and agent command after them: the scripted agent, or the ACP one. */
+function agentArgs(options: DemoOptions): string[] {
+  if (options.acp) return ["--acp", "--", ...acpAgentCommand(options.durationMs)];
+  const agent = new URL("./agent.ts", import.meta.url).pathname;
+  const duration = String(options.durationMs);
+  return [
+    "--input",
+    "text",
+    "--",
+    Deno.execPath(),
+    "run",
+    agent,
+    "--duration-ms",
+    duration,
+    "--ask",
+  ];
 }
 
 function serve(port: number, handler: Deno.ServeHandler): Deno.HttpServer<Deno.NetAddr> {
@@ -70,7 +91,15 @@ async function main(): Promise<number> {
   const service = await createService(config, kv);
   const server = serve(options.port, service.fetch);
   const base = `http://localhost:${server.addr.port}`;
-  const tether = new TetherClient({ url: base, apiKey });
+  const api = async <T>(path: string, body: unknown): Promise<T> => {
+    const res = await fetch(base + path, {
+      method: "POST",
+      headers: { authorization: `Bearer ${apiKey}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
+    return await res.json();
+  };
 
   let stopped = false;
   const stop = async () => {
@@ -82,11 +111,14 @@ async function main(): Promise<number> {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   };
 
-  await tether.createSession({ sessionId: SESSION_ID, metadata: { repo: "todo-app", demo: true } });
-  const exec = await tether.createExecution(SESSION_ID, {
-    input: { prompt: "Fix the failing completed-todos filter" },
+  await api("/v1/sessions", { sessionId: SESSION_ID, metadata: { repo: "todo-app", demo: true } });
+  const exec = await api<{ executionId: string; ingestUrl: string; ingestToken: string }>(
+    `/v1/sessions/${SESSION_ID}/executions`,
+    { input: { prompt: "Fix the failing completed-todos filter" } },
+  );
+  const { ticket } = await api<{ ticket: string }>(`/v1/sessions/${SESSION_ID}/tickets`, {
+    ttlMs: TICKET_TTL_MS,
   });
-  const { ticket } = await tether.createTicket(SESSION_ID, { ttlMs: TICKET_TTL_MS });
 
   const wrapper = new Deno.Command(Deno.execPath(), {
     args: [
@@ -97,22 +129,20 @@ async function main(): Promise<number> {
       exec.ingestUrl,
       "--token",
       exec.ingestToken,
-      "--input",
-      "text",
-      "--",
-      Deno.execPath(),
-      "run",
-      new URL("./agent.ts", import.meta.url).pathname,
-      "--duration-ms",
-      String(options.durationMs),
-      "--ask",
+      ...agentArgs(options),
     ],
+    cwd: dir,
     stdin: "null",
     stdout: "null",
     stderr: "inherit",
   }).spawn();
 
-  const viewerUrl = tether.viewerUrl(SESSION_ID, ticket);
+  const viewerUrl = `${base}/?session=${SESSION_ID}&ticket=${encodeURIComponent(ticket)}`;
+  const inputPath = `/v1/sessions/${SESSION_ID}/executions/${exec.executionId}/input`;
+  const answering = options.acp ? acpInstructions(base, apiKey, inputPath) : `
+  Halfway the agent asks a question and waits. Answer from the page's composer, or:
+    curl -X POST -H 'Authorization: Bearer ${apiKey}' -H 'Content-Type: application/json' \\
+      -d '{"data":"yes"}' ${base}${inputPath}`;
   console.log(`
 Tether demo: service on ${base} (KV file ${config.kvPath})
 
@@ -121,20 +151,32 @@ Tether demo: service on ${base} (KV file ${config.kvPath})
 
   Full view with the composer and the interrupt button: open ${base}/?session=${SESSION_ID}
   and enter the api key ${apiKey}
-
-  Halfway the agent asks a question and waits. Answer from the page's composer, or:
-    curl -X POST -H 'Authorization: Bearer ${apiKey}' -H 'Content-Type: application/json' \\
-      -d '{"data":"yes"}' ${base}/v1/sessions/${SESSION_ID}/executions/${exec.executionId}/input
+${answering}
 
   Follow it from a terminal:
-    TETHER_URL=${base} TETHER_API_KEY=${apiKey} deno task tether watch ${SESSION_ID}
+    curl -N -H 'Authorization: Bearer ${apiKey}' -H 'Accept: text/event-stream' \\
+      ${base}/v1/sessions/${SESSION_ID}/events
 
 The scripted agent runs for about ${Math.round(options.durationMs / 1000)} s, plus the wait.`);
+  const conducting = new AbortController();
+  if (options.acp) {
+    await sendAcpPrompts(api, inputPath);
+    conductAcpRun({
+      base,
+      apiKey,
+      sessionId: SESSION_ID,
+      post: api,
+      inputPath,
+      approve: options.exitWhenDone,
+      signal: conducting.signal,
+    }).catch((error) => console.error(`the ACP demo's inputs failed: ${error}`));
+  }
 
   const onSignal = () => void stop().then(() => Deno.exit(130));
   for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(signal, onSignal);
 
   const { code } = await wrapper.status;
+  conducting.abort();
   const outcome = code === 0 ? "completed" : code === 130 ? "interrupted" : `exit code ${code}`;
   console.log(`\nThe run ended: ${outcome}.`);
   const view = await fetch(`${base}/v1/sessions/${SESSION_ID}/executions/${exec.executionId}`, {

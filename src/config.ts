@@ -37,6 +37,7 @@ const EnvSchema = z.object({
   TETHER_MAX_PENDING_INPUTS: ms(100, 1, 100_000),
   TETHER_MAX_FRAME_BYTES: ms(524_288, 1024, 716_800),
   TETHER_MAX_FRAMES_PER_SEC: ms(20_000),
+  TETHER_MAX_PENDING_BYTES: ms(16 * 1024 * 1024, 1024),
   TETHER_HEARTBEAT_WRITE_MS: ms(5000, 0),
   TETHER_PING_MS: ms(15_000),
   TETHER_SSE_KEEPALIVE_MS: ms(15_000),
@@ -63,6 +64,11 @@ const EnvSchema = z.object({
   TETHER_CALLBACK_PRIVATE: z.enum(["allow", "deny"]).default("deny"),
   TETHER_LOG_LEVEL: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
 });
+
+/** Whether the environment is Deno Deploy's (its predefined variables are set). */
+export function onDenoDeploy(env: Record<string, string | undefined>): boolean {
+  return Boolean(env.DENO_DEPLOY || env.DENO_DEPLOYMENT_ID);
+}
 
 /** Whether a `TETHER_KV_PATH` is a KV Connect URL (a remote `denokv` or Deploy database). */
 export function isKvConnectUrl(path: string): boolean {
@@ -106,6 +112,8 @@ export interface Config {
   maxPendingInputs: number;
   maxFrameBytes: number;
   maxFramesPerSec: number;
+  /** Bytes received on one ingest connection and not yet committed; more → close 1008. */
+  maxPendingBytes: number;
   heartbeatWriteMs: number;
   pingMs: number;
   sseKeepAliveMs: number;
@@ -181,14 +189,15 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     ticketTtlMs: e.TETHER_TICKET_TTL_MS,
     allowedOrigins: e.TETHER_ALLOWED_ORIGINS,
     publicUrl: e.TETHER_PUBLIC_URL,
-    // Deno Deploy sets DENO_DEPLOYMENT_ID; there the platform's KV is used (no path).
-    kvPath: e.TETHER_KV_PATH ?? (env.DENO_DEPLOYMENT_ID ? undefined : DEFAULT_KV_PATH),
+    // Deno Deploy sets DENO_DEPLOY and DENO_DEPLOYMENT_ID; there the platform's KV is used.
+    kvPath: e.TETHER_KV_PATH ?? (onDenoDeploy(env) ? undefined : DEFAULT_KV_PATH),
     port: e.PORT,
     maxQueue: e.TETHER_MAX_QUEUE,
     maxInFlight: e.TETHER_MAX_IN_FLIGHT,
     maxPendingInputs: e.TETHER_MAX_PENDING_INPUTS,
     maxFrameBytes: e.TETHER_MAX_FRAME_BYTES,
     maxFramesPerSec: e.TETHER_MAX_FRAMES_PER_SEC,
+    maxPendingBytes: e.TETHER_MAX_PENDING_BYTES,
     heartbeatWriteMs: e.TETHER_HEARTBEAT_WRITE_MS,
     pingMs: e.TETHER_PING_MS,
     sseKeepAliveMs: e.TETHER_SSE_KEEPALIVE_MS,

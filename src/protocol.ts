@@ -32,9 +32,6 @@ export const RESERVED_EVENT_TYPES: ReadonlySet<string> = new Set([
   InputEventType.input,
 ]);
 
-/** Liveness-only frame types: never stored, never broadcast, never carry `seq`. */
-export const LIVENESS_EVENT_TYPES: ReadonlySet<string> = new Set(["heartbeat", "pong"]);
-
 /** Longest error text kept on a record (in Unicode code points). */
 export const MAX_STORED_ERROR_CHARS = 1024;
 
@@ -50,7 +47,7 @@ export const CloseCode = {
   goingAway: 1001,
   /** §5.3, §5.4: a loss without a close frame is recorded as 1006. */
   abnormal: 1006,
-  /** §5.3, §6, §10: rate, in-flight or pending-bytes limit; a viewer sending garbage. */
+  /** §5.3, §10: rate, in-flight or pending-bytes limit; §6: a viewer stream's bad query. */
   policy: 1008,
   /** §5.3, §10: a frame larger than `maxFrameBytes`. */
   tooBig: 1009,
@@ -72,7 +69,7 @@ export const CloseCode = {
   forbidden: 4403,
   /** §4, §6: an unknown or deleted session on the viewer stream. */
   notFound: 4404,
-  /** §9.3: the wrapper heard nothing for `--silence-timeout-ms` (its own, never sent). */
+  /** §9: the wrapper heard nothing for `--silence-timeout-ms` (the wrapper's own close). */
   silence: 4408,
 } as const;
 export type CloseCode = typeof CloseCode[keyof typeof CloseCode];
@@ -459,32 +456,12 @@ export interface CallbackBody {
 // ---------------------------------------------------------------------------------------
 // Ingest frames (PROTOCOL.md section 5)
 
-/** A frame from the wrapper, after JSON parsing. */
-export const WrapperFrame = z.object({
-  streamEventType: StreamEventType.refine(
-    (t) => !RESERVED_EVENT_TYPES.has(t),
-    "streamEventType is reserved for the service",
-  ),
-  seq: z.int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
-  timestamp: z.string().optional(),
-  data: z.unknown().optional(),
-});
-export type WrapperFrame = z.infer<typeof WrapperFrame>;
-
+// Frames from the wrapper: their rules and one classifier are in `src/frames.ts`.
 /** `data` of the wrapper's `input_delivered` frame: inputs up to `inputId` were written. */
 export const InputDeliveredData = z.strictObject({
   inputId: z.int().min(1).max(Number.MAX_SAFE_INTEGER),
 });
 export type InputDeliveredData = z.infer<typeof InputDeliveredData>;
-
-export const CompleteData = z.looseObject({ exitCode: z.number() });
-export const InterruptedData = z.looseObject({ reason: z.string().optional() });
-export const ErrorFrameData = z.looseObject({
-  error: z.string().optional(),
-  message: z.string().optional(),
-  fatal: z.boolean().optional(),
-  code: z.string().optional(),
-});
 
 export const HelloFrame = z.object({
   type: z.literal("hello"),
@@ -557,34 +534,6 @@ export function parseDialHeader(
   }
   const n = Number(nText);
   return Number.isSafeInteger(n) ? { wrapperId, n } : undefined;
-}
-
-/**
- * The status a wrapper frame ends its execution with (PROTOCOL.md 5.1), or `undefined` for
- * a frame that is not terminal: `complete` → completed, `interrupted` → interrupted, `error`
- * with `data.fatal === true` → failed.
- *
- * @example
- * ```ts
- * terminalStatusOfFrame({ streamEventType: "complete", data: { exitCode: 0 } }); // "completed"
- * terminalStatusOfFrame({ streamEventType: "error", data: { fatal: false } }); // undefined
- * ```
- */
-export function terminalStatusOfFrame(
-  frame: { streamEventType: string; data?: unknown },
-): TerminalStatus | undefined {
-  switch (frame.streamEventType) {
-    case "complete":
-      return "completed";
-    case "interrupted":
-      return "interrupted";
-    case "error": {
-      const data = frame.data as { fatal?: unknown } | null | undefined;
-      return typeof data === "object" && data?.fatal === true ? "failed" : undefined;
-    }
-    default:
-      return undefined;
-  }
 }
 
 // ---------------------------------------------------------------------------------------

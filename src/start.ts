@@ -15,6 +15,7 @@ import { type Config, ConfigError, isKvConnectUrl, loadConfig } from "./config.t
 import { loadDevApiKey } from "./dev_key.ts";
 import { recoverLostConnections } from "./lifecycle.ts";
 import { createService, type Service } from "./service.ts";
+import { checkPlatformKv } from "./platform_kv.ts";
 
 /** The deadline cron: its name in the platform's dashboard and its schedule (every minute). */
 export const DEADLINE_CRON = { name: "tether-deadlines", schedule: "* * * * *" } as const;
@@ -79,6 +80,7 @@ export async function startProcess(options: StartOptions): Promise<void> {
   if (config.apiKeys.length === 0) config = await withDevApiKey(config, kv);
   const service = await createService(config, kv);
   const { rt } = service;
+  if (config.kvPath === undefined) await checkPlatformKv(kv, rt.log);
   if (localFile) {
     // A single local process owned every connection recorded in this file.
     const started = await recoverLostConnections(rt.ctx);

@@ -67,8 +67,6 @@ function browserTest(
   Deno.test({
     name,
     ignore: !hasChromium,
-    sanitizeOps: false,
-    sanitizeResources: false,
     async fn() {
       const server = await startServer();
       const browser = await launchBrowser();

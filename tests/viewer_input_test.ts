@@ -157,6 +157,7 @@ inputTest("composer: inputs to a pending, then running execution go from sent to
   await waitForInputState(page, 3, "delivered");
   await page.locator("#composer").waitFor({ state: "hidden", timeout: 15_000 });
   await page.locator(`#executions .exec-meta`, { hasText: "inputs 3/3 delivered" }).waitFor();
+  assert.equal(await page.locator("#resume-scroll").isHidden(), true, "a short run is followed");
   await screenshot(page, "composer.png");
 
   const viewer = (await newPage(browser)).page;

@@ -102,15 +102,22 @@ Deno.test({
       await page.locator(`#executions li[data-status="running"]`).waitFor({ timeout: 15_000 });
       await waitForItems(page, 5);
       await page.locator(`.item[data-kind="tool"]`).first().waitFor({ timeout: 15_000 });
-      assert.equal(await page.textContent("#conn-text"), "live");
+      await page.locator("#conn-text", { hasText: "live" }).waitFor({ timeout: 15_000 });
       assert.equal(await page.textContent("#s-access"), "full (API key)");
       assert.equal(await page.locator(".execution .health.healthy").count(), 1);
       // The full execution id, with a copy button, in the card and at the top of the run.
       assert.equal(await page.textContent("#executions .exec-id"), run.executionId);
+      await browser.context.grantPermissions(["clipboard-read", "clipboard-write"], {
+        origin: server.url,
+      });
+      await page.locator("#executions .copy").click();
+      assert.equal(await page.evaluate("navigator.clipboard.readText()"), run.executionId);
       await page.locator("#timeline").evaluate((t) => t.scrollTop = 0);
       const header = page.locator(`.item[data-kind="execution"]`);
       assert.equal(await header.locator(".full-id").textContent(), run.executionId);
       assert.equal(await header.locator(".prompt pre").textContent(), "fix the tests");
+      // Back to the end: the list follows the live run again.
+      await page.locator("#timeline").evaluate((t) => t.scrollTop = t.scrollHeight);
 
       // Agent output that looks like markup is shown as text.
       await page.locator(`.item[data-kind="output"]`, { hasText: '<h1 id="injected">' })
@@ -125,8 +132,11 @@ Deno.test({
       assert.ok(kinds.length > 0);
       assert.ok(!kinds.includes("output"), `no output item when filtered: ${kinds}`);
       await page.check(`input[name="view"][value="events"]`);
-      await page.locator("#events > li.item button.raw").first().click();
-      const json = await page.locator("#events > li.item pre.json").first().textContent();
+      // The newest item stays drawn while the list follows the live run.
+      const key = await page.locator("#events > li.item").last().getAttribute("data-key");
+      const row = page.locator(`#events > li.item[data-key="${key}"]`);
+      await row.locator("button.raw").click();
+      const json = await row.locator("pre.json").textContent();
       assert.equal(JSON.parse(json!).streamEventType, "agent");
       await page.check(`input[name="view"][value="conversation"]`);
       await page.selectOption("#filter-type", "");

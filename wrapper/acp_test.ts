@@ -255,3 +255,16 @@ Deno.test("acp: waiting for the user (no prompt, or an open request) is reported
   await h.acp.exited;
   assert.deepEqual(h.waiting, [true, false, true, false, true, false]);
 });
+
+Deno.test("acp: a prompt the agent answers with an error ends its turn; the next one runs", async () => {
+  await using h = await harness([]);
+  h.acp.start();
+  h.acp.take(input(1, "please fail"));
+  h.acp.take(input(2, "then this"));
+  await eventually(() => h.data("acp_turn").length === 2, "both turns");
+  const [failed, next] = h.data("acp_turn");
+  assert.equal(failed.inputId, 1);
+  assert.equal(failed.stopReason, "error");
+  assert.match(String(failed.error), /asked to fail/);
+  assert.deepEqual(next, { inputId: 2, stopReason: "end_turn" });
+});

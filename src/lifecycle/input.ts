@@ -11,7 +11,6 @@
  */
 import {
   ErrorCode,
-  InputDeliveredData,
   type InputEventData,
   InputEventType,
   type InputRequest,
@@ -23,6 +22,7 @@ import {
   type AgentInputRecord,
   type ExecutionRecord,
   isLive,
+  keepAgentInput,
   postToInbox,
   records,
 } from "../store/mod.ts";
@@ -109,7 +109,7 @@ export async function acceptInput(
       data: body.data,
       endOfInput: body.endOfInput === true ? true as const : undefined,
     });
-    records.agentInput(sessionId, executionId, inputId).set(tx, input);
+    keepAgentInput(tx, sessionId, executionId, input);
     records.execution(executionId).set(
       tx,
       withoutUndefined({
@@ -147,20 +147,6 @@ function refusalFor(ctx: LifecycleContext, exec: ExecutionRecord): InputRefusal 
     return { code: ErrorCode.inputQueueFull };
   }
   return undefined;
-}
-
-/**
- * Reads the `inputId` of a wrapper's `input_delivered` frame: `undefined` for any other
- * frame type, `{invalid}` for a malformed one (refused with `INVALID_FRAME`).
- */
-export function deliveredInputIdOf(
-  frame: { streamEventType: string; data?: unknown },
-): { inputId: number } | { invalid: string } | undefined {
-  if (frame.streamEventType !== InputEventType.delivered) return undefined;
-  const parsed = InputDeliveredData.safeParse(frame.data);
-  return parsed.success
-    ? { inputId: parsed.data.inputId }
-    : { invalid: "input_delivered needs data {inputId: integer ≥ 1}" };
 }
 
 /**

@@ -24,6 +24,7 @@
  * ["bell", instanceId]                bumped with every inbox message; watched by its owner
  * ["secret", "ticket"]                the ticket signing secret when none is configured
  * ["secret", "devApiKey"]             the dev-mode api key (local KV file, no TETHER_API_KEYS)
+ * ["probe", "platform-kv"]            written at start-up on Deno Deploy to judge the KV (1 min TTL)
  * ["healthz"]                         never written: `/healthz` reads it to see KV answer
  * ```
  *
@@ -87,5 +88,6 @@ export const keys = {
   bell: (instanceId: string): Deno.KvKey => ["bell", instanceId],
   ticketSecret: (): Deno.KvKey => ["secret", "ticket"],
   devApiKey: (): Deno.KvKey => ["secret", "devApiKey"],
+  platformProbe: (): Deno.KvKey => ["probe", "platform-kv"],
   healthProbe: (): Deno.KvKey => ["healthz"],
 };

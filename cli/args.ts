@@ -5,7 +5,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { OPTION_NAMES as WRAPPER_OPTIONS } from "../wrapper/options.ts";
+import { FLAG_OPTION_NAMES, OPTION_NAMES as WRAPPER_OPTIONS } from "../wrapper/options.ts";
 
 /**
  * A bad command line; the CLI prints it and exits 64.
@@ -144,7 +144,10 @@ export const COMMANDS: CommandSpec[] = [
       session: { type: "string", help: "<sid> the session (created when missing)" },
       ...Object.fromEntries(
         WRAPPER_OPTIONS.filter((name) => name !== "ingest-url" && name !== "token").map(
-          (name) => [name, { type: "string", help: "wrapper option (deno task wrapper --help)" }],
+          (name) => [name, {
+            type: FLAG_OPTION_NAMES.includes(name) ? "boolean" : "string",
+            help: "wrapper option (deno task wrapper --help)",
+          }],
         ),
       ),
     },

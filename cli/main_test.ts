@@ -227,6 +227,8 @@ Deno.test("usage errors exit 64 and name the problem; --help exits 0 everywhere"
     [["events", "s", "--after", "x"], /--after must be/],
     [["run", "--session", "s"], /missing agent command/],
     [["run", "--heartbeat-ms", "0", "--", "true"], /--heartbeat-ms/],
+    [["run", "--acp", "--input", "text", "--", "true"], /--acp/],
+    [["run", "--input", "loud", "--", "true"], /--input/],
     [["--url", "ftp://x", "sessions", "get", "s"], /--url/],
   ];
   for (const [argv, message] of cases) {

@@ -33,7 +33,7 @@ export async function runCommand(ctx: CommandContext): Promise<number> {
   const { client, inv, term } = ctx;
   if (inv.rest.length === 0) throw new UsageError("run: missing agent command after --");
   const forwarded = OPTION_NAMES.filter((name) => inv.options[name] !== undefined)
-    .map((name) => `--${name}=${inv.options[name]}`);
+    .map((name) => inv.options[name] === true ? `--${name}` : `--${name}=${inv.options[name]}`);
   // Wrapper options are checked before anything is created.
   wrapperOptions(ctx, [...forwarded, "--ingest-url=http://x", "--token=x"]);
 

@@ -5,7 +5,7 @@
  */
 import { Hono } from "hono";
 import type { AppEnv } from "../context.ts";
-import { HttpError, readBody, validate } from "../http.ts";
+import { HttpError, readBody, readIdempotencyKey, validate } from "../http.ts";
 import {
   createExecution,
   createSession,
@@ -22,7 +22,6 @@ import {
   ErrorCode,
   EXECUTION_ID_RE,
   FailBody,
-  IdempotencyKey,
   InterruptBody,
   ListExecutionsQuery,
   TicketBody,
@@ -78,10 +77,7 @@ function addExecutionRoutes(app: Hono<AppEnv>): void {
   app.post("/:sid/executions", requireSession("client"), async (c) => {
     const rt = c.get("runtime");
     const sid = c.req.param("sid");
-    const keyHeader = c.req.header("idempotency-key");
-    const idempotencyKey = keyHeader === undefined
-      ? undefined
-      : validate(IdempotencyKey, keyHeader, "Idempotency-Key header");
+    const idempotencyKey = readIdempotencyKey(c);
     const body = await readBody(c, CreateExecutionBody);
     refuseCallbackUrl(body.callbackUrl, rt.config.callbackPrivate);
     const base = rt.publicBase(c.req.url);

@@ -1,8 +1,10 @@
 /**
- * One admitted wrapper connection (PROTOCOL.md 5): frame validation, seq/ack with resend
- * dedupe and `SEQ_GAP`, group commit (frames that arrive while a commit is in flight go
- * into the next one), terminal frames, liveness, pings, flood and in-flight limits, and
- * the disconnect record when the socket closes.
+ * One admitted wrapper connection (PROTOCOL.md 5): parsing (the rules are `src/frames.ts`'s
+ * classifier), seq/ack with resend dedupe and `SEQ_GAP`, group commit (frames that arrive
+ * while a commit is in flight go into the next one; the instance's connections share KV
+ * commits through `src/ingest_batcher.ts`), terminal frames, liveness, pings, the flood,
+ * in-flight and pending-bytes limits (PROTOCOL.md 10), inputs sent after `hello`, and the
+ * disconnect record when the socket closes.
  *
  * The connection never decides ownership itself: every commit checks in KV that it is
  * still the execution's current connection.
@@ -177,11 +179,18 @@ export class IngestConnection implements ConnectionHandle {
     }
   }
 
-  /** One timer per connection, due when the connection has been sent nothing for `pingMs`. */
+  /**
+   * One timer per connection (not a polling interval per socket), due once the connection
+   * has been sent nothing for `pingMs` plus a quarter of it (at most 1 s): the ping goes out
+   * when a poll every quarter would have sent it, never before the connection was quiet for
+   * `pingMs`.
+   */
   #armPing(): void {
-    const due = this.#lastSentAt + this.rt.config.pingMs - Date.now();
+    const { pingMs } = this.rt.config;
+    const slack = Math.min(1000, Math.floor(pingMs / 4));
+    const due = this.#lastSentAt + pingMs + slack - Date.now();
     this.#pingTimer = setTimeout(() => {
-      if (Date.now() - this.#lastSentAt >= this.rt.config.pingMs) this.#send({ type: "ping" });
+      if (Date.now() - this.#lastSentAt >= pingMs) this.#send({ type: "ping" });
       if (this.#state === "open") this.#armPing();
     }, Math.max(10, due));
   }

@@ -29,8 +29,6 @@ async function attack(name: string, options: AttackMixOptions): Promise<void> {
 
 Deno.test({
   name: "attack mix: large events, stalled readers and big pages stay within memory",
-  sanitizeOps: false,
-  sanitizeResources: false,
   fn: () => attack("readers", { floodFrames: 0 }),
 });
 

@@ -12,6 +12,7 @@
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { startServer, type TestServer } from "./helpers/server.ts";
+import { spawnWrapper } from "./helpers/runs.ts";
 import type { Config } from "../src/config.ts";
 import { connectRun, createRun, type IngestClient, type Run } from "./helpers/ingest_client.ts";
 import {
@@ -25,6 +26,16 @@ import {
   type TestFrame,
   ticketFor,
 } from "./helpers/browser.ts";
+
+/** The scripted ACP agent of the demo (demo/acp_agent.ts), run with the project's config. */
+const ACP_AGENT = [
+  Deno.execPath(),
+  "run",
+  "-A",
+  "--config",
+  new URL("../deno.json", import.meta.url).pathname,
+  new URL("../demo/acp_agent.ts", import.meta.url).pathname,
+];
 
 const ACP = JSON.parse(
   Deno.readTextFileSync(new URL("./fixtures/page/acp_run.json", import.meta.url)),
@@ -257,3 +268,46 @@ inputTest("ACP run: a permission request answered by a click, shown once deliver
   await wrapper.send([{ streamEventType: "complete", data: { exitCode: 0 } }]);
   assert.deepEqual(errors, []);
 });
+
+inputTest(
+  "ACP with the real wrapper: approve from the page, the agent edits, end of input ends the run",
+  async (
+    server,
+    browser,
+  ) => {
+    const dir = await Deno.makeTempDir({ prefix: "tether-page-acp-" });
+    const file = `${dir}/notes.md`;
+    const run = await createRun(server, "acp-real", {});
+    const path = `/v1/sessions/acp-real/executions/${run.executionId}`;
+    await server.call(`${path}/input`, { method: "POST", json: { data: "please edit the notes" } });
+    const wrapper = spawnWrapper(run, [...ACP_AGENT, "--file", file], { wrapperArgs: ["--acp"] });
+    try {
+      const { page, errors } = await newPage(browser);
+      await openSession(page, server, "acp-real");
+      const request = page.locator(".item[data-kind=permission]");
+      await request.locator("button.option", { hasText: "Allow" }).click();
+      await request.locator(".answer[data-state=delivered]", { hasText: "Answer: Allow" })
+        .waitFor();
+      await page.locator(".item[data-kind=turn]", { hasText: "turn ended · end_turn" }).waitFor();
+      const tool = page.locator(".item[data-kind=tool]");
+      await tool.locator(".chip.status-completed").waitFor();
+      assert.deepEqual(await tool.locator(".diff-lines span.add").allTextContents(), [
+        "+ Edited in turn 1.\n",
+      ]);
+      assert.equal(await Deno.readTextFile(file), "Edited in turn 1.\n");
+      await page.locator("#timeline").evaluate((t) => t.scrollTop = 0);
+      await screenshot(page, "acp-real-wrapper.png");
+      // End of input from the composer: the agent's stdin closes and the run completes.
+      await compose(page, "", { end: true });
+      await page.locator(`#executions li[data-status="completed"]`).waitFor({ timeout: 60_000 });
+      assert.equal((await wrapper.status).code, 0);
+      assert.deepEqual(errors, []);
+    } finally {
+      try {
+        wrapper.kill("SIGKILL");
+      } catch { /* already gone */ }
+      await wrapper.status;
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);

@@ -9,6 +9,8 @@
  *
  * Usage: `deno run -A bench/e2e.ts [--frames 20000] [--bytes 500] [--latency-frames 3000]
  * [--rate 1000] [--runs 1]` (each flag also as env `BENCH_FRAMES`, `BENCH_BYTES`, …).
+ * `TETHER_TEST_KV_DELAY_MS=20` runs the service on a remote-like KV (every read and commit
+ * 20 ms slower; the relay and raw-KV baselines stay local).
  * Targets: Tether ≥ 0.6 × the relay's throughput on every run (0.8 the aim) and p99 ≤ 25 ms
  * at 1,000 frames/s; each run prints its verdict, and the summary whether every run met it.
  *
@@ -28,6 +30,11 @@ export interface E2eOptions {
   latencyFrames?: number;
   /** Pace of the latency run in frames per second. Default 1,000. */
   rate?: number;
+  /**
+   * Round trip added to every KV read and commit of the service (ms), as on a remote KV
+   * (`tests/helpers/slow_kv.ts`). Default 0.
+   */
+  kvDelayMs?: number;
 }
 
 /** What one run measured. */
@@ -109,6 +116,7 @@ export async function benchTether(
   const server = await startServer({
     kvPath: `${dir}/tether.kv`,
     config: { maxFramesPerSec: 1_000_000, heartbeatTimeoutMs: 3_600_000 },
+    kvDelayMs: options.kvDelayMs,
   });
   try {
     const pad = payload(options.bytes);
@@ -166,6 +174,7 @@ export async function runE2e(options: E2eOptions = {}): Promise<E2eResult> {
     bytes: options.bytes ?? 500,
     latencyFrames: options.latencyFrames ?? 3000,
     rate: options.rate ?? 1000,
+    kvDelayMs: options.kvDelayMs ?? 0,
   };
   const relayPerSec = await benchRelay(o.frames, o.bytes);
   const kvPerSec = await benchKv(o.frames, o.bytes);
@@ -213,6 +222,7 @@ if (import.meta.main) {
     bytes: flag(args, "bytes", 500),
     latencyFrames: flag(args, "latency-frames", 3000),
     rate: flag(args, "rate", 1000),
+    kvDelayMs: Number(Deno.env.get("TETHER_TEST_KV_DELAY_MS") ?? 0) || 0,
   };
   const runs = flag(args, "runs", 1);
   const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
@@ -233,6 +243,9 @@ if (import.meta.main) {
   }
   const r = best!;
   console.log(`\ne2e benchmark (${options.frames} frames of ~${options.bytes} B; best of ${runs})`);
+  if (options.kvDelayMs) {
+    console.log(`  service KV: every read and commit delayed ${options.kvDelayMs} ms (slow KV)`);
+  }
   console.log(`  (a) raw WebSocket relay        ${fmt(r.relayPerSec).padStart(10)} events/s`);
   console.log(`  (b) raw KV, 100 per commit     ${fmt(r.kvPerSec).padStart(10)} events/s`);
   console.log(`  (c) Tether wrapper→KV→viewer   ${fmt(r.tetherPerSec).padStart(10)} events/s`);

@@ -65,6 +65,11 @@ const EnvSchema = z.object({
   TETHER_LOG_LEVEL: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
 });
 
+/** Whether the environment is Deno Deploy's (its predefined variables are set). */
+export function onDenoDeploy(env: Record<string, string | undefined>): boolean {
+  return Boolean(env.DENO_DEPLOY || env.DENO_DEPLOYMENT_ID);
+}
+
 /** Whether a `TETHER_KV_PATH` is a KV Connect URL (a remote `denokv` or Deploy database). */
 export function isKvConnectUrl(path: string): boolean {
   return /^https?:\/\//i.test(path);
@@ -130,6 +135,21 @@ export interface Config {
   logLevel: "debug" | "info" | "warn" | "error" | "silent";
 }
 
+/** Variables whose values are secrets: a config error names them but never shows the value. */
+const SECRET_VARIABLES: ReadonlySet<string> = new Set([
+  "TETHER_API_KEYS",
+  "TETHER_TICKET_SECRET",
+  "DENO_KV_ACCESS_TOKEN",
+]);
+
+/** ` (got "<value>")` for a config error, nothing for a secret or an absent value. */
+function shownValue(name: string, value: string | undefined): string {
+  if (value === undefined) return "";
+  if (SECRET_VARIABLES.has(name)) return " (value not shown: it is a secret)";
+  const text = value.length > 200 ? `${value.slice(0, 200)}…` : value;
+  return ` (got ${JSON.stringify(text)})`;
+}
+
 /** Raised for an invalid environment; the message names every bad variable. */
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -151,7 +171,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   );
   const parsed = EnvSchema.safeParse(given);
   if (!parsed.success) {
-    const lines = parsed.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
+    const lines = parsed.error.issues.map((i) => {
+      const name = String(i.path[0]);
+      return `  ${name}: ${i.message}${shownValue(name, given[name])}`;
+    });
     throw new ConfigError(`invalid configuration:\n${lines.join("\n")}`);
   }
   const e = parsed.data;
@@ -166,8 +189,8 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     ticketTtlMs: e.TETHER_TICKET_TTL_MS,
     allowedOrigins: e.TETHER_ALLOWED_ORIGINS,
     publicUrl: e.TETHER_PUBLIC_URL,
-    // Deno Deploy sets DENO_DEPLOYMENT_ID; there the platform's KV is used (no path).
-    kvPath: e.TETHER_KV_PATH ?? (env.DENO_DEPLOYMENT_ID ? undefined : DEFAULT_KV_PATH),
+    // Deno Deploy sets DENO_DEPLOY and DENO_DEPLOYMENT_ID; there the platform's KV is used.
+    kvPath: e.TETHER_KV_PATH ?? (onDenoDeploy(env) ? undefined : DEFAULT_KV_PATH),
     port: e.PORT,
     maxQueue: e.TETHER_MAX_QUEUE,
     maxInFlight: e.TETHER_MAX_IN_FLIGHT,

@@ -14,6 +14,7 @@ import {
   storedEvents,
 } from "./helpers/ingest_client.ts";
 import { API_KEY, type TestServer } from "./helpers/server.ts";
+import { keys } from "../src/store/keys.ts";
 
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
@@ -107,7 +108,7 @@ serverTest("an execution reads back with every documented field", async (server)
   assert.equal(queued.input, null);
   assert.equal(queued.active, false);
   assert.equal(queued.activatedAt, undefined);
-});
+}, { config: { callbackPrivate: true } }); // a loopback callbackUrl (PROTOCOL.md 4)
 
 serverTest(
   "creation, start and end emit execution_status with the contract's data",
@@ -478,5 +479,24 @@ serverTest(
     viewer.close();
     assert.ok(first === expectedJson, "stream message differs from the stored envelope");
     await wrapper.close();
+  },
+);
+
+serverTest(
+  "an input of 32 KiB beyond Latin-1 is stored and read back; the old {input} shape too",
+  async (
+    server,
+  ) => {
+    await createSession(server, "big-input");
+    // 32,767 bytes of JSON: as a structured KV value (UTF-16) it would exceed 64 KiB.
+    const input = "a".repeat(32_762) + "中";
+    const created = await post(server, "/v1/sessions/big-input/executions", { input });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const eid = (created.body as { executionId: string }).executionId;
+    assert.equal((await server.call(`/v1/sessions/big-input/executions/${eid}`)).body.input, input);
+    // An execution input written before inputs were stored as bytes.
+    await server.kv.set(keys.execInput(eid), { input: { prompt: "old" } });
+    const view = await server.call(`/v1/sessions/big-input/executions/${eid}`);
+    assert.deepEqual(view.body.input, { prompt: "old" });
   },
 );

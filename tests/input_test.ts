@@ -31,9 +31,11 @@ function sendInput(
 
 /** What a refusal must leave as it was: the execution and the session's log. */
 async function snapshot(server: TestServer, run: Run) {
-  const exec = await getExecution(server, run);
-  delete exec.health;
-  delete exec.lastHeartbeatAt;
+  // health and lastHeartbeatAt move with time, not with the refused request
+  const { health: _health, lastHeartbeatAt: _lastHeartbeatAt, ...exec } = await getExecution(
+    server,
+    run,
+  );
   return { exec, events: await storedEvents(server, run.sessionId) };
 }
 
@@ -145,6 +147,8 @@ serverTest("every refusal of section 12 leaves the state unchanged", async (serv
   await expectRefusal({ data: 1, extra: true }, 400, "INVALID_REQUEST");
   await expectRefusal({ data: "x".repeat(33 * 1024) }, 400, "INVALID_REQUEST");
   await expectRefusal({ data: "x".repeat(70 * 1024) }, 413, "PAYLOAD_TOO_LARGE");
+  const deep = JSON.parse("[".repeat(100) + "]".repeat(100)); // over the 64-level limit
+  await expectRefusal({ data: deep }, 400, "INVALID_REQUEST");
   await expectRefusal({ data: 1 }, 400, "INVALID_REQUEST", { "idempotency-key": "" });
   // A ticket may read the session but not send input.
   const ticket = await server.call<{ ticket: string }>("/v1/sessions/in-err/tickets", {
@@ -245,3 +249,33 @@ serverTest("input_delivered on a replaced connection is not stored", async (serv
   assert.equal((await getExecution(server, run)).deliveredInputId, 1);
   await current.close();
 });
+
+serverTest("32 KiB of data beyond Latin-1 is kept and delivered whole", async (server) => {
+  const run = await createRun(server, "in-big", LONG_GRACE);
+  // 32,767 bytes of JSON; as a structured KV value (UTF-16) it would exceed 64 KiB.
+  const data = "a".repeat(32_762) + "中";
+  assert.equal((await sendInput(server, run, { data })).status, 202);
+  const wrapper = await connectRun(run);
+  await wrapper.until(() => wrapper.of("input").length === 1, "the big input");
+  assert.equal(wrapper.of("input")[0].data, data);
+  await wrapper.close();
+});
+
+serverTest(
+  "inputs kept as objects (the first stored shape) are still delivered",
+  async (server) => {
+    const run = await createRun(server, "in-shape", LONG_GRACE);
+    await sendInput(server, run, { data: "new shape" });
+    // An input kept by the first version of this code: the record itself, not its JSON bytes.
+    await server.kv.set(keys.agentInput(run.sessionId, run.executionId, 2), {
+      inputId: 2,
+      data: { old: true },
+    });
+    const exec = (await server.kv.get<Record<string, unknown>>(keys.exec(run.executionId))).value!;
+    await server.kv.set(keys.exec(run.executionId), { ...exec, lastInputId: 2 });
+    const wrapper = await connectRun(run);
+    await wrapper.until(() => wrapper.of("input").length === 2, "both inputs");
+    assert.deepEqual(wrapper.of("input").map((m) => m.data), ["new shape", { old: true }]);
+    await wrapper.close();
+  },
+);

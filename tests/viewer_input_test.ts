@@ -71,7 +71,7 @@ class FakeWrapper {
 
   /** Waits for the service's `input` frame with this inputId and returns it. */
   input(inputId: number): Promise<Record<string, unknown>> {
-    return this.client.next((m) => m.type === "input" && m.inputId === inputId, 15_000);
+    return this.client.next((m) => m.type === "input" && m.inputId === inputId, 30_000);
   }
 
   /** Confirms inputs up to `inputId` as written to the agent. */
@@ -88,8 +88,6 @@ function inputTest(
   Deno.test({
     name,
     ignore: !hasInputRoute,
-    sanitizeOps: false,
-    sanitizeResources: false,
     async fn() {
       // `maxPendingInputs` is the input branch's (PROTOCOL.md 12): untyped until it lands.
       const server = await startServer({ config: config as Partial<Config> });
@@ -112,7 +110,7 @@ const inputState = (page: Page, inputId: number) =>
 async function waitForInputState(page: Page, inputId: number, state: string): Promise<void> {
   await page.locator(`.item[data-kind=input] .item-body[data-state="${state}"]`, {
     hasText: `Input #${inputId}`,
-  }).waitFor({ timeout: 15_000 });
+  }).waitFor({ timeout: 30_000 });
 }
 
 async function compose(page: Page, text: string, options: { json?: boolean; end?: boolean } = {}) {
@@ -129,7 +127,7 @@ inputTest("composer: inputs to a pending, then running execution go from sent to
   const run = await createRun(server, "composer", { input: { prompt: "ask me something" } });
   const { page, errors } = await newPage(browser);
   await openSession(page, server, "composer");
-  await page.locator("#composer:not([hidden])").waitFor({ timeout: 15_000 });
+  await page.locator("#composer:not([hidden])").waitFor({ timeout: 30_000 });
   assert.equal(await page.inputValue("#composer-exec"), run.executionId, "the pending execution");
 
   // Sent while pending: accepted, shown as sent; the wrapper is not there yet.
@@ -155,13 +153,14 @@ inputTest("composer: inputs to a pending, then running execution go from sent to
   await wrapper.delivered(3);
   await waitForInputState(page, 2, "delivered");
   await waitForInputState(page, 3, "delivered");
-  await page.locator("#composer").waitFor({ state: "hidden", timeout: 15_000 });
+  await page.locator("#composer").waitFor({ state: "hidden", timeout: 30_000 });
   await page.locator(`#executions .exec-meta`, { hasText: "inputs 3/3 delivered" }).waitFor();
+  assert.equal(await page.locator("#resume-scroll").isHidden(), true, "a short run is followed");
   await screenshot(page, "composer.png");
 
   const viewer = (await newPage(browser)).page;
   await openSession(viewer, server, "composer", { ticket: await ticketFor(server, "composer") });
-  await viewer.locator(".item[data-kind=input]").first().waitFor({ timeout: 15_000 });
+  await viewer.locator(".item[data-kind=input]").first().waitFor({ timeout: 30_000 });
   assert.equal(await viewer.locator("#composer").isHidden(), true, "no composer with a ticket");
   assert.equal(await inputState(viewer, 3), "delivered");
   await wrapper.send([{ streamEventType: "complete", data: { exitCode: 0 } }]);
@@ -177,20 +176,20 @@ inputTest(
     const run = await createRun(server, "composer-errors", {});
     const { page } = await newPage(browser);
     await openSession(page, server, "composer-errors");
-    await page.locator("#composer:not([hidden])").waitFor({ timeout: 15_000 });
+    await page.locator("#composer:not([hidden])").waitFor({ timeout: 30_000 });
     await compose(page, "{not json", { json: true });
     await page.locator("#composer-status", { hasText: "Not valid JSON" }).waitFor();
     await compose(page, "one");
     await page.locator("#composer-status", { hasText: "Input #1 sent" }).waitFor();
     await compose(page, "two");
     await page.locator("#composer-status", { hasText: "Too many inputs wait for delivery" })
-      .waitFor({ timeout: 15_000 });
+      .waitFor({ timeout: 30_000 });
     assert.equal(await page.inputValue("#composer-text"), "two", "kept for another try");
     const path = `/v1/sessions/composer-errors/executions/${run.executionId}`;
     assert.equal((await server.call<{ lastInputId: number }>(path)).body.lastInputId, 1);
     // An execution that ended is no longer offered.
     await server.call(`${path}/interrupt`, { method: "POST", json: {} });
-    await page.locator("#composer").waitFor({ state: "hidden", timeout: 15_000 });
+    await page.locator("#composer").waitFor({ state: "hidden", timeout: 30_000 });
   },
   { maxPendingInputs: 1 },
 );
@@ -214,7 +213,7 @@ inputTest("ACP run: a permission request answered by a click, shown once deliver
   const { page, errors } = await newPage(browser);
   await openSession(page, server, "acp");
   const request = page.locator(".item[data-kind=permission]");
-  await request.locator("button.option").first().waitFor({ timeout: 15_000 });
+  await request.locator("button.option").first().waitFor({ timeout: 30_000 });
   assert.deepEqual(await request.locator("button.option").allTextContents(), [
     "Allow once",
     "Always allow",
@@ -222,7 +221,7 @@ inputTest("ACP run: a permission request answered by a click, shown once deliver
   ]);
   const readOnly = (await newPage(browser)).page;
   await openSession(readOnly, server, "acp", { ticket: await ticketFor(server, "acp") });
-  await readOnly.locator(".item[data-kind=permission]").waitFor({ timeout: 15_000 });
+  await readOnly.locator(".item[data-kind=permission]").waitFor({ timeout: 30_000 });
   assert.equal(await readOnly.locator(".item[data-kind=permission] button").count(), 1, "raw only");
 
   await request.locator("button.option", { hasText: "Allow once" }).click();
@@ -232,9 +231,9 @@ inputTest("ACP run: a permission request answered by a click, shown once deliver
   assert.equal(await request.locator("button.option").count(), 0, "answered: no more buttons");
   await wrapper.delivered(2);
   await request.locator(".answer[data-state=delivered]", { hasText: "Answer: Allow once" })
-    .waitFor({ timeout: 15_000 });
+    .waitFor({ timeout: 30_000 });
   await readOnly.locator(".item[data-kind=permission] .answer[data-state=delivered]").waitFor({
-    timeout: 15_000,
+    timeout: 30_000,
   });
 
   await wrapper.send(ACP.afterAnswer);

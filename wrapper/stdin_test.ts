@@ -72,15 +72,19 @@ Deno.test("a wrapper never writes inputs at or below hello.deliveredInputId", as
   await Deno.remove(file);
 });
 
-Deno.test("an agent that never reads stdin holds up neither its output nor the acks", async () => {
+Deno.test("an agent that never reads stdin holds up neither its output, the acks nor heartbeats", async () => {
   await using service = await startFakeService();
   const big = "x".repeat(40_000);
   for (let i = 0; i < 5; i++) service.input({ data: big }); // more than a pipe buffer holds
   const r = startRun(service, {
     input: "jsonl",
-    command: agent("sleep:300", "lines:10000", "exit:0"),
+    heartbeatMs: 50,
+    command: agent("sleep:300", "lines:10000", "sleep:300", "exit:0"),
   });
   assert.equal(await r.exit, 0);
+  const heartbeats = service.connections.flatMap((c) => c.frames)
+    .filter((f) => f.streamEventType === "heartbeat");
+  assert.ok(heartbeats.length >= 4, `${heartbeats.length} heartbeats while stdin was full`);
   const lines = service.stored.filter((f) => f.streamEventType === "agent");
   assert.equal(lines.length, 10_000);
   assert.deepEqual(service.stored.at(-1)?.data, { exitCode: 0 });

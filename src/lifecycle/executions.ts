@@ -5,14 +5,17 @@
  * @module
  */
 import { newExecutionId, sha256Hex } from "../ids.ts";
-import type { CreateExecutionBody, ExecutionView, Health } from "../protocol.ts";
+import type { CreateExecutionBody, ExecutionCreated, ExecutionView, Health } from "../protocol.ts";
 import {
   type ActiveSlot,
   armTimer,
   type ExecutionRecord,
   type GraceRecord,
   isLive,
+  readExecutionInput,
   records,
+  type StoredExecutionInput,
+  storeExecutionInput,
   transact,
   type Tx,
 } from "../store/mod.ts";
@@ -39,15 +42,7 @@ export interface CreationUrls {
 }
 
 /** The body of a created execution (PROTOCOL.md 4), without its ingest token. */
-export interface CreatedExecution {
-  executionId: string;
-  sessionId: string;
-  status: "pending";
-  active: boolean;
-  queuePosition: number;
-  ingestUrl: string;
-  streamUrl: string;
-}
+export type CreatedExecution = Omit<ExecutionCreated, "ingestToken">;
 
 /** What {@link createExecution} did: the body to answer, and whether it created anything. */
 export interface Creation {
@@ -171,7 +166,7 @@ function storeExecution(
     tokenHash: request.tokenHash,
   });
   records.execution(executionId).set(tx, exec);
-  records.input(executionId).set(tx, { input: body.input ?? null });
+  records.input(executionId).set(tx, storeExecutionInput(body.input));
   records.sessionExecution(sessionId, executionId).set(tx, true);
   if (active) {
     records.active(sessionId).set(tx, { executionId });
@@ -229,9 +224,9 @@ export async function executionViews(
     const out: ExecutionView[] = [];
     executionIds.forEach((eid, i) => {
       const exec = values[2 + 2 * i] as ExecutionRecord | null;
-      const input = values[3 + 2 * i] as { input: unknown } | null;
+      const input = readExecutionInput(values[3 + 2 * i] as StoredExecutionInput | null);
       if (!exec || exec.sessionId !== sessionId) return;
-      out.push(toView(exec, input?.input ?? null, active?.executionId === eid, grace, now));
+      out.push(toView(exec, input, active?.executionId === eid, grace, now));
     });
     return out;
   });

@@ -22,6 +22,7 @@ import {
   type AgentInputRecord,
   type ExecutionRecord,
   isLive,
+  keepAgentInput,
   postToInbox,
   records,
 } from "../store/mod.ts";
@@ -108,7 +109,7 @@ export async function acceptInput(
       data: body.data,
       endOfInput: body.endOfInput === true ? true as const : undefined,
     });
-    records.agentInput(sessionId, executionId, inputId).set(tx, input);
+    keepAgentInput(tx, sessionId, executionId, input);
     records.execution(executionId).set(
       tx,
       withoutUndefined({

@@ -7,7 +7,6 @@
 import { keys, type TimerKind } from "./keys.ts";
 import type {
   ActiveSlot,
-  AgentInputRecord,
   ConnRecord,
   ExecutionRecord,
   ExecutionTimerKind,
@@ -26,6 +25,7 @@ import { ulid } from "../ids.ts";
 
 export * from "./records.ts";
 export * from "./events.ts";
+export { keepAgentInput, listAgentInputs } from "./inputs.ts";
 export { transact, TransactionConflictError, type Tx } from "./transact.ts";
 export type { TimerKind } from "./keys.ts";
 
@@ -47,6 +47,22 @@ function entry<T>(key: Deno.KvKey): Entry<T> {
   };
 }
 
+/**
+ * An execution's `input` as stored: the UTF-8 bytes of its JSON (32 KiB of JSON can exceed a
+ * KV value's 64 KiB as a structured value), or `{input}` as written before.
+ */
+export type StoredExecutionInput = Uint8Array | { input: unknown };
+
+/** The stored form of an execution's `input`. */
+export const storeExecutionInput = (input: unknown): StoredExecutionInput =>
+  new TextEncoder().encode(JSON.stringify(input ?? null));
+
+/** An execution's `input` read back (`null` when there is none). */
+export function readExecutionInput(stored: StoredExecutionInput | null): unknown {
+  if (stored instanceof Uint8Array) return JSON.parse(new TextDecoder().decode(stored));
+  return stored?.input ?? null;
+}
+
 /** Idempotency records live this long (PROTOCOL.md 4: retries within 24 h). */
 export const IDEMPOTENCY_TTL_MS = 24 * 60 * 60 * 1000;
 /** Longest delay KV queues accept. */
@@ -62,13 +78,11 @@ export const records = {
   interrupt: (sid: string) => entry<InterruptFlag>(keys.interrupt(sid)),
   grace: (sid: string) => entry<GraceRecord>(keys.grace(sid)),
   execution: (eid: string) => entry<ExecutionRecord>(keys.exec(eid)),
-  input: (eid: string) => entry<{ input: unknown }>(keys.execInput(eid)),
+  input: (eid: string) => entry<StoredExecutionInput>(keys.execInput(eid)),
   conn: (eid: string) => entry<ConnRecord>(keys.conn(eid)),
   idempotency: (sid: string, key: string) => entry<IdempotencyRecord>(keys.idem(sid, key)),
   inputIdempotency: (sid: string, eid: string, key: string) =>
     entry<IdempotencyRecord>(keys.inputIdem(sid, eid, key)),
-  agentInput: (sid: string, eid: string, inputId: number) =>
-    entry<AgentInputRecord>(keys.agentInput(sid, eid, inputId)),
   sessionExecution: (sid: string, eid: string) => entry<true>(keys.sessionExec(sid, eid)),
 };
 
@@ -187,22 +201,6 @@ export async function listExecutionIds(
     : { prefix };
   const out: string[] = [];
   for await (const e of kv.list(selector, { limit: options.limit })) out.push(e.key[3] as string);
-  return out;
-}
-
-/** An execution's accepted inputs with `inputId > after`, in order (at most `limit`). */
-export async function listAgentInputs(
-  kv: Deno.Kv,
-  sid: string,
-  eid: string,
-  options: { after: number; limit: number },
-): Promise<AgentInputRecord[]> {
-  const prefix = keys.agentInputs(sid, eid);
-  const selector = { prefix, start: keys.agentInput(sid, eid, options.after + 1) };
-  const out: AgentInputRecord[] = [];
-  for await (const e of kv.list<AgentInputRecord>(selector, { limit: options.limit })) {
-    out.push(e.value);
-  }
   return out;
 }
 

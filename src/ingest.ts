@@ -350,10 +350,11 @@ export class IngestConnection implements ConnectionHandle {
     if (now - this.#lastHeartbeatWrite < this.admitted.heartbeatWriteMs) return;
     this.#lastHeartbeatWrite = now;
     const { sessionId, executionId, connectionId } = this.admitted;
-    // Written within half a debounce: liveness never lags enough to look stale.
+    // Written within an eighth of a debounce: liveness (stale after two debounces, half the
+    // heartbeat timeout) keeps almost a whole debounce of margin for the commit itself.
     batcherOf(this.rt).touch(
       { sessionId, executionId, connectionId, frames: [] },
-      this.admitted.heartbeatWriteMs / 2,
+      this.admitted.heartbeatWriteMs / 8,
     );
   }
 

@@ -132,7 +132,7 @@ Deno.test({
         await eventually(
           async () => await shownCount(page) > before,
           `older page ${i + 1}`,
-          15_000,
+          30_000,
         );
       }
       const perOlderPageMs = (performance.now() - olderStart) / OLDER_PAGES;
@@ -145,7 +145,7 @@ Deno.test({
       await run.send([assistant(LIVE_MARKER)]);
       await page.locator(".item", { hasText: LIVE_MARKER }).waitFor({
         state: "visible",
-        timeout: 15_000,
+        timeout: 30_000,
       });
       await screenshot(page, "long-run-live.png");
       await run.close();
@@ -193,7 +193,7 @@ Deno.test({
         `sessionStorage.setItem("tether.apiKey", ${JSON.stringify(API_KEY)})`,
       );
       await page.goto(`${server.url}/?session=start`);
-      await page.locator(".item", { hasText: END_MARKER }).waitFor({ timeout: 15_000 });
+      await page.locator(".item", { hasText: END_MARKER }).waitFor({ timeout: 30_000 });
       const header = page.locator(".item[data-kind=execution] .prompt");
       await eventually(
         async () => {

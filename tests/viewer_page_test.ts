@@ -33,7 +33,7 @@ const AGENT = new URL("../demo/agent.ts", import.meta.url).pathname;
 const itemCount = (page: Page) => page.locator("#events > li.item").count();
 
 /** Waits until the conversation has drawn at least `n` items. */
-async function waitForItems(page: Page, n: number, timeoutMs = 10_000): Promise<void> {
+async function waitForItems(page: Page, n: number, timeoutMs = 30_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while ((await itemCount(page)) < n) {
     if (Date.now() > end) throw new Error(`the list never drew ${n} items`);
@@ -99,10 +99,10 @@ Deno.test({
       await openSession(page, server, "viewer-e2e");
 
       // The tail, then live: items keep arriving while we watch.
-      await page.locator(`#executions li[data-status="running"]`).waitFor({ timeout: 15_000 });
+      await page.locator(`#executions li[data-status="running"]`).waitFor({ timeout: 30_000 });
       await waitForItems(page, 5);
-      await page.locator(`.item[data-kind="tool"]`).first().waitFor({ timeout: 15_000 });
-      await page.locator("#conn-text", { hasText: "live" }).waitFor({ timeout: 15_000 });
+      await page.locator(`.item[data-kind="tool"]`).first().waitFor({ timeout: 30_000 });
+      await page.locator("#conn-text", { hasText: "live" }).waitFor({ timeout: 30_000 });
       assert.equal(await page.textContent("#s-access"), "full (API key)");
       assert.equal(await page.locator(".execution .health.healthy").count(), 1);
       // The full execution id, with a copy button, in the card and at the top of the run.
@@ -121,7 +121,7 @@ Deno.test({
 
       // Agent output that looks like markup is shown as text.
       await page.locator(`.item[data-kind="output"]`, { hasText: '<h1 id="injected">' })
-        .waitFor({ timeout: 15_000 });
+        .waitFor({ timeout: 30_000 });
       assert.equal(await page.locator("#injected").count(), 0);
 
       // Filters, the events view and the raw JSON of an item.
@@ -162,7 +162,7 @@ Deno.test({
       );
       await viewer.hover("#timeline");
       await viewer.mouse.wheel(0, -5000);
-      await viewer.locator("#resume-scroll").waitFor({ timeout: 15_000 });
+      await viewer.locator("#resume-scroll").waitFor({ timeout: 30_000 });
       assert.match((await viewer.textContent("#resume-scroll")) ?? "", /Paused · \d+ new/);
       await viewer.click("#resume-scroll");
       assert.equal(await viewer.locator("#resume-scroll").isHidden(), true);
@@ -174,7 +174,7 @@ Deno.test({
       await interrupt.click();
       assert.equal(await interrupt.textContent(), "Click again to interrupt");
       await interrupt.click();
-      await page.locator(`#executions li[data-status="interrupted"]`).waitFor({ timeout: 15_000 });
+      await page.locator(`#executions li[data-status="interrupted"]`).waitFor({ timeout: 45_000 });
       const stopped = page.locator(`.item[data-kind="status"]`, {
         hasText: "Interrupted from the viewer",
       });
@@ -184,7 +184,7 @@ Deno.test({
       assert.equal(await page.locator(`[data-action="interrupt"]`).count(), 0);
       // The read-only page sees the end too, live, and still follows.
       await viewer.locator(`#executions li[data-status="interrupted"]`).waitFor({
-        timeout: 10_000,
+        timeout: 30_000,
       });
       await viewer.locator(`.item[data-kind="status"]`, { hasText: "Interrupted from the viewer" })
         .first().waitFor();

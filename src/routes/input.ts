@@ -8,7 +8,7 @@ import { Hono } from "hono";
 import type { AppEnv } from "../context.ts";
 import { readBody, readIdempotencyKey } from "../http.ts";
 import { acceptInput } from "../lifecycle.ts";
-import { ErrorCode, EXECUTION_ID_RE, InputRequest } from "../protocol.ts";
+import { ErrorCode, EXECUTION_ID_RE, type InputAccepted, InputRequest } from "../protocol.ts";
 import { requireSession } from "./auth.ts";
 import { refusalError } from "./refusals.ts";
 
@@ -31,7 +31,7 @@ export function inputRoutes(): Hono<AppEnv> {
       event: "input_accepted",
       inputId: accepted.value.inputId,
     });
-    return c.json(accepted.value, 202);
+    return c.json<InputAccepted>(accepted.value, 202);
   });
 
   return app;

@@ -11,19 +11,17 @@
  * millisecond. Targets: 1,000 all fire ≤ 1 s late; 10,000 within a few seconds (≤ 5 s).
  *
  * `deno run -A bench/deadlines.ts [--count=1000] [--due-ms=2000] [--sweep-ms=500] [--concurrency=8]`
- * `deno run -A bench/deadlines.ts --storm [--storm-counts=1000,10000]`
+ * `deno run -A bench/deadlines.ts --storm [--storm-counts=1000,10000] [--wakeups=sweep]`
+ * `--kv-delay-ms=20` runs either on a remote-like KV (every read and commit 20 ms slower).
  *
  * @module
  */
 import { MetricName } from "../src/metrics.ts";
 import { parseArgs } from "node:util";
 import { testConfig, type TimerWakeup } from "../src/config.ts";
-import {
-  admitConnection,
-  createExecution,
-  createSession,
-  recordDisconnect,
-} from "../src/lifecycle.ts";
+import { createExecution, createSession } from "../src/lifecycle.ts";
+import { armGraceStorm, StormClock, stormExecutions } from "../tests/helpers/storm.ts";
+import { slowKv } from "../tests/helpers/slow_kv.ts";
 import { createService } from "../src/service.ts";
 import { records, transact } from "../src/store/mod.ts";
 
@@ -35,6 +33,9 @@ const { values } = parseArgs({
     concurrency: { type: "string", default: "8" },
     storm: { type: "boolean", default: false },
     "storm-counts": { type: "string", default: "1000,10000" },
+    wakeups: { type: "string" },
+    batch: { type: "string", default: "48" },
+    "kv-delay-ms": { type: "string", default: "0" },
   },
 });
 const COUNT = Number(values.count);
@@ -43,6 +44,16 @@ const SWEEP_MS = Number(values["sweep-ms"]);
 const CONCURRENCY = Number(values.concurrency);
 /** Executions created at once (creation spreads the due times over its own duration). */
 const CREATE_CONCURRENCY = 4;
+/** Round trip added to every KV read and commit (ms), as on a remote KV; 0 = local. */
+const KV_DELAY_MS = Number(values["kv-delay-ms"]);
+
+const kvLabel = () => `on-disk KV${KV_DELAY_MS ? ` (+${KV_DELAY_MS} ms per read/commit)` : ""}`;
+
+/** The on-disk KV of a run, slowed down by `--kv-delay-ms` (closing it closes the file). */
+async function openBenchKv(path: string): Promise<Deno.Kv> {
+  const kv = await Deno.openKv(path);
+  return KV_DELAY_MS > 0 ? slowKv(kv, { delayMs: KV_DELAY_MS }) : kv;
+}
 
 interface Result {
   label: string;
@@ -54,7 +65,7 @@ interface Result {
 async function run(label: string, wakeups: TimerWakeup[] | undefined): Promise<Result> {
   const dir = await Deno.makeTempDir({ prefix: "tether-bench-deadlines-" });
   const kvPath = `${dir}/tether.kv`;
-  const kv = await Deno.openKv(kvPath);
+  const kv = await openBenchKv(kvPath);
   const config = testConfig({
     kvPath,
     timerWakeups: wakeups,
@@ -112,85 +123,29 @@ async function run(label: string, wakeups: TimerWakeup[] | undefined): Promise<R
 /** Targets of the storm mode: all fire within this many ms of the shared due time. */
 const stormTarget = (count: number) => count <= 1000 ? 1000 : 5000;
 
-/**
- * N running executions whose graces all fall due at the same instant: each is admitted
- * (a real connection record), then every disconnect is recorded with the clock frozen at one
- * instant T, so every grace is due at T + grace. Lateness = the failure commit's time minus
- * that due time.
- */
+/** N graces due in the same millisecond (tests/helpers/storm.ts); lateness of each firing. */
 async function storm(count: number): Promise<{ lateness: number[]; armMs: number }> {
   const dir = await Deno.makeTempDir({ prefix: "tether-bench-storm-" });
   const kvPath = `${dir}/tether.kv`;
-  const kv = await Deno.openKv(kvPath);
-  let frozen: number | undefined;
-  const config = testConfig({ kvPath, sweepMs: SWEEP_MS, disconnectGraceMs: 600_000 });
+  const kv = await openBenchKv(kvPath);
+  const clock = new StormClock();
+  const timerWakeups = values.wakeups?.split(",") as TimerWakeup[] | undefined;
+  const config = testConfig({ kvPath, sweepMs: SWEEP_MS, timerWakeups });
   const service = await createService(config, kv, {
-    now: () => frozen ?? Date.now(),
-    deadlines: { concurrency: CONCURRENCY },
+    now: clock.now,
+    deadlines: { concurrency: CONCURRENCY, batchSize: Number(values.batch) },
   });
-  const ctx = service.rt.ctx;
   try {
-    const urls = { ingestUrl: () => "", streamUrl: "" };
-    const runs: { sessionId: string; executionId: string; connectionId: string }[] = [];
-    let next = 0;
-    const admit = async () => {
-      for (let i = next++; i < count; i = next++) {
-        const sessionId = `storm-${i}`;
-        await createSession(ctx, { sessionId });
-        const created = await createExecution(ctx, sessionId, {}, urls);
-        if (!created.ok) throw new Error(`creation failed: ${created.refusal.code}`);
-        const executionId = created.value.body.executionId;
-        const connectionId = `con_${i}`;
-        const admitted = await admitConnection(
-          ctx,
-          { sessionId, executionId },
-          created.value.body.ingestToken,
-          connectionId,
-          { wrapperId: "w", n: 1 },
-        );
-        if (!admitted.ok) throw new Error(`admission failed: ${admitted.refusal.code}`);
-        runs.push({ sessionId, executionId, connectionId });
-      }
-    };
-    await Promise.all(Array.from({ length: CREATE_CONCURRENCY * 2 }, admit));
-    // Every grace must still lie ahead once all are armed (a loaded machine arms ~1,000/s).
-    const graceMs = 5000 + 3 * count;
-    for (let i = 0; i < runs.length; i += 10) {
-      await transact(kv, async (tx) => {
-        for (const run of runs.slice(i, i + 10)) {
-          const exec = (await records.execution(run.executionId).get(tx))!;
-          records.execution(run.executionId).set(tx, { ...exec, graceMs });
-        }
-      });
-    }
-    const armedFrom = Date.now();
-    frozen = armedFrom;
-    next = 0;
-    const disconnect = async () => {
-      for (let i = next++; i < runs.length; i = next++) {
-        const close = { code: 1012, reason: "service restarted" };
-        await recordDisconnect(ctx, runs[i].executionId, runs[i].connectionId, close);
-      }
-    };
-    await Promise.all(Array.from({ length: CREATE_CONCURRENCY * 2 }, disconnect));
-    frozen = undefined;
-    const armMs = Date.now() - armedFrom;
-    if (armMs >= graceMs) throw new Error(`arming took ${armMs} ms, past the due time`);
-    const dueAt = armedFrom + graceMs;
+    // Every grace must still lie ahead once all are armed (a loaded machine arms ~1,000/s
+    // on a local KV; each disconnect costs a few round trips on a slow one).
+    const graceMs = 5000 + count * (3 + 1.5 * KV_DELAY_MS);
+    const { runs, dueAt, armMs } = await armGraceStorm(service, clock, { count, graceMs });
     const fired = () => service.rt.metrics.get(MetricName.graceExpired);
     const giveUp = dueAt + 120_000;
     while (fired() < count && Date.now() < giveUp) await new Promise((r) => setTimeout(r, 50));
     if (fired() < count) throw new Error(`only ${fired()} of ${count} graces fired`);
-    const lateness: number[] = [];
-    for (let i = 0; i < runs.length; i += 10) {
-      const execs = await transact(
-        kv,
-        (tx) =>
-          Promise.all(runs.slice(i, i + 10).map((r) => records.execution(r.executionId).get(tx))),
-      );
-      for (const exec of execs) lateness.push(Date.parse(exec!.completedAt!) - dueAt);
-    }
-    return { lateness, armMs };
+    const execs = await stormExecutions(kv, runs);
+    return { lateness: execs.map((e) => Date.parse(e.completedAt ?? "") - dueAt), armMs };
   } finally {
     await service.stop();
     kv.close();
@@ -201,8 +156,9 @@ async function storm(count: number): Promise<{ lateness: number[]; armMs: number
 async function stormMode(): Promise<void> {
   const counts = values["storm-counts"].split(",").map(Number);
   console.log(
-    `deadline storm: N disconnect graces due in the same millisecond, on-disk KV, ` +
-      `default wake-ups, sweep every ${SWEEP_MS} ms, ${CONCURRENCY} fired at once`,
+    `deadline storm: N disconnect graces due in the same millisecond, ${kvLabel()}, ` +
+      `wake-ups ${values.wakeups ?? "default"}, sweep every ${SWEEP_MS} ms, ` +
+      `${CONCURRENCY} batches at once`,
   );
   console.log("(the machine is shared and loaded: figures vary between runs)");
   let met = true;
@@ -237,7 +193,8 @@ const summary = (lateness: number[]) => {
 async function normalMode(): Promise<void> {
   console.log(
     `deadline lateness: ${COUNT} pending-start deadlines, due ${DUE_MS} ms after activation, ` +
-      `on-disk KV, sweep every ${SWEEP_MS} ms, ${CONCURRENCY} fired at once`,
+      `${kvLabel()}, sweep every ${SWEEP_MS} ms, ` +
+      `${CONCURRENCY} batches at once`,
   );
   let worstP99 = 0;
   for (const [label, wakeups] of [["default", undefined], ["sweep-only", ["sweep"]]] as const) {

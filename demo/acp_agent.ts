@@ -1,10 +1,11 @@
 /**
  * A scripted ACP agent (PROTOCOL.md section 14), built on the agent side of the official SDK,
  * for the demo and the tests. Each prompt is one turn: it streams its answer as message
- * chunks (and a thought and a plan); when the prompt's text contains the word `edit`, it
- * also makes a tool call that edits `notes.md` in the session's `cwd`, asks for permission
- * first, waits for the answer as long as it takes, and reports the edit as a diff (or the
- * refusal). `session/cancel` ends the running turn with `cancelled`.
+ * chunks (and a thought and a plan); when the prompt's text contains the word `edit`, it also
+ * makes a tool call that edits `notes.md` in the session's `cwd`, asks for permission first,
+ * waits for the answer as long as it takes, and reports the edit as a diff (or the refusal).
+ * `session/cancel` ends the running turn with `cancelled`; a prompt with the word `fail` is
+ * answered with an error.
  *
  * ```sh
  * deno run -A demo/acp_agent.ts [--chunks 3] [--delay-ms 0] [--log <file>] [--file <path>] [--noise]
@@ -114,10 +115,11 @@ class ScriptedAgent {
     if (!session) throw RequestError.invalidParams({ sessionId }, "unknown session");
     const text = prompt.map((block) => block.type === "text" ? block.text : `[${block.type}]`)
       .join(" ");
-    const turn = new AbortController();
-    session.turn = turn;
     const number = ++this.#turns;
     this.record("prompt", { text, turn: number });
+    if (/\bfail\b/i.test(text)) throw RequestError.internalError(undefined, "asked to fail");
+    const turn = new AbortController();
+    session.turn = turn;
     try {
       const say = (update: SessionUpdate) => this.#say(client, sessionId, turn.signal, update);
       await this.#answer(say, text, number);

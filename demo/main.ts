@@ -9,13 +9,15 @@
  *
  * Options: `--duration-ms <n>` (default 20000), `--port <n>` (default `PORT` or 8000, a
  * free port when that one is taken), `--exit` (stop once the run has ended instead of
- * serving until Ctrl+C).
+ * serving until Ctrl+C), `--acp` (run the scripted ACP agent of `demo/acp_agent.ts` under
+ * `--acp` instead, see `demo/acp.ts`).
  *
  * @module
  */
 import { loadConfig } from "../src/config.ts";
 import { randomSecret } from "../src/ids.ts";
 import { createService } from "../src/service.ts";
+import { acpAgentCommand, acpInstructions, conductAcpRun, sendAcpPrompts } from "./acp.ts";
 
 const SESSION_ID = "demo";
 const TICKET_TTL_MS = 60 * 60 * 1000;
@@ -24,6 +26,7 @@ interface DemoOptions {
   durationMs: number;
   port: number;
   exitWhenDone: boolean;
+  acp: boolean;
 }
 
 function parseArgs(args: string[]): DemoOptions {
@@ -38,7 +41,26 @@ function parseArgs(args: string[]): DemoOptions {
     durationMs: value("--duration-ms", 20_000),
     port: value("--port", Number(Deno.env.get("PORT") ?? 8000)),
     exitWhenDone: args.includes("--exit"),
+    acp: args.includes("--acp"),
   };
+}
+
+/** The wrapper's options and agent command after them: the scripted agent, or the ACP one. */
+function agentArgs(options: DemoOptions): string[] {
+  if (options.acp) return ["--acp", "--", ...acpAgentCommand(options.durationMs)];
+  const agent = new URL("./agent.ts", import.meta.url).pathname;
+  const duration = String(options.durationMs);
+  return [
+    "--input",
+    "text",
+    "--",
+    Deno.execPath(),
+    "run",
+    agent,
+    "--duration-ms",
+    duration,
+    "--ask",
+  ];
 }
 
 function serve(port: number, handler: Deno.ServeHandler): Deno.HttpServer<Deno.NetAddr> {
@@ -47,7 +69,9 @@ function serve(port: number, handler: Deno.ServeHandler): Deno.HttpServer<Deno.N
     return Deno.serve({ ...options, port }, handler);
   } catch (err) {
     if (!(err instanceof Deno.errors.AddrInUse)) throw err;
-    return Deno.serve({ ...options, port: 0 }, handler);
+    const server = Deno.serve({ ...options, port: 0 }, handler);
+    console.log(`port ${port} is in use: the demo uses port ${server.addr.port} instead`);
+    return server;
   }
 }
 
@@ -105,22 +129,20 @@ async function main(): Promise<number> {
       exec.ingestUrl,
       "--token",
       exec.ingestToken,
-      "--input",
-      "text",
-      "--",
-      Deno.execPath(),
-      "run",
-      new URL("./agent.ts", import.meta.url).pathname,
-      "--duration-ms",
-      String(options.durationMs),
-      "--ask",
+      ...agentArgs(options),
     ],
+    cwd: dir,
     stdin: "null",
     stdout: "null",
     stderr: "inherit",
   }).spawn();
 
   const viewerUrl = `${base}/?session=${SESSION_ID}&ticket=${encodeURIComponent(ticket)}`;
+  const inputPath = `/v1/sessions/${SESSION_ID}/executions/${exec.executionId}/input`;
+  const answering = options.acp ? acpInstructions(base, apiKey, inputPath) : `
+  Halfway the agent asks a question and waits. Answer from the page's composer, or:
+    curl -X POST -H 'Authorization: Bearer ${apiKey}' -H 'Content-Type: application/json' \\
+      -d '{"data":"yes"}' ${base}${inputPath}`;
   console.log(`
 Tether demo: service on ${base} (KV file ${config.kvPath})
 
@@ -129,21 +151,32 @@ Tether demo: service on ${base} (KV file ${config.kvPath})
 
   Full view with the composer and the interrupt button: open ${base}/?session=${SESSION_ID}
   and enter the api key ${apiKey}
-
-  Halfway the agent asks a question and waits. Answer from the page's composer, or:
-    curl -X POST -H 'Authorization: Bearer ${apiKey}' -H 'Content-Type: application/json' \\
-      -d '{"data":"yes"}' ${base}/v1/sessions/${SESSION_ID}/executions/${exec.executionId}/input
+${answering}
 
   Follow it from a terminal:
     curl -N -H 'Authorization: Bearer ${apiKey}' -H 'Accept: text/event-stream' \\
       ${base}/v1/sessions/${SESSION_ID}/events
 
 The scripted agent runs for about ${Math.round(options.durationMs / 1000)} s, plus the wait.`);
+  const conducting = new AbortController();
+  if (options.acp) {
+    await sendAcpPrompts(api, inputPath);
+    conductAcpRun({
+      base,
+      apiKey,
+      sessionId: SESSION_ID,
+      post: api,
+      inputPath,
+      approve: options.exitWhenDone,
+      signal: conducting.signal,
+    }).catch((error) => console.error(`the ACP demo's inputs failed: ${error}`));
+  }
 
   const onSignal = () => void stop().then(() => Deno.exit(130));
   for (const signal of ["SIGINT", "SIGTERM"] as const) Deno.addSignalListener(signal, onSignal);
 
   const { code } = await wrapper.status;
+  conducting.abort();
   const outcome = code === 0 ? "completed" : code === 130 ? "interrupted" : `exit code ${code}`;
   console.log(`\nThe run ended: ${outcome}.`);
   const view = await fetch(`${base}/v1/sessions/${SESSION_ID}/executions/${exec.executionId}`, {

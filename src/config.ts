@@ -37,11 +37,12 @@ const EnvSchema = z.object({
   TETHER_MAX_PENDING_INPUTS: ms(100, 1, 100_000),
   TETHER_MAX_FRAME_BYTES: ms(524_288, 1024, 716_800),
   TETHER_MAX_FRAMES_PER_SEC: ms(20_000),
+  TETHER_MAX_PENDING_BYTES: ms(16 * 1024 * 1024, 1024),
   TETHER_HEARTBEAT_WRITE_MS: ms(5000, 0),
   TETHER_PING_MS: ms(15_000),
   TETHER_SSE_KEEPALIVE_MS: ms(15_000),
   TETHER_VIEWER_BUFFER_BYTES: ms(8 * 1024 * 1024, 1024),
-  TETHER_READ_BUDGET_BYTES: ms(128 * 1024 * 1024, 1024 * 1024),
+  TETHER_READ_BUDGET_BYTES: ms(64 * 1024 * 1024, 1024 * 1024),
   TETHER_DISCONNECT_GRACE_MS: ms(10_000),
   TETHER_HEARTBEAT_TIMEOUT_MS: ms(120_000),
   TETHER_PENDING_TIMEOUT_MS: ms(300_000),
@@ -63,6 +64,11 @@ const EnvSchema = z.object({
   TETHER_CALLBACK_PRIVATE: z.enum(["allow", "deny"]).default("deny"),
   TETHER_LOG_LEVEL: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
 });
+
+/** Whether the environment is Deno Deploy's (its predefined variables are set). */
+export function onDenoDeploy(env: Record<string, string | undefined>): boolean {
+  return Boolean(env.DENO_DEPLOY || env.DENO_DEPLOYMENT_ID);
+}
 
 /** Whether a `TETHER_KV_PATH` is a KV Connect URL (a remote `denokv` or Deploy database). */
 export function isKvConnectUrl(path: string): boolean {
@@ -106,6 +112,8 @@ export interface Config {
   maxPendingInputs: number;
   maxFrameBytes: number;
   maxFramesPerSec: number;
+  /** Bytes received on one ingest connection and not yet committed; more → close 1008. */
+  maxPendingBytes: number;
   heartbeatWriteMs: number;
   pingMs: number;
   sseKeepAliveMs: number;
@@ -125,6 +133,21 @@ export interface Config {
   /** `TETHER_CALLBACK_PRIVATE=allow`: callbacks may target loopback/private addresses. */
   callbackPrivate: boolean;
   logLevel: "debug" | "info" | "warn" | "error" | "silent";
+}
+
+/** Variables whose values are secrets: a config error names them but never shows the value. */
+const SECRET_VARIABLES: ReadonlySet<string> = new Set([
+  "TETHER_API_KEYS",
+  "TETHER_TICKET_SECRET",
+  "DENO_KV_ACCESS_TOKEN",
+]);
+
+/** ` (got "<value>")` for a config error, nothing for a secret or an absent value. */
+function shownValue(name: string, value: string | undefined): string {
+  if (value === undefined) return "";
+  if (SECRET_VARIABLES.has(name)) return " (value not shown: it is a secret)";
+  const text = value.length > 200 ? `${value.slice(0, 200)}…` : value;
+  return ` (got ${JSON.stringify(text)})`;
 }
 
 /** Raised for an invalid environment; the message names every bad variable. */
@@ -148,7 +171,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   );
   const parsed = EnvSchema.safeParse(given);
   if (!parsed.success) {
-    const lines = parsed.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
+    const lines = parsed.error.issues.map((i) => {
+      const name = String(i.path[0]);
+      return `  ${name}: ${i.message}${shownValue(name, given[name])}`;
+    });
     throw new ConfigError(`invalid configuration:\n${lines.join("\n")}`);
   }
   const e = parsed.data;
@@ -163,14 +189,15 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     ticketTtlMs: e.TETHER_TICKET_TTL_MS,
     allowedOrigins: e.TETHER_ALLOWED_ORIGINS,
     publicUrl: e.TETHER_PUBLIC_URL,
-    // Deno Deploy sets DENO_DEPLOYMENT_ID; there the platform's KV is used (no path).
-    kvPath: e.TETHER_KV_PATH ?? (env.DENO_DEPLOYMENT_ID ? undefined : DEFAULT_KV_PATH),
+    // Deno Deploy sets DENO_DEPLOY and DENO_DEPLOYMENT_ID; there the platform's KV is used.
+    kvPath: e.TETHER_KV_PATH ?? (onDenoDeploy(env) ? undefined : DEFAULT_KV_PATH),
     port: e.PORT,
     maxQueue: e.TETHER_MAX_QUEUE,
     maxInFlight: e.TETHER_MAX_IN_FLIGHT,
     maxPendingInputs: e.TETHER_MAX_PENDING_INPUTS,
     maxFrameBytes: e.TETHER_MAX_FRAME_BYTES,
     maxFramesPerSec: e.TETHER_MAX_FRAMES_PER_SEC,
+    maxPendingBytes: e.TETHER_MAX_PENDING_BYTES,
     heartbeatWriteMs: e.TETHER_HEARTBEAT_WRITE_MS,
     pingMs: e.TETHER_PING_MS,
     sseKeepAliveMs: e.TETHER_SSE_KEEPALIVE_MS,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { ConfigError, DEFAULT_KV_PATH, loadConfig, testConfig } from "./config.ts";
+import { ConfigError, DEFAULT_KV_PATH, isKvConnectUrl, loadConfig, testConfig } from "./config.ts";
 
 Deno.test("loadConfig gives every default of the contract", () => {
   const c = loadConfig({});
@@ -104,4 +104,58 @@ Deno.test("testConfig uses memory KV, the test key and silent logs", () => {
   assert.deepEqual(c.apiKeys, ["test-key"]);
   assert.equal(c.logLevel, "silent");
   assert.equal(c.maxQueue, 3);
+});
+
+Deno.test("config errors repeat the bad value, except for secrets", () => {
+  assert.throws(() => loadConfig({ PORT: "abc" }), /PORT: .*\(got "abc"\)/);
+  assert.throws(() => loadConfig({ TETHER_LOG_LEVEL: "loud" }), /\(got "loud"\)/);
+  const secret = "too-short";
+  try {
+    loadConfig({ TETHER_TICKET_SECRET: secret });
+    assert.fail("a short secret is refused");
+  } catch (err) {
+    assert.match(String(err), /TETHER_TICKET_SECRET/);
+    assert.ok(!String(err).includes(secret), "the secret's value is never printed");
+  }
+});
+
+Deno.test("TETHER_KV_PATH takes a KV Connect URL with its token from DENO_KV_ACCESS_TOKEN", () => {
+  const url = "https://api.deno.com/v2/databases/0d5b3c1e-1111-4222-8333-444455556666/connect";
+  const config = loadConfig({ TETHER_KV_PATH: url, DENO_KV_ACCESS_TOKEN: "ddo_x" });
+  assert.equal(config.kvPath, url);
+  assert.equal(isKvConnectUrl(url), true);
+  assert.equal(isKvConnectUrl("./data/tether.kv"), false);
+  assert.equal(
+    loadConfig({ TETHER_KV_PATH: "http://10.0.0.5:4512", DENO_KV_ACCESS_TOKEN: "t" }).kvPath,
+    "http://10.0.0.5:4512",
+  );
+  const refused: [Record<string, string>, RegExp][] = [
+    [{ TETHER_KV_PATH: url }, /DENO_KV_ACCESS_TOKEN/],
+    [
+      { TETHER_KV_PATH: "https://user:pw@kv.example.com/", DENO_KV_ACCESS_TOKEN: "t" },
+      /credentials/,
+    ],
+    [{ TETHER_KV_PATH: "https://kv.example.com/?token=x", DENO_KV_ACCESS_TOKEN: "t" }, /query/],
+    [{ TETHER_KV_PATH: "https://", DENO_KV_ACCESS_TOKEN: "t" }, /TETHER_KV_PATH/],
+  ];
+  for (const [env, message] of refused) {
+    assert.throws(
+      () => loadConfig(env),
+      (err: Error) => err instanceof ConfigError && message.test(err.message),
+    );
+  }
+});
+
+Deno.test("Deno Deploy is recognised by DENO_DEPLOY or DENO_DEPLOYMENT_ID: the platform's KV", () => {
+  assert.equal(loadConfig({ DENO_DEPLOY: "true" }).kvPath, undefined);
+  assert.equal(loadConfig({ DENO_DEPLOYMENT_ID: "x" }).kvPath, undefined);
+  assert.equal(loadConfig({}).kvPath, DEFAULT_KV_PATH);
+});
+
+Deno.test("TETHER_CALLBACK_PRIVATE and TETHER_QUEUE_PROBE_MS", () => {
+  assert.equal(loadConfig({}).callbackPrivate, false);
+  assert.equal(loadConfig({ TETHER_CALLBACK_PRIVATE: "allow" }).callbackPrivate, true);
+  assert.throws(() => loadConfig({ TETHER_CALLBACK_PRIVATE: "yes" }), ConfigError);
+  assert.equal(loadConfig({}).queueProbeMs, 2000);
+  assert.throws(() => loadConfig({ TETHER_QUEUE_PROBE_MS: "0" }), ConfigError);
 });

@@ -148,7 +148,7 @@ export type WaitOutcome = "events" | "timeout" | "gone" | "aborted";
  *
  * @example
  * ```ts
- * using follower = new SessionFollower(rt, "ses_1", request.signal);
+ * using follower = new SessionFollower(rt, "ses_1", rt.shutdown);
  * if (await follower.waitBeyond(41, 20_000) === "events") {
  *   // read from offset 41 again
  * }

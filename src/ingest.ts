@@ -1,8 +1,10 @@
 /**
- * One admitted wrapper connection (PROTOCOL.md 5): frame validation, seq/ack with resend
- * dedupe and `SEQ_GAP`, group commit (frames that arrive while a commit is in flight go
- * into the next one), terminal frames, liveness, pings, flood and in-flight limits, and
- * the disconnect record when the socket closes.
+ * One admitted wrapper connection (PROTOCOL.md 5): parsing (the rules are `src/frames.ts`'s
+ * classifier), seq/ack with resend dedupe and `SEQ_GAP`, group commit (frames that arrive
+ * while a commit is in flight go into the next one; the instance's connections share KV
+ * commits through `src/ingest_batcher.ts`), terminal frames, liveness, pings, the flood,
+ * in-flight and pending-bytes limits (PROTOCOL.md 10), inputs sent after `hello`, and the
+ * disconnect record when the socket closes.
  *
  * The connection never decides ownership itself: every commit checks in KV that it is
  * still the execution's current connection.
@@ -12,45 +14,39 @@
 import { MetricName } from "./metrics.ts";
 import {
   CloseCode,
-  CompleteData,
   cutErrorText,
   ErrorCode,
-  ErrorFrameData,
-  ErrorText,
   executionDoneReason,
   type ExecutionStatus,
-  InterruptedData,
   isTerminal,
-  LIVENESS_EVENT_TYPES,
-  RESERVED_EVENT_TYPES,
-  STREAM_EVENT_TYPE_RE,
-  WrapperFrame,
 } from "./protocol.ts";
+import { classifyFrame, type FrameVerdict } from "./frames.ts";
 import {
-  commitFrames,
-  deliveredInputIdOf,
+  type FrameCommit,
+  type NotCurrent,
+  type Outcome,
   type PreparedFrame,
   recordDisconnect,
-  touchHeartbeat,
 } from "./lifecycle.ts";
+import { FrameBatcher } from "./ingest_batcher.ts";
 import { InputSender } from "./input_delivery.ts";
+import { Limiter } from "./limiter.ts";
 import type { Runtime } from "./runtime.ts";
 import type { ConnectionHandle } from "./hub.ts";
-import { MAX_JSON_DEPTH, messageTooDeep } from "./json_depth.ts";
 import { envelopeTail, type NewEvent } from "./store/mod.ts";
 
-/** A commit carries at most this many bytes of events (KV allows 819,200 per commit). */
+/** A connection's own commit carries at most this many bytes of events (KV allows 819,200 per commit). */
 const MAX_BATCH_BYTES = 700_000;
 /** …and at most this many events (KV allows 1,000 mutations per commit). */
 const MAX_BATCH_EVENTS = 800;
+/** Bytes counted per frame on top of its own for the envelope around it. */
+const ENVELOPE_BYTES = 200;
 /** A service close waits until the wrapper has sent nothing for this long… */
 const CLOSE_QUIET_MS = 10;
 /** …but never longer than this. */
 const CLOSE_MAX_WAIT_MS = 1000;
 /** Consecutive seconds over the frame rate that close the connection. */
 const FLOOD_SECONDS = 3;
-
-const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/;
 
 /** What admission established for this connection. */
 export interface AdmittedConnection {
@@ -71,50 +67,39 @@ interface QueuedFrame {
   bytes: number;
 }
 
-/** True for a frame {@link WrapperFrame} accepts as it is, checked without zod. */
-function isPlainFrame(json: object): json is WrapperFrame {
-  const { streamEventType: type, seq, timestamp } = json as Record<string, unknown>;
-  return typeof type === "string" && STREAM_EVENT_TYPE_RE.test(type) &&
-    !RESERVED_EVENT_TYPES.has(type) &&
-    (seq === undefined || (Number.isSafeInteger(seq) && (seq as number) >= 1)) &&
-    (timestamp === undefined || typeof timestamp === "string");
+/** One shared-commit queue per instance (keyed by its lifecycle context). */
+const batchers = new WeakMap<Runtime["ctx"], FrameBatcher>();
+
+function batcherOf(rt: Runtime): FrameBatcher {
+  let batcher = batchers.get(rt.ctx);
+  if (!batcher) batchers.set(rt.ctx, batcher = new FrameBatcher(rt.ctx));
+  return batcher;
 }
 
-/** Classifies a frame: the transition it asks for, or a validation error. */
-function terminalOf(
-  type: string,
-  data: unknown,
-): { terminal?: PreparedFrame["terminal"]; invalid?: string } {
-  switch (type) {
-    case "complete": {
-      const parsed = CompleteData.safeParse(data);
-      return parsed.success
-        ? { terminal: { status: "completed" } }
-        : { invalid: "complete needs data.exitCode (number)" };
-    }
-    case "interrupted": {
-      const parsed = InterruptedData.safeParse(data ?? {});
-      return parsed.success
-        ? {
-          terminal: {
-            status: "interrupted",
-            error: parsed.data.reason ?? ErrorText.userInterrupted,
-          },
-        }
-        : { invalid: "interrupted needs data.reason to be a string" };
-    }
-    case "error": {
-      if (data === undefined) return {};
-      const parsed = ErrorFrameData.safeParse(data);
-      if (!parsed.success) return { invalid: "error data has fields of the wrong type" };
-      const d = parsed.data;
-      return d.fatal === true
-        ? { terminal: { status: "failed", error: d.error ?? d.message ?? ErrorText.fatalError } }
-        : {};
-    }
-    default:
-      return {};
-  }
+/** Admissions an instance runs at once; the others wait their turn, oldest first. */
+const ADMISSIONS_AT_ONCE = 16;
+const admissionLimiters = new WeakMap<Runtime["ctx"], Limiter>();
+
+/**
+ * Runs an admission in the instance's turn order. In a reconnect storm (a restart, thousands
+ * of wrappers at once) all admissions in flight together would all finish late, after every
+ * wrapper's connect timeout, and each retry would add more; taking them a few at a time lets
+ * the first finish in time. A dial whose socket closed while it waited (its wrapper gave up)
+ * is skipped: `undefined`.
+ *
+ * @example
+ * ```ts
+ * const outcome = await inAdmissionTurn(rt, socket, () => admitConnection(rt.ctx, ...));
+ * ```
+ */
+export function inAdmissionTurn<T>(
+  rt: Runtime,
+  socket: WebSocket,
+  admit: () => Promise<T>,
+): Promise<T | undefined> {
+  let limiter = admissionLimiters.get(rt.ctx);
+  if (!limiter) admissionLimiters.set(rt.ctx, limiter = new Limiter(ADMISSIONS_AT_ONCE));
+  return limiter.run(() => socket.readyState === WebSocket.OPEN ? admit() : undefined);
 }
 
 /** Serves one admitted ingest socket until it closes. */
@@ -129,12 +114,14 @@ export class IngestConnection implements ConnectionHandle {
   #durableSeq: number;
   #gapReportedFor?: number;
   #batch: QueuedFrame[] = [];
+  /** Bytes of frames received and not yet committed (PROTOCOL.md 10). */
+  #pendingBytes = 0;
   #committing?: Promise<void>;
   #lastSentAt = Date.now();
   /** Admission has just written liveness, so the first write is due one debounce later. */
   #lastHeartbeatWrite = Date.now();
   #rate = { second: 0, count: 0, overStreak: 0 };
-  #pingTimer?: ReturnType<typeof setInterval>;
+  #pingTimer?: ReturnType<typeof setTimeout>;
   #closeTimer?: ReturnType<typeof setTimeout>;
   #lastReceivedAt = 0;
   #release?: () => void;
@@ -182,10 +169,7 @@ export class IngestConnection implements ConnectionHandle {
     });
     if (killReason !== undefined) this.kill(killReason);
     void this.#inputs.wake();
-    const tick = Math.max(10, Math.min(1000, Math.floor(this.rt.config.pingMs / 4)));
-    this.#pingTimer = setInterval(() => {
-      if (Date.now() - this.#lastSentAt >= this.rt.config.pingMs) this.#send({ type: "ping" });
-    }, tick);
+    this.#armPing();
   }
 
   /** Hub command: close with a service code (4000 done, 4001 replaced, 1012 restart). */
@@ -193,28 +177,49 @@ export class IngestConnection implements ConnectionHandle {
     if (this.#state !== "open") return;
     this.#state = "closing";
     this.#serviceClose = { code, reason };
-    // Closing a Deno WebSocket while the peer's frames are still unread resets the TCP
-    // connection, and the wrapper then sees 0 instead of our code. So the close frame goes
-    // out once the wrapper has been quiet for a moment (or after a bounded wait).
-    const giveUpAt = Date.now() + CLOSE_MAX_WAIT_MS;
-    const closeWhenQuiet = () => {
-      const now = Date.now();
-      if (now - this.#lastReceivedAt < CLOSE_QUIET_MS && now < giveUpAt) {
-        this.#closeTimer = setTimeout(closeWhenQuiet, CLOSE_QUIET_MS);
-        return;
-      }
-      try {
-        this.socket.close(code, reason);
-      } catch {
-        // the socket is already gone; onclose records it
-      }
-    };
-    closeWhenQuiet();
+    this.#closeWhenQuiet(code, reason, Date.now() + CLOSE_MAX_WAIT_MS);
   }
 
   /** Hub command: ask the wrapper to stop its agent. */
   kill(reason: string): void {
     this.#send({ type: "kill", signal: "SIGTERM", reason: cutErrorText(reason) });
+  }
+
+  /**
+   * Closing a Deno WebSocket while the peer's frames are still unread resets the TCP
+   * connection, and the wrapper then sees 0 instead of our code. So the close frame goes
+   * out once the wrapper has been quiet for a moment (or after a bounded wait).
+   */
+  #closeWhenQuiet(code: number, reason: string, giveUpAt: number): void {
+    const now = Date.now();
+    if (now - this.#lastReceivedAt < CLOSE_QUIET_MS && now < giveUpAt) {
+      this.#closeTimer = setTimeout(
+        () => this.#closeWhenQuiet(code, reason, giveUpAt),
+        CLOSE_QUIET_MS,
+      );
+      return;
+    }
+    try {
+      this.socket.close(code, reason);
+    } catch {
+      // the socket is already gone; onclose records it
+    }
+  }
+
+  /**
+   * One timer per connection (not a polling interval per socket), due once the connection
+   * has been sent nothing for `pingMs` plus a quarter of it (at most 1 s): the ping goes out
+   * when a poll every quarter would have sent it, never before the connection was quiet for
+   * `pingMs`.
+   */
+  #armPing(): void {
+    const { pingMs } = this.rt.config;
+    const slack = Math.min(1000, Math.floor(pingMs / 4));
+    const due = this.#lastSentAt + pingMs + slack - Date.now();
+    this.#pingTimer = setTimeout(() => {
+      if (Date.now() - this.#lastSentAt >= pingMs) this.#send({ type: "ping" });
+      if (this.#state === "open") this.#armPing();
+    }, Math.max(10, due));
   }
 
   /** Hub command: inputs were accepted; send the ones this connection has not sent. */
@@ -240,84 +245,55 @@ export class IngestConnection implements ConnectionHandle {
     if (this.#state !== "open" || this.#terminalSeen) return;
     if (this.#flooded()) return;
     // Every frame is a sign of life, also one refused, a resend or a gap (PROTOCOL.md 5.1);
-    // stored frames refresh it in their commit too, and both writes are debounced.
+    // the write is debounced and rides a shared commit.
     this.#refreshLiveness();
+    const parsed = this.#parse(raw);
+    if (parsed) this.#accept(classifyFrame(parsed.json), parsed.bytes);
+    if (this.#batch.length > 0) this.#committing ??= this.#drain();
+  }
+
+  /** Text, size and JSON checks: the parsed frame and its size, or `undefined` once refused. */
+  #parse(raw: unknown): { json: unknown; bytes: number } | undefined {
     if (typeof raw !== "string") {
-      this.#reject("BINARY_NOT_SUPPORTED", "frames must be text (JSON)");
-      return;
+      this.#reject(ErrorCode.binaryNotSupported, "frames must be text (JSON)");
+      return undefined;
     }
-    const bytes = raw.length * 3 <= this.rt.config.maxFrameBytes
-      ? raw.length
-      : new TextEncoder().encode(raw).length;
-    if (bytes > this.rt.config.maxFrameBytes) {
+    const max = this.rt.config.maxFrameBytes;
+    const bytes = raw.length * 3 <= max ? raw.length : new TextEncoder().encode(raw).length;
+    if (bytes > max) {
       this.rt.metrics.inc(MetricName.framesRejected, { code: "FRAME_TOO_LARGE" });
-      this.close(CloseCode.tooBig, `frame exceeds ${this.rt.config.maxFrameBytes} bytes`);
-      return;
+      this.close(CloseCode.tooBig, `frame exceeds ${max} bytes`);
+      return undefined;
     }
-    let json: unknown;
     try {
-      json = JSON.parse(raw);
+      return { json: JSON.parse(raw), bytes };
     } catch {
-      this.#reject("INVALID_FRAME", "frame is not JSON");
-      return;
+      this.#reject(ErrorCode.invalidFrame, "frame is not JSON");
+      return undefined;
     }
-    if (typeof json !== "object" || json === null || Array.isArray(json)) {
-      this.#reject("INVALID_FRAME", "frame is not a JSON object");
-      return;
-    }
-    // A timestamp that is not an ISO string is replaced by the service's clock, not refused.
-    if ("timestamp" in json && typeof json.timestamp !== "string") delete json.timestamp;
-    const rawSeq = (json as { seq?: unknown }).seq;
-    const seq = Number.isSafeInteger(rawSeq) && (rawSeq as number) >= 1
-      ? rawSeq as number
-      : undefined;
-    if (messageTooDeep(json)) {
-      return this.#invalid(`frame nests deeper than ${MAX_JSON_DEPTH} levels`, seq);
-    }
-    // The common well-formed frame skips zod (the hot path); anything else gets its verdict.
-    let frame: WrapperFrame;
-    if (isPlainFrame(json)) {
-      frame = json;
-    } else {
-      const parsed = WrapperFrame.safeParse(json);
-      if (!parsed.success) {
-        this.#invalid(parsed.error.issues[0]?.message ?? "invalid frame", seq);
-        return;
-      }
-      frame = parsed.data;
-    }
-    if (LIVENESS_EVENT_TYPES.has(frame.streamEventType)) {
-      // A numbered liveness frame would leave its seq waiting for an ack forever: refuse it.
-      if (frame.seq !== undefined) return this.#invalid("heartbeat and pong carry no seq", seq);
-      return;
-    }
-    const { terminal, invalid } = terminalOf(frame.streamEventType, frame.data);
-    const delivered = deliveredInputIdOf(frame);
-    if (invalid || (delivered && "invalid" in delivered)) {
-      this.#invalid(invalid ?? (delivered as { invalid: string }).invalid, frame.seq);
-      return;
-    }
+  }
+
+  /** Acts on the classifier's verdict: refuse, liveness only, or queue the event. */
+  #accept(verdict: FrameVerdict, bytes: number): void {
+    if (verdict.kind === "invalid") return this.#invalid(verdict.message, verdict.seq);
+    if (verdict.kind === "liveness") return;
+    const { frame, end, deliveredInputId } = verdict;
     if (frame.seq !== undefined && !this.#admitSeq(frame.seq)) return;
-    const timestamp = frame.timestamp !== undefined && ISO_TIMESTAMP.test(frame.timestamp) &&
-        !Number.isNaN(Date.parse(frame.timestamp))
-      ? frame.timestamp
-      : new Date().toISOString();
-    if (terminal) this.#terminalSeen = true;
+    if (end) this.#terminalSeen = true;
     const event: NewEvent = {
       executionId: this.admitted.executionId,
       streamEventType: frame.streamEventType,
-      timestamp,
+      timestamp: frame.timestamp ?? new Date().toISOString(),
       data: frame.data ?? null,
     };
     // Serialize now, while the previous batch's commit is in flight, not in the next commit.
     event.tail = envelopeTail(this.admitted.sessionId, event);
-    const deliveredInputId = delivered?.inputId;
-    this.#enqueue({ seq: frame.seq, terminal, event, deliveredInputId }, bytes);
+    this.#enqueue({ seq: frame.seq, terminal: end, event, deliveredInputId }, bytes);
   }
 
   /** A rejected frame: error frame; its seq, when next in line, is used up (acked at once). */
   #invalid(message: string, seq: number | undefined): void {
-    this.#reject("INVALID_FRAME", message, seq === undefined ? {} : { seq });
+    this.#reject(ErrorCode.invalidFrame, message, seq === undefined ? {} : { seq });
     if (seq !== undefined && seq === this.#expectedSeq) {
       this.#expectedSeq++;
       this.#gapReportedFor = undefined;
@@ -334,7 +310,7 @@ export class IngestConnection implements ConnectionHandle {
     if (seq > this.#expectedSeq) {
       if (this.#gapReportedFor !== this.#expectedSeq) {
         this.#gapReportedFor = this.#expectedSeq;
-        this.#reject("SEQ_GAP", `expected seq ${this.#expectedSeq}`, {
+        this.#reject(ErrorCode.seqGap, `expected seq ${this.#expectedSeq}`, {
           seq,
           expectedSeq: this.#expectedSeq,
         });
@@ -373,50 +349,49 @@ export class IngestConnection implements ConnectionHandle {
     const now = Date.now();
     if (now - this.#lastHeartbeatWrite < this.admitted.heartbeatWriteMs) return;
     this.#lastHeartbeatWrite = now;
-    touchHeartbeat(this.rt.ctx, this.admitted.executionId, this.admitted.connectionId).catch(
-      (err) => this.rt.log.warn("heartbeat write failed", { err: String(err) }),
+    const { sessionId, executionId, connectionId } = this.admitted;
+    // Written within an eighth of a debounce: liveness (stale after two debounces, half the
+    // heartbeat timeout) keeps almost a whole debounce of margin for the commit itself.
+    batcherOf(this.rt).touch(
+      { sessionId, executionId, connectionId, frames: [] },
+      this.admitted.heartbeatWriteMs / 8,
     );
   }
 
+  /** Queues a frame for the next commit; too many bytes waiting closes with 1008. */
   #enqueue(frame: PreparedFrame, bytes: number): void {
     this.#batch.push({ frame, bytes });
-    // A rejected frame's seq is acked at once; other frames ride the group commit.
-    this.#committing ??= this.#drain();
+    this.#pendingBytes += bytes;
+    if (this.#pendingBytes > this.rt.config.maxPendingBytes) {
+      this.rt.metrics.inc(MetricName.framesRejected, { code: "PENDING_BYTES" });
+      this.close(CloseCode.policy, "too many bytes waiting to be stored");
+    }
   }
 
   /** Commits batches until none is left; frames arriving meanwhile join the next batch. */
   async #drain(): Promise<void> {
     try {
       while (this.#batch.length > 0) {
-        const take = this.#takeBatch();
-        const result = await commitFrames(
-          this.rt.ctx,
-          this.admitted.sessionId,
-          this.admitted.executionId,
-          this.admitted.connectionId,
-          take,
-        );
+        const { frames, bytes } = this.#takeBatch();
+        const { sessionId, executionId, connectionId } = this.admitted;
+        let result: Outcome<FrameCommit, NotCurrent>;
+        try {
+          result = await batcherOf(this.rt).submit({
+            sessionId,
+            executionId,
+            connectionId,
+            frames,
+          });
+        } finally {
+          this.#pendingBytes -= bytes;
+        }
         if (!result.ok) {
           // No longer the current connection: its hub message closes this socket.
-          this.#batch = [];
+          this.#dropQueued();
           void this.rt.hub.deliverInbox();
           break;
         }
-        const { lastSeq, status, refused } = result.value;
-        for (const { seq } of refused) {
-          this.#reject(
-            ErrorCode.invalidFrame,
-            "input_delivered names an inputId above lastInputId",
-            {
-              seq,
-            },
-          );
-        }
-        const hadSeq = take.some((f) => f.seq !== undefined);
-        this.#durableSeq = lastSeq;
-        if (hadSeq) this.#send({ type: "ack", seq: lastSeq });
-        const ended = take.find((f) => f.terminal);
-        if (ended) this.#finishTerminal(status);
+        this.#committed(frames, result.value);
       }
     } catch (err) {
       this.rt.log.error("frame commit failed", {
@@ -425,22 +400,46 @@ export class IngestConnection implements ConnectionHandle {
         err: String(err),
       });
       // Nothing was acked for these frames: the wrapper resends them after reconnecting.
-      this.close(1011, "storage error");
+      this.#dropQueued();
+      this.close(CloseCode.internalError, "storage error");
     } finally {
       this.#committing = undefined;
     }
   }
 
-  #takeBatch(): PreparedFrame[] {
+  /**
+   * After a commit (its events are published already): refuse what the commit refused (an
+   * `input_delivered` above `lastInputId`), ack the stored seqs, close after a terminal frame.
+   */
+  #committed(frames: readonly PreparedFrame[], result: FrameCommit): void {
+    for (const { seq } of result.refused) {
+      const message = "input_delivered names an inputId above lastInputId";
+      this.#reject(ErrorCode.invalidFrame, message, { seq });
+    }
+    this.#durableSeq = result.lastSeq;
+    if (frames.some((f) => f.seq !== undefined)) this.#send({ type: "ack", seq: result.lastSeq });
+    if (frames.some((f) => f.terminal)) this.#finishTerminal(result.status);
+  }
+
+  #dropQueued(): void {
+    this.#batch = [];
+    this.#pendingBytes = 0;
+  }
+
+  #takeBatch(): { frames: PreparedFrame[]; bytes: number } {
     let bytes = 0;
     let n = 0;
     while (n < this.#batch.length && n < MAX_BATCH_EVENTS) {
-      const size = this.#batch[n].bytes + 200;
+      const size = this.#batch[n].bytes + ENVELOPE_BYTES;
       if (n > 0 && bytes + size > MAX_BATCH_BYTES) break;
       bytes += size;
       n++;
     }
-    return this.#batch.splice(0, n).map((q) => q.frame);
+    const taken = this.#batch.splice(0, n);
+    return {
+      frames: taken.map((q) => q.frame),
+      bytes: taken.reduce((sum, q) => sum + q.bytes, 0),
+    };
   }
 
   #finishTerminal(status: ExecutionStatus): void {
@@ -451,7 +450,7 @@ export class IngestConnection implements ConnectionHandle {
     if (this.#state === "done") return;
     const recorded = this.#serviceClose ?? { code: code === 0 ? CloseCode.abnormal : code, reason };
     this.#state = "done";
-    clearInterval(this.#pingTimer);
+    clearTimeout(this.#pingTimer);
     clearTimeout(this.#closeTimer);
     this.#release?.();
     this.rt.metrics.set(MetricName.ingestSockets, this.rt.hub.connectionCount);
@@ -459,25 +458,28 @@ export class IngestConnection implements ConnectionHandle {
       // Frames that arrived before the close are still committed.
       await this.#committing;
       if (this.#batch.length > 0) await this.#drain();
-      const graceStarted = await recordDisconnect(
-        this.rt.ctx,
-        this.admitted.executionId,
-        this.admitted.connectionId,
-        { ...recorded, byService: this.#serviceClose !== undefined },
-      );
-      if (graceStarted) {
-        this.rt.metrics.inc(MetricName.graceStarted);
-        this.rt.log.info("grace started", {
-          sessionId: this.admitted.sessionId,
-          executionId: this.admitted.executionId,
-          event: "grace_started",
-          wsCloseCode: recorded.code,
-        });
-      }
+      await this.#recordClose(recorded);
     } catch (err) {
       this.rt.log.error("disconnect record failed", { err: String(err) });
     } finally {
       this.#resolveClosed();
     }
+  }
+
+  /** The disconnect record; a close that starts a grace is counted and logged. */
+  async #recordClose(recorded: { code: number; reason: string }): Promise<void> {
+    const { sessionId, executionId, connectionId } = this.admitted;
+    const graceStarted = await recordDisconnect(this.rt.ctx, executionId, connectionId, {
+      ...recorded,
+      byService: this.#serviceClose !== undefined,
+    });
+    if (!graceStarted) return;
+    this.rt.metrics.inc(MetricName.graceStarted);
+    this.rt.log.info("grace started", {
+      sessionId,
+      executionId,
+      event: "grace_started",
+      wsCloseCode: recorded.code,
+    });
   }
 }

@@ -27,4 +27,4 @@ export * from "./lifecycle/executions.ts";
 export { type ExecutionNotFound, failExecution, interruptExecution } from "./lifecycle/finish.ts";
 export * from "./lifecycle/connections.ts";
 export * from "./lifecycle/deadlines.ts";
-export { acceptInput, deliveredInputIdOf, type InputRefusal } from "./lifecycle/input.ts";
+export { acceptInput, type InputRefusal } from "./lifecycle/input.ts";

@@ -337,6 +337,24 @@ lifecycleTest(
   { interruptTimeoutMs: 1 },
 );
 
+lifecycleTest(
+  "every stored event reaches the after-commit step exactly once, in order",
+  async (ctx) => {
+    // A, B, C, then: A completes by frame (B promoted), B is interrupted and disconnects, C is
+    // failed by the route, the session is deleted; plus refusals, which commit nothing.
+    const { c } = await aEndedBActive(ctx);
+    assert.equal((await failExecution(ctx, "s", c.executionId, { error: "no" })).ok, true);
+    assert.equal((await failExecution(ctx, "x", c.executionId, { error: "no" })).ok, false);
+    assert.equal((await createSession(ctx, { sessionId: "s" })).ok, false);
+    assert.equal((await deleteSession(ctx, "s")).ok, true);
+    const pushed = committed(ctx).flatMap((e) => e.stored.map((s) => s.envelope));
+    assert.deepEqual(pushed, await events(ctx, "s"));
+    // Only commits that stored events or addressed an instance (the interrupt's kill) run it.
+    assert.ok(committed(ctx).every((e) => e.stored.length > 0 || e.notified.size > 0));
+    assert.ok(committed(ctx).some((e) => e.stored.length === 0 && e.notified.has("ins_test")));
+  },
+);
+
 lifecycleTest("promotion happens in the commit that ends the previous execution", async (ctx) => {
   await createSession(ctx, { sessionId: "s" });
   const a = await create(ctx, "s");

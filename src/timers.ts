@@ -66,11 +66,13 @@ export class DeadlineRunner {
   /** Keys waiting for the next batch (wake-ups arriving together fire together). */
   readonly #queued = new Map<string, Deno.KvKey>();
   #flush?: Promise<void>;
+  /** Batches committing now: a stop waits for them (KV is closed right after). */
+  readonly #batches = new Set<Promise<void>>();
   /** Deadlines whose firing failed: not retried before `retryAt`. */
   readonly #failing = new Map<string, { failures: number; retryAt: number }>();
   readonly #stop = new AbortController();
   #sweepTimer?: ReturnType<typeof setInterval>;
-  #sweeping?: Promise<void>;
+  #sweeping?: Promise<Promise<void>[]>;
 
   constructor(rt: Runtime, options: DeadlineRunnerOptions) {
     this.#rt = rt;
@@ -116,7 +118,7 @@ export class DeadlineRunner {
     for (const timer of this.#scheduled.values()) clearTimeout(timer);
     this.#scheduled.clear();
     this.#queued.clear();
-    await this.#sweeping;
+    await Promise.all([this.#sweeping, ...this.#batches]);
   }
 
   get #stopped(): boolean {
@@ -141,19 +143,31 @@ export class DeadlineRunner {
     void this.#fireSoon([key]);
   }
 
-  /** Fires every deadline that is due (one sweep at a time). */
-  sweep(): Promise<void> {
-    this.#sweeping ??= this.#sweepOnce().finally(() => this.#sweeping = undefined);
+  /**
+   * Fires every deadline that is due and resolves once they fired. The periodic sweep skips
+   * a tick while the previous one is still firing: under overload, listing again would only
+   * add reads, and what falls due meanwhile was scheduled locally by the previous listing.
+   */
+  async sweep(): Promise<void> {
+    await Promise.all(await this.#list());
+  }
+
+  /** One sweep at a time: the listing and the firings it started. */
+  #list(): Promise<Promise<void>[]> {
+    this.#sweeping ??= this.#listDue().then(async (firing) => {
+      await Promise.all(firing);
+      return firing;
+    }).finally(() => this.#sweeping = undefined);
     return this.#sweeping;
   }
 
-  async #sweepOnce(): Promise<void> {
+  async #listDue(): Promise<Promise<void>[]> {
+    const firing: Promise<void>[] = [];
     try {
       // Pages continue after the last key seen: a deadline that failed, or is still
-      // firing, is not read again in the same sweep, and nothing later than the horizon
+      // firing, is not read again in the same listing, and nothing later than the horizon
       // is read at all.
       let after: Deno.KvKey | undefined;
-      const firing: Promise<void>[] = [];
       while (!this.#stopped) {
         const now = this.#rt.ctx.now();
         // Also list what falls due before the next sweep and wake it locally on time:
@@ -170,10 +184,10 @@ export class DeadlineRunner {
         if (page.length < SWEEP_PAGE) break;
         after = page[page.length - 1].key;
       }
-      await Promise.all(firing);
     } catch (err) {
       if (!this.#stopped) this.#rt.log.warn("sweep failed", { err: String(err) });
     }
+    return firing;
   }
 
   /** Whether a failing deadline's backoff allows another try now. */
@@ -222,7 +236,9 @@ export class DeadlineRunner {
     const inTx = keys.filter((key) => !IO_KINDS.has(String(key[2])));
     for (let i = 0; i < inTx.length; i += this.#options.batchSize) {
       const batch = inTx.slice(i, i + this.#options.batchSize);
-      work.push(this.#limit.run(() => this.#fireBatch(batch)));
+      const firing = this.#limit.run(() => this.#fireBatch(batch));
+      this.#batches.add(firing);
+      work.push(firing.finally(() => this.#batches.delete(firing)));
     }
     for (const key of keys.filter((k) => IO_KINDS.has(String(k[2])))) {
       work.push(this.#ioLimit.run(() => this.#fireIo(key)));

@@ -31,7 +31,7 @@ import { EventType, OutputStream, TERMINAL_STATUSES } from "./protocol.js";
  * @property {string} sessionId
  * @property {string} streamEventType
  * @property {string} timestamp
- * @property {unknown} [data]
+ * @property {unknown} data
  */
 
 /**

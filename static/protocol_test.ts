@@ -11,6 +11,7 @@ import {
   CloseCode as ServiceCloseCode,
   ErrorCode,
   ExecutionStatus,
+  InputEventType,
   RESERVED_EVENT_TYPES,
   STREAM_EVENT_TYPE_RE,
 } from "../src/protocol.ts";
@@ -38,12 +39,13 @@ Deno.test("the page's terminal statuses are the contract's", () => {
   assert.deepEqual([...TERMINAL_STATUSES], terminal);
 });
 
-Deno.test("the page's error codes are the service's, under the same names", () => {
-  // The input codes of PROTOCOL.md 12 arrive in ErrorCode with the input channel; until then
-  // only the codes ErrorCode already has are compared.
+Deno.test("the page's error codes and input event types are the service's", () => {
   const codes: Record<string, string> = ErrorCode;
-  const known = Object.entries(ApiErrorCode).filter(([name]) => name in codes);
-  for (const [name, code] of known) assert.equal(code, codes[name], name);
+  for (const [name, code] of Object.entries(ApiErrorCode)) assert.equal(code, codes[name], name);
+  assert.deepEqual([EventType.input, EventType.inputDelivered], [
+    InputEventType.input,
+    InputEventType.delivered,
+  ]);
 });
 
 Deno.test("the page's ACP event types are the wrapper's (PROTOCOL.md 14)", () => {

@@ -4,8 +4,15 @@
 // older events in as the user scrolls up, follows live events over the stream WebSocket, and
 // keeps the DOM bounded with a virtualized list. With an API key it can interrupt, send input
 // and answer permission requests. Event data reaches the DOM only as text (item_view.js).
-import { ApiErrorCode, CLOSE_CODE_HTTP_STATUS, CloseCode, TERMINAL_STATUSES } from "./protocol.js";
+import {
+  ApiErrorCode,
+  CLOSE_CODE_HTTP_STATUS,
+  CloseCode,
+  EventType,
+  TERMINAL_STATUSES,
+} from "./protocol.js";
 import { Conversation, eventItem, formatUsage } from "./conversation.js";
+import { readOlder, readTail } from "./event_pages.js";
 import { clock, copyButton, el, renderItem } from "./item_view.js";
 import { VirtualList } from "./virtual_list.js";
 
@@ -56,12 +63,23 @@ const state = {
   openRaw: new Set(),
   openDetails: new Set(),
   answering: new Map(),
+  /** Idempotency keys of permission answers, by item and option. */
+  answerKeys: new Map(),
   composerKey: "",
   /** The usage totals the execution cards show (redrawn when they change). */
   usageStamp: "",
 };
 
 const readOnly = () => !state.apiKey;
+
+/** Events after which the execution cards are re-read (status, input counters). */
+const REFRESH_ON = new Set([EventType.executionStatus, EventType.input, EventType.inputDelivered]);
+
+/** A random `Idempotency-Key` (getRandomValues works outside secure contexts too). */
+function randomKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
 
 // ---------------------------------------------------------------- small helpers
 
@@ -404,37 +422,17 @@ function addOption(selectId, seen, value) {
 
 // ---------------------------------------------------------------- loading events
 
-/**
- * Reads `GET …/events` forward from `after` until `until` (inclusive) or the newest event,
- * following `nextAfter` (a page may end early at its byte limit).
- */
-async function readRange(after, until) {
-  const out = [];
-  let cursor = after;
-  for (;;) {
-    const page = await api(
-      `${sessionPath()}/events?after=${cursor}&limit=${Math.min(1000, until - cursor)}`,
-    );
-    for (const env of page.events) if (env.eventId <= until) out.push(env);
-    const reached = page.nextAfter >= until || page.nextAfter >= page.lastEventId;
-    if (reached || page.events.length === 0 || page.nextAfter <= cursor) {
-      return { events: out, lastEventId: page.lastEventId };
-    }
-    cursor = page.nextAfter;
-  }
-}
+const getEvents = (query) => api(`${sessionPath()}/events?${query}`);
 
 /** Opens at the tail: the newest page of events first, then the live stream from there. */
 async function loadTail() {
   const generation = state.generation;
-  const newest = state.session.lastEventId;
-  const after = Math.max(0, newest - PAGE_EVENTS);
-  const { events } = newest > 0 ? await readRange(after, newest) : { events: [] };
+  const tail = await readTail(getEvents, state.session.lastEventId, PAGE_EVENTS);
   if (generation !== state.generation) return;
-  state.olderThan = after + 1;
-  state.startReached = after === 0;
-  addEvents(events);
+  state.olderThan = tail.olderThan;
+  state.startReached = tail.startReached;
   list.scrollToBottom();
+  addEvents(tail.events);
 }
 
 /** Pages in events older than those loaded, keeping the viewport where it is. */
@@ -444,18 +442,11 @@ async function loadOlder() {
   state.loadingOlder = true;
   renderOlderHint();
   try {
-    // eventIds may have gaps (a session deleted and created again): widen until found.
-    let step = PAGE_EVENTS;
-    let older = [];
-    while (older.length === 0 && !state.startReached) {
-      const after = Math.max(0, state.olderThan - 1 - step);
-      older = (await readRange(after, state.olderThan - 1)).events;
-      if (generation !== state.generation) return;
-      state.olderThan = after + 1;
-      state.startReached = after === 0;
-      step *= 4;
-    }
-    if (older.length > 0) prependEvents(older);
+    const older = await readOlder(getEvents, state.olderThan, PAGE_EVENTS);
+    if (generation !== state.generation) return;
+    state.olderThan = older.olderThan;
+    state.startReached = older.startReached;
+    if (older.events.length > 0) prependEvents(older.events);
   } catch (err) {
     if (generation === state.generation) banner(explain(err));
   } finally {
@@ -508,19 +499,15 @@ function addEvents(batch) {
     state.conversation.add(env);
     noteFilters(env);
     added++;
-    if (env.streamEventType === "execution_status" || env.streamEventType === "input") {
-      statusChanged = true;
-    }
+    if (REFRESH_ON.has(env.streamEventType)) statusChanged = true;
   }
   if (added === 0) return;
   if (statusChanged) refreshSoon();
   renderUsageChange();
   refreshList();
-  if (!list.following) {
-    state.unseen += Math.max(0, currentItems().length - before);
-    $("new-count").textContent = String(state.unseen);
-    $("resume-scroll").hidden = state.unseen === 0;
-  }
+  state.unseen = list.following ? 0 : state.unseen + currentItems().length - before;
+  $("new-count").textContent = String(state.unseen);
+  $("resume-scroll").hidden = state.unseen === 0;
   renderSessionCount();
 }
 
@@ -688,7 +675,7 @@ async function submitComposer(event) {
   // The same text retried (after a network error) reuses its key: never sent twice.
   const fingerprint = JSON.stringify([executionId, body]);
   if (state.composerKey.split("\n")[0] !== fingerprint) {
-    state.composerKey = `${fingerprint}\n${crypto.randomUUID()}`;
+    state.composerKey = `${fingerprint}\n${randomKey()}`;
   }
   $("composer-send").disabled = true;
   status.textContent = "Sending…";
@@ -713,8 +700,10 @@ async function answerPermission(item, option) {
   list.refresh();
   try {
     const permission = { requestId: item.requestId, optionId: option.optionId };
-    const key = `permission-${item.executionId}-${item.requestId}-${option.optionId}`;
-    await sendInput(item.executionId, { data: { permission } }, key);
+    // One key per request and option, so a retried click is not a second answer.
+    const keyOf = `${item.key}\n${option.optionId}`;
+    if (!state.answerKeys.has(keyOf)) state.answerKeys.set(keyOf, randomKey());
+    await sendInput(item.executionId, { data: { permission } }, state.answerKeys.get(keyOf));
   } catch (err) {
     state.answering.delete(item.key);
     banner(INPUT_ERRORS[err.code] ?? explain(err));
@@ -740,6 +729,7 @@ function resetView() {
   state.openRaw.clear();
   state.openDetails.clear();
   state.answering.clear();
+  state.answerKeys.clear();
   state.unseen = 0;
   state.attempts = 0;
   $("executions").replaceChildren();

@@ -108,7 +108,7 @@ serverTest("an execution reads back with every documented field", async (server)
   assert.equal(queued.input, null);
   assert.equal(queued.active, false);
   assert.equal(queued.activatedAt, undefined);
-});
+}, { config: { callbackPrivate: true } }); // a loopback callbackUrl (PROTOCOL.md 4)
 
 serverTest(
   "creation, start and end emit execution_status with the contract's data",

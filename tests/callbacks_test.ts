@@ -4,6 +4,7 @@
  * local HTTP server receives them; the backoff base is shortened through service options.
  */
 import { MetricName } from "../src/metrics.ts";
+import { ErrorCode } from "../src/protocol.ts";
 import assert from "node:assert/strict";
 import { delay } from "../src/async.ts";
 import { wakeupVariants } from "./helpers/deadline_env.ts";
@@ -14,7 +15,7 @@ import {
   IngestClient,
   serverTest,
 } from "./helpers/ingest_client.ts";
-import { type StartOptions, startServer, tempKvPath } from "./helpers/server.ts";
+import { type StartOptions, startServer, tempKvPath, type TestServer } from "./helpers/server.ts";
 import { listTimers } from "../src/store/mod.ts";
 import { expectedSignature } from "./helpers/signature.ts";
 
@@ -231,3 +232,119 @@ Deno.test({
     }
   },
 });
+
+/** Callback URL rules (PROTOCOL.md 4): what creation refuses, and what a try never calls. */
+const createWith = (server: TestServer, callbackUrl: string) =>
+  server.call<{ error: string; message: string }>(`/v1/sessions/s1/executions`, {
+    method: "POST",
+    json: { callbackUrl },
+  });
+
+serverTest(
+  "a callbackUrl at a loopback, private or link-local host is refused (400), nothing created",
+  async (server) => {
+    await server.call("/v1/sessions", { method: "POST", json: { sessionId: "s1" } });
+    for (
+      const url of [
+        "http://127.0.0.1:9/hook",
+        "http://2130706433/hook",
+        "http://0x7f.1/hook",
+        "http://[::1]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://0.0.0.0/hook",
+        "http://localhost:8080/hook",
+        "http://10.0.0.7/hook",
+        "http://192.168.1.1/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[fe80::1]/hook",
+        "http://[fd00::1]/hook",
+      ]
+    ) {
+      const res = await createWith(server, url);
+      assert.equal(res.status, 400, url);
+      assert.equal(res.body.error, ErrorCode.invalidRequest, url);
+    }
+    const list = await server.call<{ executions: unknown[] }>("/v1/sessions/s1/executions");
+    assert.deepEqual(list.body.executions, []);
+  },
+  { config: { ticketSecret: SECRET } },
+);
+
+serverTest(
+  "a callbackUrl with credentials is refused (400), even with TETHER_CALLBACK_PRIVATE=allow",
+  async (server) => {
+    await server.call("/v1/sessions", { method: "POST", json: { sessionId: "s1" } });
+    for (const url of ["https://user:secret@hooks.example.com/", "http://user@127.0.0.1:9/"]) {
+      const res = await createWith(server, url);
+      assert.equal(res.status, 400, url);
+      assert.equal(res.body.error, ErrorCode.invalidRequest, url);
+      assert.match(res.body.message, /credentials/);
+    }
+  },
+  options(),
+);
+
+serverTest("TETHER_CALLBACK_PRIVATE=allow accepts a loopback callbackUrl", async (server) => {
+  await server.call("/v1/sessions", { method: "POST", json: { sessionId: "s1" } });
+  assert.equal((await createWith(server, "http://127.0.0.1:9/hook")).status, 201);
+}, options());
+
+serverTest(
+  "a redirect is not followed: the 3xx is a failed try, the target never called",
+  async (server) => {
+    await using target = startReceiver();
+    const received: string[] = [];
+    const redirector = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, (req) => {
+      received.push(req.method);
+      return new Response(null, { status: 307, headers: { location: target.url } });
+    });
+    try {
+      const url = `http://127.0.0.1:${redirector.addr.port}/hook`;
+      const run = await createRun(server, "s1", { callbackUrl: url });
+      await server.call(`/v1/sessions/s1/executions/${run.executionId}/fail`, {
+        method: "POST",
+        json: { error: "boom" },
+      });
+      const fired = (outcome: string) =>
+        server.service.rt.metrics.get(MetricName.deadlinesFired, { kind: "callback", outcome });
+      await eventually(() => fired("gave-up") === 1, "the tries given up");
+      assert.deepEqual(received, ["POST", "POST"]);
+      assert.equal(fired("retry"), 1);
+      assert.equal(target.received.length, 0);
+    } finally {
+      await redirector.shutdown();
+    }
+  },
+  { ...options(), deadlines: { callbackBackoffMs: BACKOFF_MS, callbackTries: 2 } },
+);
+
+serverTest(
+  "a name that resolves to a private address when called is not called",
+  async (server) => {
+    await using receiver = startReceiver();
+    const port = new URL(receiver.url).port;
+    // The name passes creation; at call time it resolves to loopback (DNS is faked: outside).
+    const run = await createRun(server, "s1", { callbackUrl: `http://hooks.tether.test:${port}/` });
+    await server.call(`/v1/sessions/s1/executions/${run.executionId}/fail`, {
+      method: "POST",
+      json: { error: "boom" },
+    });
+    await eventually(
+      () =>
+        server.service.rt.metrics.get(MetricName.deadlinesFired, {
+          kind: "callback",
+          outcome: "gave-up",
+        }) === 1,
+      "the tries given up",
+    );
+    assert.equal(receiver.received.length, 0);
+  },
+  {
+    config: { ticketSecret: SECRET },
+    deadlines: {
+      callbackBackoffMs: BACKOFF_MS,
+      callbackTries: 2,
+      resolveHost: () => Promise.resolve(["127.0.0.1"]),
+    },
+  },
+);

@@ -810,7 +810,7 @@ serverTest("secrets never appear in GET bodies", async (s) => {
     }
     assert.equal(/tokenHash|ingestToken/.test(text), false, text);
   }
-});
+}, { config: { callbackPrivate: true } }); // a loopback callbackUrl (PROTOCOL.md 4)
 
 // ---------------------------------------------------------------------------------------
 // Sections 1 and 10: routes, methods, bodies; section 11

@@ -85,6 +85,9 @@ Deno.test("started as on Deno Deploy, main.ts registers the cron before opening 
     assert.equal(observed[1].path, null, "no KV path: the platform's KV");
     const chosen = lines.find(isProbeVerdict);
     assert.ok((chosen?.wakeups as string[]).includes("cron"));
+    // The KV here is a fresh local one: the platform-KV check says so, loudly.
+    const warning = lines.find((l) => String(l.msg).startsWith("KV looks like temporary"));
+    assert.equal(warning?.level, "error");
     const health = await fetch(`http://127.0.0.1:${port}/healthz`);
     assert.deepEqual(await health.json(), { status: "ok" });
   } finally {
@@ -98,8 +101,6 @@ Deno.test("started as on Deno Deploy, main.ts registers the cron before opening 
 Deno.test({
   name:
     "SIGINT with open ingest and viewer sockets stops within 3 s; connections closed or left for grace",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const temp = await tempKvPath();
     const port = freePort();

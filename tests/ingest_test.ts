@@ -20,7 +20,7 @@ import {
   storedEvents,
 } from "./helpers/ingest_client.ts";
 import { WsViewer } from "./helpers/viewer.ts";
-import type { TestServer } from "./helpers/server.ts";
+import { startServer, type TestServer } from "./helpers/server.ts";
 import { keys } from "../src/store/keys.ts";
 
 const frame = (seq: number | undefined, streamEventType = "output", data: unknown = { n: seq }) =>
@@ -422,3 +422,61 @@ serverTest("a close by the wrapper starts a grace; service closes do not", async
   const session = await server.call(`/v1/sessions/s-grace-4000`);
   assert.equal(session.body.activeExecutionId, null);
 });
+
+/** A real KV whose commits each wait `delay.ms` first (a slow store: frames pile up uncommitted). */
+async function slowCommitKv(delay: { ms: number }): Promise<Deno.Kv> {
+  const kv = await Deno.openKv(":memory:");
+  return new Proxy(kv, {
+    get(target, prop) {
+      if (prop === "atomic") {
+        return () => {
+          const op = target.atomic();
+          const commit = op.commit.bind(op);
+          op.commit = () => new Promise((r) => setTimeout(r, delay.ms)).then(commit);
+          return op;
+        };
+      }
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+for (const numbered of [false, true]) {
+  Deno.test({
+    name: `more than TETHER_MAX_PENDING_BYTES uncommitted closes with 1008 (frames ${
+      numbered ? "with" : "without"
+    } seq)`,
+    async fn() {
+      const slowness = { ms: 0 };
+      const server = await startServer({
+        kv: await slowCommitKv(slowness),
+        config: { maxPendingBytes: 5000, maxFrameBytes: 4096 },
+      });
+      try {
+        const run = await createRun(server, "s-pending", LONG_GRACE);
+        const client = await connectRun(run, "w/1");
+        const pad = "x".repeat(1900);
+        // Under the limit, one frame at a time: never closed.
+        for (let n = 1; n <= 5; n++) {
+          client.send(frame(numbered ? n : undefined, "output", { n, pad }));
+          if (numbered) await client.ackOf(n);
+          else {await eventually(async () =>
+              (await wrapperEvents(server, run)).length === n, "stored");}
+        }
+        assert.equal(client.closeInfo, undefined);
+        // Commits slow down: three ~2 KB frames wait at once, over 5000 bytes.
+        slowness.ms = 300;
+        for (let n = 6; n <= 8; n++) {
+          client.send(frame(numbered ? n : undefined, "output", { n, pad }));
+        }
+        const closed = await client.closed;
+        assert.deepEqual(closed, { code: 1008, reason: "too many bytes waiting to be stored" });
+        const metrics = await (await server.api("/metrics")).text();
+        assert.match(metrics, /tether_frames_rejected_total\{code="PENDING_BYTES"\} 1/);
+      } finally {
+        await server.close();
+      }
+    },
+  });
+}

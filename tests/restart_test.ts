@@ -11,6 +11,7 @@ import { ErrorText } from "../src/protocol.ts";
 import { records, transact } from "../src/store/mod.ts";
 import { type ChildService, freePort, startChildService } from "./helpers/child_service.ts";
 import { eventually, IngestClient, type Run } from "./helpers/ingest_client.ts";
+import { restartStorm } from "./helpers/restart_storm.ts";
 import { tempKvPath } from "./helpers/server.ts";
 
 const GRACE_MS = 1500;
@@ -157,5 +158,27 @@ Deno.test({
     } finally {
       await kv.cleanup();
     }
+  },
+});
+
+Deno.test({
+  name: "restart storm: every wrapper of a SIGKILLed service reconnects within its grace",
+  async fn() {
+    const n = 60;
+    const result = await restartStorm({
+      n,
+      graceMs: 2500,
+      reconnectBaseMs: 100,
+      reconnectMaxMs: 500,
+    });
+    console.log(
+      `restart storm: ${n} wrappers back ${result.allBackMs} ms after the restart (${
+        Math.round(result.admissionsPerSec)
+      } admissions/s; restart took ${result.restartMs} ms)`,
+    );
+    assert.equal(result.back, n, "every wrapper came back");
+    assert.equal(result.ended, 0, "no wrapper gave up");
+    assert.equal(result.notRunning, 0, "no execution failed");
+    assert.ok(result.allBackMs < 2500, `all back within the grace: ${result.allBackMs} ms`);
   },
 });

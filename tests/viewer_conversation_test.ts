@@ -67,8 +67,6 @@ function browserTest(
   Deno.test({
     name,
     ignore: !hasChromium,
-    sanitizeOps: false,
-    sanitizeResources: false,
     async fn() {
       const server = await startServer();
       const browser = await launchBrowser();
@@ -200,7 +198,7 @@ browserTest("conversation view: every fixture format, prompt on top, stderr labe
     ], { input: { prompt }, end: true });
     const { page, errors } = await newPage(browser);
     await openSession(page, server, sessionId);
-    await page.locator(`#executions li[data-status="completed"]`).waitFor({ timeout: 15_000 });
+    await page.locator(`#executions li[data-status="completed"]`).waitFor({ timeout: 30_000 });
     await page.locator(".item[data-kind=status]", { hasText: "running → completed" }).waitFor();
     // Everything fits: scroll to the top so the header is drawn too.
     await page.locator("#timeline").evaluate((t) => t.scrollTop = 0);
@@ -292,7 +290,7 @@ browserTest("conversation view: a hostile fixture is only ever text", async (ser
   for (const ticket of [undefined, await ticketFor(server, "hostile")]) {
     const { page, errors } = await newPage(browser);
     await openSession(page, server, "hostile", { ticket });
-    await page.locator(".item[data-kind=error]").waitFor({ timeout: 15_000 });
+    await page.locator(".item[data-kind=error]").waitFor({ timeout: 30_000 });
     await page.locator("#timeline").evaluate((t) => t.scrollTop = 0);
     await page.locator(".item[data-kind=execution] .prompt").waitFor();
     await assertOnlyText(page);

@@ -12,6 +12,7 @@
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { startServer, type TestServer } from "./helpers/server.ts";
+import { spawnWrapper } from "./helpers/runs.ts";
 import type { Config } from "../src/config.ts";
 import { connectRun, createRun, type IngestClient, type Run } from "./helpers/ingest_client.ts";
 import {
@@ -25,6 +26,16 @@ import {
   type TestFrame,
   ticketFor,
 } from "./helpers/browser.ts";
+
+/** The scripted ACP agent of the demo (demo/acp_agent.ts), run with the project's config. */
+const ACP_AGENT = [
+  Deno.execPath(),
+  "run",
+  "-A",
+  "--config",
+  new URL("../deno.json", import.meta.url).pathname,
+  new URL("../demo/acp_agent.ts", import.meta.url).pathname,
+];
 
 const ACP = JSON.parse(
   Deno.readTextFileSync(new URL("./fixtures/page/acp_run.json", import.meta.url)),
@@ -71,7 +82,7 @@ class FakeWrapper {
 
   /** Waits for the service's `input` frame with this inputId and returns it. */
   input(inputId: number): Promise<Record<string, unknown>> {
-    return this.client.next((m) => m.type === "input" && m.inputId === inputId, 15_000);
+    return this.client.next((m) => m.type === "input" && m.inputId === inputId, 30_000);
   }
 
   /** Confirms inputs up to `inputId` as written to the agent. */
@@ -88,8 +99,6 @@ function inputTest(
   Deno.test({
     name,
     ignore: !hasInputRoute,
-    sanitizeOps: false,
-    sanitizeResources: false,
     async fn() {
       // `maxPendingInputs` is the input branch's (PROTOCOL.md 12): untyped until it lands.
       const server = await startServer({ config: config as Partial<Config> });
@@ -112,7 +121,7 @@ const inputState = (page: Page, inputId: number) =>
 async function waitForInputState(page: Page, inputId: number, state: string): Promise<void> {
   await page.locator(`.item[data-kind=input] .item-body[data-state="${state}"]`, {
     hasText: `Input #${inputId}`,
-  }).waitFor({ timeout: 15_000 });
+  }).waitFor({ timeout: 30_000 });
 }
 
 async function compose(page: Page, text: string, options: { json?: boolean; end?: boolean } = {}) {
@@ -129,7 +138,7 @@ inputTest("composer: inputs to a pending, then running execution go from sent to
   const run = await createRun(server, "composer", { input: { prompt: "ask me something" } });
   const { page, errors } = await newPage(browser);
   await openSession(page, server, "composer");
-  await page.locator("#composer:not([hidden])").waitFor({ timeout: 15_000 });
+  await page.locator("#composer:not([hidden])").waitFor({ timeout: 30_000 });
   assert.equal(await page.inputValue("#composer-exec"), run.executionId, "the pending execution");
 
   // Sent while pending: accepted, shown as sent; the wrapper is not there yet.
@@ -155,13 +164,14 @@ inputTest("composer: inputs to a pending, then running execution go from sent to
   await wrapper.delivered(3);
   await waitForInputState(page, 2, "delivered");
   await waitForInputState(page, 3, "delivered");
-  await page.locator("#composer").waitFor({ state: "hidden", timeout: 15_000 });
+  await page.locator("#composer").waitFor({ state: "hidden", timeout: 30_000 });
   await page.locator(`#executions .exec-meta`, { hasText: "inputs 3/3 delivered" }).waitFor();
+  assert.equal(await page.locator("#resume-scroll").isHidden(), true, "a short run is followed");
   await screenshot(page, "composer.png");
 
   const viewer = (await newPage(browser)).page;
   await openSession(viewer, server, "composer", { ticket: await ticketFor(server, "composer") });
-  await viewer.locator(".item[data-kind=input]").first().waitFor({ timeout: 15_000 });
+  await viewer.locator(".item[data-kind=input]").first().waitFor({ timeout: 30_000 });
   assert.equal(await viewer.locator("#composer").isHidden(), true, "no composer with a ticket");
   assert.equal(await inputState(viewer, 3), "delivered");
   await wrapper.send([{ streamEventType: "complete", data: { exitCode: 0 } }]);
@@ -177,20 +187,20 @@ inputTest(
     const run = await createRun(server, "composer-errors", {});
     const { page } = await newPage(browser);
     await openSession(page, server, "composer-errors");
-    await page.locator("#composer:not([hidden])").waitFor({ timeout: 15_000 });
+    await page.locator("#composer:not([hidden])").waitFor({ timeout: 30_000 });
     await compose(page, "{not json", { json: true });
     await page.locator("#composer-status", { hasText: "Not valid JSON" }).waitFor();
     await compose(page, "one");
     await page.locator("#composer-status", { hasText: "Input #1 sent" }).waitFor();
     await compose(page, "two");
     await page.locator("#composer-status", { hasText: "Too many inputs wait for delivery" })
-      .waitFor({ timeout: 15_000 });
+      .waitFor({ timeout: 30_000 });
     assert.equal(await page.inputValue("#composer-text"), "two", "kept for another try");
     const path = `/v1/sessions/composer-errors/executions/${run.executionId}`;
     assert.equal((await server.call<{ lastInputId: number }>(path)).body.lastInputId, 1);
     // An execution that ended is no longer offered.
     await server.call(`${path}/interrupt`, { method: "POST", json: {} });
-    await page.locator("#composer").waitFor({ state: "hidden", timeout: 15_000 });
+    await page.locator("#composer").waitFor({ state: "hidden", timeout: 30_000 });
   },
   { maxPendingInputs: 1 },
 );
@@ -214,7 +224,7 @@ inputTest("ACP run: a permission request answered by a click, shown once deliver
   const { page, errors } = await newPage(browser);
   await openSession(page, server, "acp");
   const request = page.locator(".item[data-kind=permission]");
-  await request.locator("button.option").first().waitFor({ timeout: 15_000 });
+  await request.locator("button.option").first().waitFor({ timeout: 30_000 });
   assert.deepEqual(await request.locator("button.option").allTextContents(), [
     "Allow once",
     "Always allow",
@@ -222,7 +232,7 @@ inputTest("ACP run: a permission request answered by a click, shown once deliver
   ]);
   const readOnly = (await newPage(browser)).page;
   await openSession(readOnly, server, "acp", { ticket: await ticketFor(server, "acp") });
-  await readOnly.locator(".item[data-kind=permission]").waitFor({ timeout: 15_000 });
+  await readOnly.locator(".item[data-kind=permission]").waitFor({ timeout: 30_000 });
   assert.equal(await readOnly.locator(".item[data-kind=permission] button").count(), 1, "raw only");
 
   await request.locator("button.option", { hasText: "Allow once" }).click();
@@ -232,9 +242,9 @@ inputTest("ACP run: a permission request answered by a click, shown once deliver
   assert.equal(await request.locator("button.option").count(), 0, "answered: no more buttons");
   await wrapper.delivered(2);
   await request.locator(".answer[data-state=delivered]", { hasText: "Answer: Allow once" })
-    .waitFor({ timeout: 15_000 });
+    .waitFor({ timeout: 30_000 });
   await readOnly.locator(".item[data-kind=permission] .answer[data-state=delivered]").waitFor({
-    timeout: 15_000,
+    timeout: 30_000,
   });
 
   await wrapper.send(ACP.afterAnswer);
@@ -258,3 +268,46 @@ inputTest("ACP run: a permission request answered by a click, shown once deliver
   await wrapper.send([{ streamEventType: "complete", data: { exitCode: 0 } }]);
   assert.deepEqual(errors, []);
 });
+
+inputTest(
+  "ACP with the real wrapper: approve from the page, the agent edits, end of input ends the run",
+  async (
+    server,
+    browser,
+  ) => {
+    const dir = await Deno.makeTempDir({ prefix: "tether-page-acp-" });
+    const file = `${dir}/notes.md`;
+    const run = await createRun(server, "acp-real", {});
+    const path = `/v1/sessions/acp-real/executions/${run.executionId}`;
+    await server.call(`${path}/input`, { method: "POST", json: { data: "please edit the notes" } });
+    const wrapper = spawnWrapper(run, [...ACP_AGENT, "--file", file], { wrapperArgs: ["--acp"] });
+    try {
+      const { page, errors } = await newPage(browser);
+      await openSession(page, server, "acp-real");
+      const request = page.locator(".item[data-kind=permission]");
+      await request.locator("button.option", { hasText: "Allow" }).click();
+      await request.locator(".answer[data-state=delivered]", { hasText: "Answer: Allow" })
+        .waitFor();
+      await page.locator(".item[data-kind=turn]", { hasText: "turn ended · end_turn" }).waitFor();
+      const tool = page.locator(".item[data-kind=tool]");
+      await tool.locator(".chip.status-completed").waitFor();
+      assert.deepEqual(await tool.locator(".diff-lines span.add").allTextContents(), [
+        "+ Edited in turn 1.\n",
+      ]);
+      assert.equal(await Deno.readTextFile(file), "Edited in turn 1.\n");
+      await page.locator("#timeline").evaluate((t) => t.scrollTop = 0);
+      await screenshot(page, "acp-real-wrapper.png");
+      // End of input from the composer: the agent's stdin closes and the run completes.
+      await compose(page, "", { end: true });
+      await page.locator(`#executions li[data-status="completed"]`).waitFor({ timeout: 60_000 });
+      assert.equal((await wrapper.status).code, 0);
+      assert.deepEqual(errors, []);
+    } finally {
+      try {
+        wrapper.kill("SIGKILL");
+      } catch { /* already gone */ }
+      await wrapper.status;
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);

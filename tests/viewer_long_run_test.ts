@@ -95,8 +95,6 @@ const verdict = (ok: boolean) => ok ? "PASS" : "MISS";
 Deno.test({
   name: `viewer page: a ${EVENTS}-event session opens at its tail with a bounded DOM`,
   ignore: !hasChromium,
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const server = await startServer();
     const browser = await launchBrowser();
@@ -134,7 +132,7 @@ Deno.test({
         await eventually(
           async () => await shownCount(page) > before,
           `older page ${i + 1}`,
-          15_000,
+          30_000,
         );
       }
       const perOlderPageMs = (performance.now() - olderStart) / OLDER_PAGES;
@@ -147,7 +145,7 @@ Deno.test({
       await run.send([assistant(LIVE_MARKER)]);
       await page.locator(".item", { hasText: LIVE_MARKER }).waitFor({
         state: "visible",
-        timeout: 15_000,
+        timeout: 30_000,
       });
       await screenshot(page, "long-run-live.png");
       await run.close();
@@ -173,6 +171,45 @@ Deno.test({
       );
       assert.ok(domOk, "the DOM is bounded");
       assert.ok(tailMs < 5 * TAIL_TARGET_MS, `the tail took ${tailMs} ms even allowing for load`);
+      assert.deepEqual(errors, []);
+    } finally {
+      await browser.close();
+      await server.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "viewer page: scrolling up reaches the start of a long run (its prompt on top)",
+  ignore: !hasChromium,
+  async fn() {
+    const server = await startServer();
+    const browser = await launchBrowser();
+    try {
+      const prompt = "the start of a long run";
+      await ingestRun(server, "start", longRun(2_400), { input: { prompt }, end: true });
+      const { page, errors } = await newPage(browser);
+      await page.addInitScript(
+        `sessionStorage.setItem("tether.apiKey", ${JSON.stringify(API_KEY)})`,
+      );
+      await page.goto(`${server.url}/?session=start`);
+      await page.locator(".item", { hasText: END_MARKER }).waitFor({ timeout: 30_000 });
+      const header = page.locator(".item[data-kind=execution] .prompt");
+      await eventually(
+        async () => {
+          // The start: nothing older is left to load, and the first item shows.
+          await page.locator("#timeline").evaluate((t) => t.scrollTop = 0);
+          return await page.locator("#older").isHidden() && await header.isVisible();
+        },
+        "the first item",
+        30_000,
+      );
+      assert.equal(await header.locator("pre").textContent(), prompt);
+      assert.equal(
+        await page.locator(".item", { hasText: "Step 1: looking at file_1.ts" }).count(),
+        1,
+      );
+      assert.ok(await drawnItems(page) < 100, "still only what is near the viewport is drawn");
       assert.deepEqual(errors, []);
     } finally {
       await browser.close();

@@ -33,7 +33,7 @@ const AGENT = new URL("../demo/agent.ts", import.meta.url).pathname;
 const itemCount = (page: Page) => page.locator("#events > li.item").count();
 
 /** Waits until the conversation has drawn at least `n` items. */
-async function waitForItems(page: Page, n: number, timeoutMs = 10_000): Promise<void> {
+async function waitForItems(page: Page, n: number, timeoutMs = 30_000): Promise<void> {
   const end = Date.now() + timeoutMs;
   while ((await itemCount(page)) < n) {
     if (Date.now() > end) throw new Error(`the list never drew ${n} items`);
@@ -99,22 +99,29 @@ Deno.test({
       await openSession(page, server, "viewer-e2e");
 
       // The tail, then live: items keep arriving while we watch.
-      await page.locator(`#executions li[data-status="running"]`).waitFor({ timeout: 15_000 });
+      await page.locator(`#executions li[data-status="running"]`).waitFor({ timeout: 30_000 });
       await waitForItems(page, 5);
-      await page.locator(`.item[data-kind="tool"]`).first().waitFor({ timeout: 15_000 });
-      assert.equal(await page.textContent("#conn-text"), "live");
+      await page.locator(`.item[data-kind="tool"]`).first().waitFor({ timeout: 30_000 });
+      await page.locator("#conn-text", { hasText: "live" }).waitFor({ timeout: 30_000 });
       assert.equal(await page.textContent("#s-access"), "full (API key)");
       assert.equal(await page.locator(".execution .health.healthy").count(), 1);
       // The full execution id, with a copy button, in the card and at the top of the run.
       assert.equal(await page.textContent("#executions .exec-id"), run.executionId);
+      await browser.context.grantPermissions(["clipboard-read", "clipboard-write"], {
+        origin: server.url,
+      });
+      await page.locator("#executions .copy").click();
+      assert.equal(await page.evaluate("navigator.clipboard.readText()"), run.executionId);
       await page.locator("#timeline").evaluate((t) => t.scrollTop = 0);
       const header = page.locator(`.item[data-kind="execution"]`);
       assert.equal(await header.locator(".full-id").textContent(), run.executionId);
       assert.equal(await header.locator(".prompt pre").textContent(), "fix the tests");
+      // Back to the end: the list follows the live run again.
+      await page.locator("#timeline").evaluate((t) => t.scrollTop = t.scrollHeight);
 
       // Agent output that looks like markup is shown as text.
       await page.locator(`.item[data-kind="output"]`, { hasText: '<h1 id="injected">' })
-        .waitFor({ timeout: 15_000 });
+        .waitFor({ timeout: 30_000 });
       assert.equal(await page.locator("#injected").count(), 0);
 
       // Filters, the events view and the raw JSON of an item.
@@ -125,8 +132,11 @@ Deno.test({
       assert.ok(kinds.length > 0);
       assert.ok(!kinds.includes("output"), `no output item when filtered: ${kinds}`);
       await page.check(`input[name="view"][value="events"]`);
-      await page.locator("#events > li.item button.raw").first().click();
-      const json = await page.locator("#events > li.item pre.json").first().textContent();
+      // The newest item stays drawn while the list follows the live run.
+      const key = await page.locator("#events > li.item").last().getAttribute("data-key");
+      const row = page.locator(`#events > li.item[data-key="${key}"]`);
+      await row.locator("button.raw").click();
+      const json = await row.locator("pre.json").textContent();
       assert.equal(JSON.parse(json!).streamEventType, "agent");
       await page.check(`input[name="view"][value="conversation"]`);
       await page.selectOption("#filter-type", "");
@@ -152,7 +162,7 @@ Deno.test({
       );
       await viewer.hover("#timeline");
       await viewer.mouse.wheel(0, -5000);
-      await viewer.locator("#resume-scroll").waitFor({ timeout: 15_000 });
+      await viewer.locator("#resume-scroll").waitFor({ timeout: 30_000 });
       assert.match((await viewer.textContent("#resume-scroll")) ?? "", /Paused · \d+ new/);
       await viewer.click("#resume-scroll");
       assert.equal(await viewer.locator("#resume-scroll").isHidden(), true);
@@ -164,7 +174,7 @@ Deno.test({
       await interrupt.click();
       assert.equal(await interrupt.textContent(), "Click again to interrupt");
       await interrupt.click();
-      await page.locator(`#executions li[data-status="interrupted"]`).waitFor({ timeout: 15_000 });
+      await page.locator(`#executions li[data-status="interrupted"]`).waitFor({ timeout: 45_000 });
       const stopped = page.locator(`.item[data-kind="status"]`, {
         hasText: "Interrupted from the viewer",
       });
@@ -174,7 +184,7 @@ Deno.test({
       assert.equal(await page.locator(`[data-action="interrupt"]`).count(), 0);
       // The read-only page sees the end too, live, and still follows.
       await viewer.locator(`#executions li[data-status="interrupted"]`).waitFor({
-        timeout: 10_000,
+        timeout: 30_000,
       });
       await viewer.locator(`.item[data-kind="status"]`, { hasText: "Interrupted from the viewer" })
         .first().waitFor();

@@ -37,8 +37,8 @@ import {
   PingFrame,
   ServiceErrorFrame,
   type TerminalStatus,
-  terminalStatusOfFrame,
 } from "../src/protocol.ts";
+import { terminalStatusOfFrame } from "../src/frames.ts";
 import type { AgentInput } from "./input.ts";
 import { Outbox, type OutgoingFrame } from "./outbox.ts";
 

@@ -28,6 +28,8 @@ export interface WrapperOptions {
   idleTimeoutMs: number;
   /** How inputs (PROTOCOL.md 12) reach the agent's stdin; `none` closes it at start. */
   input: InputMode;
+  /** The agent speaks ACP (PROTOCOL.md 14): the wrapper is its client. */
+  acp: boolean;
   /** The agent command and its arguments; empty when only `--sse` is read. */
   command: string[];
 }
@@ -37,13 +39,13 @@ export class UsageError extends Error {
   override name = "UsageError";
 }
 
-type Kind = "url" | "sse-url" | "text" | "integer" | "positive" | "input-mode";
+type Kind = "url" | "sse-url" | "text" | "integer" | "positive" | "input-mode" | "flag";
 
 interface OptionSpec {
   key: Exclude<keyof WrapperOptions, "command">;
   kind: Kind;
   env?: string;
-  default?: number | string;
+  default?: number | string | boolean;
 }
 
 /** Every option, in the order of PROTOCOL.md's table; absent `default` = required or off. */
@@ -64,7 +66,19 @@ const OPTIONS: Record<string, OptionSpec> = {
   "done-event": { key: "doneEvent", kind: "text", default: "session.idle" },
   "idle-timeout-ms": { key: "idleTimeoutMs", kind: "integer", default: 0 },
   "input": { key: "input", kind: "input-mode", default: "none" },
+  "acp": { key: "acp", kind: "flag", default: false },
 };
+
+/** The names of the wrapper's options (without `--`), for CLIs that pass them through. */
+export const OPTION_NAMES: readonly string[] = Object.keys(OPTIONS);
+
+/** The options among {@link OPTION_NAMES} that take no value (`--acp`). */
+export const FLAG_OPTION_NAMES: readonly string[] = OPTION_NAMES.filter((name) =>
+  OPTIONS[name].kind === "flag"
+);
+
+/** Options `--acp` excludes (PROTOCOL.md 14): ACP is the input path and the run's end. */
+const NOT_WITH_ACP = ["input", "sse", "done-event"] as const;
 
 const PLACEHOLDERS: Record<Kind, string> = {
   url: "url",
@@ -73,6 +87,7 @@ const PLACEHOLDERS: Record<Kind, string> = {
   integer: "n",
   positive: "n",
   "input-mode": INPUT_MODES.join("|"),
+  flag: "",
 };
 
 /** Smallest frame limit that still leaves room for a truncated line. */
@@ -88,7 +103,7 @@ Options (each also --name=value; environment fallback in brackets):
   --token <token>             the execution's ingest token   [TETHER_INGEST_TOKEN] (required)
 ${
   Object.entries(OPTIONS).slice(2).map(([name, spec]) =>
-    `  --${`${name} <${PLACEHOLDERS[spec.kind]}>`.padEnd(26)}` +
+    `  --${`${name}${spec.kind === "flag" ? "" : ` <${PLACEHOLDERS[spec.kind]}>`}`.padEnd(26)}` +
     `[${envName(name)}] default ${spec.default ?? "off"}`
   ).join("\n")
 }
@@ -131,6 +146,8 @@ export function parseOptions(
     if (!(name in OPTIONS)) throw new UsageError(`unknown option --${name}`);
     if (eq >= 0) {
       given.set(name, arg.slice(eq + 1));
+    } else if (OPTIONS[name].kind === "flag") {
+      given.set(name, "true");
     } else {
       const value = args[++i];
       if (value === undefined || value === "--") {
@@ -160,11 +177,25 @@ export function parseOptions(
   if (parsed.command.length === 0 && parsed.input !== "none") {
     throw new UsageError(`option --input ${parsed.input} needs an agent command after --`);
   }
+  if (parsed.acp) checkAcp((name) => given.has(name) || env(envName(name)) !== undefined);
   return parsed;
 }
 
-function convert(label: string, kind: Kind, raw: string): string | number {
+/** `--acp` excludes {@link NOT_WITH_ACP}, given or from the environment. */
+function checkAcp(isSet: (name: string) => boolean): void {
+  for (const name of NOT_WITH_ACP) {
+    if (isSet(name)) {
+      throw new UsageError(`option --${name} cannot be used with --acp (ACP is the input path)`);
+    }
+  }
+}
+
+function convert(label: string, kind: Kind, raw: string): string | number | boolean {
   switch (kind) {
+    case "flag":
+      if (raw === "1" || raw === "true") return true;
+      if (raw === "0" || raw === "false") return false;
+      throw new UsageError(`option ${label} must be 1, true, 0 or false, got "${raw}"`);
     case "text":
       if (raw === "") throw new UsageError(`option ${label} must not be empty`);
       return raw;

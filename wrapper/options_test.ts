@@ -25,8 +25,25 @@ Deno.test("defaults are those of PROTOCOL.md section 9", () => {
     doneEvent: "session.idle",
     idleTimeoutMs: 0,
     input: "none",
+    acp: false,
     command: ["agent", "-x"],
   });
+});
+
+Deno.test("--acp is a flag (or 1/true/0/false), also from TETHER_WRAPPER_ACP", () => {
+  const acp = (args: string[], env: Record<string, string> = {}) => {
+    const options = parseOptions([...base, ...args, "--", "agent"], (name) => env[name]);
+    return options !== "help" && options.acp;
+  };
+  assert.equal(acp(["--acp"]), true);
+  assert.equal(acp(["--acp=false"]), false);
+  assert.equal(acp([], { TETHER_WRAPPER_ACP: "1" }), true);
+  assert.equal(acp([], { TETHER_WRAPPER_ACP: "0" }), false);
+  assert.equal(acp(["--acp=0"], { TETHER_WRAPPER_ACP: "1" }), false, "the option wins");
+  assert.throws(() => acp(["--acp=yes"]), /--acp/);
+  assert.throws(() => acp(["--acp", "--input", "jsonl"]), /--input cannot be used with --acp/);
+  assert.throws(() => acp(["--acp", "--done-event=x"]), /--done-event cannot be used with --acp/);
+  assert.throws(() => acp(["--acp"], { TETHER_WRAPPER_SSE: "http://h/e" }), /--sse/);
 });
 
 Deno.test("--name value and --name=value; the agent's own options stay after --", () => {

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { terminalStatusOfFrame } from "../src/protocol.ts";
+import { terminalStatusOfFrame } from "../src/frames.ts";
 
 /** A frame as the wrapper hands it over, before it gets its `seq` and `timestamp`. */
 export interface OutgoingFrame {

@@ -6,12 +6,9 @@
  *
  * @module
  */
-import {
-  ErrorText,
-  type KillFrame,
-  type TerminalStatus,
-  terminalStatusOfFrame,
-} from "../src/protocol.ts";
+import { CloseCode, ErrorText, type KillFrame, type TerminalStatus } from "../src/protocol.ts";
+import { terminalStatusOfFrame } from "../src/frames.ts";
+import { AcpClient } from "./acp.ts";
 import { type Agent, type AgentExit, startAgent } from "./agent.ts";
 import {
   agentExitFrame,
@@ -131,14 +128,19 @@ class Run {
   readonly #signalAckTimeoutMs: number;
   readonly #conn: IngestConnection;
   readonly #idle: IdleWatch;
-  /** With `--input` other than `none`: orders inputs and writes them to the agent's stdin. */
-  readonly #input: { gate: InputGate; writer: StdinWriter } | undefined;
+  /**
+   * With `--input` other than `none`: orders inputs and writes them to the agent's stdin;
+   * with `--acp`: orders inputs for the ACP client (no writer).
+   */
+  readonly #input: { gate: InputGate; writer?: StdinWriter } | undefined;
+  /** With `--acp`: the wrapper as the agent's ACP client (PROTOCOL.md 14). */
+  readonly #acp: AcpClient | undefined;
   readonly #sseReader = new AbortController();
   readonly #firstHello = Promise.withResolvers<void>();
   /** Resolves when a stop cause arrives while no agent process has to be waited for. */
   readonly #stopWithoutAgent = Promise.withResolvers<void>();
   #helloSeen = false;
-  #agent: Agent | undefined;
+  #agent: Pick<Agent, "exited" | "stop"> | undefined;
   #startError: string | undefined;
   #stopCause: StopCause | undefined;
   #signal: WrapperSignal | undefined;
@@ -165,11 +167,36 @@ class Run {
       ...environment.connection,
       onEvent: (event) => this.#onConnectionEvent(event),
     });
+    this.#acp = options.acp ? this.#acpClient() : undefined;
     this.#input = this.#inputChannel();
   }
 
-  /** `--input none`: no channel (stdin closed, inputs neither written nor confirmed). */
-  #inputChannel(): { gate: InputGate; writer: StdinWriter } | undefined {
+  #acpClient(): AcpClient {
+    return new AcpClient({
+      command: this.#options.command,
+      killGraceMs: this.#options.killGraceMs,
+      host: {
+        send: (frame) => this.#forward(frame),
+        confirm: (inputId) => this.#input?.gate.confirm(inputId),
+        maxFrameBytes: () => this.#conn.maxFrameBytes,
+        log: this.#log,
+        // Waiting for a prompt or an answer is not an idle agent.
+        waitingForUser: (waiting) => {
+          if (waiting) this.#idle.pause();
+          else if (this.#conn.state === "open" && !this.#stopCause) this.#idle.restart();
+        },
+      },
+    });
+  }
+
+  /**
+   * The input channel: with `--acp` a gate for the ACP client; with `--input none` none (stdin
+   * closed, inputs neither written nor confirmed); else a gate and the stdin writer.
+   */
+  #inputChannel(): { gate: InputGate; writer?: StdinWriter } | undefined {
+    const send = (frame: OutgoingFrame) => this.#conn.send(frame);
+    const acp = this.#acp;
+    if (acp) return { gate: new InputGate({ send, onInput: (input) => acp.take(input) }) };
     const mode = this.#options.input;
     if (mode === "none") return undefined;
     const writer = new StdinWriter({
@@ -177,10 +204,7 @@ class Run {
       onWritten: (inputId) => gate.confirm(inputId),
       onBroken: (message) => this.#log(`agent stdin closed, inputs no longer written: ${message}`),
     });
-    const gate = new InputGate({
-      send: (frame) => this.#conn.send(frame),
-      onInput: (input) => writer.push(input),
-    });
+    const gate = new InputGate({ send, onInput: (input) => writer.push(input) });
     return { gate, writer };
   }
 
@@ -230,13 +254,7 @@ class Run {
     const { command, sse, killGraceMs } = this.#options;
     if (command.length > 0) {
       try {
-        this.#agent = startAgent(command, {
-          onLine: (line, stream) =>
-            this.#forward(lineFrame(line, stream, this.#conn.maxFrameBytes)),
-          maxLineBytes: () => this.#conn.maxFrameBytes,
-          stdin: this.#input ? "piped" : "null",
-        });
-        if (this.#agent.stdin) this.#input?.writer.attach(this.#agent.stdin);
+        this.#agent = this.#acp?.start() ?? this.#startAgent(command);
         this.#log(`agent started: ${command.join(" ")} (kill grace ${killGraceMs} ms)`);
       } catch (error) {
         this.#startError = error instanceof Error ? error.message : String(error);
@@ -246,6 +264,16 @@ class Run {
     }
     if (sse) this.#readSse(sse);
     if (this.#conn.state === "open") this.#idle.restart();
+  }
+
+  #startAgent(command: string[]): Agent {
+    const agent = startAgent(command, {
+      onLine: (line, stream) => this.#forward(lineFrame(line, stream, this.#conn.maxFrameBytes)),
+      maxLineBytes: () => this.#conn.maxFrameBytes,
+      stdin: this.#input ? "piped" : "null",
+    });
+    if (agent.stdin) this.#input?.writer?.attach(agent.stdin);
+    return agent;
   }
 
   #readSse(url: string): void {
@@ -300,6 +328,9 @@ class Run {
       case "done":
         return completeFrame();
     }
+    // An ACP session ends the run itself after endOfInput, or when its handshake failed.
+    const acpEnd = exit ? this.#acp?.endFrame(exit) : undefined;
+    if (acpEnd) return acpEnd;
     return !exit || exit.code === 0 ? completeFrame() : agentExitFrame(exit.code, exit.signal);
   }
 
@@ -337,7 +368,11 @@ class Run {
         this.#helloSeen = true;
         this.#input?.gate.hello(event.hello.deliveredInputId);
         if (event.first) this.#firstHello.resolve();
-        else if (!this.#stopCause && (this.#agent || this.#options.sse)) this.#idle.restart();
+        else if (
+          !this.#stopCause && (this.#agent || this.#options.sse) && !this.#acp?.waitingForUser
+        ) {
+          this.#idle.restart();
+        }
         return;
       case "kill":
         return this.#onKill(event.kill);
@@ -345,6 +380,10 @@ class Run {
         return this.#input?.gate.receive(event.input);
       case "disconnected":
         this.#idle.pause();
+        // A 4000 is the service's normal end of the run, not a lost connection.
+        if (event.code === CloseCode.executionDone) {
+          return this.#log(`the service ended the run: ${event.reason}`);
+        }
         return this.#log(
           `${event.wasOpen ? "connection lost" : "dial failed"}: ${event.code} ${event.reason}`,
         );

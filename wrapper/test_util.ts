@@ -148,6 +148,7 @@ export function wrapperOptions(
     doneEvent: "session.idle",
     idleTimeoutMs: 0,
     input: "none",
+    acp: false,
     command: agent("exit:0"),
     ...overrides,
   };

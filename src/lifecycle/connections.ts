@@ -14,6 +14,7 @@ import {
   type TerminalStatus,
 } from "../protocol.ts";
 import {
+  appendEvents,
   armTimer,
   type ConnRecord,
   type ExecutionRecord,
@@ -24,12 +25,15 @@ import {
   readHead,
   records,
   transact,
+  type Tx,
 } from "../store/mod.ts";
+import { type BatchResult, transactMany } from "../store/transact_batch.ts";
 import {
   change,
   done,
   type LifecycleContext,
   type Outcome,
+  Pending,
   type Refusal,
   refuse,
   statusEvent,
@@ -92,6 +96,16 @@ export async function admitConnection(
   if (!exec0) return refuse({ code: "unauthorized" });
   const sid = exec0.sessionId;
   return await change(ctx, sid, async (tx, p): Promise<Outcome<Admitted, AdmissionRefusal>> => {
+    // Everything admission may read, in one round trip (a reconnect storm admits thousands).
+    const eid = exec0.executionId;
+    await tx.getMany([
+      records.execution(eid).key,
+      records.session(sid).key,
+      records.active(sid).key,
+      records.conn(eid).key,
+      records.grace(sid).key,
+      records.interrupt(sid).key,
+    ]);
     const [exec, session] = await Promise.all([
       records.execution(exec0.executionId).get(tx),
       records.session(sid).get(tx),
@@ -103,55 +117,78 @@ export async function admitConnection(
       return refuse({ code: "forbidden" });
     }
     if (isTerminal(exec.status)) return refuse({ code: "executionDone", status: exec.status });
-    const [active, conn, grace, flag] = await Promise.all([
-      records.active(sid).get(tx),
-      records.conn(exec.executionId).get(tx),
-      records.grace(sid).get(tx),
-      records.interrupt(sid).get(tx),
-    ]);
-    if (active?.executionId !== exec.executionId) return refuse({ code: "notActiveYet" });
-    if (conn && dial && conn.wrapperId === dial.wrapperId && (conn.dialN ?? 0) > dial.n) {
-      return refuse({ code: "replaced" });
-    }
-    if (conn) {
-      postToInbox(tx, conn.instanceId, {
-        type: "close",
-        connectionId: conn.connectionId,
-        code: CloseCode.replaced,
-        reason: "replaced",
-      });
-      p.notified.add(conn.instanceId);
-    }
-    records.conn(exec.executionId).set(
-      tx,
-      withoutUndefined({
-        connectionId,
-        instanceId: ctx.instanceId,
-        since: p.at,
-        wrapperId: dial?.wrapperId,
-        dialN: dial?.n,
-      }) satisfies ConnRecord,
-    );
-    const graceCancelled = grace?.executionId === exec.executionId;
-    if (graceCancelled) records.grace(sid).delete(tx);
-    let updated: ExecutionRecord = { ...exec, lastHeartbeatAt: p.now };
-    if (exec.status === "pending") {
-      updated = { ...updated, status: "running", startedAt: p.at };
-      p.events.push(statusEvent(updated, "pending", true, p.at));
-      armTimer(tx, "heartbeat", exec.executionId, p.now + exec.heartbeatTimeoutMs);
-    }
-    records.execution(exec.executionId).set(tx, updated);
-    return done({
-      sessionId: sid,
-      executionId: exec.executionId,
-      lastSeq: exec.lastSeq,
-      graceMs: exec.graceMs,
-      deliveredInputId: inputState(exec).deliveredInputId,
-      heartbeatWriteMs: heartbeatWriteEvery(ctx, exec),
-      killReason: flag?.executionId === exec.executionId ? flag.reason : undefined,
-      graceCancelled,
-    });
+    return await takeOver(ctx, tx, p, exec, { connectionId, dial });
   });
+}
+
+/**
+ * The admission of a connection to an execution that may take one: refuses a queued
+ * execution and a dial older than the current one of the same wrapper; otherwise makes it
+ * the current connection (the previous holder, on any instance, is told to close with
+ * 4001), cancels the grace and starts a pending execution.
+ */
+async function takeOver(
+  ctx: LifecycleContext,
+  tx: Tx,
+  p: Pending,
+  exec: ExecutionRecord,
+  incoming: { connectionId: string; dial: Dial | undefined },
+): Promise<Outcome<Admitted, AdmissionRefusal>> {
+  const sid = exec.sessionId;
+  const { connectionId, dial } = incoming;
+  const [active, conn, grace, flag] = await Promise.all([
+    records.active(sid).get(tx),
+    records.conn(exec.executionId).get(tx),
+    records.grace(sid).get(tx),
+    records.interrupt(sid).get(tx),
+  ]);
+  if (active?.executionId !== exec.executionId) return refuse({ code: "notActiveYet" });
+  if (conn && dial && conn.wrapperId === dial.wrapperId && (conn.dialN ?? 0) > dial.n) {
+    return refuse({ code: "replaced" });
+  }
+  if (conn) {
+    postToInbox(tx, conn.instanceId, {
+      type: "close",
+      connectionId: conn.connectionId,
+      code: CloseCode.replaced,
+      reason: "replaced",
+    });
+    p.notified.add(conn.instanceId);
+  }
+  records.conn(exec.executionId).set(
+    tx,
+    withoutUndefined({
+      connectionId,
+      instanceId: ctx.instanceId,
+      since: p.at,
+      wrapperId: dial?.wrapperId,
+      dialN: dial?.n,
+    }) satisfies ConnRecord,
+  );
+  const graceCancelled = grace?.executionId === exec.executionId;
+  if (graceCancelled) records.grace(sid).delete(tx);
+  startRunning(tx, p, exec);
+  return done({
+    sessionId: sid,
+    executionId: exec.executionId,
+    lastSeq: exec.lastSeq,
+    graceMs: exec.graceMs,
+    deliveredInputId: inputState(exec).deliveredInputId,
+    heartbeatWriteMs: heartbeatWriteEvery(ctx, exec),
+    killReason: flag?.executionId === exec.executionId ? flag.reason : undefined,
+    graceCancelled,
+  });
+}
+
+/** Refreshes liveness; a pending execution becomes `running` and gets its heartbeat deadline. */
+function startRunning(tx: Tx, p: Pending, exec: ExecutionRecord): void {
+  let updated: ExecutionRecord = { ...exec, lastHeartbeatAt: p.now };
+  if (exec.status === "pending") {
+    updated = { ...updated, status: "running", startedAt: p.at };
+    p.events.push(statusEvent(updated, "pending", true, p.at));
+    armTimer(tx, "heartbeat", exec.executionId, p.now + exec.heartbeatTimeoutMs);
+  }
+  records.execution(exec.executionId).set(tx, updated);
 }
 
 /** A frame ready to commit: its seq (if any) and its event, or no event for a rejected frame whose seq it uses up. */
@@ -175,6 +212,14 @@ export interface FrameCommit {
 /** Why a frame commit or disconnect record refused: the connection is no longer current. */
 export type NotCurrent = Refusal<"notCurrent">;
 
+/** One connection's share of a commit: its frames (none for a liveness-only refresh). */
+export interface FrameWork {
+  sessionId: string;
+  executionId: string;
+  connectionId: string;
+  frames: readonly PreparedFrame[];
+}
+
 /**
  * Commits a batch of frames from the current connection (group commit): stores the new
  * ones in order, skips resends (`seq ≤ lastSeq`), advances `lastSeq`, refreshes liveness
@@ -188,51 +233,123 @@ export async function commitFrames(
   connectionId: string,
   frames: readonly PreparedFrame[],
 ): Promise<Outcome<FrameCommit, NotCurrent>> {
-  return await change(ctx, sessionId, async (tx, p): Promise<Outcome<FrameCommit, NotCurrent>> => {
-    const [exec, conn] = await Promise.all([
-      records.execution(executionId).get(tx),
-      records.conn(executionId).get(tx),
-      // Read with the others (one round trip, not two): appending the events needs it.
-      readHead(tx, sessionId),
+  const work = { sessionId, executionId, connectionId, frames };
+  return await change(ctx, sessionId, (tx, p) => applyFrames(ctx, tx, p, work));
+}
+
+/**
+ * Commits the frames of several connections (none terminal) sharing KV commits where their
+ * records do not overlap (`transactMany`, within KV's limits), every ownership check kept
+ * (PROTOCOL.md 5: only the current connection's frames are stored). A connection that is no
+ * longer current is refused and the others are stored all the same; when a shared commit
+ * fails a check, each of its members commits again on its own, so one execution's change
+ * never fails or holds back another's frames beyond that one attempt. Each stored work's
+ * after-commit step has run; results are in the order of `works`.
+ *
+ * @example
+ * ```ts
+ * const [a, b] = await commitFrameBatch(ctx, [workOfA, workOfB]);
+ * if (a.ok && a.value.ok) console.log("a stored up to", a.value.value.lastSeq);
+ * ```
+ */
+export async function commitFrameBatch(
+  ctx: LifecycleContext,
+  works: readonly FrameWork[],
+): Promise<BatchResult<Outcome<FrameCommit, NotCurrent>>[]> {
+  if (works.length === 1) {
+    // Nothing to share: the plain transaction (a busy single session's path).
+    const { sessionId, executionId, connectionId, frames } = works[0];
+    const outcome = await commitFrames(ctx, sessionId, executionId, connectionId, frames)
+      .then((value) => ({ ok: true as const, value }), (error) => ({ ok: false as const, error }));
+    return [outcome];
+  }
+  const bodies = works.map((work) => async (tx: Tx) => {
+    // The work's three keys in one read (one round trip).
+    await tx.getMany([
+      records.execution(work.executionId).key,
+      records.conn(work.executionId).key,
+      records.head(work.sessionId).key,
     ]);
-    if (!exec || conn?.connectionId !== connectionId) return refuse({ code: "notCurrent" });
-    let lastSeq = exec.lastSeq;
-    let confirmed = exec;
-    const events: NewEvent[] = [];
-    const refused: PreparedFrame[] = [];
-    let terminal: PreparedFrame["terminal"];
-    for (const frame of frames) {
-      if (frame.seq !== undefined) {
-        if (frame.seq !== lastSeq + 1) continue; // a resend (or a gap the connection already refused)
-        lastSeq = frame.seq;
-      }
-      if (frame.deliveredInputId !== undefined) {
-        const delivery = confirmDelivery(confirmed, frame.deliveredInputId);
-        if (!delivery.valid) {
-          refused.push(frame);
-          continue;
-        }
-        confirmed = delivery.exec;
-      }
-      if (frame.event) events.push(frame.event);
-      if (frame.terminal) terminal = frame.terminal;
-    }
-    const heartbeatDue = p.now - (exec.lastHeartbeatAt ?? 0) >= heartbeatWriteEvery(ctx, exec);
-    const updated: ExecutionRecord = {
-      ...confirmed,
-      lastSeq,
-      lastHeartbeatAt: heartbeatDue ? p.now : exec.lastHeartbeatAt,
-    };
-    if (terminal && exec.status === "running") {
-      await finish(ctx, tx, p, updated, terminal.status, terminal.error, events);
-      return done({ lastSeq, status: terminal.status, refused });
-    }
-    p.events.push(...events);
-    if (lastSeq !== exec.lastSeq || heartbeatDue || confirmed !== exec) {
-      records.execution(executionId).set(tx, updated);
-    }
-    return done({ lastSeq, status: exec.status, refused });
+    const p = new Pending(ctx.now());
+    const outcome = await applyFrames(ctx, tx, p, work);
+    const stored = await appendEvents(tx, work.sessionId, p.events, p.now);
+    return { outcome, effects: { sessionId: work.sessionId, stored, notified: p.notified } };
   });
+  const results = await transactMany(ctx.kv, bodies, { queues: ctx.queues });
+  return results.map((result) => {
+    if (!result.ok) return result;
+    const { outcome, effects } = result.value;
+    if (effects.stored.length > 0 || effects.notified.size > 0) ctx.committed(effects);
+    return { ok: true, value: outcome };
+  });
+}
+
+/**
+ * One connection's frames inside a transaction: refused when it is not the current one;
+ * otherwise stores them (via `p.events`), advances `lastSeq`, refreshes liveness when due
+ * and applies a terminal frame.
+ */
+async function applyFrames(
+  ctx: LifecycleContext,
+  tx: Tx,
+  p: Pending,
+  work: FrameWork,
+): Promise<Outcome<FrameCommit, NotCurrent>> {
+  const { sessionId, executionId, connectionId } = work;
+  const [exec, conn] = await Promise.all([
+    records.execution(executionId).get(tx),
+    records.conn(executionId).get(tx),
+    // Read with the others (one round trip, not two): appending the events needs it.
+    readHead(tx, sessionId),
+  ]);
+  if (!exec || conn?.connectionId !== connectionId) return refuse({ code: "notCurrent" });
+  const { lastSeq, confirmed, events, refused, terminal } = sortFrames(exec, work.frames);
+  const heartbeatDue = exec.status === "running" &&
+    p.now - (exec.lastHeartbeatAt ?? 0) >= heartbeatWriteEvery(ctx, exec);
+  const updated: ExecutionRecord = {
+    ...confirmed,
+    lastSeq,
+    lastHeartbeatAt: heartbeatDue ? p.now : exec.lastHeartbeatAt,
+  };
+  if (terminal && exec.status === "running") {
+    await finish(ctx, tx, p, updated, terminal.status, terminal.error, events);
+    return done({ lastSeq, status: terminal.status, refused });
+  }
+  p.events.push(...events);
+  if (lastSeq !== exec.lastSeq || heartbeatDue || confirmed !== exec) {
+    records.execution(executionId).set(tx, updated);
+  }
+  return done({ lastSeq, status: exec.status, refused });
+}
+
+/**
+ * The frames of a commit in order: resends skipped (`seq ≤ lastSeq`), input confirmations
+ * applied to the record (one above `lastInputId` is refused, not stored), the events to store
+ * and the terminal transition asked for.
+ */
+function sortFrames(exec: ExecutionRecord, frames: readonly PreparedFrame[]) {
+  let lastSeq = exec.lastSeq;
+  let confirmed = exec;
+  const events: NewEvent[] = [];
+  const refused: PreparedFrame[] = [];
+  let terminal: PreparedFrame["terminal"];
+  for (const frame of frames) {
+    if (frame.seq !== undefined) {
+      if (frame.seq !== lastSeq + 1) continue; // a resend (or a gap the connection already refused)
+      lastSeq = frame.seq;
+    }
+    if (frame.deliveredInputId !== undefined) {
+      const delivery = confirmDelivery(confirmed, frame.deliveredInputId);
+      if (!delivery.valid) {
+        refused.push(frame);
+        continue;
+      }
+      confirmed = delivery.exec;
+    }
+    if (frame.event) events.push(frame.event);
+    if (frame.terminal) terminal = frame.terminal;
+  }
+  return { lastSeq, confirmed, events, refused, terminal };
 }
 
 /**
@@ -242,24 +359,6 @@ export async function commitFrames(
  */
 export function heartbeatWriteEvery(ctx: LifecycleContext, exec: ExecutionRecord): number {
   return Math.min(ctx.config.heartbeatWriteMs, exec.heartbeatTimeoutMs / 4);
-}
-
-/** Refreshes `lastHeartbeatAt` for a liveness-only frame, at most once per `heartbeatWriteMs`. */
-export async function touchHeartbeat(
-  ctx: LifecycleContext,
-  executionId: string,
-  connectionId: string,
-): Promise<void> {
-  await transact(ctx.kv, async (tx) => {
-    const [exec, conn] = await Promise.all([
-      records.execution(executionId).get(tx),
-      records.conn(executionId).get(tx),
-    ]);
-    if (!exec || conn?.connectionId !== connectionId || exec.status !== "running") return;
-    const now = ctx.now();
-    if (now - (exec.lastHeartbeatAt ?? 0) < heartbeatWriteEvery(ctx, exec)) return;
-    records.execution(executionId).set(tx, { ...exec, lastHeartbeatAt: now });
-  }, { queues: ctx.queues });
 }
 
 /**
@@ -274,42 +373,78 @@ export async function recordDisconnect(
   ctx: LifecycleContext,
   executionId: string,
   connectionId: string,
-  close: { code: number; reason: string; byService?: boolean },
+  close: CloseRecord,
 ): Promise<boolean> {
-  return await transact(ctx.kv, async (tx) => {
-    const [exec, conn] = await Promise.all([
-      records.execution(executionId).get(tx),
-      records.conn(executionId).get(tx),
-    ]);
-    if (!exec || conn?.connectionId !== connectionId) return false;
-    records.conn(executionId).delete(tx);
-    if (exec.status !== "running" || (close.byService && DELIBERATE_CLOSE_CODES.has(close.code))) {
-      return false;
-    }
-    const now = ctx.now();
-    records.grace(exec.sessionId).set(tx, {
-      executionId,
-      connectionId,
-      disconnectedAt: new Date(now).toISOString(),
-      wsCloseCode: close.code,
-      wsCloseReason: close.reason,
-    });
-    armTimer(tx, "grace", executionId, now + exec.graceMs);
-    return true;
-  }, { queues: ctx.queues });
+  return await transact(
+    ctx.kv,
+    (tx) => disconnect(ctx, tx, { executionId, connectionId }, close),
+    { queues: ctx.queues },
+  );
 }
+
+/** How a connection closed, and whether the service closed it. */
+export interface CloseRecord {
+  code: number;
+  reason: string;
+  byService?: boolean;
+}
+
+/** {@link recordDisconnect} inside a transaction. */
+async function disconnect(
+  ctx: LifecycleContext,
+  tx: Tx,
+  lost: { executionId: string; connectionId: string },
+  close: CloseRecord,
+): Promise<boolean> {
+  const { executionId, connectionId } = lost;
+  const [exec, conn] = await Promise.all([
+    records.execution(executionId).get(tx),
+    records.conn(executionId).get(tx),
+  ]);
+  if (!exec || conn?.connectionId !== connectionId) return false;
+  records.conn(executionId).delete(tx);
+  if (exec.status !== "running" || (close.byService && DELIBERATE_CLOSE_CODES.has(close.code))) {
+    return false;
+  }
+  const now = ctx.now();
+  records.grace(exec.sessionId).set(tx, {
+    executionId,
+    connectionId,
+    disconnectedAt: new Date(now).toISOString(),
+    wsCloseCode: close.code,
+    wsCloseReason: close.reason,
+  });
+  armTimer(tx, "grace", executionId, now + exec.graceMs);
+  return true;
+}
+
+/** Lost connections recorded per commit by the restart sweep (2 checks, ≤ 4 mutations each). */
+const RECOVERY_BATCH = 24;
 
 /**
  * After a restart of a single-process service: every connection a previous process of this
  * KV held is gone, so each gets the disconnect record (close code 1012), which starts its
- * grace. Returns how many graces started.
+ * grace. Many share a commit (a restart storm must not take one commit per connection); a
+ * wrapper that is already back has a new connection record, and its old one is skipped.
+ * Returns how many graces started.
  */
 export async function recoverLostConnections(ctx: LifecycleContext): Promise<number> {
+  const lost = (await listConnections(ctx.kv))
+    .filter(({ conn }) => conn.instanceId !== ctx.instanceId)
+    .map(({ executionId, conn }) => ({ executionId, connectionId: conn.connectionId }));
+  const close = { code: CloseCode.restart, reason: "service restarted" };
   let started = 0;
-  for (const { executionId, conn } of await listConnections(ctx.kv)) {
-    if (conn.instanceId === ctx.instanceId) continue;
-    const close = { code: CloseCode.restart, reason: "service restarted" };
-    if (await recordDisconnect(ctx, executionId, conn.connectionId, close)) started++;
+  for (let i = 0; i < lost.length; i += RECOVERY_BATCH) {
+    const batch = lost.slice(i, i + RECOVERY_BATCH);
+    started += await transact(ctx.kv, async (tx) => {
+      await tx.getMany(batch.flatMap(({ executionId }) => [
+        records.execution(executionId).key,
+        records.conn(executionId).key,
+      ]));
+      let n = 0;
+      for (const one of batch) if (await disconnect(ctx, tx, one, close)) n++;
+      return n;
+    }, { queues: ctx.queues });
   }
   return started;
 }

@@ -11,7 +11,6 @@
  */
 import {
   ErrorCode,
-  InputDeliveredData,
   type InputEventData,
   InputEventType,
   type InputRequest,
@@ -148,20 +147,6 @@ function refusalFor(ctx: LifecycleContext, exec: ExecutionRecord): InputRefusal 
     return { code: ErrorCode.inputQueueFull };
   }
   return undefined;
-}
-
-/**
- * Reads the `inputId` of a wrapper's `input_delivered` frame: `undefined` for any other
- * frame type, `{invalid}` for a malformed one (refused with `INVALID_FRAME`).
- */
-export function deliveredInputIdOf(
-  frame: { streamEventType: string; data?: unknown },
-): { inputId: number } | { invalid: string } | undefined {
-  if (frame.streamEventType !== InputEventType.delivered) return undefined;
-  const parsed = InputDeliveredData.safeParse(frame.data);
-  return parsed.success
-    ? { inputId: parsed.data.inputId }
-    : { invalid: "input_delivered needs data {inputId: integer ≥ 1}" };
 }
 
 /**

@@ -20,6 +20,7 @@ const STATIC_DIR = new URL("../../static/", import.meta.url);
 export const PAGE_MODULES: readonly string[] = [
   "protocol.js",
   "conversation.js",
+  "event_pages.js",
   "item_view.js",
   "virtual_list.js",
 ];

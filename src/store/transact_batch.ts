@@ -70,9 +70,10 @@ export async function transactMany<T>(
 
 /** Commits several runs as one atomic operation; `false` when it did not commit. */
 async function commitTogether(kv: Deno.Kv, txs: Transaction[]): Promise<boolean> {
-  const op = kv.atomic();
-  for (const tx of txs) tx.addTo(op);
   try {
+    const op = kv.atomic();
+    // KV serializes values as they are added: a value it cannot store throws here already.
+    for (const tx of txs) tx.addTo(op);
     return (await op.commit()).ok;
   } catch {
     // Locked, over a limit, or a value KV cannot store: the members' retries alone tell

@@ -58,6 +58,8 @@ export async function newPage(
   browser: TestBrowser,
 ): Promise<{ page: Page; errors: string[] }> {
   const page = await browser.context.newPage();
+  // The suite runs in parallel on a shared machine: give each step room.
+  page.setDefaultTimeout(30_000);
   const errors: string[] = [];
   page.on("pageerror", (err) => errors.push(String(err)));
   page.on("console", (message) => {

@@ -26,6 +26,8 @@ export interface ChaosOptions {
   cutAfterMs?: [number, number];
   /** The agent pauses this long after every 10 lines (ms), to spread a run over many cuts. */
   pauseMs?: number;
+  /** Round trip added to every KV read and commit (ms; `tests/helpers/slow_kv.ts`). Default 0. */
+  kvDelayMs?: number;
 }
 
 /** What a chaos run measured. */
@@ -53,7 +55,10 @@ function lineNumber(e: Envelope): number | undefined {
 /** Runs the chaos scenario; throws with the seed on a violation. */
 export async function runChaos(options: ChaosOptions): Promise<ChaosStats> {
   const started = Date.now();
-  const server = await startServer({ config: { disconnectGraceMs: 10_000, sweepMs: 100 } });
+  const server = await startServer({
+    config: { disconnectGraceMs: 10_000, sweepMs: 100 },
+    kvDelayMs: options.kvDelayMs,
+  });
   const proxy = startChaosProxy({
     targetPort: Number(new URL(server.url).port),
     seed: options.seed,

@@ -32,6 +32,10 @@ export interface ChildService extends AsyncDisposable {
 export interface ChildServiceOptions {
   kvPath: string;
   port: number;
+  /** The entry point, relative to the repository root. Default `main.ts`. */
+  entry?: string;
+  /** Extra `deno run` flags before the entry point (e.g. `--cpu-prof`). */
+  runFlags?: string[];
   /** Extra environment (short timers). `TETHER_TIMER_WAKEUPS` is passed through when set. */
   env?: Record<string, string>;
   /** How long to wait for the `listening` line. Default 20000. */
@@ -50,7 +54,7 @@ export function freePort(): number {
 export async function startChildService(options: ChildServiceOptions): Promise<ChildService> {
   const wakeups = Deno.env.get("TETHER_TIMER_WAKEUPS");
   const command = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "main.ts"],
+    args: ["run", "-A", ...(options.runFlags ?? []), options.entry ?? "main.ts"],
     cwd: ROOT,
     env: {
       TETHER_KV_PATH: options.kvPath,

@@ -369,11 +369,12 @@ class World {
       const recs = await Promise.all(this.execs.map((e) => this.execRecord(e.executionId)));
       if (recs.every((r) => isTerminal(r.status))) return;
       this.offset += 10_000;
-      for (const t of await listTimers(this.kv)) {
-        if (!EXECUTION_DEADLINES.has(t.kind) || t.dueAt > this.now()) continue;
-        await this.servers[0].service.runner.fire(timerKey(t));
-        this.stats.firings++;
-      }
+      // Every due deadline in one call: they fire as batches sharing commits (src/timers.ts).
+      const due = (await listTimers(this.kv))
+        .filter((t) => EXECUTION_DEADLINES.has(t.kind) && t.dueAt <= this.now())
+        .map(timerKey);
+      await this.servers[0].service.runner.fire(...due);
+      this.stats.firings += due.length;
       await this.check(`drain round ${round}`);
     }
     assert.fail("executions still live after every deadline fired");
@@ -544,6 +545,20 @@ class Send extends Step {
       return;
     }
     await settle(conn, last);
+  }
+}
+
+/** Sends on every open connection at once: frames of different executions share commits. */
+class SendAll extends Step {
+  constructor(readonly count: number) {
+    super();
+  }
+  label = () => `sendAll(${this.count})`;
+  override check = (m: Readonly<Model>) => m.conns > 1;
+  async act(w: World) {
+    const open = w.conns.filter(isOpen);
+    const lasts = open.map((conn) => sendFrames(conn, this.count));
+    await Promise.all(open.map((conn, i) => settle(conn, lasts[i])));
   }
 }
 
@@ -759,6 +774,7 @@ export const commandArbitraries: fc.Arbitrary<Cmd>[] = (() => {
     send,
     send,
     send,
+    fc.integer({ min: 1, max: 4 }).map((n): Cmd => new SendAll(n)),
     sendInput,
     sendInput,
     fire,

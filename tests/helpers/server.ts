@@ -7,6 +7,8 @@
  */
 import { type Config, testConfig } from "../../src/config.ts";
 import { createService, type Service, type ServiceOptions } from "../../src/service.ts";
+import { TetherClient } from "../../client/mod.ts";
+import { slowKv } from "./slow_kv.ts";
 
 export const API_KEY = "test-key";
 
@@ -19,6 +21,8 @@ export interface TestServer {
   url: string;
   /** `ws://127.0.0.1:<port>` */
   wsUrl: string;
+  /** The official client with the api key (no retries: tests see every answer). */
+  client: TetherClient;
   /** Calls the REST API with the api key (unless `headers` overrides it). */
   api(path: string, init?: RequestInit & { json?: unknown }): Promise<Response>;
   /** Same as `api`, then parses JSON and returns `{status, body}`. */
@@ -37,6 +41,13 @@ export interface StartOptions extends ServiceOptions {
   config?: Partial<Config>;
   /** A KV file to share between instances; default `:memory:`. */
   kvPath?: string;
+  /**
+   * Round trip added to every KV read and commit (ms), as on a remote KV
+   * (`tests/helpers/slow_kv.ts`). Default 0: the local KV as it is.
+   */
+  kvDelayMs?: number;
+  /** An open KV handle to serve from instead (e.g. one that delays commits); closed with the instance. */
+  kv?: Deno.Kv;
 }
 
 /**
@@ -51,7 +62,8 @@ export async function startServer(options: StartOptions = {}): Promise<TestServe
     sweepMs: 50,
     ...options.config,
   });
-  const kv = await Deno.openKv(kvPath);
+  const local = options.kv ?? await Deno.openKv(kvPath);
+  const kv = options.kvDelayMs ? slowKv(local, { delayMs: options.kvDelayMs }) : local;
   const service = await createService(config, kv, options);
   const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: () => {} }, service.fetch);
   const port = server.addr.port;
@@ -77,7 +89,7 @@ export async function startServer(options: StartOptions = {}): Promise<TestServe
       await service.rt.hub.stop();
     }
     await server.shutdown();
-    kv.close();
+    local.close();
   };
   return {
     service,
@@ -85,6 +97,7 @@ export async function startServer(options: StartOptions = {}): Promise<TestServe
     config,
     url,
     wsUrl: url.replace(/^http/, "ws"),
+    client: new TetherClient({ url, apiKey: config.apiKeys[0] ?? API_KEY, retries: 0 }),
     api,
     async call(path, init) {
       const res = await api(path, init);

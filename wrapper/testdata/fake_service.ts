@@ -21,11 +21,12 @@
  */
 import {
   CloseCode,
+  ErrorCode,
   executionDoneReason,
   parseDialHeader,
   type TerminalStatus,
-  terminalStatusOfFrame,
 } from "../../src/protocol.ts";
+import { terminalStatusOfFrame } from "../../src/frames.ts";
 
 type Timer = ReturnType<typeof setTimeout>;
 
@@ -355,7 +356,7 @@ export class FakeService {
     try {
       frame = JSON.parse(String(text));
     } catch {
-      connection.send({ type: "error", code: "INVALID_FRAME", message: "not JSON" });
+      connection.send({ type: "error", code: ErrorCode.invalidFrame, message: "not JSON" });
       return;
     }
     connection.frames.push(frame);
@@ -372,7 +373,7 @@ export class FakeService {
           this.#gapReported = this.lastSeq + 1;
           connection.send({
             type: "error",
-            code: "SEQ_GAP",
+            code: ErrorCode.seqGap,
             message: `expected seq ${this.lastSeq + 1}`,
             seq,
             expectedSeq: this.lastSeq + 1,

@@ -1,0 +1,165 @@
+/**
+ * The rules of wrapper frames (PROTOCOL.md 5.1), written once: the fields a frame may carry,
+ * what each `streamEventType` means (liveness only, a plain event, a terminal transition),
+ * and {@link classifyFrame}, the one classifier that the service's ingest path and the
+ * wrapper both use. A new frame type is one entry of {@link FRAME_TYPES}.
+ *
+ * @module
+ */
+import { MAX_JSON_DEPTH, messageTooDeep } from "./json_depth.ts";
+import {
+  ErrorText,
+  InputDeliveredData,
+  InputEventType,
+  RESERVED_EVENT_TYPES,
+  STREAM_EVENT_TYPE_RE,
+  type TerminalStatus,
+} from "./protocol.ts";
+
+/** A valid frame from the wrapper (its `timestamp` only when it is an ISO 8601 time). */
+export interface WrapperFrame {
+  streamEventType: string;
+  seq?: number;
+  timestamp?: string;
+  data?: unknown;
+}
+
+/** What a terminal frame ends its execution as. */
+export interface FrameEnd {
+  status: TerminalStatus;
+  error?: string;
+}
+
+/** The classifier's verdict on one parsed frame. */
+export type FrameVerdict =
+  /** Refused with `INVALID_FRAME`; `seq` is the frame's own when it is a valid one. */
+  | { kind: "invalid"; message: string; seq?: number }
+  /** `heartbeat` / `pong`: liveness only, never stored. */
+  | { kind: "liveness" }
+  /**
+   * Stored and broadcast; `end` is set for a terminal frame, `deliveredInputId` for an
+   * `input_delivered` (the commit checks it against the execution's `lastInputId`).
+   */
+  | { kind: "event"; frame: WrapperFrame } & FrameEffect;
+
+/** What a stored frame does besides being stored. */
+export interface FrameEffect {
+  end?: FrameEnd;
+  deliveredInputId?: number;
+}
+
+/** What the rule of one `streamEventType` decides from its `data`. */
+export type TypeRule = (data: unknown) => "liveness" | { invalid: string } | FrameEffect;
+
+type Fields = Record<string, unknown>;
+const isFields = (value: unknown): value is Fields =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
+const optional = (value: unknown, type: "string" | "boolean") =>
+  value === undefined || typeof value === type;
+
+/**
+ * The frame types with a meaning of their own (PROTOCOL.md 5.1 table); any other allowed
+ * name is a plain event with any `data`.
+ */
+export const FRAME_TYPES: Readonly<Record<string, TypeRule>> = {
+  heartbeat: () => "liveness",
+  pong: () => "liveness",
+  complete: (data) =>
+    isFields(data) && typeof data.exitCode === "number"
+      ? { end: { status: "completed" } }
+      : { invalid: "complete needs data.exitCode (number)" },
+  interrupted: (data) => {
+    const fields = data ?? {};
+    if (!isFields(fields) || !optional(fields.reason, "string")) {
+      return { invalid: "interrupted needs data.reason to be a string" };
+    }
+    return {
+      end: { status: "interrupted", error: (fields.reason ?? ErrorText.userInterrupted) as string },
+    };
+  },
+  error: (data) => {
+    if (data === undefined) return {};
+    if (
+      !isFields(data) || !optional(data.error, "string") || !optional(data.message, "string") ||
+      !optional(data.code, "string") || !optional(data.fatal, "boolean")
+    ) {
+      return { invalid: "error data has fields of the wrong type" };
+    }
+    if (data.fatal !== true) return {};
+    const error = (data.error ?? data.message ?? ErrorText.fatalError) as string;
+    return { end: { status: "failed", error } };
+  },
+  [InputEventType.delivered]: (data) => {
+    const parsed = InputDeliveredData.safeParse(data);
+    return parsed.success
+      ? { deliveredInputId: parsed.data.inputId }
+      : { invalid: "input_delivered needs data {inputId: integer ≥ 1}" };
+  },
+};
+
+const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/;
+
+/** The frame's timestamp when it is a valid ISO 8601 time; otherwise the service's clock applies. */
+function isoTimestamp(value: unknown): string | undefined {
+  return typeof value === "string" && ISO_TIMESTAMP.test(value) && !Number.isNaN(Date.parse(value))
+    ? value
+    : undefined;
+}
+
+/**
+ * Classifies a parsed wrapper frame: refused (with the reason), liveness only, or an event to
+ * store, terminal or not.
+ *
+ * @example
+ * ```ts
+ * classifyFrame({ streamEventType: "complete", seq: 3, data: { exitCode: 0 } });
+ * // { kind: "event", frame: {...}, end: { status: "completed" } }
+ * classifyFrame({ streamEventType: "heartbeat" }); // { kind: "liveness" }
+ * classifyFrame({ streamEventType: "execution_status" }); // { kind: "invalid", … }
+ * ```
+ */
+export function classifyFrame(json: unknown): FrameVerdict {
+  if (!isFields(json)) return { kind: "invalid", message: "frame is not a JSON object" };
+  const { streamEventType: type, seq, data } = json;
+  const validSeq = Number.isSafeInteger(seq) && (seq as number) >= 1;
+  const invalid = (message: string): FrameVerdict => ({
+    kind: "invalid",
+    message,
+    ...(validSeq ? { seq: seq as number } : {}),
+  });
+  if (typeof type !== "string" || !STREAM_EVENT_TYPE_RE.test(type)) {
+    return invalid("invalid streamEventType");
+  }
+  if (RESERVED_EVENT_TYPES.has(type)) return invalid("streamEventType is reserved for the service");
+  if (seq !== undefined && !validSeq) return invalid("seq must be an integer ≥ 1");
+  if (messageTooDeep(json)) return invalid(`frame nests deeper than ${MAX_JSON_DEPTH} levels`);
+  const rule = Object.hasOwn(FRAME_TYPES, type) ? FRAME_TYPES[type](data) : {};
+  if (rule === "liveness") {
+    // A numbered liveness frame would leave its seq waiting for an ack forever: refuse it.
+    return seq === undefined ? { kind: "liveness" } : invalid("heartbeat and pong carry no seq");
+  }
+  if ("invalid" in rule) return invalid(rule.invalid);
+  const frame: WrapperFrame = { streamEventType: type };
+  if (validSeq) frame.seq = seq as number;
+  const timestamp = isoTimestamp(json.timestamp);
+  if (timestamp !== undefined) frame.timestamp = timestamp;
+  if (data !== undefined) frame.data = data;
+  return { kind: "event", frame, ...rule };
+}
+
+/**
+ * The status a frame ends its execution with, or `undefined` for a frame that is not
+ * terminal (or that the service would refuse).
+ *
+ * @example
+ * ```ts
+ * terminalStatusOfFrame({ streamEventType: "complete", data: { exitCode: 0 } }); // "completed"
+ * terminalStatusOfFrame({ streamEventType: "error", data: { fatal: false } }); // undefined
+ * ```
+ */
+export function terminalStatusOfFrame(
+  frame: { streamEventType: string; data?: unknown },
+): TerminalStatus | undefined {
+  const verdict = classifyFrame(frame);
+  return verdict.kind === "event" ? verdict.end?.status : undefined;
+}

@@ -1,0 +1,141 @@
+import assert from "node:assert/strict";
+import { classifyFrame, FRAME_TYPES, terminalStatusOfFrame } from "./frames.ts";
+import { ErrorText, RESERVED_EVENT_TYPES } from "./protocol.ts";
+
+Deno.test("plain events keep their fields; a bad timestamp is dropped for the service's clock", () => {
+  assert.deepEqual(
+    classifyFrame({
+      streamEventType: "output",
+      seq: 7,
+      timestamp: "2026-01-02T03:04:05.678Z",
+      data: { x: 1 },
+    }),
+    {
+      kind: "event",
+      frame: {
+        streamEventType: "output",
+        seq: 7,
+        timestamp: "2026-01-02T03:04:05.678Z",
+        data: { x: 1 },
+      },
+    },
+  );
+  for (const timestamp of [12, "yesterday", "2026-13-45T99:99:99Z", null]) {
+    const verdict = classifyFrame({ streamEventType: "agent", timestamp });
+    assert.deepEqual(verdict, { kind: "event", frame: { streamEventType: "agent" } });
+  }
+});
+
+Deno.test("liveness frames: never stored, and refused with a seq", () => {
+  assert.deepEqual(classifyFrame({ streamEventType: "heartbeat" }), { kind: "liveness" });
+  assert.deepEqual(classifyFrame({ streamEventType: "pong", data: {} }), { kind: "liveness" });
+  assert.deepEqual(classifyFrame({ streamEventType: "heartbeat", seq: 3 }), {
+    kind: "invalid",
+    message: "heartbeat and pong carry no seq",
+    seq: 3,
+  });
+});
+
+Deno.test("terminal frames end the execution as PROTOCOL.md 5.1 says", () => {
+  const end = (frame: unknown) => {
+    const verdict = classifyFrame(frame);
+    return verdict.kind === "event" ? verdict.end : verdict;
+  };
+  assert.deepEqual(end({ streamEventType: "complete", data: { exitCode: 0 } }), {
+    status: "completed",
+  });
+  assert.deepEqual(end({ streamEventType: "interrupted" }), {
+    status: "interrupted",
+    error: ErrorText.userInterrupted,
+  });
+  assert.deepEqual(end({ streamEventType: "interrupted", data: null }), {
+    status: "interrupted",
+    error: ErrorText.userInterrupted,
+  });
+  assert.deepEqual(end({ streamEventType: "interrupted", data: { reason: "stop" } }), {
+    status: "interrupted",
+    error: "stop",
+  });
+  assert.deepEqual(end({ streamEventType: "error", data: { fatal: true, message: "m" } }), {
+    status: "failed",
+    error: "m",
+  });
+  assert.deepEqual(end({ streamEventType: "error", data: { fatal: true, error: "e" } }), {
+    status: "failed",
+    error: "e",
+  });
+  assert.deepEqual(end({ streamEventType: "error", data: { fatal: true } }), {
+    status: "failed",
+    error: ErrorText.fatalError,
+  });
+  assert.equal(end({ streamEventType: "error", data: { fatal: false } }), undefined);
+  assert.equal(end({ streamEventType: "error" }), undefined);
+});
+
+Deno.test("garbage is refused with a reason, and the seq only when it is a valid one", () => {
+  const cases: [unknown, string, number?][] = [
+    [null, "frame is not a JSON object"],
+    [[1, 2], "frame is not a JSON object"],
+    ["text", "frame is not a JSON object"],
+    [{}, "invalid streamEventType"],
+    [{ streamEventType: "" }, "invalid streamEventType"],
+    [{ streamEventType: "a b" }, "invalid streamEventType"],
+    [{ streamEventType: "x".repeat(65) }, "invalid streamEventType"],
+    [{ streamEventType: 5, seq: 2 }, "invalid streamEventType", 2],
+    [{ streamEventType: "output", seq: 0 }, "seq must be an integer ≥ 1"],
+    [{ streamEventType: "output", seq: 1.5 }, "seq must be an integer ≥ 1"],
+    [{ streamEventType: "output", seq: "1" }, "seq must be an integer ≥ 1"],
+    [{ streamEventType: "output", seq: 2 ** 53 }, "seq must be an integer ≥ 1"],
+    [{ streamEventType: "complete", seq: 4 }, "complete needs data.exitCode (number)", 4],
+    [
+      { streamEventType: "complete", data: { exitCode: "0" } },
+      "complete needs data.exitCode (number)",
+    ],
+    [
+      { streamEventType: "interrupted", data: { reason: 1 } },
+      "interrupted needs data.reason to be a string",
+    ],
+    [{ streamEventType: "interrupted", data: [] }, "interrupted needs data.reason to be a string"],
+    [
+      { streamEventType: "error", data: { fatal: "yes" } },
+      "error data has fields of the wrong type",
+    ],
+    [{ streamEventType: "error", data: { code: 5 } }, "error data has fields of the wrong type"],
+    [{ streamEventType: "error", data: "boom" }, "error data has fields of the wrong type"],
+  ];
+  for (const [frame, message, seq] of cases) {
+    assert.deepEqual(
+      classifyFrame(frame),
+      { kind: "invalid", message, ...(seq === undefined ? {} : { seq }) },
+      JSON.stringify(frame),
+    );
+  }
+  for (const type of RESERVED_EVENT_TYPES) {
+    assert.deepEqual(classifyFrame({ streamEventType: type, seq: 1 }), {
+      kind: "invalid",
+      message: "streamEventType is reserved for the service",
+      seq: 1,
+    });
+  }
+});
+
+Deno.test("names of Object.prototype are plain event types, not rules", () => {
+  for (const type of ["constructor", "toString", "__proto__", "hasOwnProperty"]) {
+    assert.equal(Object.hasOwn(FRAME_TYPES, type), false);
+    assert.equal(classifyFrame({ streamEventType: type }).kind, "event", type);
+  }
+});
+
+Deno.test("terminalStatusOfFrame agrees with the classifier", () => {
+  assert.equal(
+    terminalStatusOfFrame({ streamEventType: "complete", data: { exitCode: 1 } }),
+    "completed",
+  );
+  assert.equal(terminalStatusOfFrame({ streamEventType: "complete" }), undefined);
+  assert.equal(terminalStatusOfFrame({ streamEventType: "interrupted" }), "interrupted");
+  assert.equal(
+    terminalStatusOfFrame({ streamEventType: "error", data: { fatal: true } }),
+    "failed",
+  );
+  assert.equal(terminalStatusOfFrame({ streamEventType: "output" }), undefined);
+});

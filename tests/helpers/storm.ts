@@ -1,0 +1,111 @@
+/**
+ * A deadline storm (issue 13): N running executions lose their wrapper in the same instant, so
+ * N disconnect graces fall due in the same millisecond. Used by `bench/deadlines.ts --storm`
+ * and `tests/deadline_storm_test.ts`.
+ *
+ * Each execution is admitted for real (a connection record); then every disconnect is
+ * recorded with the service's clock frozen at one instant T, so every grace is due at
+ * T + grace, whatever the arming took.
+ *
+ * @module
+ */
+import {
+  admitConnection,
+  createExecution,
+  createSession,
+  recordDisconnect,
+} from "../../src/lifecycle.ts";
+import type { Service } from "../../src/service.ts";
+import { type ExecutionRecord, records, transact } from "../../src/store/mod.ts";
+
+/** A clock the storm freezes while it arms the graces; pass `now` to `createService`. */
+export class StormClock {
+  #frozen?: number;
+  /** The service's clock: real time, except while frozen. */
+  readonly now = (): number => this.#frozen ?? Date.now();
+  freeze(at: number): void {
+    this.#frozen = at;
+  }
+  thaw(): void {
+    this.#frozen = undefined;
+  }
+}
+
+/** One execution of the storm. */
+export interface StormRun {
+  sessionId: string;
+  executionId: string;
+  connectionId: string;
+}
+
+/** Options of {@link armGraceStorm}. */
+export interface StormOptions {
+  count: number;
+  /** Grace of every execution (ms); every grace is due at the same instant, this long after arming began. */
+  graceMs: number;
+  /** Creations and disconnects run at once. Default 8. */
+  concurrency?: number;
+}
+
+/** Runs `task(i)` for i in [0, count) with at most `concurrency` at once. */
+async function pool(count: number, concurrency: number, task: (i: number) => Promise<void>) {
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < count; i = next++) await task(i);
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+}
+
+/** Creates and admits `count` executions, then disconnects them all at one frozen instant. */
+export async function armGraceStorm(
+  service: Service,
+  clock: StormClock,
+  options: StormOptions,
+): Promise<{ runs: StormRun[]; dueAt: number; armMs: number }> {
+  const { count, graceMs, concurrency = 8 } = options;
+  const ctx = service.rt.ctx;
+  const urls = { ingestUrl: () => "", streamUrl: "" };
+  const runs: StormRun[] = [];
+  await pool(count, concurrency, async (i) => {
+    const sessionId = `storm-${i}`;
+    await createSession(ctx, { sessionId });
+    const created = await createExecution(ctx, sessionId, { graceMs }, urls);
+    if (!created.ok) throw new Error(`creation failed: ${created.refusal.code}`);
+    const { executionId, ingestToken } = created.value.body;
+    const connectionId = `con_${i}`;
+    const path = { sessionId, executionId };
+    const admitted = await admitConnection(ctx, path, ingestToken, connectionId, {
+      wrapperId: "storm",
+      n: 1,
+    });
+    if (!admitted.ok) throw new Error(`admission failed: ${admitted.refusal.code}`);
+    runs.push({ sessionId, executionId, connectionId });
+  });
+  const armedFrom = Date.now();
+  clock.freeze(armedFrom);
+  try {
+    await pool(runs.length, concurrency, async (i) => {
+      const close = { code: 1012, reason: "service restarted" };
+      await recordDisconnect(ctx, runs[i].executionId, runs[i].connectionId, close);
+    });
+  } finally {
+    clock.thaw();
+  }
+  const armMs = Date.now() - armedFrom;
+  if (armMs >= graceMs) throw new Error(`arming took ${armMs} ms, past the due time`);
+  return { runs, dueAt: armedFrom + graceMs, armMs };
+}
+
+/** The execution records of the runs (read 10 per transaction). */
+export async function stormExecutions(kv: Deno.Kv, runs: StormRun[]): Promise<ExecutionRecord[]> {
+  const out: ExecutionRecord[] = [];
+  for (let i = 0; i < runs.length; i += 10) {
+    const execs = await transact(
+      kv,
+      (tx) =>
+        Promise.all(runs.slice(i, i + 10).map((r) => records.execution(r.executionId).get(tx))),
+    );
+    for (const exec of execs) if (exec) out.push(exec);
+  }
+  return out;
+}

@@ -298,6 +298,16 @@ export interface EventsPageOptions {
 }
 
 /**
+ * True when no event is stored after `after` although the head (read before this call) is
+ * higher: the ids between were never stored here (a session deleted and created again
+ * continues its eventIds), so a page that reached them is complete up to the head. Reading
+ * again settles the race with a head read alongside events that were still being committed.
+ */
+async function isHole(rt: Runtime, sessionId: string, after: number): Promise<boolean> {
+  return (await readEvents(rt.kv, sessionId, { after, limit: 1 })).length === 0;
+}
+
+/**
  * Reads a page of events after `after`: at most `limit` matching events and about
  * `maxBytes` of them, scanning at most `scanLimit` stored events.
  *
@@ -325,6 +335,7 @@ export async function readEventsPage(
   // The newest eventId actually read: events committed after the head was read count, but a
   // cursor past the end must not make the log look longer than it is.
   let newest = lastEventId;
+  let exhausted = false;
   while (events.length < limit && scanned - after < scanLimit && bytes < maxBytes) {
     const want = {
       events: Math.min(PAGE_SCAN_EVENTS, scanLimit - (scanned - after)),
@@ -344,10 +355,14 @@ export async function readEventsPage(
       bytes += event.json.length;
       if (events.length === limit) break;
     }
-    if (page.length < want.events && jsonSize(page) < want.bytes) break;
+    if (page.length < want.events && jsonSize(page) < want.bytes) {
+      exhausted = true;
+      break;
+    }
   }
   // Exhausted or not, the cursor is the last event read: the head, read at the same time, may
   // already name events the reads did not see yet (`lastEventId` then says so).
+  if (exhausted && scanned < newest && await isHole(rt, sessionId, scanned)) scanned = newest;
   return { events, lastEventId: newest, nextAfter: scanned };
 }
 

@@ -647,6 +647,10 @@ serverTest("delete: 409 while removed; re-created id continues the eventIds", as
     return recreated.status === 201;
   }, "the purge");
   assert.equal(await lastEventId(s, "d1"), 6);
+  // No event of the new session yet: the page is complete (nextAfter reaches lastEventId), or
+  // a client paging until then would never stop.
+  const empty = await s.call("/v1/sessions/d1/events?after=0");
+  assert.deepEqual(empty.body, { events: [], lastEventId: 6, nextAfter: 6 });
   const b = await createRun(s, "d1");
   const events = await storedEvents(s, "d1");
   assert.deepEqual(events.map((e) => [e.eventId, e.executionId]), [[7, b.executionId]]);

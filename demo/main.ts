@@ -69,7 +69,9 @@ function serve(port: number, handler: Deno.ServeHandler): Deno.HttpServer<Deno.N
     return Deno.serve({ ...options, port }, handler);
   } catch (err) {
     if (!(err instanceof Deno.errors.AddrInUse)) throw err;
-    return Deno.serve({ ...options, port: 0 }, handler);
+    const server = Deno.serve({ ...options, port: 0 }, handler);
+    console.log(`port ${port} is in use: the demo uses port ${server.addr.port} instead`);
+    return server;
   }
 }
 

@@ -21,6 +21,7 @@ import { streamRoutes } from "./routes/stream.ts";
 import { ingestRoutes } from "./routes/ingest.ts";
 import { dsRoutes } from "./routes/ds.ts";
 import { viewerPageRoutes } from "./routes/viewer_page.ts";
+import { openApiRoutes } from "./routes/openapi.ts";
 
 /** Path patterns the service knows, for 405 on a wrong method. */
 const KNOWN_PATHS = [
@@ -36,6 +37,7 @@ const KNOWN_PATHS = [
   "/v1/sessions/:sid/stream",
   "/v1/sessions/:sid/tickets",
   "/v1/sessions/:sid/ds",
+  "/v1/openapi.json",
   "/",
   "/healthz",
   "/metrics",
@@ -96,6 +98,7 @@ function mountRoutes(app: Hono<AppEnv>): void {
   app.route("/v1/sessions", sessionRoutes());
   app.route("/v1/sessions", inputRoutes());
   app.route("/v1/sessions", dsRoutes());
+  app.route("/", openApiRoutes());
   app.route("/", viewerPageRoutes());
 }
 

@@ -42,7 +42,7 @@ const EnvSchema = z.object({
   TETHER_PING_MS: ms(15_000),
   TETHER_SSE_KEEPALIVE_MS: ms(15_000),
   TETHER_VIEWER_BUFFER_BYTES: ms(8 * 1024 * 1024, 1024),
-  TETHER_READ_BUDGET_BYTES: ms(128 * 1024 * 1024, 1024 * 1024),
+  TETHER_READ_BUDGET_BYTES: ms(64 * 1024 * 1024, 1024 * 1024),
   TETHER_DISCONNECT_GRACE_MS: ms(10_000),
   TETHER_HEARTBEAT_TIMEOUT_MS: ms(120_000),
   TETHER_PENDING_TIMEOUT_MS: ms(300_000),
@@ -135,6 +135,21 @@ export interface Config {
   logLevel: "debug" | "info" | "warn" | "error" | "silent";
 }
 
+/** Variables whose values are secrets: a config error names them but never shows the value. */
+const SECRET_VARIABLES: ReadonlySet<string> = new Set([
+  "TETHER_API_KEYS",
+  "TETHER_TICKET_SECRET",
+  "DENO_KV_ACCESS_TOKEN",
+]);
+
+/** ` (got "<value>")` for a config error, nothing for a secret or an absent value. */
+function shownValue(name: string, value: string | undefined): string {
+  if (value === undefined) return "";
+  if (SECRET_VARIABLES.has(name)) return " (value not shown: it is a secret)";
+  const text = value.length > 200 ? `${value.slice(0, 200)}…` : value;
+  return ` (got ${JSON.stringify(text)})`;
+}
+
 /** Raised for an invalid environment; the message names every bad variable. */
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -156,7 +171,10 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   );
   const parsed = EnvSchema.safeParse(given);
   if (!parsed.success) {
-    const lines = parsed.error.issues.map((i) => `  ${i.path.join(".")}: ${i.message}`);
+    const lines = parsed.error.issues.map((i) => {
+      const name = String(i.path[0]);
+      return `  ${name}: ${i.message}${shownValue(name, given[name])}`;
+    });
     throw new ConfigError(`invalid configuration:\n${lines.join("\n")}`);
   }
   const e = parsed.data;

@@ -106,6 +106,19 @@ Deno.test("testConfig uses memory KV, the test key and silent logs", () => {
   assert.equal(c.maxQueue, 3);
 });
 
+Deno.test("config errors repeat the bad value, except for secrets", () => {
+  assert.throws(() => loadConfig({ PORT: "abc" }), /PORT: .*\(got "abc"\)/);
+  assert.throws(() => loadConfig({ TETHER_LOG_LEVEL: "loud" }), /\(got "loud"\)/);
+  const secret = "too-short";
+  try {
+    loadConfig({ TETHER_TICKET_SECRET: secret });
+    assert.fail("a short secret is refused");
+  } catch (err) {
+    assert.match(String(err), /TETHER_TICKET_SECRET/);
+    assert.ok(!String(err).includes(secret), "the secret's value is never printed");
+  }
+});
+
 Deno.test("TETHER_KV_PATH takes a KV Connect URL with its token from DENO_KV_ACCESS_TOKEN", () => {
   const url = "https://api.deno.com/v2/databases/0d5b3c1e-1111-4222-8333-444455556666/connect";
   const config = loadConfig({ TETHER_KV_PATH: url, DENO_KV_ACCESS_TOKEN: "ddo_x" });

@@ -9,7 +9,7 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { z } from "zod";
 import { concatBytes } from "./bytes.ts";
 import { MAX_JSON_DEPTH, messageTooDeep, textDepth } from "./json_depth.ts";
-import { ErrorCode } from "./protocol.ts";
+import { ErrorCode, IdempotencyKey } from "./protocol.ts";
 
 /** Largest request body accepted (PROTOCOL.md 10). */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -49,7 +49,7 @@ export type HttpErrorCode = keyof typeof HTTP_STATUS;
  * @example
  * ```ts
  * import { concatBytes } from "./bytes.ts";
-import { ErrorCode } from "./protocol.ts";
+import { ErrorCode, IdempotencyKey } from "./protocol.ts";
  * throw new HttpError(ErrorCode.sessionNotFound, "session not found"); // 404
  * ```
  */
@@ -83,6 +83,17 @@ export function validate<S extends z.ZodType>(schema: S, value: unknown, what: s
   throw new HttpError(ErrorCode.invalidRequest, `invalid ${what}`, {
     issues: parsed.error.issues.map((i) => ({ path: i.path, message: i.message, code: i.code })),
   });
+}
+
+/**
+ * The `Idempotency-Key` header (PROTOCOL.md 4, 12), validated; `undefined` when absent.
+ * Raises `400 INVALID_REQUEST` for a malformed one.
+ */
+export function readIdempotencyKey(c: Context): string | undefined {
+  const header = c.req.header("idempotency-key");
+  return header === undefined
+    ? undefined
+    : validate(IdempotencyKey, header, "Idempotency-Key header");
 }
 
 /**

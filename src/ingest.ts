@@ -1,8 +1,10 @@
 /**
- * One admitted wrapper connection (PROTOCOL.md 5): frame validation, seq/ack with resend
- * dedupe and `SEQ_GAP`, group commit (frames that arrive while a commit is in flight go
- * into the next one), terminal frames, liveness, pings, flood and in-flight limits, and
- * the disconnect record when the socket closes.
+ * One admitted wrapper connection (PROTOCOL.md 5): parsing (the rules are `src/frames.ts`'s
+ * classifier), seq/ack with resend dedupe and `SEQ_GAP`, group commit (frames that arrive
+ * while a commit is in flight go into the next one; the instance's connections share KV
+ * commits through `src/ingest_batcher.ts`), terminal frames, liveness, pings, the flood,
+ * in-flight and pending-bytes limits (PROTOCOL.md 10), inputs sent after `hello`, and the
+ * disconnect record when the socket closes.
  *
  * The connection never decides ownership itself: every commit checks in KV that it is
  * still the execution's current connection.
@@ -28,6 +30,7 @@ import {
 } from "./lifecycle.ts";
 import { FrameBatcher } from "./ingest_batcher.ts";
 import { InputSender } from "./input_delivery.ts";
+import { Limiter } from "./limiter.ts";
 import type { Runtime } from "./runtime.ts";
 import type { ConnectionHandle } from "./hub.ts";
 import { envelopeTail, type NewEvent } from "./store/mod.ts";
@@ -71,6 +74,32 @@ function batcherOf(rt: Runtime): FrameBatcher {
   let batcher = batchers.get(rt.ctx);
   if (!batcher) batchers.set(rt.ctx, batcher = new FrameBatcher(rt.ctx));
   return batcher;
+}
+
+/** Admissions an instance runs at once; the others wait their turn, oldest first. */
+const ADMISSIONS_AT_ONCE = 16;
+const admissionLimiters = new WeakMap<Runtime["ctx"], Limiter>();
+
+/**
+ * Runs an admission in the instance's turn order. In a reconnect storm (a restart, thousands
+ * of wrappers at once) all admissions in flight together would all finish late, after every
+ * wrapper's connect timeout, and each retry would add more; taking them a few at a time lets
+ * the first finish in time. A dial whose socket closed while it waited (its wrapper gave up)
+ * is skipped: `undefined`.
+ *
+ * @example
+ * ```ts
+ * const outcome = await inAdmissionTurn(rt, socket, () => admitConnection(rt.ctx, ...));
+ * ```
+ */
+export function inAdmissionTurn<T>(
+  rt: Runtime,
+  socket: WebSocket,
+  admit: () => Promise<T>,
+): Promise<T | undefined> {
+  let limiter = admissionLimiters.get(rt.ctx);
+  if (!limiter) admissionLimiters.set(rt.ctx, limiter = new Limiter(ADMISSIONS_AT_ONCE));
+  return limiter.run(() => socket.readyState === WebSocket.OPEN ? admit() : undefined);
 }
 
 /** Serves one admitted ingest socket until it closes. */
@@ -177,11 +206,18 @@ export class IngestConnection implements ConnectionHandle {
     }
   }
 
-  /** One timer per connection, due when the connection has been sent nothing for `pingMs`. */
+  /**
+   * One timer per connection (not a polling interval per socket), due once the connection
+   * has been sent nothing for `pingMs` plus a quarter of it (at most 1 s): the ping goes out
+   * when a poll every quarter would have sent it, never before the connection was quiet for
+   * `pingMs`.
+   */
   #armPing(): void {
-    const due = this.#lastSentAt + this.rt.config.pingMs - Date.now();
+    const { pingMs } = this.rt.config;
+    const slack = Math.min(1000, Math.floor(pingMs / 4));
+    const due = this.#lastSentAt + pingMs + slack - Date.now();
     this.#pingTimer = setTimeout(() => {
-      if (Date.now() - this.#lastSentAt >= this.rt.config.pingMs) this.#send({ type: "ping" });
+      if (Date.now() - this.#lastSentAt >= pingMs) this.#send({ type: "ping" });
       if (this.#state === "open") this.#armPing();
     }, Math.max(10, due));
   }
@@ -314,10 +350,11 @@ export class IngestConnection implements ConnectionHandle {
     if (now - this.#lastHeartbeatWrite < this.admitted.heartbeatWriteMs) return;
     this.#lastHeartbeatWrite = now;
     const { sessionId, executionId, connectionId } = this.admitted;
-    // Written within half a debounce: liveness never lags enough to look stale.
+    // Written within an eighth of a debounce: liveness (stale after two debounces, half the
+    // heartbeat timeout) keeps almost a whole debounce of margin for the commit itself.
     batcherOf(this.rt).touch(
       { sessionId, executionId, connectionId, frames: [] },
-      this.admitted.heartbeatWriteMs / 2,
+      this.admitted.heartbeatWriteMs / 8,
     );
   }
 

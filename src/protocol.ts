@@ -236,7 +236,7 @@ export const InputAccepted = z.object({
   executionId: z.string(),
   inputId: z.int().min(1),
   status: ExecutionStatus,
-});
+}).meta({ id: "InputAccepted" });
 export type InputAccepted = z.infer<typeof InputAccepted>;
 
 export const InterruptBody = z.strictObject({ reason: z.string().optional() });
@@ -263,44 +263,162 @@ export const EventsQuery = z.object({
 });
 export type EventsQuery = z.infer<typeof EventsQuery>;
 
+/** Query of the Durable Streams read route (PROTOCOL.md 6.1). */
+export const DsQuery = z.object({
+  offset: z.string().optional().describe("opaque offset; -1 = the start, now = the tail"),
+  live: z.enum(["long-poll", "sse"], "live must be long-poll or sse").optional(),
+  cursor: z.string().optional().describe("the Stream-Cursor of the previous live read"),
+  timeout: z.string().regex(/^\d{1,6}$/, "timeout must be whole seconds").transform(Number)
+    .optional().describe("seconds; shortens a live read"),
+  ticket: z.string().optional(),
+});
+export type DsQuery = z.infer<typeof DsQuery>;
+
 // ---------------------------------------------------------------------------------------
 // Records as the API returns them
 
-export type Health = "healthy" | "stale" | "disconnected" | null;
+export const Health = z.enum(["healthy", "stale", "disconnected"]).nullable();
+export type Health = z.infer<typeof Health>;
 
-/** An execution as `GET …/executions/:eid` returns it. */
-export interface ExecutionView {
-  executionId: string;
-  sessionId: string;
-  status: ExecutionStatus;
-  active: boolean;
-  input: unknown;
-  graceMs: number;
-  heartbeatTimeoutMs: number;
-  createdAt: string;
-  activatedAt?: string;
-  startedAt?: string;
-  completedAt?: string;
-  lastHeartbeatAt?: string;
-  error?: string;
-  health: Health;
-  /** Highest inputId accepted (0: never sent input). */
-  lastInputId: number;
-  /** Highest inputId the wrapper confirmed as written to the agent. */
-  deliveredInputId: number;
-  /** True once an `endOfInput` was accepted. */
-  inputClosed: boolean;
-}
+const isoTime = z.iso.datetime({ offset: true });
+
+/** An execution as `GET …/executions/:eid` returns it (PROTOCOL.md 4). */
+export const ExecutionView = z.object({
+  executionId: z.string(),
+  sessionId: z.string(),
+  status: ExecutionStatus,
+  active: z.boolean(),
+  input: z.unknown(),
+  graceMs: z.int(),
+  heartbeatTimeoutMs: z.int(),
+  createdAt: isoTime,
+  activatedAt: isoTime.optional(),
+  startedAt: isoTime.optional(),
+  completedAt: isoTime.optional(),
+  lastHeartbeatAt: isoTime.optional(),
+  error: z.string().optional(),
+  health: Health.describe("null unless running"),
+  lastInputId: z.int().min(0).describe("highest inputId accepted (0: never sent input)"),
+  deliveredInputId: z.int().min(0).describe("highest inputId written to the agent"),
+  inputClosed: z.boolean().describe("true once an endOfInput was accepted"),
+}).meta({ id: "Execution" });
+export type ExecutionView = z.infer<typeof ExecutionView>;
 
 /** One stored event as viewers receive it (PROTOCOL.md 6). */
-export interface Envelope {
-  eventId: number;
-  executionId: string;
-  sessionId: string;
-  streamEventType: string;
-  timestamp: string;
-  data: unknown;
-}
+export const Envelope = z.object({
+  eventId: z.int().min(1),
+  executionId: z.string(),
+  sessionId: z.string(),
+  streamEventType: z.string(),
+  timestamp: z.string().describe("ISO-8601: the wrapper's frame timestamp or the service's clock"),
+  data: z.unknown(),
+}).meta({ id: "Envelope" });
+export type Envelope = z.infer<typeof Envelope>;
+
+// ---------------------------------------------------------------------------------------
+// Response bodies (PROTOCOL.md 1, 2 and 4): each one named, so the OpenAPI document
+// (src/openapi.ts) and the client (client/mod.ts) share them with the routes.
+
+/** Every error code an HTTP route answers with (PROTOCOL.md 1, 2, 4, 10, 12). */
+export const ApiErrorCode = z.enum([
+  ErrorCode.invalidRequest,
+  ErrorCode.unauthorized,
+  ErrorCode.forbidden,
+  ErrorCode.notFound,
+  ErrorCode.methodNotAllowed,
+  ErrorCode.payloadTooLarge,
+  ErrorCode.upgradeRequired,
+  ErrorCode.sessionNotFound,
+  ErrorCode.sessionExists,
+  ErrorCode.executionNotFound,
+  ErrorCode.executionInProgress,
+  ErrorCode.queueFull,
+  ErrorCode.idempotencyKeyReused,
+  ErrorCode.executionEnded,
+  ErrorCode.inputClosed,
+  ErrorCode.inputQueueFull,
+  ErrorCode.busy,
+  ErrorCode.internal,
+]);
+export type ApiErrorCode = z.infer<typeof ApiErrorCode>;
+
+/** The error body of PROTOCOL.md 1: `{error, message, ...details}`. */
+export const ErrorBody = z.looseObject({
+  error: ApiErrorCode,
+  message: z.string(),
+  issues: z.array(z.looseObject({
+    path: z.array(z.union([z.string(), z.number()])).optional(),
+    message: z.string(),
+  })).optional().describe("INVALID_REQUEST: what failed validation"),
+  activeExecutionId: z.string().optional().describe("EXECUTION_IN_PROGRESS: the active one"),
+  status: ExecutionStatus.optional().describe("EXECUTION_ENDED: the execution's status"),
+}).meta({ id: "Error" });
+export type ErrorBody = z.infer<typeof ErrorBody>;
+
+/** `201` of `POST /v1/sessions`. */
+export const SessionCreated = z.object({
+  sessionId: z.string(),
+  createdAt: isoTime,
+  metadata: z.record(z.string(), z.unknown()),
+}).meta({ id: "SessionCreated" });
+export type SessionCreated = z.infer<typeof SessionCreated>;
+
+/** `200` of `GET /v1/sessions/:sid`. */
+export const SessionView = z.object({
+  sessionId: z.string(),
+  createdAt: isoTime,
+  metadata: z.record(z.string(), z.unknown()),
+  activeExecutionId: z.string().nullable().describe("null when idle"),
+  queuedExecutionIds: z.array(z.string()),
+  lastEventId: z.int().min(0).describe("0 for a new id"),
+}).meta({ id: "Session" });
+export type SessionView = z.infer<typeof SessionView>;
+
+/** `201` of `POST /v1/sessions/:sid/executions`. */
+export const ExecutionCreated = z.object({
+  executionId: z.string(),
+  sessionId: z.string(),
+  status: z.literal("pending"),
+  active: z.boolean(),
+  queuePosition: z.int().min(0).describe("0 when active"),
+  ingestToken: z.string().describe("the wrapper's credential for this execution"),
+  ingestUrl: z.string().describe("ws(s) URL of the execution's ingest WebSocket"),
+  streamUrl: z.string().describe("ws(s) URL of the session's viewer WebSocket"),
+}).meta({ id: "ExecutionCreated" });
+export type ExecutionCreated = z.infer<typeof ExecutionCreated>;
+
+/** `200` of `GET /v1/sessions/:sid/executions`. */
+export const ExecutionList = z.object({ executions: z.array(ExecutionView) }).meta({
+  id: "ExecutionList",
+});
+export type ExecutionList = z.infer<typeof ExecutionList>;
+
+/** `202` of the interrupt route. */
+export const InterruptAccepted = z.object({
+  executionId: z.string(),
+  status: ExecutionStatus.describe("the status after the call"),
+}).meta({ id: "InterruptAccepted" });
+export type InterruptAccepted = z.infer<typeof InterruptAccepted>;
+
+/** `200` of the fail route. */
+export const FailResult = z.object({
+  failed: z.boolean().describe("false when the execution was already terminal"),
+}).meta({ id: "FailResult" });
+export type FailResult = z.infer<typeof FailResult>;
+
+/** `200` of `GET /v1/sessions/:sid/events` (JSON). */
+export const EventsPage = z.object({
+  events: z.array(Envelope),
+  lastEventId: z.int().min(0).describe("the session's newest eventId"),
+  nextAfter: z.int().min(0).describe("the cursor to continue from"),
+}).meta({ id: "EventsPage" });
+export type EventsPage = z.infer<typeof EventsPage>;
+
+/** `201` of `POST /v1/sessions/:sid/tickets`. */
+export const TicketCreated = z.object({ ticket: z.string(), expiresAt: isoTime }).meta({
+  id: "TicketCreated",
+});
+export type TicketCreated = z.infer<typeof TicketCreated>;
 
 /** `data` of an `execution_status` event. */
 export interface ExecutionStatusData {

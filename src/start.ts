@@ -12,7 +12,7 @@
 import { MetricName } from "./metrics.ts";
 import { delay } from "./async.ts";
 import { type Config, ConfigError, isKvConnectUrl, loadConfig } from "./config.ts";
-import { randomSecret } from "./ids.ts";
+import { loadDevApiKey } from "./dev_key.ts";
 import { recoverLostConnections } from "./lifecycle.ts";
 import { createService, type Service } from "./service.ts";
 import { checkPlatformKv } from "./platform_kv.ts";
@@ -72,11 +72,12 @@ export interface StartOptions {
  */
 export async function startProcess(options: StartOptions): Promise<void> {
   const env = options.env ?? Deno.env.toObject();
-  const config = configOrExit(env);
+  let config = configOrExit(env);
   const localFile = config.kvPath !== undefined && config.kvPath !== ":memory:" &&
     !isKvConnectUrl(config.kvPath);
   if (localFile) await Deno.mkdir(dirOf(config.kvPath!), { recursive: true });
   const kv = await (options.openKv ?? Deno.openKv)(config.kvPath);
+  if (config.apiKeys.length === 0) config = await withDevApiKey(config, kv);
   const service = await createService(config, kv);
   const { rt } = service;
   if (config.kvPath === undefined) await checkPlatformKv(kv, rt.log);
@@ -119,7 +120,7 @@ export async function startProcess(options: StartOptions): Promise<void> {
   }
 }
 
-/** Loads the configuration, generating a dev api key locally; exits 78 when it is invalid. */
+/** Loads the configuration; exits 78 when it is invalid (no api key off a local KV file included). */
 function configOrExit(env: Record<string, string | undefined>): Config {
   let config: Config;
   try {
@@ -134,9 +135,17 @@ function configOrExit(env: Record<string, string | undefined>): Config {
     console.error("TETHER_API_KEYS is required when KV is not a local file (Deno Deploy)");
     Deno.exit(EXIT_CONFIG);
   }
-  // Dev mode: the one deliberate time a secret is printed.
-  const key = `dev_${randomSecret(24)}`;
-  console.log(`dev mode: no TETHER_API_KEYS set; generated api key: ${key}`);
+  return config;
+}
+
+/** Dev mode: the key kept in the local KV file, printed at every start. */
+async function withDevApiKey(config: Config, kv: Deno.Kv): Promise<Config> {
+  const key = await loadDevApiKey(kv);
+  // The one deliberate time a secret is printed (PROTOCOL.md 2).
+  console.log(
+    `dev mode: no TETHER_API_KEYS set; generated api key: ${key} ` +
+      `(kept in ${config.kvPath}: the same at every start)`,
+  );
   return { ...config, apiKeys: [key] };
 }
 

@@ -46,8 +46,8 @@ const READ_EVENTS = 2000;
 /** Most bytes read from KV per round trip (less when the viewer's buffer has less room). */
 const READ_BYTES = 2 * 1024 * 1024;
 /** Pushed events kept while the loop is busy; beyond either bound it reads from KV instead. */
-const MAX_PUSHED = 2000;
-const MAX_PUSHED_BYTES = 1024 * 1024;
+const MAX_PUSHED = 10_000;
+const MAX_PUSHED_BYTES = 4 * 1024 * 1024;
 /** How often a full buffer is checked while waiting for it to drain. */
 const DRAIN_POLL_MS = 10;
 
@@ -94,6 +94,8 @@ class ViewerLoop {
   #pushedBytes = 0;
   #dirty = true;
   #checkSession = true;
+  /** Set when only a KV read can tell what is new (a wake-up without events, a dropped push). */
+  #mustRead = true;
   #notify?: () => void;
   readonly #lease: ReaderLease;
   readonly #bufferBytes: number;
@@ -139,7 +141,12 @@ class ViewerLoop {
       return true;
     }
     this.#dirty = false;
-    if (this.#sendPushed()) return true;
+    // Pushed events that continue the cursor are sent as they are; pushed events the cursor
+    // is already past (a KV read got them first) mean nothing is new. Anything else (a gap,
+    // a dropped push, a wake-up without events) is read from KV.
+    const pushed = this.#sendPushed();
+    if (pushed !== "read" && !this.#mustRead) return true;
+    this.#mustRead = false;
     if (this.#checkSession) {
       this.#checkSession = false;
       if (!(await getLiveSession(this.rt.kv, this.sessionId))) {
@@ -152,8 +159,10 @@ class ViewerLoop {
 
   /** A hub wake-up: keep a push while it stays small, else drop it and read from KV later. */
   #onWake(events?: readonly StoredEvent[]): void {
-    if (!events) this.#checkSession = true;
-    else {
+    if (!events) {
+      this.#checkSession = true;
+      this.#mustRead = true;
+    } else {
       const bytes = jsonSize(events);
       if (
         this.#pushed.length + events.length <= MAX_PUSHED &&
@@ -161,7 +170,10 @@ class ViewerLoop {
       ) {
         this.#pushed.push(...events);
         this.#pushedBytes += bytes;
-      } else this.#dropPushed();
+      } else {
+        this.#dropPushed();
+        this.#mustRead = true;
+      }
     }
     this.#dirty = true;
     this.#wake();
@@ -180,18 +192,20 @@ class ViewerLoop {
 
   /**
    * The live fast path: sends the pushed events when they continue the cursor and fit the
-   * viewer's buffer and the budget right now; false when the loop must read KV instead.
+   * viewer's buffer and the budget right now ("sent"); "stale" when the cursor is already past
+   * all of them; "read" when the loop must read KV instead.
    */
-  #sendPushed(): boolean {
-    const batch = this.#dropPushed().filter((e) => e.envelope.eventId > this.#cursor);
-    if (batch.length === 0 || batch[0].envelope.eventId !== this.#cursor + 1) return false;
-    if (!contiguous(batch)) return false;
+  #sendPushed(): "sent" | "stale" | "read" {
+    const pushed = this.#dropPushed();
+    const batch = pushed.filter((e) => e.envelope.eventId > this.#cursor);
+    if (batch.length === 0) return pushed.length > 0 ? "stale" : "read";
+    if (batch[0].envelope.eventId !== this.#cursor + 1 || !contiguous(batch)) return "read";
     const bytes = jsonSize(batch);
     const room = this.#bufferBytes - this.sink.buffered;
-    if ((bytes > room && this.sink.buffered > 0) || !this.#lease.tryReserve(bytes)) return false;
+    if ((bytes > room && this.sink.buffered > 0) || !this.#lease.tryReserve(bytes)) return "read";
     this.#send(batch);
     this.#lease.settle();
-    return true;
+    return "sent";
   }
 
   /** Reads and sends what lies after the cursor, a buffer's room at a time; false when ended. */

@@ -107,7 +107,7 @@ export class DeadlineRunner {
       new QueueChannel(this.#rt.kv).onMessage((message) => this.#onQueueMessage(message));
     }
     if (this.#options.wakeups.includes("sweep")) {
-      this.#sweepTimer = setInterval(() => void this.#list(), this.#options.sweepMs);
+      this.#sweepTimer = setInterval(() => void this.sweep(), this.#options.sweepMs);
     }
   }
 
@@ -144,17 +144,20 @@ export class DeadlineRunner {
   }
 
   /**
-   * Fires every deadline that is due and resolves once they fired (the cron tick, tests).
-   * The periodic sweep only lists: it hands what is due to the batches without waiting for
-   * them, so a slow firing (a remote KV) never delays the next listing.
+   * Fires every deadline that is due and resolves once they fired. The periodic sweep skips
+   * a tick while the previous one is still firing: under overload, listing again would only
+   * add reads, and what falls due meanwhile was scheduled locally by the previous listing.
    */
   async sweep(): Promise<void> {
     await Promise.all(await this.#list());
   }
 
-  /** One listing at a time; returns the firings it started. */
+  /** One sweep at a time: the listing and the firings it started. */
   #list(): Promise<Promise<void>[]> {
-    this.#sweeping ??= this.#listDue().finally(() => this.#sweeping = undefined);
+    this.#sweeping ??= this.#listDue().then(async (firing) => {
+      await Promise.all(firing);
+      return firing;
+    }).finally(() => this.#sweeping = undefined);
     return this.#sweeping;
   }
 

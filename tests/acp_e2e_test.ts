@@ -219,8 +219,6 @@ async function twoTurnRun(
 
 Deno.test({
   name: "acp e2e: two prompts queued before the wrapper, one permission answered, completed",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const server = await startServer();
     try {
@@ -233,8 +231,6 @@ Deno.test({
 
 Deno.test({
   name: "acp e2e: through a cutting proxy (≥ 30 cuts) nothing is sent twice, lost or duplicated",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const seed = seedFrom("TETHER_ACP_CHAOS_SEED");
     const server = await startServer({ config: { disconnectGraceMs: 10_000 } });
@@ -270,8 +266,6 @@ Deno.test({
 Deno.test({
   name:
     "acp e2e: a permission answer sent while a later prompt waits for its turn is given at once",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const server = await startServer();
     try {
@@ -319,8 +313,6 @@ async function interruptAtPermission(server: TestServer, run: Run): Promise<numb
 
 Deno.test({
   name: "acp e2e: kill during a turn cancels it and answers the open request cancelled",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const server = await startServer();
     try {
@@ -350,8 +342,6 @@ Deno.test({
 
 Deno.test({
   name: "acp e2e: an agent that ignores the cancel is signalled after --kill-grace-ms",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const server = await startServer();
     try {
@@ -376,8 +366,6 @@ Deno.test({
 
 Deno.test({
   name: "acp e2e: an agent that fails initialize or exits at once fails the run",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const server = await startServer();
     try {

@@ -6,7 +6,6 @@
  * every event reads back whole.
  */
 import assert from "node:assert/strict";
-import { testConfig } from "../src/config.ts";
 import { type AttackMixOptions, describeAttack, runAttackMix } from "./helpers/attack_mix.ts";
 import { countFrom } from "./helpers/random.ts";
 
@@ -23,20 +22,18 @@ async function attack(name: string, options: AttackMixOptions): Promise<void> {
   console.log(`${name}: ${describeAttack(result)}`);
   assert.equal(result.damagedEvents, 0);
   assert.ok(result.peakRssBytes < PEAK_RSS_BOUND, describeAttack(result));
-  assert.ok(result.worstHealthzMs < HEALTHZ_BOUND_MS, describeAttack(result));
+  // The bound is the service's: on a loaded machine an idle server probed alongside is slow
+  // too, and that much is the machine's, not the service's.
+  assert.ok(result.worstHealthzMs < HEALTHZ_BOUND_MS + result.baselineMs, describeAttack(result));
 }
 
 Deno.test({
   name: "attack mix: large events, stalled readers and big pages stay within memory",
-  sanitizeOps: false,
-  sanitizeResources: false,
   fn: () => attack("readers", { floodFrames: 0 }),
 });
 
 Deno.test({
   name: "attack mix: the same readers plus seq-less and numbered ingest floods",
-  // The ingest side's byte bound (TETHER_MAX_PENDING_BYTES) is another part of issue 12.
-  ignore: !("maxPendingBytes" in testConfig()),
   sanitizeOps: false,
   sanitizeResources: false,
   fn: () =>

@@ -40,3 +40,27 @@ Deno.test("demo: the agent asks, the printed curl command answers, the run compl
   assert.match(text, /The run ended: completed\./);
   assert.match(text, /Inputs: 1 accepted, 1 delivered\./);
 });
+
+Deno.test("demo: says so when it moves to another port", async () => {
+  using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = taken.addr.port;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "demo/main.ts", "--duration-ms", "300", "--port", String(port)],
+    cwd: new URL("..", import.meta.url).pathname,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  let text = "";
+  try {
+    // The notice comes before the demo's banner; no need to wait for the run.
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+      text += chunk;
+      if (text.includes("Tether demo:")) break;
+    }
+  } finally {
+    child.kill("SIGTERM");
+    await child.status;
+  }
+  assert.match(text, new RegExp(`port ${port} is in use: the demo uses port \\d+ instead`));
+});

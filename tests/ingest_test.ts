@@ -447,8 +447,6 @@ for (const numbered of [false, true]) {
     name: `more than TETHER_MAX_PENDING_BYTES uncommitted closes with 1008 (frames ${
       numbered ? "with" : "without"
     } seq)`,
-    sanitizeOps: false,
-    sanitizeResources: false,
     async fn() {
       const slowness = { ms: 0 };
       const server = await startServer({

@@ -52,11 +52,7 @@ async function recorded(path: string): Promise<unknown[]> {
   return text.split("\n").filter((l) => l !== "").map((l) => JSON.parse(l));
 }
 
-function inputTest(name: string, fn: () => Promise<void>) {
-  Deno.test({ name, sanitizeOps: false, sanitizeResources: false, fn });
-}
-
-inputTest(
+Deno.test(
   "inputs before connecting, while connected and across 50+ cuts: each once, in order",
   async () => {
     const seed = seedFrom("TETHER_CHAOS_SEED");
@@ -103,7 +99,7 @@ inputTest(
   },
 );
 
-inputTest(
+Deno.test(
   "a fresh wrapper for an execution with deliveredInputId 5 never writes inputs 1–5",
   async () => {
     const server = await startServer();
@@ -129,7 +125,7 @@ inputTest(
   },
 );
 
-inputTest("an input sent to another instance than the one holding the connection", async () => {
+Deno.test("an input sent to another instance than the one holding the connection", async () => {
   const kv = await tempKvPath();
   const a = await startServer({ kvPath: kv.path });
   const b = await startServer({ kvPath: kv.path });

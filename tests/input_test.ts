@@ -31,9 +31,11 @@ function sendInput(
 
 /** What a refusal must leave as it was: the execution and the session's log. */
 async function snapshot(server: TestServer, run: Run) {
-  const exec = await getExecution(server, run);
-  delete exec.health;
-  delete exec.lastHeartbeatAt;
+  // health and lastHeartbeatAt move with time, not with the refused request
+  const { health: _health, lastHeartbeatAt: _lastHeartbeatAt, ...exec } = await getExecution(
+    server,
+    run,
+  );
   return { exec, events: await storedEvents(server, run.sessionId) };
 }
 

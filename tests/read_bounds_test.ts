@@ -143,3 +143,19 @@ serverTest(
   },
   { config: { readBudgetBytes: 2 * MiB, viewerBufferBytes: 2 * MiB } },
 );
+
+serverTest("HEAD on the events route reads nothing and holds no budget", async (server) => {
+  const client = await storeBig(server, "big-head", 3);
+  for (const accept of ["application/json", "text/event-stream"]) {
+    const res = await server.api("/v1/sessions/big-head/events", {
+      method: "HEAD",
+      headers: { accept },
+    });
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("content-type"), accept);
+    await res.body?.cancel();
+  }
+  assert.equal(server.service.rt.readBudget.used, 0);
+  assert.equal(server.service.rt.hub.viewerCount, 0);
+  await client.close();
+});

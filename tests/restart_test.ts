@@ -163,8 +163,6 @@ Deno.test({
 
 Deno.test({
   name: "restart storm: every wrapper of a SIGKILLed service reconnects within its grace",
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const n = 60;
     const result = await restartStorm({

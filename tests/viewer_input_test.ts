@@ -99,8 +99,6 @@ function inputTest(
   Deno.test({
     name,
     ignore: !hasInputRoute,
-    sanitizeOps: false,
-    sanitizeResources: false,
     async fn() {
       // `maxPendingInputs` is the input branch's (PROTOCOL.md 12): untyped until it lands.
       const server = await startServer({ config: config as Partial<Config> });

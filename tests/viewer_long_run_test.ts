@@ -182,8 +182,6 @@ Deno.test({
 Deno.test({
   name: "viewer page: scrolling up reaches the start of a long run (its prompt on top)",
   ignore: !hasChromium,
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const server = await startServer();
     const browser = await launchBrowser();

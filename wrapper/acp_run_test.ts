@@ -8,6 +8,9 @@ import { AcpEventType, ErrorCode } from "../src/protocol.ts";
 import { startFakeService, type StoredFrame } from "./testdata/fake_service.ts";
 import { acpAgent, startRun } from "./test_util.ts";
 
+/** Generous: on a loaded machine starting the agent alone can take seconds. */
+const WAIT = { timeoutMs: 30_000 };
+
 const types = (frames: StoredFrame[]) => frames.map((f) => f.streamEventType);
 const delivered = (frames: StoredFrame[]) =>
   frames.filter((f) => f.streamEventType === "input_delivered")
@@ -21,12 +24,15 @@ Deno.test("acp run: inputs drive turns; every input delivered once, also across 
     service.input({ data: "and then stop" });
     const file = `${dir}/notes.md`;
     const r = startRun(service, { acp: true, command: acpAgent("--file", file) });
-    await service.waitFor(() => service.storedOfType(AcpEventType.permissionRequest).length === 1);
+    await service.waitFor(
+      () => service.storedOfType(AcpEventType.permissionRequest).length === 1,
+      WAIT,
+    );
     // A reconnect resends every input above deliveredInputId: none is taken twice.
     service.cut();
-    await service.waitFor(() => service.connections.length === 2 && !!service.current);
+    await service.waitFor(() => service.connections.length === 2 && !!service.current, WAIT);
     service.input({ data: { permission: { requestId: 1, optionId: "allow" } } });
-    await service.waitFor(() => service.storedOfType(AcpEventType.turn).length === 2);
+    await service.waitFor(() => service.storedOfType(AcpEventType.turn).length === 2, WAIT);
     service.input({ endOfInput: true });
     assert.equal(await r.exit, 0, r.logs.join("\n"));
     assert.deepEqual(service.storedOfType(AcpEventType.turn).map((f) => f.data), [
@@ -55,7 +61,10 @@ Deno.test("acp run: kill cancels the turn, answers the request cancelled, ends i
   await using service = await startFakeService();
   service.input({ data: "edit" });
   const r = startRun(service, { acp: true, command: acpAgent("--file", "/nonexistent/x") });
-  await service.waitFor(() => service.storedOfType(AcpEventType.permissionRequest).length === 1);
+  await service.waitFor(
+    () => service.storedOfType(AcpEventType.permissionRequest).length === 1,
+    WAIT,
+  );
   service.current!.send({ type: "kill", signal: "SIGTERM", reason: "enough" });
   assert.equal(await r.exit, 130);
   const end = types(service.stored).slice(-2);
@@ -84,14 +93,17 @@ Deno.test("acp run: waiting for an answer or a prompt is not idle", async () => 
     const r = startRun(service, {
       acp: true,
       // Generous: starting the agent on a loaded machine counts as working time.
-      idleTimeoutMs: 1500,
+      idleTimeoutMs: 3000,
       command: acpAgent("--file", `${dir}/notes.md`, "--delay-ms", "50"),
     });
-    await service.waitFor(() => service.storedOfType(AcpEventType.permissionRequest).length === 1);
-    await new Promise((resolve) => setTimeout(resolve, 2000));
+    await service.waitFor(
+      () => service.storedOfType(AcpEventType.permissionRequest).length === 1,
+      WAIT,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 3500));
     service.input({ data: { permission: { requestId: 1, optionId: "allow" } } });
-    await service.waitFor(() => service.storedOfType(AcpEventType.turn).length === 1);
-    await new Promise((resolve) => setTimeout(resolve, 2000));
+    await service.waitFor(() => service.storedOfType(AcpEventType.turn).length === 1, WAIT);
+    await new Promise((resolve) => setTimeout(resolve, 3500));
     service.input({ endOfInput: true });
     assert.equal(await r.exit, 0, r.logs.join("\n"));
     assert.equal(service.storedOfType("error").length, 0, "no idle timeout while waiting");

@@ -7,6 +7,11 @@ import { AcpClient, type AcpInput } from "./acp.ts";
 import type { OutgoingFrame } from "./outbox.ts";
 import { acpAgent, eventually } from "./test_util.ts";
 
+/** Generous: on a loaded machine starting the agent alone can take seconds. */
+const WAIT_MS = 30_000;
+
+const waitFor = (check: () => boolean, what: string) => eventually(check, what, WAIT_MS);
+
 /** An {@link AcpClient} with a host that records frames and confirmations. */
 interface Harness extends AsyncDisposable {
   acp: AcpClient;
@@ -80,7 +85,7 @@ Deno.test("acp: two prompts, one permission, two turns, then endOfInput ends the
   assert.deepEqual(h.confirmed, [], "nothing is confirmed before the agent starts");
   h.acp.start();
   assert.deepEqual(h.confirmed, [2], "what was taken before is confirmed once it starts");
-  await eventually(() => h.data("permission_request").length === 1, "the permission request");
+  await waitFor(() => h.data("permission_request").length === 1, "the permission request");
   const [request] = h.data("permission_request");
   assert.equal(request.requestId, 1);
   assert.deepEqual((request.options as { optionId: string }[]).map((o) => o.optionId), [
@@ -152,11 +157,11 @@ Deno.test("acp: a permission answer is given at once while a later prompt waits 
   h.acp.start();
   h.acp.take(input(1, "edit it"));
   h.acp.take(input(2, "then this"));
-  await eventually(() => h.data("permission_request").length === 1, "the permission request");
+  await waitFor(() => h.data("permission_request").length === 1, "the permission request");
   assert.deepEqual(h.confirmed, [1, 2], "the waiting prompt is taken (and confirmed) at once");
   h.acp.take(input(3, { permission: { requestId: 1, optionId: "reject" } }));
   assert.deepEqual(h.confirmed, [1, 2, 3]);
-  await eventually(() => h.data("acp_turn").length === 2, "both turns");
+  await waitFor(() => h.data("acp_turn").length === 2, "both turns");
   const refused = h.data("acp").find((u) => u.sessionUpdate === "tool_call_update");
   assert.equal(refused?.status, "failed");
   assert.deepEqual((await h.agentLog()).filter((e) => e.event === "permission").length, 1);
@@ -168,11 +173,11 @@ Deno.test("acp: other inputs are reported, and answers to no open request only c
   h.acp.take(input(1, { permission: { requestId: 7, optionId: "allow" } }));
   h.acp.take(input(2, 42));
   h.acp.take(input(3, "edit"));
-  await eventually(() => h.data("permission_request").length === 1, "the permission request");
+  await waitFor(() => h.data("permission_request").length === 1, "the permission request");
   h.acp.take(input(4, { permission: { requestId: 1, optionId: "maybe" } }));
   h.acp.take(input(5, { permission: { requestId: 1, optionId: "allow" } }));
   h.acp.take(input(6, { permission: { requestId: 1, optionId: "reject" } }));
-  await eventually(() => h.data("acp_turn").length === 1, "the turn");
+  await waitFor(() => h.data("acp_turn").length === 1, "the turn");
   assert.deepEqual(h.confirmed, [1, 2, 3, 4, 5, 6]);
   const ignored = h.data("acp_input_ignored");
   assert.deepEqual(ignored.map((d) => [d.inputId, d.data]), [[2, 42], [4, {
@@ -188,7 +193,7 @@ Deno.test("acp: stop during a turn cancels it, answers the open request cancelle
   h.acp.start();
   h.acp.take(input(1, "edit"));
   h.acp.take(input(2, "never sent"));
-  await eventually(() => h.data("permission_request").length === 1, "the permission request");
+  await waitFor(() => h.data("permission_request").length === 1, "the permission request");
   h.acp.stop({ graceMs: 2000 });
   const exit = await h.acp.exited;
   // Its stdin is closed and SIGTERM sent together: it ends on whichever it notices first.
@@ -207,7 +212,7 @@ Deno.test("acp: an agent that ignores the cancel is signalled after the kill gra
   await using h = await harness(["--ignore-cancel"], { killGraceMs: 300 });
   h.acp.start();
   h.acp.take(input(1, "edit"));
-  await eventually(() => h.data("permission_request").length === 1, "the permission request");
+  await waitFor(() => h.data("permission_request").length === 1, "the permission request");
   const t0 = performance.now();
   h.acp.stop({ graceMs: 300 });
   const exit = await h.acp.exited;
@@ -243,14 +248,14 @@ Deno.test("acp: a failed initialize or an agent that exits at once is an AGENT_P
 Deno.test("acp: waiting for the user (no prompt, or an open request) is reported", async () => {
   await using h = await harness([]);
   h.acp.start();
-  await eventually(() => h.waiting.length === 1, "ready and waiting for a prompt");
+  await waitFor(() => h.waiting.length === 1, "ready and waiting for a prompt");
   assert.equal(h.acp.waitingForUser, true);
   h.acp.take(input(1, "edit"));
-  await eventually(() => h.data("permission_request").length === 1, "the permission request");
-  await eventually(() => h.waiting.length === 3, "waiting for the answer");
+  await waitFor(() => h.data("permission_request").length === 1, "the permission request");
+  await waitFor(() => h.waiting.length === 3, "waiting for the answer");
   h.acp.take(input(2, { permission: { requestId: 1, optionId: "allow" } }));
-  await eventually(() => h.data("acp_turn").length === 1, "the turn");
-  await eventually(() => h.waiting.length === 5, "waiting for the next prompt");
+  await waitFor(() => h.data("acp_turn").length === 1, "the turn");
+  await waitFor(() => h.waiting.length === 5, "waiting for the next prompt");
   h.acp.take(input(3, undefined, true));
   await h.acp.exited;
   assert.deepEqual(h.waiting, [true, false, true, false, true, false]);
@@ -261,7 +266,7 @@ Deno.test("acp: a prompt the agent answers with an error ends its turn; the next
   h.acp.start();
   h.acp.take(input(1, "please fail"));
   h.acp.take(input(2, "then this"));
-  await eventually(() => h.data("acp_turn").length === 2, "both turns");
+  await waitFor(() => h.data("acp_turn").length === 2, "both turns");
   const [failed, next] = h.data("acp_turn");
   assert.equal(failed.inputId, 1);
   assert.equal(failed.stopReason, "error");

@@ -69,6 +69,14 @@ const OPTIONS: Record<string, OptionSpec> = {
   "acp": { key: "acp", kind: "flag", default: false },
 };
 
+/** The names of the wrapper's options (without `--`), for CLIs that pass them through. */
+export const OPTION_NAMES: readonly string[] = Object.keys(OPTIONS);
+
+/** The options among {@link OPTION_NAMES} that take no value (`--acp`). */
+export const FLAG_OPTION_NAMES: readonly string[] = OPTION_NAMES.filter((name) =>
+  OPTIONS[name].kind === "flag"
+);
+
 /** Options `--acp` excludes (PROTOCOL.md 14): ACP is the input path and the run's end. */
 const NOT_WITH_ACP = ["input", "sse", "done-event"] as const;
 

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { ErrorText, type KillFrame, type TerminalStatus } from "../src/protocol.ts";
+import { CloseCode, ErrorText, type KillFrame, type TerminalStatus } from "../src/protocol.ts";
 import { terminalStatusOfFrame } from "../src/frames.ts";
 import { AcpClient } from "./acp.ts";
 import { type Agent, type AgentExit, startAgent } from "./agent.ts";
@@ -380,6 +380,10 @@ class Run {
         return this.#input?.gate.receive(event.input);
       case "disconnected":
         this.#idle.pause();
+        // A 4000 is the service's normal end of the run, not a lost connection.
+        if (event.code === CloseCode.executionDone) {
+          return this.#log(`the service ended the run: ${event.reason}`);
+        }
         return this.#log(
           `${event.wasOpen ? "connection lost" : "dial failed"}: ${event.code} ${event.reason}`,
         );

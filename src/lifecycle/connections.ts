@@ -96,6 +96,16 @@ export async function admitConnection(
   if (!exec0) return refuse({ code: "unauthorized" });
   const sid = exec0.sessionId;
   return await change(ctx, sid, async (tx, p): Promise<Outcome<Admitted, AdmissionRefusal>> => {
+    // Everything admission may read, in one round trip (a reconnect storm admits thousands).
+    const eid = exec0.executionId;
+    await tx.getMany([
+      records.execution(eid).key,
+      records.session(sid).key,
+      records.active(sid).key,
+      records.conn(eid).key,
+      records.grace(sid).key,
+      records.interrupt(sid).key,
+    ]);
     const [exec, session] = await Promise.all([
       records.execution(exec0.executionId).get(tx),
       records.session(sid).get(tx),

@@ -5,7 +5,7 @@
  * @module
  */
 import { newExecutionId, sha256Hex } from "../ids.ts";
-import type { CreateExecutionBody, ExecutionView, Health } from "../protocol.ts";
+import type { CreateExecutionBody, ExecutionCreated, ExecutionView, Health } from "../protocol.ts";
 import {
   type ActiveSlot,
   armTimer,
@@ -42,15 +42,7 @@ export interface CreationUrls {
 }
 
 /** The body of a created execution (PROTOCOL.md 4), without its ingest token. */
-export interface CreatedExecution {
-  executionId: string;
-  sessionId: string;
-  status: "pending";
-  active: boolean;
-  queuePosition: number;
-  ingestUrl: string;
-  streamUrl: string;
-}
+export type CreatedExecution = Omit<ExecutionCreated, "ingestToken">;
 
 /** What {@link createExecution} did: the body to answer, and whether it created anything. */
 export interface Creation {

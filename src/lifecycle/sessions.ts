@@ -5,7 +5,7 @@
  * @module
  */
 import { newSessionId, randomSecret } from "../ids.ts";
-import { ErrorCode } from "../protocol.ts";
+import { ErrorCode, type SessionView } from "../protocol.ts";
 import {
   type ActiveSlot,
   armTimer,
@@ -66,7 +66,10 @@ export async function getLiveSession(
 }
 
 /** `GET /v1/sessions/:sid` body, or `null` for an unknown or deleted session. */
-export async function sessionView(ctx: LifecycleContext, sessionId: string) {
+export async function sessionView(
+  ctx: LifecycleContext,
+  sessionId: string,
+): Promise<SessionView | null> {
   return await transact(ctx.kv, async (tx) => {
     // One snapshot: a read-only transaction is not checked at commit, and separate reads
     // could show an execution both active and queued while a promotion commits.

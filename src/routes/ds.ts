@@ -26,7 +26,7 @@ import {
   tailOf,
 } from "../ds.ts";
 import { HttpError } from "../http.ts";
-import { ErrorCode } from "../protocol.ts";
+import { DsQuery, ErrorCode } from "../protocol.ts";
 import { leasedTextStream, type ReaderLease } from "../read_budget.ts";
 import { jsonArrayTexts } from "../stream.ts";
 import type { Runtime } from "../runtime.ts";
@@ -62,22 +62,16 @@ function badRequest(message: string): HttpError {
 }
 
 function parseRead(c: Context<AppEnv>): ReadRequest {
-  const query = c.req.query();
+  const parsed = DsQuery.safeParse(c.req.query());
+  if (!parsed.success) throw badRequest(parsed.error.issues[0].message);
+  const query = parsed.data;
   const offset = parseOffset(query.offset);
   if (!offset) throw badRequest("invalid offset");
-  const live = query.live;
-  if (live !== undefined && live !== "long-poll" && live !== "sse") {
-    throw badRequest("live must be long-poll or sse");
-  }
-  if (live !== undefined && query.offset === undefined) {
+  if (query.live !== undefined && query.offset === undefined) {
     throw badRequest("a live read needs an offset");
   }
-  let timeoutMs: number | undefined;
-  if (query.timeout !== undefined) {
-    if (!/^\d{1,6}$/.test(query.timeout)) throw badRequest("timeout must be whole seconds");
-    timeoutMs = Number(query.timeout) * 1000;
-  }
-  return { offset, live, cursor: query.cursor, timeoutMs };
+  const timeoutMs = query.timeout === undefined ? undefined : query.timeout * 1000;
+  return { offset, live: query.live, cursor: query.cursor, timeoutMs };
 }
 
 /** The Durable Streams routes, mounted at `/v1/sessions`. */

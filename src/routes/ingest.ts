@@ -10,7 +10,7 @@ import { Hono } from "hono";
 import type { AppEnv } from "../context.ts";
 import { HttpError, upgradeWebSocket } from "../http.ts";
 import { ulid } from "../ids.ts";
-import { IngestConnection } from "../ingest.ts";
+import { inAdmissionTurn, IngestConnection } from "../ingest.ts";
 import { type AdmissionRefusal, admitConnection } from "../lifecycle.ts";
 import { CloseCode, ErrorCode, executionDoneReason, parseDialHeader } from "../protocol.ts";
 import { bearer, originAllowed } from "./auth.ts";
@@ -50,7 +50,12 @@ export function ingestRoutes(): Hono<AppEnv> {
       if (!allowed) return socket.close(CloseCode.forbidden, "origin not allowed");
       const connectionId = `con_${ulid()}`;
       try {
-        const outcome = await admitConnection(rt.ctx, path, token, connectionId, dial);
+        const outcome = await inAdmissionTurn(
+          rt,
+          socket,
+          () => admitConnection(rt.ctx, path, token, connectionId, dial),
+        );
+        if (!outcome) return; // the wrapper gave up on this dial while it waited
         if (!outcome.ok) {
           const { code, reason } = admissionClose(outcome.refusal);
           if (socket.readyState === WebSocket.OPEN) socket.close(code, reason);

@@ -6,9 +6,9 @@
  */
 import { Hono } from "hono";
 import type { AppEnv } from "../context.ts";
-import { readBody, validate } from "../http.ts";
+import { readBody, readIdempotencyKey } from "../http.ts";
 import { acceptInput } from "../lifecycle.ts";
-import { ErrorCode, EXECUTION_ID_RE, IdempotencyKey, InputRequest } from "../protocol.ts";
+import { ErrorCode, EXECUTION_ID_RE, type InputAccepted, InputRequest } from "../protocol.ts";
 import { requireSession } from "./auth.ts";
 import { refusalError } from "./refusals.ts";
 
@@ -20,10 +20,7 @@ export function inputRoutes(): Hono<AppEnv> {
     const rt = c.get("runtime");
     const sid = c.req.param("sid");
     const eid = c.req.param("eid");
-    const keyHeader = c.req.header("idempotency-key");
-    const idempotencyKey = keyHeader === undefined
-      ? undefined
-      : validate(IdempotencyKey, keyHeader, "Idempotency-Key header");
+    const idempotencyKey = readIdempotencyKey(c);
     const body = await readBody(c, InputRequest);
     if (!EXECUTION_ID_RE.test(eid)) throw refusalError({ code: ErrorCode.executionNotFound });
     const accepted = await acceptInput(rt.ctx, sid, eid, body, idempotencyKey);
@@ -34,7 +31,7 @@ export function inputRoutes(): Hono<AppEnv> {
       event: "input_accepted",
       inputId: accepted.value.inputId,
     });
-    return c.json(accepted.value, 202);
+    return c.json<InputAccepted>(accepted.value, 202);
   });
 
   return app;

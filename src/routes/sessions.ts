@@ -5,7 +5,7 @@
  */
 import { Hono } from "hono";
 import type { AppEnv } from "../context.ts";
-import { HttpError, readBody, validate } from "../http.ts";
+import { HttpError, readBody, readIdempotencyKey, validate } from "../http.ts";
 import {
   createExecution,
   createSession,
@@ -21,11 +21,18 @@ import {
   CreateSessionBody,
   ErrorCode,
   EXECUTION_ID_RE,
+  type ExecutionCreated,
+  type ExecutionList,
+  type ExecutionView,
   FailBody,
-  IdempotencyKey,
+  type FailResult,
+  type InterruptAccepted,
   InterruptBody,
   ListExecutionsQuery,
+  type SessionCreated,
+  type SessionView,
   TicketBody,
+  type TicketCreated,
 } from "../protocol.ts";
 import { listExecutionIds } from "../store/mod.ts";
 import { callbackUrlProblem } from "../callback_url.ts";
@@ -54,13 +61,13 @@ function addSessionRoutes(app: Hono<AppEnv>): void {
     }
     const { sessionId, createdAt, metadata } = created.value;
     rt.log.info("session created", { sessionId, event: "session_created" });
-    return c.json({ sessionId, createdAt, metadata }, 201);
+    return c.json<SessionCreated>({ sessionId, createdAt, metadata }, 201);
   });
 
   app.get("/:sid", requireSession("read"), async (c) => {
     const view = await sessionView(c.get("runtime").ctx, c.req.param("sid"));
     if (!view) throw refusalError({ code: ErrorCode.sessionNotFound });
-    return c.json(view);
+    return c.json<SessionView>(view);
   });
 
   app.delete("/:sid", requireSession("client"), async (c) => {
@@ -78,10 +85,7 @@ function addExecutionRoutes(app: Hono<AppEnv>): void {
   app.post("/:sid/executions", requireSession("client"), async (c) => {
     const rt = c.get("runtime");
     const sid = c.req.param("sid");
-    const keyHeader = c.req.header("idempotency-key");
-    const idempotencyKey = keyHeader === undefined
-      ? undefined
-      : validate(IdempotencyKey, keyHeader, "Idempotency-Key header");
+    const idempotencyKey = readIdempotencyKey(c);
     const body = await readBody(c, CreateExecutionBody);
     refuseCallbackUrl(body.callbackUrl, rt.config.callbackPrivate);
     const base = rt.publicBase(c.req.url);
@@ -100,7 +104,7 @@ function addExecutionRoutes(app: Hono<AppEnv>): void {
         event: "execution_created",
       });
     }
-    return c.json(created, 201);
+    return c.json<ExecutionCreated>(created, 201);
   });
 
   app.get("/:sid/executions", requireSession("read"), async (c) => {
@@ -113,7 +117,7 @@ function addExecutionRoutes(app: Hono<AppEnv>): void {
       });
     }
     const ids = await listExecutionIds(rt.kv, sid, { after: query.after, limit: query.limit });
-    return c.json({ executions: await executionViews(rt.ctx, sid, ids) });
+    return c.json<ExecutionList>({ executions: await executionViews(rt.ctx, sid, ids) });
   });
 
   app.get("/:sid/executions/:eid", requireSession("read"), async (c) => {
@@ -122,7 +126,7 @@ function addExecutionRoutes(app: Hono<AppEnv>): void {
     const eid = c.req.param("eid");
     const view = EXECUTION_ID_RE.test(eid) ? await executionView(rt.ctx, sid, eid) : null;
     if (!view) throw executionNotFound();
-    return c.json(view);
+    return c.json<ExecutionView>(view);
   });
 }
 
@@ -141,7 +145,7 @@ function addControlRoutes(app: Hono<AppEnv>): void {
       executionId: eid,
       event: "interrupt_requested",
     });
-    return c.json({ executionId: eid, status: interrupted.value.status }, 202);
+    return c.json<InterruptAccepted>({ executionId: eid, status: interrupted.value.status }, 202);
   });
 
   app.post("/:sid/executions/:eid/fail", requireSession("client"), async (c) => {
@@ -152,7 +156,7 @@ function addControlRoutes(app: Hono<AppEnv>): void {
     if (!EXECUTION_ID_RE.test(eid)) throw executionNotFound();
     const failed = await failExecution(rt.ctx, sid, eid, body);
     if (!failed.ok) throw refusalError(failed.refusal);
-    return c.json(failed.value);
+    return c.json<FailResult>(failed.value);
   });
 
   app.post("/:sid/tickets", requireSession("client"), async (c) => {
@@ -166,7 +170,7 @@ function addControlRoutes(app: Hono<AppEnv>): void {
       incarnation: session.incarnation,
       expiresAt,
     });
-    return c.json({ ticket, expiresAt: new Date(expiresAt).toISOString() }, 201);
+    return c.json<TicketCreated>({ ticket, expiresAt: new Date(expiresAt).toISOString() }, 201);
   });
 }
 

@@ -35,6 +35,8 @@ function filterOf(query: EventsQuery): ViewerFilter {
 }
 
 const LAST_EVENT_ID = /^\d{1,15}$/;
+const JSON_TYPE = "application/json";
+const SSE_TYPE = "text/event-stream";
 
 /**
  * A JSON events page. Its read is taken from the instance's read budget, and the body is
@@ -53,7 +55,7 @@ async function jsonPage(
     const page = await readEventsPage(rt, sid, options);
     lease.hold(jsonSize(page.events));
     const body = leasedTextStream(lease, eventsPageTexts(page));
-    return new Response(body, { headers: { "content-type": "application/json" } });
+    return new Response(body, { headers: { "content-type": JSON_TYPE } });
   } catch (err) {
     lease[Symbol.dispose]();
     throw err;
@@ -69,7 +71,12 @@ export function streamRoutes(): Hono<AppEnv> {
     const sid = c.req.param("sid");
     const query = validate(EventsQuery, c.req.query(), "query");
     const filter = filterOf(query);
-    if (!(c.req.header("accept") ?? "").includes("text/event-stream")) {
+    const sse = (c.req.header("accept") ?? "").includes("text/event-stream");
+    // Hono answers HEAD with this handler and drops the body unread: read nothing for it.
+    if (c.req.method === "HEAD") {
+      return new Response(null, { headers: { "content-type": sse ? SSE_TYPE : JSON_TYPE } });
+    }
+    if (!sse) {
       return await jsonPage(rt, sid, { after: query.after ?? 0, limit: query.limit, filter });
     }
     const lastEventId = c.req.header("last-event-id");
@@ -181,7 +188,7 @@ function sseResponse(rt: Runtime, sid: string, after: number, filter: ViewerFilt
   }, new ByteLengthQueuingStrategy({ highWaterMark: rt.config.viewerBufferBytes }));
   return new Response(body, {
     headers: {
-      "content-type": "text/event-stream",
+      "content-type": SSE_TYPE,
       "cache-control": "no-cache",
       "x-accel-buffering": "no",
     },

@@ -23,6 +23,7 @@
  * ["inbox", instanceId, msgId]        a message for the instance that holds a socket
  * ["bell", instanceId]                bumped with every inbox message; watched by its owner
  * ["secret", "ticket"]                the ticket signing secret when none is configured
+ * ["secret", "devApiKey"]             the dev-mode api key (local KV file, no TETHER_API_KEYS)
  * ["probe", "platform-kv"]            written at start-up on Deno Deploy to judge the KV (1 min TTL)
  * ["healthz"]                         never written: `/healthz` reads it to see KV answer
  * ```
@@ -86,6 +87,7 @@ export const keys = {
   inbox: (instanceId: string): Deno.KvKey => ["inbox", instanceId],
   bell: (instanceId: string): Deno.KvKey => ["bell", instanceId],
   ticketSecret: (): Deno.KvKey => ["secret", "ticket"],
+  devApiKey: (): Deno.KvKey => ["secret", "devApiKey"],
   platformProbe: (): Deno.KvKey => ["probe", "platform-kv"],
   healthProbe: (): Deno.KvKey => ["healthz"],
 };

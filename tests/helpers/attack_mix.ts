@@ -48,6 +48,11 @@ export interface AttackMixResult {
   peakRssBytes: number;
   /** Slowest `/healthz` answer during the attack, in ms (a failed probe counts as its timeout). */
   worstHealthzMs: number;
+  /**
+   * Slowest answer of a trivial server probed alongside, in ms: what the machine's own load
+   * added to any request in this run (near 0 on a quiet machine).
+   */
+  baselineMs: number;
   /** `/healthz` probes made. */
   healthzProbes: number;
   /** Stored events read back after the attack, over all sessions. */
@@ -84,6 +89,7 @@ export async function runAttackMix(options: AttackMixOptions = {}): Promise<Atta
     await storeLargeEvents(service, SESSION, opts.events, opts.eventBytes);
     const rssBeforeBytes = memoryOf(service.pid).rss;
     const probe = new HealthProbe(service.url);
+    await probe.ready;
     const sampler = new RssSampler(service.pid);
     opts.log("attacking");
     const floodCloses = await attack(service, opts);
@@ -102,6 +108,7 @@ export async function runAttackMix(options: AttackMixOptions = {}): Promise<Atta
       rssBeforeBytes,
       peakRssBytes: Math.max(sampler.peakRss, sampler.hwm),
       worstHealthzMs: probe.worstMs,
+      baselineMs: probe.baselineMs,
       healthzProbes: probe.probes,
       eventsReadBack: check.events,
       damagedEvents: check.damaged,
@@ -138,7 +145,8 @@ export function describeAttack(r: AttackMixResult): string {
   return `peak RSS ${Math.round(r.peakRssBytes / MiB)} MB (${
     Math.round(r.rssBeforeBytes / MiB)
   } MB before), worst /healthz ${Math.round(r.worstHealthzMs)} ms over ${r.healthzProbes} ` +
-    `probes, ${r.eventsReadBack} events read back, ${r.damagedEvents} damaged, flood closes ` +
+    `probes (an idle server alongside: ${Math.round(r.baselineMs)} ms), ` +
+    `${r.eventsReadBack} events read back, ${r.damagedEvents} damaged, flood closes ` +
     JSON.stringify(r.floodCloses);
 }
 
@@ -176,40 +184,33 @@ class RssSampler {
   }
 }
 
-/** Probes `/healthz` one request after another, keeping the slowest answer. */
+/**
+ * Probes `/healthz` one request after another from a worker (its own event loop), keeping the
+ * slowest answer; a failed probe counts as its timeout.
+ */
 class HealthProbe {
   worstMs = 0;
+  baselineMs = 0;
   probes = 0;
-  readonly #stop = new AbortController();
-  readonly #loop: Promise<void>;
+  readonly #worker = new Worker(new URL("./health_probe_worker.ts", import.meta.url), {
+    type: "module",
+  });
 
-  constructor(baseUrl: string, readonly timeoutMs = 5000, readonly pauseMs = 50) {
-    this.#loop = this.#run(baseUrl);
-  }
+  /** Settles once the worker runs and `/healthz` answered once. */
+  readonly ready: Promise<void>;
 
-  async #run(baseUrl: string): Promise<void> {
-    while (!this.#stop.signal.aborted) {
-      const started = performance.now();
-      let ok = false;
-      try {
-        const res = await fetch(`${baseUrl}/healthz`, {
-          signal: AbortSignal.timeout(this.timeoutMs),
-        });
-        ok = res.status === 200;
-        await res.body?.cancel();
-      } catch {
-        ok = false;
-      }
-      const ms = ok ? performance.now() - started : this.timeoutMs;
-      this.worstMs = Math.max(this.worstMs, ms);
-      this.probes++;
-      await delay(this.pauseMs);
-    }
+  constructor(url: string, timeoutMs = 5000, pauseMs = 50) {
+    this.ready = new Promise((resolve) => this.#worker.onmessage = () => resolve());
+    this.#worker.postMessage({ url, timeoutMs, pauseMs });
   }
 
   async stop(): Promise<void> {
-    this.#stop.abort();
-    await this.#loop;
+    const result = new Promise<{ worstMs: number; baselineMs: number; probes: number }>(
+      (resolve) => this.#worker.onmessage = (ev) => resolve(ev.data),
+    );
+    this.#worker.postMessage("stop");
+    ({ worstMs: this.worstMs, baselineMs: this.baselineMs, probes: this.probes } = await result);
+    this.#worker.terminate();
   }
 }
 

@@ -158,30 +158,22 @@ export interface Run {
 export async function createRun(
   server: TestServer,
   sessionId: string,
-  body: Record<string, unknown> = {},
+  body: CreateExecutionBody = {},
 ): Promise<Run> {
-  const session = await server.api(`/v1/sessions/${sessionId}`);
-  await session.body?.cancel();
-  if (session.status === 404) {
-    const created = await server.call("/v1/sessions", { method: "POST", json: { sessionId } });
-    if (created.status !== 201) throw new Error(`session: ${JSON.stringify(created)}`);
-  }
-  const exec = await server.call<Run>(`/v1/sessions/${sessionId}/executions`, {
-    method: "POST",
-    json: body,
+  const exists = await server.client.getSession(sessionId).then(() => true, (err) => {
+    if (err instanceof TetherError && err.status === 404) return false;
+    throw err;
   });
-  if (exec.status !== 201) throw new Error(`execution: ${JSON.stringify(exec)}`);
-  return exec.body;
+  if (!exists) await server.client.createSession({ sessionId });
+  return await server.client.createExecution(sessionId, body);
 }
 
 /** Reads an execution through the REST API. */
-export async function getExecution(
+export function getExecution(
   server: TestServer,
   run: { sessionId: string; executionId: string },
-): Promise<Record<string, unknown>> {
-  const res = await server.call(`/v1/sessions/${run.sessionId}/executions/${run.executionId}`);
-  if (res.status !== 200) throw new Error(`execution: ${JSON.stringify(res)}`);
-  return res.body;
+): Promise<ExecutionView> {
+  return server.client.getExecution(run.sessionId, run.executionId);
 }
 
 /** Reads every stored envelope of a session through `GET …/events`, paging to the end. */
@@ -192,17 +184,15 @@ export async function storedEvents(
   const out: Envelope[] = [];
   let after = 0;
   for (;;) {
-    const page = await server.call<{ events: Envelope[]; lastEventId: number; nextAfter: number }>(
-      `/v1/sessions/${sessionId}/events?after=${after}&limit=1000`,
-    );
-    if (page.status !== 200) throw new Error(`events: ${JSON.stringify(page)}`);
-    out.push(...page.body.events);
-    if (page.body.nextAfter >= page.body.lastEventId) return out;
-    after = page.body.nextAfter;
+    const page = await server.client.getEvents(sessionId, { after, limit: 1000 });
+    out.push(...page.events);
+    if (page.nextAfter >= page.lastEventId) return out;
+    after = page.nextAfter;
   }
 }
 
-import type { Envelope } from "../../src/protocol.ts";
+import type { CreateExecutionBody, Envelope, ExecutionView } from "../../src/protocol.ts";
+import { TetherError } from "../../client/mod.ts";
 export type { Envelope };
 
 /** A grace long enough that no test run ever reaches it. */

@@ -7,6 +7,7 @@
  */
 import { type Config, testConfig } from "../../src/config.ts";
 import { createService, type Service, type ServiceOptions } from "../../src/service.ts";
+import { TetherClient } from "../../client/mod.ts";
 import { slowKv } from "./slow_kv.ts";
 
 export const API_KEY = "test-key";
@@ -20,6 +21,8 @@ export interface TestServer {
   url: string;
   /** `ws://127.0.0.1:<port>` */
   wsUrl: string;
+  /** The official client with the api key (no retries: tests see every answer). */
+  client: TetherClient;
   /** Calls the REST API with the api key (unless `headers` overrides it). */
   api(path: string, init?: RequestInit & { json?: unknown }): Promise<Response>;
   /** Same as `api`, then parses JSON and returns `{status, body}`. */
@@ -94,6 +97,7 @@ export async function startServer(options: StartOptions = {}): Promise<TestServe
     config,
     url,
     wsUrl: url.replace(/^http/, "ws"),
+    client: new TetherClient({ url, apiKey: config.apiKeys[0] ?? API_KEY, retries: 0 }),
     api,
     async call(path, init) {
       const res = await api(path, init);

@@ -1,0 +1,97 @@
+/**
+ * The single-file builds (PROTOCOL.md 13) under the machine's Node: `deno task build`, then
+ * `node dist/tether-wrapper.mjs` runs a real run to `completed` through a proxy that cuts
+ * the connection in the middle, and `node dist/tether.mjs` answers a command.
+ */
+import assert from "node:assert/strict";
+import { build } from "../build/build.ts";
+import { startChaosProxy } from "./helpers/chaos_proxy.ts";
+import { eventually } from "./helpers/ingest_client.ts";
+import { API_KEY, startServer } from "./helpers/server.ts";
+
+const ROOT = new URL("../", import.meta.url).pathname;
+const decoder = new TextDecoder();
+
+async function hasNode(): Promise<boolean> {
+  try {
+    return (await new Deno.Command("node", { args: ["--version"], stdout: "null" }).output())
+      .success;
+  } catch {
+    return false;
+  }
+}
+
+Deno.test({
+  name: "build: node runs dist/tether-wrapper.mjs to completed across a cut, and dist/tether.mjs",
+  ignore: !(await hasNode()),
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await build();
+    const server = await startServer();
+    await using proxy = startChaosProxy({ targetPort: Number(new URL(server.url).port) });
+    try {
+      await server.client.createSession({ sessionId: "node" });
+      const run = await server.client.createExecution("node");
+      const wrapper = new Deno.Command("node", {
+        args: [
+          "dist/tether-wrapper.mjs",
+          "--ingest-url",
+          proxy.via(run.ingestUrl),
+          "--token",
+          run.ingestToken,
+          "--reconnect-base-ms",
+          "50",
+          "--",
+          "node",
+          "examples/agent.mjs",
+          "--delay-ms",
+          "100",
+        ],
+        cwd: ROOT,
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const agentEvents = async () =>
+        (await server.client.getEvents("node", { eventTypes: ["agent"] })).events.length;
+      await eventually(async () => await agentEvents() >= 3, "the agent's first lines");
+      assert.equal(proxy.cut(), 1, "the wrapper's connection was cut");
+      const { code, stderr } = await wrapper.output();
+      const log = decoder.decode(stderr);
+      assert.equal(code, 0, log);
+      assert.match(log, /connection lost/);
+      assert.ok(proxy.stats.connections >= 2, "the wrapper reconnected");
+      const exec = await server.client.getExecution("node", run.executionId);
+      assert.equal(exec.status, "completed");
+      const events = (await server.client.getEvents("node", { limit: 1000 })).events;
+      const lines = events.filter((e) => e.streamEventType === "agent");
+      assert.equal(lines.length, 11, "every line of the example agent, once");
+      assert.deepEqual(
+        events.map((e) => e.eventId),
+        events.map((_, i) => i + 1),
+      );
+
+      const cli = await new Deno.Command("node", {
+        args: ["dist/tether.mjs", "--json", "executions", "get", "node", run.executionId],
+        cwd: ROOT,
+        env: { TETHER_URL: server.url, TETHER_API_KEY: API_KEY },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(cli.code, 0, decoder.decode(cli.stderr));
+      assert.equal(JSON.parse(decoder.decode(cli.stdout)).status, "completed");
+
+      for (const file of ["dist/tether.mjs", "dist/tether-wrapper.mjs"]) {
+        const help = await new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", file, "--help"],
+          cwd: ROOT,
+          stdout: "piped",
+        }).output();
+        assert.equal(help.code, 0, `deno run -A ${file} --help`);
+        assert.match(decoder.decode(help.stdout), /^Usage: /);
+      }
+    } finally {
+      await server.close();
+    }
+  },
+});

@@ -63,6 +63,8 @@ const state = {
   openRaw: new Set(),
   openDetails: new Set(),
   answering: new Map(),
+  /** Until when each execution's Interrupt button waits for its confirming click. */
+  interruptArmed: new Map(),
   /** Idempotency keys of permission answers, by item and option. */
   answerKeys: new Map(),
   composerKey: "",
@@ -242,25 +244,31 @@ function renderExecutions() {
   renderComposerTargets();
 }
 
-// Two clicks, so a stray click never stops an agent.
+/** How long the first click on Interrupt waits for the second (ms). */
+const INTERRUPT_CONFIRM_MS = 4000;
+
+// Two clicks, so a stray click never stops an agent. The armed state lives in `state`, so
+// a card redrawn between the clicks (a refresh) keeps it.
 function interruptButton(executionId) {
   const button = el("button", "interrupt", "Interrupt");
   button.type = "button";
   button.dataset.action = "interrupt";
-  let armedUntil = 0;
+  const armed = () => state.interruptArmed.get(executionId) ?? 0;
+  const show = () => {
+    const on = Date.now() < armed();
+    button.textContent = on ? "Click again to interrupt" : "Interrupt";
+    button.classList.toggle("confirm", on);
+  };
+  show();
+  if (Date.now() < armed()) setTimeout(show, armed() - Date.now());
   button.addEventListener("click", async () => {
-    if (Date.now() > armedUntil) {
-      armedUntil = Date.now() + 4000;
-      button.textContent = "Click again to interrupt";
-      button.classList.add("confirm");
-      setTimeout(() => {
-        if (!button.disabled) {
-          button.textContent = "Interrupt";
-          button.classList.remove("confirm");
-        }
-      }, 4000);
+    if (Date.now() >= armed()) {
+      state.interruptArmed.set(executionId, Date.now() + INTERRUPT_CONFIRM_MS);
+      show();
+      setTimeout(() => !button.disabled && show(), INTERRUPT_CONFIRM_MS);
       return;
     }
+    state.interruptArmed.delete(executionId);
     button.disabled = true;
     button.textContent = "Interrupting…";
     try {
@@ -272,7 +280,7 @@ function interruptButton(executionId) {
     } catch (err) {
       banner(explain(err));
       button.disabled = false;
-      button.textContent = "Interrupt";
+      show();
     }
     void refresh();
   });
@@ -289,7 +297,7 @@ async function refresh() {
     if (generation !== state.generation) return;
     state.session = session;
     renderSession();
-    // Keep a button that is waiting for its second click: redraw only on a change.
+    // Redraw only on a change (a button keeps its armed state in `state` anyway).
     const before = JSON.stringify(state.executions);
     state.executions = list.executions;
     if (JSON.stringify(state.executions) !== before) {
@@ -730,6 +738,7 @@ function resetView() {
   state.openDetails.clear();
   state.answering.clear();
   state.answerKeys.clear();
+  state.interruptArmed.clear();
   state.unseen = 0;
   state.attempts = 0;
   $("executions").replaceChildren();

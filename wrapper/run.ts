@@ -8,6 +8,7 @@
  */
 import { CloseCode, ErrorText, type KillFrame, type TerminalStatus } from "../src/protocol.ts";
 import { terminalStatusOfFrame } from "../src/frames.ts";
+import { delay } from "../src/async.ts";
 import { AcpClient } from "./acp.ts";
 import { type Agent, type AgentExit, startAgent } from "./agent.ts";
 import {
@@ -34,6 +35,9 @@ import { StdinWriter } from "./stdin.ts";
 
 /** The signals the wrapper handles. */
 export type WrapperSignal = "SIGINT" | "SIGTERM";
+
+/** How long the first `hello` waits for a pending `kill` before the agent starts (ms). */
+const KILL_AFTER_HELLO_WAIT_MS = 50;
 
 /** Exit codes of PROTOCOL.md 9.2. */
 export const ExitCode = {
@@ -224,8 +228,9 @@ class Run {
     const early = await Promise.race([this.#firstHello.promise, this.#conn.closed]);
     // Ended before any hello (4000, 4401/4403, gave up, or a signal): the agent never starts.
     if (early) return exitCodeFor(early, { signalled: this.#signal !== undefined });
-    // The service sends a pending kill right after hello: let it arrive before starting.
-    await new Promise((resolve) => setTimeout(resolve, 0));
+    // The service sends a pending kill right after hello, as a second message: a zero-delay
+    // timer can run between the two, so wait a short window for it before starting.
+    await delay(KILL_AFTER_HELLO_WAIT_MS);
     if (!this.#stopCause) this.#start();
 
     const ended = await Promise.race([

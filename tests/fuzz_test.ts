@@ -12,12 +12,14 @@ Deno.test({
   sanitizeResources: false,
   async fn() {
     const seed = seedFrom("TETHER_FUZZ_SEED");
+    // Printed first, so a run that hangs or is killed can still be replayed.
+    console.log(`fuzz: seed ${seed} (replay: TETHER_FUZZ_SEED=${seed})`);
     const stats = await runFuzz({
       seed,
       frames: countFrom("TETHER_FUZZ_FRAMES", 5000),
       requests: countFrom("TETHER_FUZZ_REQUESTS", 5000),
     });
-    console.log(`fuzz: seed ${seed}, ${JSON.stringify(stats)}`);
+    console.log(`fuzz: seed ${seed} done, ${JSON.stringify(stats)}`);
   },
 });
 

@@ -540,11 +540,12 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzStats> {
       );
       if (view.status === 404) continue;
       const ids = await step(`list executions of ${sid}`, () => executionIdsOf(server, sid));
-      checkEnvelopes(
-        sid,
-        await step(`read events of ${sid}`, () => storedEvents(server, sid)),
-        ids,
-      );
+      const events = await step(`read events of ${sid}`, () => storedEvents(server, sid));
+      checkEnvelopes(sid, events, ids);
+      // The Durable Streams catch-up reads the same log and ends (deleted and re-created
+      // sessions leave never-stored eventIds below the first stored one).
+      const viaDs = await step(`read ${sid} through /ds`, (signal) => dsLog(server, sid, signal));
+      assert.deepEqual(viaDs, events.map((e) => e.eventId), `${sid}: /ds and /events differ`);
     }
     const controlAfter = await step("read the control events", () => storedEvents(server, CONTROL));
     assert.equal(JSON.stringify(controlAfter), controlBefore);
@@ -572,6 +573,19 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzStats> {
     // A stop that hangs is a failure too, unless the run failed already (that error wins).
     const stopped = step("stop the fuzzed instance", () => server.close());
     await (failed ? stopped.catch(() => {}) : stopped);
+  }
+}
+
+/** A session's eventIds read through `/ds` catch-ups, from the start until up to date. */
+async function dsLog(server: TestServer, sid: string, signal: AbortSignal): Promise<number[]> {
+  const ids: number[] = [];
+  let offset = "-1";
+  for (;;) {
+    const res = await server.api(`/v1/sessions/${sid}/ds?offset=${offset}`, { signal });
+    assert.equal(res.status, 200, `/ds of ${sid} at ${offset}`);
+    ids.push(...(await res.json() as Envelope[]).map((e) => e.eventId));
+    if (res.headers.get("stream-up-to-date") === "true") return ids;
+    offset = res.headers.get("stream-next-offset")!;
   }
 }
 

@@ -6,10 +6,6 @@ import { startServer } from "./helpers/server.ts";
 
 Deno.test({
   name: "fuzz: random and mutated frames and REST requests never crash, 5xx or store garbage",
-  // Sockets the fuzzer's frames got closed (1008/1009/4000) finish closing after the run; with
-  // the sanitizers on, runs since the ingest batcher landed hang (not yet understood).
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const seed = seedFrom("TETHER_FUZZ_SEED");
     // Printed first, so a run that hangs or is killed can still be replayed.

@@ -315,3 +315,45 @@ Deno.test("ds: deletion ends live reads; a recreated session continues at the sa
     assert.equal(events[0].eventId, Number(tail) + 1);
   });
 });
+
+Deno.test("regression: a recreated session's catch-up ends at the tail (no endless paging over never-stored ids)", async () => {
+  await withRun("ds-hole", async (server, run) => {
+    const deleted = await server.api(`/v1/sessions/${run.sessionId}`, { method: "DELETE" });
+    assert.equal(deleted.status, 204);
+    await eventually(async () => {
+      const r = await server.api("/v1/sessions", {
+        method: "POST",
+        json: { sessionId: run.sessionId },
+      });
+      await r.body?.cancel();
+      return r.status === 201;
+    }, "session recreated");
+    const head = await fetch(dsUrl(server, run.sessionId), { method: "HEAD", headers: auth });
+    const tail = head.headers.get("stream-next-offset")!;
+    assert.ok(Number(tail) >= 3, `offsets continue (${tail})`);
+
+    // Nothing is stored up to the tail: one read says so, with the tail as its offset (before,
+    // it answered offset 0 and not up to date, so a reader paging until up to date never ended).
+    const raw = await fetch(`${dsUrl(server, run.sessionId)}?offset=-1`, { headers: auth });
+    assert.deepEqual(await raw.json(), []);
+    assert.equal(raw.headers.get("stream-next-offset"), tail);
+    assert.equal(raw.headers.get("stream-up-to-date"), "true");
+
+    // The official client's catch-up ends at the tail too.
+    const caughtUp = await stream<Envelope>({
+      url: dsUrl(server, run.sessionId),
+      headers: auth,
+      offset: "-1",
+      live: false,
+      signal: AbortSignal.timeout(10_000),
+    });
+    assert.deepEqual(await caughtUp.json(), []);
+    assert.equal(caughtUp.offset, tail);
+
+    // The next event continues after the tail and is read from the start.
+    await createRun(server, run.sessionId);
+    const next = await fetch(`${dsUrl(server, run.sessionId)}?offset=-1`, { headers: auth });
+    const events: Envelope[] = await next.json();
+    assert.deepEqual(events.map((e) => e.eventId), [Number(tail) + 1]);
+  });
+});

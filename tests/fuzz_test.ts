@@ -6,18 +6,16 @@ import { startServer } from "./helpers/server.ts";
 
 Deno.test({
   name: "fuzz: random and mutated frames and REST requests never crash, 5xx or store garbage",
-  // Sockets the fuzzer's frames got closed (1008/1009/4000) finish closing after the run; with
-  // the sanitizers on, runs since the ingest batcher landed hang (not yet understood).
-  sanitizeOps: false,
-  sanitizeResources: false,
   async fn() {
     const seed = seedFrom("TETHER_FUZZ_SEED");
+    // Printed first, so a run that hangs or is killed can still be replayed.
+    console.log(`fuzz: seed ${seed} (replay: TETHER_FUZZ_SEED=${seed})`);
     const stats = await runFuzz({
       seed,
       frames: countFrom("TETHER_FUZZ_FRAMES", 5000),
       requests: countFrom("TETHER_FUZZ_REQUESTS", 5000),
     });
-    console.log(`fuzz: seed ${seed}, ${JSON.stringify(stats)}`);
+    console.log(`fuzz: seed ${seed} done, ${JSON.stringify(stats)}`);
   },
 });
 

@@ -24,6 +24,8 @@ export interface FuzzOptions {
   requests: number;
   /** Random reads of a session of huge events (JSON pages, Durable Streams, viewers). Default 20. */
   hugeReads?: number;
+  /** Longest wait for one fuzzed request's answer (body included) or one fuzzer step. Default 20 s. */
+  stepTimeoutMs?: number;
 }
 
 /** What a fuzz run sent. */
@@ -38,6 +40,27 @@ export interface FuzzStats {
 const CONTROL = "control";
 const FUZZ_SESSIONS = ["fz0", "fz1", "fz2"];
 const BATCH = 40;
+const STEP_TIMEOUT_MS = 20_000;
+
+/**
+ * Awaits `work`, failing with `what` named if it takes longer than `ms`: a wedged request or
+ * a wait that never ends fails the run loudly instead of hanging it.
+ */
+async function within<T>(what: string, ms: number, work: (signal: AbortSignal) => Promise<T>) {
+  const signal = AbortSignal.timeout(ms);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([work(signal), expired]);
+  } catch (err) {
+    if (signal.aborted) throw new Error(`timed out after ${ms} ms: ${what}`, { cause: err });
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 // ---------------------------------------------------------------------------------------
 // Generators
@@ -399,8 +422,8 @@ async function executionIdsOf(server: TestServer, sid: string): Promise<Set<stri
   return new Set(res.body.executions?.map((e) => e.executionId) ?? []);
 }
 
-async function healthy(server: TestServer): Promise<void> {
-  const res = await server.api("/healthz");
+async function healthy(server: TestServer, signal?: AbortSignal): Promise<void> {
+  const res = await server.api("/healthz", { signal });
   assert.equal(res.status, 200, "the service still answers /healthz");
   await res.body?.cancel();
 }
@@ -414,26 +437,42 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzStats> {
   const stats: FuzzStats = { frames: 0, requests: 0, executions: 0, statuses: {} };
   const server = await startServer({ config: { maxFrameBytes: 16_384 } });
   const clients: IngestClient[] = [];
+  let failed = false;
+  const stepMs = options.stepTimeoutMs ?? STEP_TIMEOUT_MS;
+  const step = <T>(what: string, work: (signal: AbortSignal) => Promise<T>) =>
+    within(what, stepMs, work);
   try {
     // The control session: a live run nobody fuzzes.
-    const control = await openRun(server, CONTROL);
+    const control = await step(
+      "open the control run",
+      (signal) => openRun(server, CONTROL, signal),
+    );
     clients.push(control.client);
     control.client.send({ streamEventType: "output", seq: 1, data: { text: "before" } });
     await control.client.ackOf(1);
     const controlBefore = JSON.stringify(await storedEvents(server, CONTROL));
 
     // Frames.
-    let current = await openRun(server, FUZZ_SESSIONS[0]);
+    let current = await step(
+      "open a fuzz run",
+      (signal) => openRun(server, FUZZ_SESSIONS[0], signal),
+    );
     stats.executions++;
     let nextSeq = 1;
     while (stats.frames < options.frames) {
       if (current.client.closeInfo !== undefined) {
         // Ended (terminal frame) or closed (1008/1009): end it for sure, start the next run.
-        await server.call(
-          `/v1/sessions/${current.sessionId}/executions/${current.executionId}/fail`,
-          { method: "POST", json: { error: "fuzz run over" } },
+        const over = `/v1/sessions/${current.sessionId}/executions/${current.executionId}/fail`;
+        await step(
+          `POST ${over}`,
+          (signal) =>
+            server.call(over, { method: "POST", json: { error: "fuzz run over" }, signal }),
         );
-        current = await openRun(server, FUZZ_SESSIONS[stats.executions % FUZZ_SESSIONS.length]);
+        const next = FUZZ_SESSIONS[stats.executions % FUZZ_SESSIONS.length];
+        current = await step(
+          `open a fuzz run in ${next}`,
+          (signal) => openRun(server, next, signal),
+        );
         clients.push(current.client);
         stats.executions++;
         nextSeq = 1;
@@ -446,31 +485,28 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzStats> {
         stats.frames++;
         nextSeq = Math.max(nextSeq, current.client.acked + 1);
       }
-      await healthy(server);
+      await step(`GET /healthz after frame ${stats.frames}`, (signal) => healthy(server, signal));
       // A service close waits for a quiet moment: give it one, so runs do end.
       await delay(15);
     }
 
     // REST.
     const known = { executionIds: [] as string[], tickets: [] as string[] };
-    for (const sid of FUZZ_SESSIONS) known.executionIds.push(...await executionIdsOf(server, sid));
+    for (const sid of FUZZ_SESSIONS) {
+      const ids = await step(`list executions of ${sid}`, () => executionIdsOf(server, sid));
+      known.executionIds.push(...ids);
+    }
     for (let i = 0; stats.requests < options.requests; i++) {
       const req = fuzzRequest(r, known);
-      let res: Response;
-      try {
-        res = await fetch(server.url + req.path, {
-          method: req.method,
-          headers: req.headers,
-          body: req.body,
-        });
-      } catch (err) {
-        // fetch refuses some inputs itself (a header it cannot send): not a service answer.
-        if (err instanceof TypeError && !/connection|refused|reset/i.test(err.message)) continue;
-        throw err;
-      }
+      const answer = await within(
+        `request ${stats.requests}: ${describe(req)}`,
+        stepMs,
+        (signal) => sendFuzzRequest(server, req, signal),
+      );
+      if (answer === undefined) continue;
+      const { res, text } = answer;
       stats.requests++;
       stats.statuses[res.status] = (stats.statuses[res.status] ?? 0) + 1;
-      const text = req.method === "HEAD" || res.status === 101 ? "" : await readSome(res);
       assert.ok(
         res.status < 500,
         `${req.method} ${req.path} ${JSON.stringify(req.headers)} → ${res.status} ${
@@ -490,26 +526,42 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzStats> {
       if (res.status === 201 && text.includes("ticket")) {
         known.tickets.push(JSON.parse(text).ticket);
       }
-      if (i % 50 === 0) await healthy(server);
+      if (i % 50 === 0) {
+        await step(`GET /healthz after request ${i}`, (signal) => healthy(server, signal));
+      }
     }
-    await healthy(server);
+    await step("GET /healthz after the requests", (signal) => healthy(server, signal));
 
     // Nothing stored is garbage; the control session is untouched and still works.
     for (const sid of FUZZ_SESSIONS) {
-      const view = await server.call(`/v1/sessions/${sid}`);
+      const view = await step(
+        `GET session ${sid}`,
+        (signal) => server.call(`/v1/sessions/${sid}`, { signal }),
+      );
       if (view.status === 404) continue;
-      const ids = await executionIdsOf(server, sid);
-      checkEnvelopes(sid, await storedEvents(server, sid), ids);
+      const ids = await step(`list executions of ${sid}`, () => executionIdsOf(server, sid));
+      const events = await step(`read events of ${sid}`, () => storedEvents(server, sid));
+      checkEnvelopes(sid, events, ids);
+      // The Durable Streams catch-up reads the same log and ends (deleted and re-created
+      // sessions leave never-stored eventIds below the first stored one).
+      const viaDs = await step(`read ${sid} through /ds`, (signal) => dsLog(server, sid, signal));
+      assert.deepEqual(viaDs, events.map((e) => e.eventId), `${sid}: /ds and /events differ`);
     }
-    assert.equal(JSON.stringify(await storedEvents(server, CONTROL)), controlBefore);
+    const controlAfter = await step("read the control events", () => storedEvents(server, CONTROL));
+    assert.equal(JSON.stringify(controlAfter), controlBefore);
     assert.equal(control.client.closeInfo, undefined, "the control run kept its connection");
     control.client.send({ streamEventType: "output", seq: 2, data: { text: "after" } });
     await control.client.ackOf(2);
-    const exec = await server.call(`/v1/sessions/${CONTROL}/executions/${control.executionId}`);
+    const exec = await step(
+      "GET the control execution",
+      (signal) =>
+        server.call(`/v1/sessions/${CONTROL}/executions/${control.executionId}`, { signal }),
+    );
     assert.ok(!isTerminal(exec.body.status as never));
-    await fuzzHugeReads(r.fork(), options.hugeReads ?? 20);
+    await fuzzHugeReads(r.fork(), options.hugeReads ?? 20, stepMs);
     return stats;
   } catch (err) {
+    failed = true;
     throw new Error(
       `fuzz failed: seed ${options.seed} (replay: TETHER_FUZZ_SEED=${options.seed})`,
       {
@@ -518,8 +570,51 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzStats> {
     );
   } finally {
     for (const c of clients) if (c.socket.readyState === WebSocket.OPEN) c.socket.close();
-    await server.close();
+    // A stop that hangs is a failure too, unless the run failed already (that error wins).
+    const stopped = step("stop the fuzzed instance", () => server.close());
+    await (failed ? stopped.catch(() => {}) : stopped);
   }
+}
+
+/** A session's eventIds read through `/ds` catch-ups, from the start until up to date. */
+async function dsLog(server: TestServer, sid: string, signal: AbortSignal): Promise<number[]> {
+  const ids: number[] = [];
+  let offset = "-1";
+  for (;;) {
+    const res = await server.api(`/v1/sessions/${sid}/ds?offset=${offset}`, { signal });
+    assert.equal(res.status, 200, `/ds of ${sid} at ${offset}`);
+    ids.push(...(await res.json() as Envelope[]).map((e) => e.eventId));
+    if (res.headers.get("stream-up-to-date") === "true") return ids;
+    offset = res.headers.get("stream-next-offset")!;
+  }
+}
+
+/** A fuzzed request as text, to replay it by hand. */
+function describe(req: FuzzRequest): string {
+  const body = req.body === undefined ? "" : ` body ${JSON.stringify(req.body.slice(0, 300))}`;
+  return `${req.method} ${req.path} ${JSON.stringify(req.headers)}${body}`;
+}
+
+/**
+ * Sends one fuzzed request and reads its answer; `undefined` when fetch refuses the input
+ * itself (a header it cannot send), which is no service answer.
+ */
+async function sendFuzzRequest(server: TestServer, req: FuzzRequest, signal: AbortSignal) {
+  let res: Response;
+  try {
+    res = await fetch(server.url + req.path, {
+      method: req.method,
+      headers: req.headers,
+      body: req.body,
+      signal,
+    });
+  } catch (err) {
+    if (signal.aborted) throw err;
+    if (err instanceof TypeError && !/connection|refused|reset/i.test(err.message)) return;
+    throw err;
+  }
+  const text = req.method === "HEAD" || res.status === 101 ? "" : await readSome(res);
+  return { res, text };
 }
 
 /** Reads a response body as text, cancelling streams that never end (SSE). */
@@ -531,12 +626,16 @@ async function readSome(res: Response): Promise<string> {
   return await res.text();
 }
 
-async function openRun(server: TestServer, sessionId: string) {
-  const session = await server.call("/v1/sessions", { method: "POST", json: { sessionId } });
+async function openRun(server: TestServer, sessionId: string, signal?: AbortSignal) {
+  const session = await server.call("/v1/sessions", {
+    method: "POST",
+    json: { sessionId },
+    signal,
+  });
   assert.ok(session.status === 201 || session.status === 409);
   const created = await server.call<{ executionId: string; ingestToken: string }>(
     `/v1/sessions/${sessionId}/executions`,
-    { method: "POST", json: {} },
+    { method: "POST", json: {}, signal },
   );
   assert.equal(created.status, 201, JSON.stringify(created.body));
   const { executionId, ingestToken } = created.body;
@@ -545,6 +644,7 @@ async function openRun(server: TestServer, sessionId: string) {
     const input = await server.call(`/v1/sessions/${sessionId}/executions/${executionId}/input`, {
       method: "POST",
       json: { data },
+      signal,
     });
     assert.equal(input.status, 202, JSON.stringify(input.body));
   }
@@ -568,7 +668,7 @@ const hugePad = (n: number) => String.fromCharCode(0x41 + n).repeat(HUGE_BYTES);
  * (random offset) and WebSocket viewers (random `after`) must each return a contiguous run
  * of whole events and a cursor that continues it.
  */
-async function fuzzHugeReads(r: Random, reads: number): Promise<void> {
+async function fuzzHugeReads(r: Random, reads: number, stepMs: number): Promise<void> {
   const server = await startServer({
     config: { maxFrameBytes: 524_288, viewerBufferBytes: 256 * 1024, readBudgetBytes: 4 << 20 },
   });
@@ -582,11 +682,17 @@ async function fuzzHugeReads(r: Random, reads: number): Promise<void> {
     for (let i = 0; i < reads; i++) {
       const after = r.int(0, last);
       const kind = r.int(0, 2);
-      const got = kind === 0
-        ? await hugeJsonPage(server, after, r.pick([1, 2, 5, 100, 1000]))
-        : kind === 1
-        ? await hugeDsRead(server, after)
-        : await hugeViewer(server, after, last);
+      const limit = r.pick([1, 2, 5, 100, 1000]);
+      const got = await within(
+        `huge read ${kind} after ${after}`,
+        stepMs,
+        (signal) =>
+          kind === 0
+            ? hugeJsonPage(server, after, limit, signal)
+            : kind === 1
+            ? hugeDsRead(server, after, signal)
+            : hugeViewer(server, after, last),
+      );
       const ids = got.events.map((e) => e.eventId);
       const where = `huge read ${kind} after ${after}: ${JSON.stringify(ids)}`;
       assert.deepEqual(ids, ids.map((_, k) => after + 1 + k), where);
@@ -605,17 +711,27 @@ async function fuzzHugeReads(r: Random, reads: number): Promise<void> {
 
 type HugeRead = { events: Envelope[]; next: number };
 
-async function hugeJsonPage(server: TestServer, after: number, limit: number): Promise<HugeRead> {
+async function hugeJsonPage(
+  server: TestServer,
+  after: number,
+  limit: number,
+  signal: AbortSignal,
+): Promise<HugeRead> {
   const res = await server.call<{ events: Envelope[]; nextAfter: number; lastEventId: number }>(
     `/v1/sessions/huge/events?after=${after}&limit=${limit}`,
+    { signal },
   );
   assert.equal(res.status, 200);
   return { events: res.body.events, next: res.body.nextAfter };
 }
 
-async function hugeDsRead(server: TestServer, after: number): Promise<HugeRead> {
+async function hugeDsRead(
+  server: TestServer,
+  after: number,
+  signal: AbortSignal,
+): Promise<HugeRead> {
   const offset = after === 0 ? "-1" : String(after).padStart(16, "0");
-  const res = await server.api(`/v1/sessions/huge/ds?offset=${offset}`);
+  const res = await server.api(`/v1/sessions/huge/ds?offset=${offset}`, { signal });
   assert.equal(res.status, 200);
   const events = await res.json() as Envelope[];
   return { events, next: Number(res.headers.get("stream-next-offset")) };

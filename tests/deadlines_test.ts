@@ -357,5 +357,5 @@ serverTest(
     assert.equal(await statusOf(server, run), "running");
     await client.close();
   },
-  { config: { heartbeatTimeoutMs: 400, heartbeatWriteMs: 5000, disconnectGraceMs: 60_000 } },
+  { config: { heartbeatTimeoutMs: 800, heartbeatWriteMs: 5000, disconnectGraceMs: 60_000 } },
 );

@@ -120,7 +120,11 @@ export class FrameBatcher {
 
   #pump(): void {
     while (this.#queue.length > 0 && this.#inFlight < this.#maxInFlight) {
-      const wait = this.#lastStart + this.#minIntervalMs - performance.now();
+      // An idle instance commits at once (latency); while commits are in flight, works wait
+      // up to `minIntervalMs` so that those arriving together share the next commit.
+      const wait = this.#inFlight === 0
+        ? 0
+        : this.#lastStart + this.#minIntervalMs - performance.now();
       if (wait > 0) {
         this.#timer ??= setTimeout(() => {
           this.#timer = undefined;

@@ -43,8 +43,10 @@ Deno.test("stop: an agent that honours SIGTERM exits at once; SIGKILL escalates"
   assert.deepEqual(await polite.exited, { code: 0, signal: null });
   assert.deepEqual(lines.at(-1), ["stdout", "got SIGTERM"]);
 
-  const stubborn = startAgent(agent("ignore-term", "out:up", "hang"), collect());
-  await new Promise((r) => setTimeout(r, 100));
+  const seen = collect();
+  const stubborn = startAgent(agent("ignore-term", "out:up", "hang"), { onLine: seen.onLine });
+  // "up" is printed after the SIGTERM handler is set: a fixed wait could come before it.
+  while (seen.lines.length === 0) await new Promise((r) => setTimeout(r, 5));
   stubborn.stop({ graceMs: 10_000 });
   const t0 = performance.now();
   stubborn.stop({ signal: "SIGKILL", graceMs: 10_000 });

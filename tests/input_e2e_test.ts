@@ -14,23 +14,13 @@ import {
   IngestClient,
   type Run,
 } from "./helpers/ingest_client.ts";
+import { FAST_RECONNECT_ARGS } from "./helpers/chaos_run.ts";
 import { spawnWrapper } from "./helpers/runs.ts";
 import { startServer, tempKvPath, type TestServer } from "./helpers/server.ts";
 import { seedFrom } from "./helpers/random.ts";
 
 const AGENT = new URL("./helpers/input_agent.ts", import.meta.url).pathname;
 const agent = (record: string) => [Deno.execPath(), "run", "-A", AGENT, record];
-
-const FAST_RECONNECT = [
-  "--reconnect-base-ms",
-  "50",
-  "--reconnect-max-ms",
-  "300",
-  "--reconnect-attempts",
-  "1000",
-  "--connect-timeout-ms",
-  "3000",
-];
 
 /** Posts an input, waiting and retrying while the execution's input queue is full (429). */
 async function send(server: TestServer, run: Run, body: unknown): Promise<number> {
@@ -70,7 +60,7 @@ Deno.test(
       let n = 0;
       for (; n < 10; n++) await send(server, run, { data: { n: n + 1 } }); // before connecting
       const wrapper = spawnWrapper({ ...run, ingestUrl: proxy.via(run.ingestUrl) }, agent(record), {
-        wrapperArgs: ["--input", "jsonl", ...FAST_RECONNECT],
+        wrapperArgs: ["--input", "jsonl", ...FAST_RECONNECT_ARGS],
       });
       while (proxy.stats.scheduledCuts < 50 || n < 150) {
         await send(server, run, { data: { n: ++n } });

@@ -15,6 +15,18 @@ import { createRun, type Envelope, storedEvents } from "./ingest_client.ts";
 import { spawnWrapper } from "./runs.ts";
 import { startServer } from "./server.ts";
 
+/** Wrapper options for runs through a cutting proxy: quick, patient reconnects. */
+export const FAST_RECONNECT_ARGS = [
+  "--reconnect-base-ms",
+  "50",
+  "--reconnect-max-ms",
+  "300",
+  "--reconnect-attempts",
+  "1000",
+  "--connect-timeout-ms",
+  "3000",
+];
+
 /** Options of {@link runChaos}. */
 export interface ChaosOptions {
   seed: number;
@@ -92,16 +104,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosStats> {
         "10",
         String(options.pauseMs ?? 0),
       ], {
-        wrapperArgs: [
-          "--reconnect-base-ms",
-          "50",
-          "--reconnect-max-ms",
-          "300",
-          "--reconnect-attempts",
-          "1000",
-          "--connect-timeout-ms",
-          "3000",
-        ],
+        wrapperArgs: FAST_RECONNECT_ARGS,
       })
     );
     const codes = await Promise.all(children.map((c) => c.status.then((s) => s.code)));

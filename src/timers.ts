@@ -16,10 +16,16 @@
 import { delay } from "./async.ts";
 import type { TimerWakeup } from "./config.ts";
 import { DeadlineIo, type DeadlineIoOptions } from "./deadline_io.ts";
-import { type Fired, fireDeadlines, type FiringOutcome } from "./lifecycle.ts";
+import {
+  deadlineKey,
+  type DeadlineRef,
+  type Fired,
+  fireDeadlines,
+  type FiringOutcome,
+} from "./lifecycle.ts";
 import { MetricName } from "./metrics.ts";
 import type { Runtime } from "./runtime.ts";
-import { listDueTimers } from "./store/mod.ts";
+import { listDueTimers, type TimerEntry } from "./store/mod.ts";
 import { Limiter } from "./limiter.ts";
 import { QueueChannel } from "./queue_probe.ts";
 
@@ -63,8 +69,8 @@ export class DeadlineRunner {
   readonly #scheduled = new Map<string, ReturnType<typeof setTimeout>>();
   /** Keys being fired by this instance: a second wake-up for one of them is dropped. */
   readonly #inFlight = new Set<string>();
-  /** Keys waiting for the next batch (wake-ups arriving together fire together). */
-  readonly #queued = new Map<string, Deno.KvKey>();
+  /** Deadlines waiting for the next batch (wake-ups arriving together fire together). */
+  readonly #queued = new Map<string, DeadlineRef>();
   #flush?: Promise<void>;
   /** Batches committing now: a stop waits for them (KV is closed right after). */
   readonly #batches = new Set<Promise<void>>();
@@ -174,11 +180,11 @@ export class DeadlineRunner {
         // lateness near zero instead of up to a sweep period.
         const horizon = now + this.#options.sweepMs;
         const page = await listDueTimers(this.#rt.kv, horizon, { limit: SWEEP_PAGE, after });
-        const due: Deno.KvKey[] = [];
-        for (const { key } of page) {
-          const dueAt = Number(key[1]);
-          if (dueAt > now) this.#wakeAt(key, dueAt - now);
-          else if (this.#mayTry(key, now)) due.push(key);
+        const due: TimerEntry[] = [];
+        for (const entry of page) {
+          const dueAt = Number(entry.key[1]);
+          if (dueAt > now) this.#wakeAt(entry, dueAt - now);
+          else if (this.#mayTry(entry.key, now)) due.push(entry);
         }
         firing.push(this.#fireSoon(due));
         if (page.length < SWEEP_PAGE) break;
@@ -196,28 +202,31 @@ export class DeadlineRunner {
     return !failing || failing.retryAt <= now;
   }
 
-  /** Fires `key` in `wait` ms from a local timer (once per key, however many sweeps see it). */
-  #wakeAt(key: Deno.KvKey, wait: number): void {
-    const id = JSON.stringify(key);
+  /**
+   * Fires a listed deadline in `wait` ms from a local timer (once per key, however many sweeps
+   * see it), from its listed entry (checked at commit) instead of reading it again.
+   */
+  #wakeAt(entry: TimerEntry, wait: number): void {
+    const id = JSON.stringify(entry.key);
     if (this.#stopped || this.#scheduled.has(id)) return;
     this.#scheduled.set(
       id,
       setTimeout(() => {
         this.#scheduled.delete(id);
-        void this.#fireSoon([key]);
+        void this.#fireSoon([entry]);
       }, wait + 1),
     );
   }
 
   /**
-   * Queues keys for the next batch and resolves once that batch (and any it had to wait for)
-   * has fired. Keys already queued or firing are not queued twice.
+   * Queues deadlines for the next batch and resolves once that batch (and any it had to wait
+   * for) has fired. Deadlines already queued or firing are not queued twice.
    */
-  #fireSoon(keys: readonly Deno.KvKey[]): Promise<void> {
+  #fireSoon(refs: readonly DeadlineRef[]): Promise<void> {
     if (this.#stopped) return Promise.resolve();
-    for (const key of keys) {
-      const id = JSON.stringify(key);
-      if (!this.#inFlight.has(id)) this.#queued.set(id, key);
+    for (const ref of refs) {
+      const id = JSON.stringify(deadlineKey(ref));
+      if (!this.#inFlight.has(id)) this.#queued.set(id, ref);
     }
     // Wake-ups of the same instant (timers due together, a sweep page) share one flush.
     this.#flush ??= delay(0).then(() => {
@@ -228,20 +237,21 @@ export class DeadlineRunner {
   }
 
   async #fireQueued(): Promise<void> {
-    const keys = [...this.#queued.values()];
+    const refs = [...this.#queued.entries()];
     this.#queued.clear();
-    if (this.#stopped || keys.length === 0) return;
-    for (const key of keys) this.#inFlight.add(JSON.stringify(key));
+    if (this.#stopped || refs.length === 0) return;
+    for (const [id] of refs) this.#inFlight.add(id);
     const work: Promise<void>[] = [];
-    const inTx = keys.filter((key) => !IO_KINDS.has(String(key[2])));
+    const isIo = (ref: DeadlineRef) => IO_KINDS.has(String(deadlineKey(ref)[2]));
+    const inTx = refs.flatMap(([, ref]) => isIo(ref) ? [] : [ref]);
     for (let i = 0; i < inTx.length; i += this.#options.batchSize) {
       const batch = inTx.slice(i, i + this.#options.batchSize);
       const firing = this.#limit.run(() => this.#fireBatch(batch));
       this.#batches.add(firing);
       work.push(firing.finally(() => this.#batches.delete(firing)));
     }
-    for (const key of keys.filter((k) => IO_KINDS.has(String(k[2])))) {
-      work.push(this.#ioLimit.run(() => this.#fireIo(key)));
+    for (const [, ref] of refs.filter(([, ref]) => isIo(ref))) {
+      work.push(this.#ioLimit.run(() => this.#fireIo(deadlineKey(ref))));
     }
     await Promise.all(work);
   }
@@ -251,10 +261,11 @@ export class DeadlineRunner {
     return this.#fireSoon(keys);
   }
 
-  async #fireBatch(keys: Deno.KvKey[]): Promise<void> {
+  async #fireBatch(refs: DeadlineRef[]): Promise<void> {
+    const keys = refs.map(deadlineKey);
     try {
       if (this.#stopped) return;
-      const results = await fireDeadlines(this.#rt.ctx, keys);
+      const results = await fireDeadlines(this.#rt.ctx, refs);
       results.forEach((result, i) => {
         if (result.ok) this.#fired(keys[i], result.value);
         else this.#failed(keys[i], result.error);

@@ -18,6 +18,7 @@ import {
   isLive,
   readHead,
   records,
+  type TimerEntry,
   type TimerRecord,
   type Tx,
 } from "../store/mod.ts";
@@ -33,7 +34,7 @@ import {
   refuse,
   serviceEvent,
 } from "./transition.ts";
-import { failWithError, finish } from "./finish.ts";
+import { failWithError, finish, finishReads } from "./finish.ts";
 import { tombstone } from "./sessions.ts";
 
 /** What firing a deadline did (metrics label and log field). */
@@ -110,49 +111,88 @@ export function parseTimer(value: unknown): TimerRecord {
 }
 
 /**
- * Reads the deadline at `key` and, for an execution deadline, its execution in the same
- * round trip (the id is part of the key): the session the events go to.
+ * A deadline to fire: its key, or its entry as a listing read it. A listed entry stands in for
+ * re-reading the deadline (its versionstamp is checked at commit, so a deadline changed or
+ * fired since the listing is not fired from the stale copy).
  */
-async function readDeadline(
-  tx: Tx,
-  key: Deno.KvKey,
-): Promise<{ timer: TimerRecord; sessionId: string } | null> {
-  const subject = key[3];
-  const isExecution = typeof subject === "string" && !SESSION_KINDS.has(String(key[2]));
-  const [raw, exec] = isExecution
-    ? await tx.getMany<[unknown, ExecutionRecord]>([key, records.execution(subject).key])
-    : [await tx.get<unknown>(key), null];
-  if (raw === null) return null;
-  const timer = parseTimer(raw);
-  if (timer.kind === "ttl" || timer.kind === "purge") return { timer, sessionId: timer.id };
-  return { timer, sessionId: exec?.sessionId ?? "" };
-}
+export type DeadlineRef = Deno.KvKey | TimerEntry;
+
+/** Whether `ref` is a listed entry rather than a bare key. */
+const isListed = (ref: DeadlineRef): ref is TimerEntry => !Array.isArray(ref);
+
+/** The key of a {@link DeadlineRef}. */
+export const deadlineKey = (ref: DeadlineRef): Deno.KvKey => isListed(ref) ? ref.key : ref;
 
 /** Kinds whose subject is a session, not an execution. */
 const SESSION_KINDS = new Set(["ttl", "purge"]);
 
 /**
- * The transaction body that fires the deadline at `key`: re-reads it (gone: `null`), leaves
- * it armed when not due, else deletes it and applies its effect, appending the events.
+ * What a firing of `key` will read first, in one round trip: the deadline with its subject's
+ * records (for a session: the session, its active slot and head; for an execution: its
+ * record, and its connection unless the kind is `heartbeat`, which a live execution decides
+ * from its record alone).
+ */
+function firstReads(key: Deno.KvKey): Deno.KvKey[] {
+  const [, , kind, subject] = key;
+  if (typeof subject !== "string") return [key];
+  if (SESSION_KINDS.has(String(kind))) {
+    return [
+      key,
+      records.session(subject).key,
+      records.active(subject).key,
+      records.head(subject).key,
+    ];
+  }
+  const exec = records.execution(subject).key;
+  return kind === "heartbeat" ? [key, exec] : [key, exec, records.conn(subject).key];
+}
+
+/** Reads and parses the deadline at `key` (`null`: gone), its first reads fetched along. */
+async function readDeadline(tx: Tx, key: Deno.KvKey): Promise<TimerRecord | null> {
+  await tx.prefetch(firstReads(key));
+  const raw = await tx.get<unknown>(key);
+  return raw === null ? null : parseTimer(raw);
+}
+
+/**
+ * The transaction body that fires the deadline `ref`: re-reads it (gone: `null`), leaves it
+ * armed when not due, else deletes it and applies its effect, appending the events.
  * `callback` and `purge` do I/O and are fired by the timer runner instead.
  */
 function firingBody(
   ctx: LifecycleContext,
-  key: Deno.KvKey,
+  ref: DeadlineRef,
 ): (tx: Tx) => Promise<Fired | null> {
+  const key = deadlineKey(ref);
+  let listed = isListed(ref) ? ref : undefined;
   return async (tx) => {
-    const read = await readDeadline(tx, key);
-    if (!read) return null;
-    const { timer, sessionId } = read;
+    // The listed entry serves the first run only: a rerun after a conflict reads afresh.
+    if (listed) tx.know(listed);
+    listed = undefined;
+    const timer = await readDeadline(tx, key);
+    if (!timer) return null;
     const p = new Pending(ctx.now());
-    const effects: Effects = { sessionId, stored: [], notified: p.notified };
+    const effects: Effects = { sessionId: "", stored: [], notified: p.notified };
     // An early wake-up must leave the deadline armed: deleting it would lose the deadline.
     if (timer.dueAt > p.now) return { timer, outcome: "early", effects };
     tx.delete(key);
     const outcome = await applyDeadline(ctx, tx, p, timer);
-    if (sessionId) effects.stored = await appendEvents(tx, sessionId, p.events, p.now);
+    if (p.events.length > 0) {
+      effects.sessionId = await subjectSession(tx, timer);
+      effects.stored = await appendEvents(tx, effects.sessionId, p.events, p.now);
+    }
     return { timer, outcome, effects };
   };
+}
+
+/** The session a deadline's events go to (its subject's record was read by the firing). */
+async function subjectSession(tx: Tx, timer: TimerRecord): Promise<string> {
+  if (SESSION_KINDS.has(timer.kind)) return timer.id;
+  const exec = await records.execution(timer.id).get(tx);
+  if (!exec) {
+    throw new Error(`deadline ${timer.kind} of ${timer.id} made events without an execution`);
+  }
+  return exec.sessionId;
 }
 
 /** Why a firing did nothing at all: its entry is gone (another wake-up fired it). */
@@ -174,14 +214,14 @@ export async function fireDeadline(
 /**
  * Fires several deadlines, sharing commits where their records do not overlap (within KV's
  * limits). Each keeps its own checks; one that fails or conflicts never costs another its
- * firing. Results are in the order of `keys` (`null`: the entry was gone); each committed
+ * firing. Results are in the order of `deadlines` (`null`: the entry was gone); each committed
  * firing's after-commit step has run.
  */
 export async function fireDeadlines(
   ctx: LifecycleContext,
-  keys: readonly Deno.KvKey[],
+  deadlines: readonly DeadlineRef[],
 ): Promise<BatchResult<Fired | null>[]> {
-  const bodies = keys.map((key) => firingBody(ctx, key));
+  const bodies = deadlines.map((ref) => firingBody(ctx, ref));
   const results = await transactMany(ctx.kv, bodies, { queues: ctx.queues });
   for (const result of results) {
     if (result.ok && result.value) afterCommit(ctx, result.value.effects);
@@ -229,6 +269,12 @@ async function executionDeadline(
 ): Promise<FiringOutcome> {
   const exec = await records.execution(executionId).get(tx);
   if (!exec || isTerminal(exec.status)) return "noop";
+  // Nearly every heartbeat firing finds its execution heard from and re-arms it: decided
+  // from the record alone, before anything else is read.
+  const heartbeat = kind === "heartbeat" ? heartbeatCheck(tx, p, exec) : undefined;
+  if (heartbeat) return heartbeat;
+  // Whatever the decision, ending the execution reads no more than this: one round trip.
+  await tx.prefetch(finishReads(exec));
   const sid = exec.sessionId;
   const [flag, grace, active] = await tx.getMany<[InterruptFlag, GraceRecord, ActiveSlot]>([
     records.interrupt(sid).key,
@@ -243,7 +289,7 @@ async function executionDeadline(
     case "grace":
       return await graceExpiry(ctx, tx, p, state);
     case "heartbeat":
-      return await heartbeatCheck(ctx, tx, p, state);
+      return await heartbeatTimeout(ctx, tx, p, state);
     case "interrupt":
       return await interruptTimeout(ctx, tx, p, state);
   }
@@ -286,21 +332,32 @@ async function graceExpiry(
   return "failed";
 }
 
-/** A running execution silent for too long fails; one heard from since is re-armed. */
-async function heartbeatCheck(
+/**
+ * The heartbeat decision from the execution record alone: `noop` when it is not running,
+ * `rearmed` (armed again for when its silence would run out) when it was heard from within
+ * its timeout, `undefined` when it has been silent too long and must end.
+ */
+function heartbeatCheck(
+  tx: Tx,
+  p: Pending,
+  exec: ExecutionRecord,
+): "noop" | "rearmed" | undefined {
+  if (exec.status !== "running") return "noop";
+  const heardAt = exec.lastHeartbeatAt ?? Date.parse(exec.startedAt ?? exec.createdAt);
+  const dueAt = heardAt + exec.heartbeatTimeoutMs;
+  if (dueAt <= p.now) return undefined;
+  armTimer(tx, "heartbeat", exec.executionId, dueAt);
+  return "rearmed";
+}
+
+/** A running execution silent past its heartbeat timeout fails (or its interrupt is forced). */
+async function heartbeatTimeout(
   ctx: LifecycleContext,
   tx: Tx,
   p: Pending,
   state: ExecutionState,
 ): Promise<FiringOutcome> {
   const { exec } = state;
-  if (exec.status !== "running") return "noop";
-  const heardAt = exec.lastHeartbeatAt ?? Date.parse(exec.startedAt ?? exec.createdAt);
-  const dueAt = heardAt + exec.heartbeatTimeoutMs;
-  if (dueAt > p.now) {
-    armTimer(tx, "heartbeat", exec.executionId, dueAt);
-    return "rearmed";
-  }
   if (state.interrupting) return await forceInterrupt(ctx, tx, p, exec, state.interrupting);
   await failWithError(ctx, tx, p, exec, ErrorText.heartbeatTimeout);
   return "failed";

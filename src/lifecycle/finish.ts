@@ -47,6 +47,30 @@ import { withoutUndefined } from "../objects.ts";
 export type ExecutionNotFound = Refusal<typeof ErrorCode.executionNotFound>;
 
 /**
+ * The keys {@link finish} reads to end `exec` (its events' head included), for a caller that
+ * reads them ahead in one round trip with `tx.prefetch`.
+ *
+ * @example
+ * ```ts
+ * await tx.prefetch(finishReads(exec)); // then finish() reads nothing more from KV
+ * ```
+ */
+export function finishReads(exec: ExecutionRecord): Deno.KvKey[] {
+  const sid = exec.sessionId;
+  const sessionKeys = [
+    records.active,
+    records.queue,
+    records.interrupt,
+    records.grace,
+    records.head,
+  ]
+    .map((entry) => entry(sid).key);
+  return exec.status === "running"
+    ? [...sessionKeys, records.conn(exec.executionId).key]
+    : sessionKeys;
+}
+
+/**
  * Moves `exec` to a terminal status inside the transaction. Appends `cause` events, then its
  * `execution_status`; clears the active slot, interrupt flag, grace record and connection
  * only when they name this execution; promotes the next queued execution (unless the

@@ -124,11 +124,11 @@ export function armTimer(
 export const timerKey = (timer: TimerRecord): Deno.KvKey =>
   keys.timer(timer.dueAt, timer.kind, timer.id);
 
-/** A listed timer entry: its key, and its value as stored (checked by the firing side). */
-export interface TimerEntry {
-  key: Deno.KvKey;
-  value: unknown;
-}
+/**
+ * A listed timer entry: its key, its value as stored (checked by the firing side) and the
+ * versionstamp it was listed at (a firing may use the listed value, checked at commit).
+ */
+export type TimerEntry = Deno.KvEntry<unknown>;
 
 /**
  * Lists timer entries due at or before `until`, in due order, starting after `after` (a key
@@ -147,7 +147,7 @@ export async function listDueTimers(
   const skip = after ? JSON.stringify(after) : undefined;
   const out: TimerEntry[] = [];
   for await (const e of kv.list({ start, end }, { limit })) {
-    if (JSON.stringify(e.key) !== skip) out.push({ key: e.key, value: e.value });
+    if (JSON.stringify(e.key) !== skip) out.push(e);
   }
   return out.slice(0, options.limit);
 }

@@ -27,6 +27,14 @@ export interface Tx {
   enqueue(message: unknown, options?: { delay?: number }): void;
   /** Registers a check that `key` is still absent / at `versionstamp` without reading it. */
   check(key: Deno.KvKey, versionstamp: string | null): void;
+  /**
+   * Reads keys ahead in one round trip (10 keys per KV call) without checking them: a later
+   * `get` of one of them answers from this read and checks it from then on, one never asked
+   * for is never checked. So a body can fetch everything it may need at once and still
+   * conflict only on what it used.
+   */
+  prefetch(keys: readonly Deno.KvKey[]): Promise<void>;
+  know(entry: Deno.KvEntryMaybe<unknown>): void;
 }
 
 /** Options of {@link transact}. */
@@ -47,6 +55,16 @@ type Write =
   | { key: Deno.KvKey; kind: "set"; value: unknown; expireIn?: number }
   | { key: Deno.KvKey; kind: "delete" };
 
+/** Most keys one `kv.getMany` call takes. */
+const KV_GET_MANY_LIMIT = 10;
+
+/** `items` cut into runs of at most `size`. */
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
 /** A key's identity in the read and write sets. */
 export const keyId = (key: Deno.KvKey): string =>
   JSON.stringify(key, (_k, v) => typeof v === "bigint" ? `${v}n` : v);
@@ -58,7 +76,34 @@ export class Transaction implements Tx {
   readonly messages: { message: unknown; delay?: number }[] = [];
   /** Values read in this run, so a repeated read sees the same snapshot. */
   readonly values = new Map<string, unknown>();
+  /** Entries read ahead or known from elsewhere: checked only once the body reads them. */
+  readonly #ahead = new Map<string, Deno.KvEntryMaybe<unknown>>();
   constructor(private readonly kv: Deno.Kv, private readonly queues: boolean) {}
+
+  know(entry: Deno.KvEntryMaybe<unknown>): void {
+    const id = keyId(entry.key);
+    if (!this.#known(id)) this.#ahead.set(id, entry);
+  }
+
+  async prefetch(keyList: readonly Deno.KvKey[]): Promise<void> {
+    const missing = keyList.filter((key) => !this.#known(keyId(key)));
+    await Promise.all(
+      chunks(missing, KV_GET_MANY_LIMIT).map(async (chunk) => {
+        for (const entry of await this.kv.getMany(chunk)) this.know(entry);
+      }),
+    );
+  }
+
+  #known(id: string): boolean {
+    return this.writes.has(id) || this.reads.has(id) || this.#ahead.has(id);
+  }
+
+  /** Moves a read-ahead entry into the checked reads. */
+  #use(id: string, entry: Deno.KvEntryMaybe<unknown>): void {
+    this.#ahead.delete(id);
+    this.reads.set(id, { key: entry.key, versionstamp: entry.versionstamp });
+    this.values.set(id, entry.value);
+  }
 
   async get<T>(key: Deno.KvKey): Promise<T | null> {
     const [value] = await this.getMany<[T]>([key]);
@@ -69,15 +114,11 @@ export class Transaction implements Tx {
     keyList: { [K in keyof T]: Deno.KvKey },
   ): Promise<{ [K in keyof T]: T[K] | null }> {
     const ids = (keyList as Deno.KvKey[]).map(keyId);
-    const missing = (keyList as Deno.KvKey[]).filter((_, i) =>
-      !this.writes.has(ids[i]) && !this.reads.has(ids[i])
-    );
-    for (let i = 0; i < missing.length; i += 10) {
-      const entries = await this.kv.getMany(missing.slice(i, i + 10));
-      for (const entry of entries) {
-        this.reads.set(keyId(entry.key), { key: entry.key, versionstamp: entry.versionstamp });
-        this.values.set(keyId(entry.key), entry.value);
-      }
+    await this.prefetch(keyList as Deno.KvKey[]);
+    for (const id of ids) {
+      const entry = this.#ahead.get(id);
+      // A key written since it was read ahead answers with the write, unchecked as before.
+      if (entry && !this.writes.has(id)) this.#use(id, entry);
     }
     return ids.map((id) => {
       const write = this.writes.get(id);

@@ -166,3 +166,62 @@ Deno.test("transact stops when its signal is aborted", async () => {
     assert.equal((await kv.get(["x"])).value, null);
   });
 });
+
+Deno.test("prefetch reads ahead without checking: only the keys the body used can conflict", async () => {
+  await withKv(async (kv) => {
+    await kv.set(["used"], 1);
+    await kv.set(["unused"], 1);
+    let runs = 0;
+    let reads = 0;
+    const counting = new Proxy(kv, {
+      get(target, prop) {
+        if (prop === "getMany") {
+          return (keys: Deno.KvKey[]) => {
+            reads++;
+            return target.getMany(keys);
+          };
+        }
+        const value = Reflect.get(target, prop, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    await transact(counting, async (tx) => {
+      runs++;
+      await tx.prefetch([["used"], ["unused"], ["absent"]]);
+      const used = await tx.get<number>(["used"]);
+      // Another writer changes a key read ahead but never used: no conflict.
+      if (runs === 1) await kv.set(["unused"], 2);
+      tx.set(["out"], used);
+    });
+    assert.equal(runs, 1);
+    assert.equal(reads, 1, "one KV call for the prefetch, none for the get");
+    await transact(kv, async (tx) => {
+      runs++;
+      await tx.prefetch([["used"], ["unused"]]);
+      const used = await tx.get<number>(["used"]);
+      // A key read ahead and used is checked at the versionstamp the prefetch saw.
+      if (runs === 2) await kv.set(["used"], 5);
+      tx.set(["out"], used);
+    });
+    assert.equal(runs, 3);
+    assert.equal((await kv.get(["out"])).value, 5);
+  });
+});
+
+Deno.test("know: an entry read before the transaction is checked at its versionstamp", async () => {
+  await withKv(async (kv) => {
+    await kv.set(["timer"], "armed");
+    const listed = await kv.get(["timer"]);
+    await kv.set(["timer"], "re-armed"); // changed after the listing
+    let runs = 0;
+    const seen: unknown[] = [];
+    await transact(kv, async (tx) => {
+      if (runs++ === 0) tx.know(listed);
+      seen.push(await tx.get(["timer"]));
+      tx.delete(["timer"]);
+    });
+    // The stale listed copy fails its check; the rerun reads afresh.
+    assert.deepEqual(seen, ["armed", "re-armed"]);
+    assert.equal((await kv.get(["timer"])).value, null);
+  });
+});

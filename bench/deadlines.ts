@@ -10,17 +10,25 @@
  * wrapper in the same instant (a restart), so N disconnect graces fall due in the same
  * millisecond. Targets: 1,000 all fire ≤ 1 s late; 10,000 within a few seconds (≤ 5 s).
  *
+ * `--heartbeats` measures what the heartbeat deadlines of N running executions cost while every
+ * wrapper keeps sending liveness (issue 13): heartbeat firings and the KV reads and commits
+ * made by anything but the liveness traffic itself, per second, also scaled to the default
+ * 120 s heartbeat timeout (the rate goes as N / timeout). Every execution must stay running.
+ *
  * `deno run -A bench/deadlines.ts [--count=1000] [--due-ms=2000] [--sweep-ms=500] [--concurrency=8]`
  * `deno run -A bench/deadlines.ts --storm [--storm-counts=1000,10000] [--wakeups=sweep]`
- * `--kv-delay-ms=20` runs either on a remote-like KV (every read and commit 20 ms slower).
+ * `deno run -A bench/deadlines.ts --heartbeats [--running=2000] [--heartbeat-ms=20000]`
+ * `--kv-delay-ms=20` runs any of them on a remote-like KV (every read and commit 20 ms slower).
  *
  * @module
  */
+import { delay } from "../src/async.ts";
 import { MetricName } from "../src/metrics.ts";
 import { parseArgs } from "node:util";
 import { testConfig, type TimerWakeup } from "../src/config.ts";
-import { createExecution, createSession } from "../src/lifecycle.ts";
-import { armGraceStorm, StormClock, stormExecutions } from "../tests/helpers/storm.ts";
+import { AsyncLocalStorage } from "node:async_hooks";
+import { commitFrames, createExecution, createSession } from "../src/lifecycle.ts";
+import { admitRuns, armGraceStorm, StormClock, stormExecutions } from "../tests/helpers/storm.ts";
 import { slowKv } from "../tests/helpers/slow_kv.ts";
 import { createService } from "../src/service.ts";
 import { records, transact } from "../src/store/mod.ts";
@@ -36,6 +44,9 @@ const { values } = parseArgs({
     wakeups: { type: "string" },
     batch: { type: "string", default: "48" },
     "kv-delay-ms": { type: "string", default: "0" },
+    heartbeats: { type: "boolean", default: false },
+    "heartbeat-ms": { type: "string", default: "20000" },
+    running: { type: "string", default: "2000" },
   },
 });
 const COUNT = Number(values.count);
@@ -211,5 +222,143 @@ async function normalMode(): Promise<void> {
   console.log(`target p99 <= 1000 ms: ${worstP99 <= 1000 ? "met" : "MISSED"}`);
 }
 
-if (values.storm) await stormMode();
+/** The heartbeat timeout the `--heartbeats` figures are scaled to (the service's default). */
+const DEFAULT_HEARTBEAT_TIMEOUT_MS = 120_000;
+
+/** KV calls counted by {@link countingKv}. */
+interface KvCalls {
+  reads: number;
+  commits: number;
+}
+
+/** Marks the liveness traffic of the `--heartbeats` mode: its KV calls are not counted. */
+const liveness = new AsyncLocalStorage<true>();
+
+/** Counts the reads and commits made on `kv` outside {@link liveness} while `on()`. */
+function countingKv(kv: Deno.Kv, calls: KvCalls, on: () => boolean): Deno.Kv {
+  const counted = () => on() && !liveness.getStore();
+  return new Proxy(kv, {
+    get(target, prop) {
+      if (prop === "get" || prop === "getMany" || prop === "list") {
+        return (...args: unknown[]) => {
+          if (counted()) calls.reads++;
+          return (target[prop] as (...a: unknown[]) => unknown)(...args);
+        };
+      }
+      if (prop === "atomic") {
+        return () => {
+          const op = target.atomic();
+          const commit = op.commit.bind(op);
+          op.commit = () => {
+            if (counted()) calls.commits++;
+            return commit();
+          };
+          return op;
+        };
+      }
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+interface HeartbeatCost {
+  firingsPerS: number;
+  readsPerS: number;
+  commitsPerS: number;
+  /** Executions that failed although their wrapper kept sending (must be 0). */
+  failed: number;
+}
+
+/**
+ * N running executions whose wrappers send a heartbeat every sixth of the timeout (20 s of
+ * 120 s, as the wrapper does); after one timeout of warm-up, counts for one timeout (about
+ * one firing per execution) the heartbeat firings and the KV calls made by anything but the
+ * liveness commits.
+ */
+async function heartbeatCost(count: number, timeoutMs: number): Promise<HeartbeatCost> {
+  const dir = await Deno.makeTempDir({ prefix: "tether-bench-heartbeats-" });
+  const kvPath = `${dir}/tether.kv`;
+  const raw = await Deno.openKv(kvPath);
+  const calls: KvCalls = { reads: 0, commits: 0 };
+  let counting = false;
+  const counted = countingKv(raw, calls, () => counting);
+  const kv = KV_DELAY_MS > 0 ? slowKv(counted, { delayMs: KV_DELAY_MS }) : counted;
+  const timerWakeups = values.wakeups?.split(",") as TimerWakeup[] | undefined;
+  const config = testConfig({ kvPath, sweepMs: SWEEP_MS, timerWakeups });
+  const service = await createService(config, kv, { deadlines: { concurrency: CONCURRENCY } });
+  const stop = new AbortController();
+  try {
+    const runs = await admitRuns(service, { count, heartbeatTimeoutMs: timeoutMs });
+    const beatMs = timeoutMs / 6;
+    // Each run beats on its own phase of the period, as independent wrappers would.
+    const beats = runs.map(async (run, i) => {
+      await delay((beatMs * i) / runs.length, { signal: stop.signal });
+      while (!stop.signal.aborted) {
+        await liveness.run(
+          true,
+          () =>
+            commitFrames(service.rt.ctx, run.sessionId, run.executionId, run.connectionId, [{}]),
+        );
+        await delay(beatMs, { signal: stop.signal });
+      }
+    }).map((beat) => beat.catch(() => {}));
+    const fired = () =>
+      service.rt.metrics.get(MetricName.deadlinesFired, { kind: "heartbeat", outcome: "rearmed" });
+    await delay(timeoutMs);
+    const windowMs = timeoutMs;
+    const firedBefore = fired();
+    counting = true;
+    await delay(windowMs);
+    counting = false;
+    const firings = fired() - firedBefore;
+    stop.abort();
+    await Promise.all(beats);
+    const execs = await stormExecutions(kv, runs);
+    const perS = (n: number) => (n * 1000) / windowMs;
+    return {
+      firingsPerS: perS(firings),
+      readsPerS: perS(calls.reads),
+      commitsPerS: perS(calls.commits),
+      failed: execs.filter((e) => e.status !== "running").length,
+    };
+  } finally {
+    stop.abort();
+    await service.stop();
+    raw.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+async function heartbeatMode(): Promise<void> {
+  const timeoutMs = Number(values["heartbeat-ms"]);
+  const count = Number(values.running);
+  console.log(
+    `heartbeat deadlines: ${count} running executions, heartbeat timeout ${timeoutMs} ms, ` +
+      `a heartbeat every ${timeoutMs / 6} ms each, ${kvLabel()}, wake-ups ` +
+      `${values.wakeups ?? "default"}; KV calls of the liveness commits not counted`,
+  );
+  console.log("(the machine is shared and loaded: figures vary between runs)");
+  const cost = await heartbeatCost(count, timeoutMs);
+  const scale = timeoutMs / DEFAULT_HEARTBEAT_TIMEOUT_MS;
+  const row = (label: string, k: number) =>
+    console.log(
+      `${label.padEnd(34)} firings ${(cost.firingsPerS * k).toFixed(1)}/s  ` +
+        `KV reads ${(cost.readsPerS * k).toFixed(1)}/s  commits ${
+          (cost.commitsPerS * k).toFixed(1)
+        }/s  ` +
+        `(${(cost.readsPerS / Math.max(cost.firingsPerS, 1e-9)).toFixed(2)} reads, ` +
+        `${(cost.commitsPerS / Math.max(cost.firingsPerS, 1e-9)).toFixed(2)} commits per firing)`,
+    );
+  row(`measured (timeout ${timeoutMs} ms)`, 1);
+  row(`scaled to the ${DEFAULT_HEARTBEAT_TIMEOUT_MS / 1000} s default`, scale);
+  console.log(
+    `executions failed although heard from: ${cost.failed} (target 0: ${
+      cost.failed === 0 ? "met" : "MISSED"
+    })`,
+  );
+}
+
+if (values.heartbeats) await heartbeatMode();
+else if (values.storm) await stormMode();
 else await normalMode();

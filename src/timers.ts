@@ -33,6 +33,11 @@ import { QueueChannel } from "./queue_probe.ts";
 const SWEEP_PAGE = 500;
 /** A queue message that arrives before its due time waits at most this long (ms); the sweep covers the rest. */
 const MAX_EARLY_WAIT_MS = 1000;
+/**
+ * How long a deadline this instance fired is remembered (ms): a queue message for it that
+ * arrives later (the local wake-up won the race) is dropped without reading KV.
+ */
+const RECENTLY_FIRED_MS = 30_000;
 /** Kinds fired with I/O outside a transaction. */
 const IO_KINDS = new Set(["callback", "purge"]);
 
@@ -49,6 +54,13 @@ export interface DeadlineRunnerOptions extends DeadlineIoOptions {
   failureBackoffMs?: number;
   /** Longest retry delay of a failing deadline. Default 300000. */
   maxFailureBackoffMs?: number;
+  /**
+   * Heartbeat deadlines wake at the next multiple of this many ms at or after their due time,
+   * so the heartbeat checks of many executions fire in one batch and share commits (nearly
+   * all of them only re-arm). Adds at most this much to a silent execution's failure; 0 wakes
+   * each at its own due time. Default 250.
+   */
+  heartbeatSlotMs?: number;
 }
 
 /** A deadline's key as a log field: `timer/<due time ISO>/<kind>/<id>` (never redacted). */
@@ -74,6 +86,8 @@ export class DeadlineRunner {
   #flush?: Promise<void>;
   /** Batches committing now: a stop waits for them (KV is closed right after). */
   readonly #batches = new Set<Promise<void>>();
+  /** Deadlines this instance fired (or found gone) lately, by key, oldest first: when. */
+  readonly #recentlyFired = new Map<string, number>();
   /** Deadlines whose firing failed: not retried before `retryAt`. */
   readonly #failing = new Map<string, { failures: number; retryAt: number }>();
   readonly #stop = new AbortController();
@@ -89,6 +103,7 @@ export class DeadlineRunner {
       batchSize: options.batchSize ?? 48,
       failureBackoffMs: options.failureBackoffMs ?? 1000,
       maxFailureBackoffMs: options.maxFailureBackoffMs ?? 300_000,
+      heartbeatSlotMs: options.heartbeatSlotMs ?? 250,
     };
     this.#io = new DeadlineIo(rt, options);
     this.#limit = new Limiter(this.#options.concurrency);
@@ -136,14 +151,16 @@ export class DeadlineRunner {
     if (!Array.isArray(key) || this.#stopped) return;
     // Queue delays are measured from the enqueue, which may precede the commit's clock
     // reading; a message a little early waits instead of finding its deadline not yet due.
-    const early = typeof key[1] === "number" ? key[1] - this.#rt.ctx.now() : 0;
+    // (A heartbeat check waits for its slot, to fire with the others of that slot.)
+    const early = typeof key[1] === "number" ? this.#wakeTime(key) - this.#rt.ctx.now() : 0;
     if (early > 0) {
       await delay(Math.min(early, MAX_EARLY_WAIT_MS), { signal: this.#stop.signal }).catch(
         () => {},
       );
     }
-    // A local wake-up already covers it: do not take a firing slot just to find it done.
-    if (this.#stopped || this.#scheduled.has(JSON.stringify(key))) return;
+    // A local wake-up already covers it, or fired it: do not read KV just to find it done.
+    const id = JSON.stringify(key);
+    if (this.#stopped || this.#scheduled.has(id) || this.#recentlyFired.has(id)) return;
     // Not awaited: the message is acknowledged at once, so a burst of them is not delivered
     // one firing at a time behind each other.
     void this.#fireSoon([key]);
@@ -182,8 +199,8 @@ export class DeadlineRunner {
         const page = await listDueTimers(this.#rt.kv, horizon, { limit: SWEEP_PAGE, after });
         const due: TimerEntry[] = [];
         for (const entry of page) {
-          const dueAt = Number(entry.key[1]);
-          if (dueAt > now) this.#wakeAt(entry, dueAt - now);
+          const wakeAt = this.#wakeTime(entry.key);
+          if (wakeAt > now) this.#wakeAt(entry, wakeAt - now);
           else if (this.#mayTry(entry.key, now)) due.push(entry);
         }
         firing.push(this.#fireSoon(due));
@@ -194,6 +211,23 @@ export class DeadlineRunner {
       if (!this.#stopped) this.#rt.log.warn("sweep failed", { err: String(err) });
     }
     return firing;
+  }
+
+  /** When to wake a deadline: its due time, or for a heartbeat check the slot it falls in. */
+  #wakeTime(key: Deno.KvKey): number {
+    const dueAt = Number(key[1]);
+    const slot = this.#options.heartbeatSlotMs;
+    return key[2] === "heartbeat" && slot > 0 ? Math.ceil(dueAt / slot) * slot : dueAt;
+  }
+
+  /** Remembers a deadline that is gone from KV now, forgetting those fired long ago. */
+  #forget(key: Deno.KvKey): void {
+    const now = this.#rt.ctx.now();
+    this.#recentlyFired.set(JSON.stringify(key), now);
+    for (const [id, at] of this.#recentlyFired) {
+      if (at > now - RECENTLY_FIRED_MS) break;
+      this.#recentlyFired.delete(id);
+    }
   }
 
   /** Whether a failing deadline's backoff allows another try now. */
@@ -289,6 +323,8 @@ export class DeadlineRunner {
   }
 
   #fired(key: Deno.KvKey, fired: Fired | null): void {
+    // Deleted by this firing's commit, or found gone: a queue message for it is moot.
+    if (fired?.outcome !== "early") this.#forget(key);
     if (!fired) {
       this.#failing.delete(JSON.stringify(key));
       return;

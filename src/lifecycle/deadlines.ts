@@ -267,12 +267,15 @@ async function executionDeadline(
   kind: ExecutionTimerKind,
   executionId: string,
 ): Promise<FiringOutcome> {
+  if (kind === "heartbeat") {
+    // Nearly every heartbeat firing finds its execution heard from and re-arms it: decided
+    // from the record alone, before anything else is read, and not checked (see below).
+    const seen = await tx.snapshot<ExecutionRecord>(records.execution(executionId).key);
+    const heartbeat = heartbeatCheck(tx, p, seen);
+    if (heartbeat) return heartbeat;
+  }
   const exec = await records.execution(executionId).get(tx);
   if (!exec || isTerminal(exec.status)) return "noop";
-  // Nearly every heartbeat firing finds its execution heard from and re-arms it: decided
-  // from the record alone, before anything else is read.
-  const heartbeat = kind === "heartbeat" ? heartbeatCheck(tx, p, exec) : undefined;
-  if (heartbeat) return heartbeat;
   // Whatever the decision, ending the execution reads no more than this: one round trip.
   await tx.prefetch(finishReads(exec));
   const sid = exec.sessionId;
@@ -333,16 +336,21 @@ async function graceExpiry(
 }
 
 /**
- * The heartbeat decision from the execution record alone: `noop` when it is not running,
- * `rearmed` (armed again for when its silence would run out) when it was heard from within
- * its timeout, `undefined` when it has been silent too long and must end.
+ * The heartbeat decision from a snapshot of the execution record: `noop` when it is gone or
+ * not running, `rearmed` (armed again for when its silence would run out) when it was heard
+ * from within its timeout, `undefined` when it has been silent too long and must end.
+ *
+ * Neither `noop` nor `rearmed` needs the record checked at commit (only the deadline's own
+ * entry is): a concurrent writer can only move `lastHeartbeatAt` later or end the execution,
+ * and then the re-armed check fires early, finds that, and re-arms or does nothing. So the
+ * liveness writes of a busy execution never make its heartbeat firing conflict and rerun.
  */
 function heartbeatCheck(
   tx: Tx,
   p: Pending,
-  exec: ExecutionRecord,
+  exec: ExecutionRecord | null,
 ): "noop" | "rearmed" | undefined {
-  if (exec.status !== "running") return "noop";
+  if (exec?.status !== "running") return "noop";
   const heardAt = exec.lastHeartbeatAt ?? Date.parse(exec.startedAt ?? exec.createdAt);
   const dueAt = heardAt + exec.heartbeatTimeoutMs;
   if (dueAt <= p.now) return undefined;

@@ -35,6 +35,12 @@ export interface Tx {
    */
   prefetch(keys: readonly Deno.KvKey[]): Promise<void>;
   know(entry: Deno.KvEntryMaybe<unknown>): void;
+  /**
+   * Reads a key without checking it at commit (a snapshot read, as in FoundationDB): for a
+   * decision that stays right whatever a concurrent writer does to that key. A later `get`
+   * of the key answers with the same value and checks it from then on.
+   */
+  snapshot<T>(key: Deno.KvKey): Promise<T | null>;
 }
 
 /** Options of {@link transact}. */
@@ -92,6 +98,15 @@ export class Transaction implements Tx {
         for (const entry of await this.kv.getMany(chunk)) this.know(entry);
       }),
     );
+  }
+
+  async snapshot<T>(key: Deno.KvKey): Promise<T | null> {
+    const id = keyId(key);
+    await this.prefetch([key]);
+    const write = this.writes.get(id);
+    if (write) return (write.kind === "set" ? write.value : null) as T | null;
+    if (this.reads.has(id)) return (this.values.get(id) ?? null) as T | null;
+    return (this.#ahead.get(id)?.value ?? null) as T | null;
   }
 
   #known(id: string): boolean {

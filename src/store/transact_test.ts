@@ -225,3 +225,27 @@ Deno.test("know: an entry read before the transaction is checked at its versions
     assert.equal((await kv.get(["timer"])).value, null);
   });
 });
+
+Deno.test("snapshot reads a key without checking it; a later get of it checks it", async () => {
+  await withKv(async (kv) => {
+    await kv.set(["seen"], 1);
+    let runs = 0;
+    await transact(kv, async (tx) => {
+      runs++;
+      const seen = await tx.snapshot<number>(["seen"]);
+      if (runs === 1) await kv.set(["seen"], 2); // a concurrent writer: no conflict
+      tx.set(["out"], seen);
+    });
+    assert.equal(runs, 1);
+    assert.equal((await kv.get(["out"])).value, 1);
+    await transact(kv, async (tx) => {
+      runs++;
+      const seen = await tx.snapshot<number>(["seen"]);
+      assert.equal(await tx.get<number>(["seen"]), seen, "the get answers with the same value");
+      if (runs === 2) await kv.set(["seen"], 3); // now it was used: checked
+      tx.set(["out"], seen);
+    });
+    assert.equal(runs, 3);
+    assert.equal((await kv.get(["out"])).value, 3);
+  });
+});

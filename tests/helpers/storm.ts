@@ -56,20 +56,30 @@ async function pool(count: number, concurrency: number, task: (i: number) => Pro
   await Promise.all(Array.from({ length: concurrency }, worker));
 }
 
-/** Creates and admits `count` executions, then disconnects them all at one frozen instant. */
-export async function armGraceStorm(
-  service: Service,
-  clock: StormClock,
-  options: StormOptions,
-): Promise<{ runs: StormRun[]; dueAt: number; armMs: number }> {
-  const { count, graceMs, concurrency = 8 } = options;
+/** Options of {@link admitRuns}. */
+export interface AdmitOptions {
+  count: number;
+  /** Grace of every execution (ms); the service's default when absent. */
+  graceMs?: number;
+  /** Heartbeat timeout of every execution (ms); the service's default when absent. */
+  heartbeatTimeoutMs?: number;
+  /** Creations run at once. Default 8. */
+  concurrency?: number;
+}
+
+/**
+ * Creates `count` sessions with one execution each and admits a connection for each (as a
+ * wrapper's `hello` would): `count` running executions, each with its heartbeat deadline.
+ */
+export async function admitRuns(service: Service, options: AdmitOptions): Promise<StormRun[]> {
+  const { count, graceMs, heartbeatTimeoutMs, concurrency = 8 } = options;
   const ctx = service.rt.ctx;
   const urls = { ingestUrl: () => "", streamUrl: "" };
   const runs: StormRun[] = [];
   await pool(count, concurrency, async (i) => {
     const sessionId = `storm-${i}`;
     await createSession(ctx, { sessionId });
-    const created = await createExecution(ctx, sessionId, { graceMs }, urls);
+    const created = await createExecution(ctx, sessionId, { graceMs, heartbeatTimeoutMs }, urls);
     if (!created.ok) throw new Error(`creation failed: ${created.refusal.code}`);
     const { executionId, ingestToken } = created.value.body;
     const connectionId = `con_${i}`;
@@ -81,6 +91,18 @@ export async function armGraceStorm(
     if (!admitted.ok) throw new Error(`admission failed: ${admitted.refusal.code}`);
     runs.push({ sessionId, executionId, connectionId });
   });
+  return runs;
+}
+
+/** Creates and admits `count` executions, then disconnects them all at one frozen instant. */
+export async function armGraceStorm(
+  service: Service,
+  clock: StormClock,
+  options: StormOptions,
+): Promise<{ runs: StormRun[]; dueAt: number; armMs: number }> {
+  const { count, graceMs, concurrency = 8 } = options;
+  const ctx = service.rt.ctx;
+  const runs = await admitRuns(service, { count, graceMs, concurrency });
   const armedFrom = Date.now();
   clock.freeze(armedFrom);
   try {

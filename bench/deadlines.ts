@@ -8,7 +8,8 @@
  *
  * `--storm` measures a deadline storm instead (issue 13): N running executions lose their
  * wrapper in the same instant (a restart), so N disconnect graces fall due in the same
- * millisecond. Targets: 1,000 all fire ≤ 1 s late; 10,000 within a few seconds (≤ 5 s).
+ * millisecond. Targets: 1,000 fire p99 ≤ 1 s and max ≤ 1.5 s late; 10,000 within a few seconds
+ * (max ≤ 3 s).
  *
  * `--heartbeats` measures what the heartbeat deadlines of N running executions cost while every
  * wrapper keeps sending liveness (issue 13): heartbeat firings and the KV reads and commits
@@ -131,8 +132,12 @@ async function run(label: string, wakeups: TimerWakeup[] | undefined): Promise<R
   }
 }
 
-/** Targets of the storm mode: all fire within this many ms of the shared due time. */
-const stormTarget = (count: number) => count <= 1000 ? 1000 : 5000;
+/**
+ * Targets of the storm mode (issue 13), lateness in ms: 1,000 graces p99 ≤ 1 s and max ≤ 1.5 s;
+ * more "within a few seconds", taken as max ≤ 3 s.
+ */
+const stormTarget = (count: number) =>
+  count <= 1000 ? { p99: 1000, max: 1500 } : { p99: 3000, max: 3000 };
 
 /** N graces due in the same millisecond (tests/helpers/storm.ts); lateness of each firing. */
 async function storm(count: number): Promise<{ lateness: number[]; armMs: number }> {
@@ -177,12 +182,12 @@ async function stormMode(): Promise<void> {
     const { lateness, armMs } = await storm(count);
     const s = summary(lateness);
     const target = stormTarget(count);
-    const ok = s.max <= target && s.min >= 0;
+    const ok = s.p99 <= target.p99 && s.max <= target.max && s.min >= 0;
     met &&= ok;
     console.log(
       `N=${String(count).padEnd(6)} armed in ${armMs} ms  lateness ms: min ${s.min} ` +
-        `p50 ${s.p50} p99 ${s.p99} max ${s.max}  target max <= ${target} ms, none early: ` +
-        (ok ? "met" : "MISSED"),
+        `p50 ${s.p50} p99 ${s.p99} max ${s.max}  target p99 <= ${target.p99}, ` +
+        `max <= ${target.max} ms, none early: ${ok ? "met" : "MISSED"}`,
     );
   }
   console.log(`storm targets: ${met ? "met" : "MISSED"}`);

@@ -22,6 +22,8 @@ import {
   type Fired,
   fireDeadlines,
   type FiringOutcome,
+  type ListedDeadline,
+  readAhead,
 } from "./lifecycle.ts";
 import { MetricName } from "./metrics.ts";
 import type { Runtime } from "./runtime.ts";
@@ -238,16 +240,20 @@ export class DeadlineRunner {
 
   /**
    * Fires a listed deadline in `wait` ms from a local timer (once per key, however many sweeps
-   * see it), from its listed entry (checked at commit) instead of reading it again.
+   * see it), from its listed entry (checked at commit) instead of reading it again, and with
+   * what its firing reads read meanwhile (`readAhead`): a storm's reads are done before it
+   * is due. A read ahead that fails only leaves those reads to the firing.
    */
   #wakeAt(entry: TimerEntry, wait: number): void {
     const id = JSON.stringify(entry.key);
     if (this.#stopped || this.#scheduled.has(id)) return;
+    const ahead = readAhead(this.#rt.kv, entry.key).catch(() => undefined);
     this.#scheduled.set(
       id,
-      setTimeout(() => {
+      setTimeout(async () => {
+        const listed: ListedDeadline = { ...entry, ahead: await ahead };
         this.#scheduled.delete(id);
-        void this.#fireSoon([entry]);
+        void this.#fireSoon([listed]);
       }, wait + 1),
     );
   }

@@ -23,6 +23,7 @@ import {
   type Tx,
 } from "../store/mod.ts";
 import { type BatchResult, transactMany } from "../store/transact_batch.ts";
+import { keyId } from "../store/transact.ts";
 import {
   afterCommit,
   done,
@@ -115,10 +116,16 @@ export function parseTimer(value: unknown): TimerRecord {
  * re-reading the deadline (its versionstamp is checked at commit, so a deadline changed or
  * fired since the listing is not fired from the stale copy).
  */
-export type DeadlineRef = Deno.KvKey | TimerEntry;
+export type DeadlineRef = Deno.KvKey | ListedDeadline;
+
+/** A deadline as a listing read it, with what its firing will read when read ahead. */
+export interface ListedDeadline extends TimerEntry {
+  /** Entries read before the deadline fell due ({@link readAhead}), checked once used. */
+  ahead?: readonly Deno.KvEntryMaybe<unknown>[];
+}
 
 /** Whether `ref` is a listed entry rather than a bare key. */
-const isListed = (ref: DeadlineRef): ref is TimerEntry => !Array.isArray(ref);
+const isListed = (ref: DeadlineRef): ref is ListedDeadline => !Array.isArray(ref);
 
 /** The key of a {@link DeadlineRef}. */
 export const deadlineKey = (ref: DeadlineRef): Deno.KvKey => isListed(ref) ? ref.key : ref;
@@ -147,6 +154,34 @@ function firstReads(key: Deno.KvKey): Deno.KvKey[] {
   return kind === "heartbeat" ? [key, exec] : [key, exec, records.conn(subject).key];
 }
 
+/**
+ * Reads, before a listed deadline falls due, what its firing will read (its subject's
+ * records; for an execution that may end, what ending it reads): handed to the firing as
+ * {@link ListedDeadline.ahead}, they leave the firing nothing to read but what changed, each
+ * entry checked at its versionstamp once used. So the reads of a storm of deadlines due
+ * together happen while they are not due yet.
+ *
+ * @example
+ * ```ts
+ * const ahead = await readAhead(kv, entry.key);
+ * await fireDeadlines(ctx, [{ ...entry, ahead }]);
+ * ```
+ */
+export async function readAhead(
+  kv: Deno.Kv,
+  key: Deno.KvKey,
+): Promise<Deno.KvEntryMaybe<unknown>[]> {
+  const [, , kind] = key;
+  const first = await kv.getMany(firstReads(key).slice(1)); // the deadline itself is listed
+  const exec = first[0]?.key[0] === records.execution("").key[0]
+    ? first[0].value as ExecutionRecord | null
+    : null;
+  if (!exec || kind === "heartbeat" || isTerminal(exec.status)) return first;
+  const read = new Set(first.map((entry) => keyId(entry.key)));
+  const more = finishReads(exec).filter((k) => !read.has(keyId(k)));
+  return [...first, ...await kv.getMany(more)];
+}
+
 /** Reads and parses the deadline at `key` (`null`: gone), its first reads fetched along. */
 async function readDeadline(tx: Tx, key: Deno.KvKey): Promise<TimerRecord | null> {
   await tx.prefetch(firstReads(key));
@@ -166,8 +201,8 @@ function firingBody(
   const key = deadlineKey(ref);
   let listed = isListed(ref) ? ref : undefined;
   return async (tx) => {
-    // The listed entry serves the first run only: a rerun after a conflict reads afresh.
-    if (listed) tx.know(listed);
+    // The listed entries serve the first run only: a rerun after a conflict reads afresh.
+    if (listed) { for (const entry of [listed, ...listed.ahead ?? []]) tx.know(entry); }
     listed = undefined;
     const timer = await readDeadline(tx, key);
     if (!timer) return null;

@@ -73,7 +73,9 @@ function chunks<T>(items: readonly T[], size: number): T[][] {
 
 /** A key's identity in the read and write sets. */
 export const keyId = (key: Deno.KvKey): string =>
-  JSON.stringify(key, (_k, v) => typeof v === "bigint" ? `${v}n` : v);
+  key.some((part) => typeof part === "bigint")
+    ? JSON.stringify(key, (_k, v) => typeof v === "bigint" ? `${v}n` : v)
+    : JSON.stringify(key);
 
 /** One run of a transaction body: its reads (checked at commit), writes and messages. */
 export class Transaction implements Tx {
@@ -91,18 +93,26 @@ export class Transaction implements Tx {
     if (!this.#known(id)) this.#ahead.set(id, entry);
   }
 
-  async prefetch(keyList: readonly Deno.KvKey[]): Promise<void> {
-    const missing = keyList.filter((key) => !this.#known(keyId(key)));
+  prefetch(keyList: readonly Deno.KvKey[]): Promise<void> {
+    return this.#fetch(keyList, keyList.map(keyId));
+  }
+
+  /** Reads the keys (of identities `ids`) this run knows nothing of yet, 10 per KV call. */
+  async #fetch(keyList: readonly Deno.KvKey[], ids: readonly string[]): Promise<void> {
+    const missing = keyList.flatMap((key, i) => this.#known(ids[i]) ? [] : [{ key, id: ids[i] }]);
     await Promise.all(
       chunks(missing, KV_GET_MANY_LIMIT).map(async (chunk) => {
-        for (const entry of await this.kv.getMany(chunk)) this.know(entry);
+        const entries = await this.kv.getMany(chunk.map((c) => c.key));
+        entries.forEach((entry, i) => {
+          if (!this.#known(chunk[i].id)) this.#ahead.set(chunk[i].id, entry);
+        });
       }),
     );
   }
 
   async snapshot<T>(key: Deno.KvKey): Promise<T | null> {
     const id = keyId(key);
-    await this.prefetch([key]);
+    await this.#fetch([key], [id]);
     const write = this.writes.get(id);
     if (write) return (write.kind === "set" ? write.value : null) as T | null;
     if (this.reads.has(id)) return (this.values.get(id) ?? null) as T | null;
@@ -129,7 +139,7 @@ export class Transaction implements Tx {
     keyList: { [K in keyof T]: Deno.KvKey },
   ): Promise<{ [K in keyof T]: T[K] | null }> {
     const ids = (keyList as Deno.KvKey[]).map(keyId);
-    await this.prefetch(keyList as Deno.KvKey[]);
+    await this.#fetch(keyList as Deno.KvKey[], ids);
     for (const id of ids) {
       const entry = this.#ahead.get(id);
       // A key written since it was read ahead answers with the write, unchecked as before.

@@ -1,15 +1,31 @@
 /**
- * The heartbeat deadline of a running execution is cheap (issue 13): a firing that finds the
- * execution heard from re-arms it after one KV read in one commit, and liveness written while
- * it fires never makes it conflict; a silent execution still fails with the heartbeat-timeout
- * error (PROTOCOL.md 8).
+ * What deadline firings read (issue 13):
+ * - the heartbeat deadline of a running execution is cheap: a firing that finds the execution
+ *   heard from re-arms it after one KV read in one commit, and liveness written while it fires
+ *   never makes it conflict; a silent execution still fails with the heartbeat-timeout error
+ *   (PROTOCOL.md 8), and heartbeat checks due close together wake in one slot;
+ * - a deadline fired with what was read ahead of its due time reads nothing more, and one whose
+ *   records changed since fires from fresh reads, never from the stale ones.
  */
 import assert from "node:assert/strict";
 import { testConfig } from "../src/config.ts";
-import { commitFrames, fireDeadlines } from "../src/lifecycle.ts";
+import {
+  commitFrames,
+  failExecution,
+  fireDeadlines,
+  readAhead,
+  recordDisconnect,
+} from "../src/lifecycle.ts";
 import { ErrorText } from "../src/protocol.ts";
-import { createService } from "../src/service.ts";
-import { listTimers, records, timerKey, transact } from "../src/store/mod.ts";
+import { createService, type Service } from "../src/service.ts";
+import {
+  listDueTimers,
+  listTimers,
+  readEvents,
+  records,
+  timerKey,
+  transact,
+} from "../src/store/mod.ts";
 import { keys } from "../src/store/keys.ts";
 import { admitRuns } from "./helpers/storm.ts";
 
@@ -145,6 +161,70 @@ Deno.test("heartbeat checks wake at their slot, so those due close together fire
         `${run.executionId} fired ${firedAt - dueAt} ms late`,
       );
     }
+  } finally {
+    await service.stop();
+    kv.close();
+  }
+});
+
+/** One running execution disconnected: its grace deadline as a listing reads it. */
+async function listedGrace(service: Service, kv: Deno.Kv) {
+  const [run] = await admitRuns(service, { count: 1, graceMs: 1000 });
+  const close = { code: 1012, reason: "service restarted" };
+  await recordDisconnect(service.rt.ctx, run.executionId, run.connectionId, close);
+  const [entry] = (await listDueTimers(kv, Date.now() + 5000, { limit: 10 }))
+    .filter((e) => e.key[2] === "grace");
+  assert.ok(entry, "the grace deadline is listed");
+  return { run, entry };
+}
+
+Deno.test("a deadline fired with what was read ahead of it reads nothing more", async () => {
+  const raw = await Deno.openKv(":memory:");
+  const { handle, seen } = watchedKv(raw);
+  let now = Date.now();
+  const service = await createService(testConfig({ timerWakeups: [] }), handle, { now: () => now });
+  try {
+    const { run, entry } = await listedGrace(service, raw);
+    const ahead = await readAhead(handle, entry.key);
+    now = Number(entry.key[1]);
+    seen.reads = seen.commits = 0;
+    const [result] = await fireDeadlines(service.rt.ctx, [{ ...entry, ahead }]);
+    assert.ok(result.ok && result.value);
+    assert.equal(result.value.outcome, "failed");
+    assert.deepEqual(seen, { reads: 0, commits: 1, beforeCommit: undefined });
+    const exec = await transact(raw, (tx) => records.execution(run.executionId).get(tx));
+    assert.equal(exec?.error, ErrorText.wrapperDisconnected);
+  } finally {
+    await service.stop();
+    raw.close();
+  }
+});
+
+Deno.test("a deadline whose records changed since they were read ahead fires from fresh reads", async () => {
+  const kv = await Deno.openKv(":memory:");
+  let now = Date.now();
+  const service = await createService(testConfig({ timerWakeups: [] }), kv, { now: () => now });
+  try {
+    const { run, entry } = await listedGrace(service, kv);
+    const ahead = await readAhead(kv, entry.key);
+    // The execution ends by another path after the read ahead: the grace must do nothing.
+    const failed = await failExecution(service.rt.ctx, run.sessionId, run.executionId, {
+      error: "ended meanwhile",
+    });
+    assert.ok(failed.ok && failed.value.failed);
+    now = Number(entry.key[1]);
+    const [result] = await fireDeadlines(service.rt.ctx, [{ ...entry, ahead }]);
+    assert.ok(result.ok && result.value);
+    assert.equal(result.value.outcome, "noop");
+    const exec = await transact(kv, (tx) => records.execution(run.executionId).get(tx));
+    assert.equal(exec?.error, "ended meanwhile");
+    const events = await readEvents(kv, run.sessionId, { after: 0, limit: 100 });
+    const statuses = events.filter((e) => e.envelope.streamEventType === "execution_status");
+    assert.equal(
+      statuses.filter((e) => (e.envelope.data as { status?: string }).status === "failed").length,
+      1,
+    );
+    assert.deepEqual((await listTimers(kv)).filter((t) => t.kind === "grace"), []);
   } finally {
     await service.stop();
     kv.close();

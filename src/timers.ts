@@ -195,16 +195,19 @@ export class DeadlineRunner {
       let after: Deno.KvKey | undefined;
       while (!this.#stopped) {
         const now = this.#rt.ctx.now();
-        // Also list what falls due before the next sweep and wake it locally on time:
-        // lateness near zero instead of up to a sweep period.
-        const horizon = now + this.#options.sweepMs;
+        // Also list what falls due before the sweep after next and wake it locally on time:
+        // lateness near zero instead of up to a sweep period, and a whole period or more
+        // to read ahead what the firings will read.
+        const horizon = now + 2 * this.#options.sweepMs;
         const page = await listDueTimers(this.#rt.kv, horizon, { limit: SWEEP_PAGE, after });
         const due: TimerEntry[] = [];
+        const later: TimerEntry[] = [];
         for (const entry of page) {
           const wakeAt = this.#wakeTime(entry.key);
-          if (wakeAt > now) this.#wakeAt(entry, wakeAt - now);
+          if (wakeAt > now) later.push(entry);
           else if (this.#mayTry(entry.key, now)) due.push(entry);
         }
+        this.#wakeAll(later, now);
         firing.push(this.#fireSoon(due));
         if (page.length < SWEEP_PAGE) break;
         after = page[page.length - 1].key;
@@ -239,23 +242,28 @@ export class DeadlineRunner {
   }
 
   /**
-   * Fires a listed deadline in `wait` ms from a local timer (once per key, however many sweeps
-   * see it), from its listed entry (checked at commit) instead of reading it again, and with
-   * what its firing reads read meanwhile (`readAhead`): a storm's reads are done before it
-   * is due. A read ahead that fails only leaves those reads to the firing.
+   * Fires listed deadlines at their wake times from local timers (once per key, however many
+   * sweeps see it), from their listed entries (checked at commit) instead of reading them
+   * again, and with what their firings read read meanwhile, 10 keys per KV call
+   * (`readAhead`): a storm's reads are done before it is due. A read ahead that fails only
+   * leaves those reads to the firings.
    */
-  #wakeAt(entry: TimerEntry, wait: number): void {
-    const id = JSON.stringify(entry.key);
-    if (this.#stopped || this.#scheduled.has(id)) return;
-    const ahead = readAhead(this.#rt.kv, entry.key).catch(() => undefined);
-    this.#scheduled.set(
-      id,
-      setTimeout(async () => {
-        const listed: ListedDeadline = { ...entry, ahead: await ahead };
-        this.#scheduled.delete(id);
-        void this.#fireSoon([listed]);
-      }, wait + 1),
-    );
+  #wakeAll(entries: readonly TimerEntry[], now: number): void {
+    const fresh = entries.filter((e) => !this.#scheduled.has(JSON.stringify(e.key)));
+    if (this.#stopped || fresh.length === 0) return;
+    const ahead = readAhead(this.#rt.kv, fresh.map((e) => e.key)).catch(() => []);
+    fresh.forEach((entry, i) => {
+      const id = JSON.stringify(entry.key);
+      const wait = this.#wakeTime(entry.key) - now;
+      this.#scheduled.set(
+        id,
+        setTimeout(async () => {
+          const listed: ListedDeadline = { ...entry, ahead: (await ahead)[i] };
+          this.#scheduled.delete(id);
+          void this.#fireSoon([listed]);
+        }, wait + 1),
+      );
+    });
   }
 
   /**

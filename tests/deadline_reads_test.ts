@@ -185,7 +185,7 @@ Deno.test("a deadline fired with what was read ahead of it reads nothing more", 
   const service = await createService(testConfig({ timerWakeups: [] }), handle, { now: () => now });
   try {
     const { run, entry } = await listedGrace(service, raw);
-    const ahead = await readAhead(handle, entry.key);
+    const [ahead] = await readAhead(handle, [entry.key]);
     now = Number(entry.key[1]);
     seen.reads = seen.commits = 0;
     const [result] = await fireDeadlines(service.rt.ctx, [{ ...entry, ahead }]);
@@ -206,7 +206,7 @@ Deno.test("a deadline whose records changed since they were read ahead fires fro
   const service = await createService(testConfig({ timerWakeups: [] }), kv, { now: () => now });
   try {
     const { run, entry } = await listedGrace(service, kv);
-    const ahead = await readAhead(kv, entry.key);
+    const [ahead] = await readAhead(kv, [entry.key]);
     // The execution ends by another path after the read ahead: the grace must do nothing.
     const failed = await failExecution(service.rt.ctx, run.sessionId, run.executionId, {
       error: "ended meanwhile",

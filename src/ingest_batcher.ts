@@ -109,8 +109,8 @@ export class FrameBatcher {
   /** Commits `work`, alone or with others; its events are published once stored. */
   submit(work: FrameWork): Promise<Committed> {
     if (work.frames.some((f) => f.terminal)) {
-      const { sessionId, executionId, connectionId, frames } = work;
-      return commitFrames(this.#ctx, sessionId, executionId, connectionId, frames);
+      const { sessionId, executionId, connectionId, frames, known } = work;
+      return commitFrames(this.#ctx, sessionId, executionId, connectionId, frames, known);
     }
     const done = Promise.withResolvers<Committed>();
     this.#queue.push({ work, done });

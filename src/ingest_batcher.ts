@@ -29,8 +29,9 @@ export interface FrameBatcherOptions {
    */
   maxInFlight?: number;
   /**
-   * Least time between the starts of two shared commits, in ms: under load, works arriving
-   * meanwhile share the next commit instead of each taking one. Default 4.
+   * Least time between the starts of two shared commits, in ms: works of many executions
+   * arriving meanwhile share the next commit instead of each taking one. A work that only
+   * continues a stream of the last commit (one busy session) goes at once. Default 10.
    */
   minIntervalMs?: number;
   /**
@@ -73,12 +74,14 @@ export class FrameBatcher {
   #touchDue = 0;
   #inFlight = 0;
   #lastStart = -Infinity;
+  /** Sessions of the last commit started: their next works continue a stream. */
+  #lastSessions = new Set<string>();
   #timer?: ReturnType<typeof setTimeout>;
 
   constructor(ctx: LifecycleContext, options: FrameBatcherOptions = {}) {
     this.#ctx = ctx;
     this.#maxInFlight = options.maxInFlight ?? 8;
-    this.#minIntervalMs = options.minIntervalMs ?? 4;
+    this.#minIntervalMs = options.minIntervalMs ?? 10;
     this.#touchDelayMs = options.touchDelayMs ?? 250;
   }
 
@@ -120,9 +123,11 @@ export class FrameBatcher {
 
   #pump(): void {
     while (this.#queue.length > 0 && this.#inFlight < this.#maxInFlight) {
-      // An idle instance commits at once (latency); while commits are in flight, works wait
-      // up to `minIntervalMs` so that those arriving together share the next commit.
-      const wait = this.#inFlight === 0
+      // An idle instance commits at once, and so does a lone stream continuing (latency).
+      // Otherwise commits start at most every `minIntervalMs`: with many executions each
+      // sending little, the works arriving in between share one commit (CPU), and each
+      // waits at most that long.
+      const wait = this.#continuesAlone()
         ? 0
         : this.#lastStart + this.#minIntervalMs - performance.now();
       if (wait > 0) {
@@ -135,6 +140,12 @@ export class FrameBatcher {
       this.#lastStart = performance.now();
       void this.#commit(this.#take());
     }
+  }
+
+  /** Whether nothing is in flight and every waiting work continues a session of the last commit. */
+  #continuesAlone(): boolean {
+    return this.#inFlight === 0 &&
+      this.#queue.every((waiting) => this.#lastSessions.has(waiting.work.sessionId));
   }
 
   /**
@@ -163,6 +174,7 @@ export class FrameBatcher {
       done.promise.catch(() => {}); // nobody waits for a refresh; the next one retries
       taken.push({ work, done });
     }
+    this.#lastSessions = sessions;
     return taken;
   }
 

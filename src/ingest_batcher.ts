@@ -76,6 +76,11 @@ export class FrameBatcher {
   #lastStart = -Infinity;
   /** Sessions of the last commit started: their next works continue a stream. */
   #lastSessions = new Set<string>();
+  /**
+   * Sessions with a commit in flight: their next work (or liveness refresh) waits for it,
+   * since both would write the same records and the later one would only fail its checks.
+   */
+  readonly #busy = new Set<string>();
   #timer?: ReturnType<typeof setTimeout>;
 
   constructor(ctx: LifecycleContext, options: FrameBatcherOptions = {}) {
@@ -104,7 +109,8 @@ export class FrameBatcher {
     this.#touchTimer = setTimeout(() => {
       this.#touchTimer = undefined;
       if (this.#touches.size === 0) return;
-      if (this.#inFlight < this.#maxInFlight) void this.#commit(this.#take());
+      const taken = this.#inFlight < this.#maxInFlight ? this.#take() : [];
+      if (taken.length > 0) void this.#commit(taken);
       else this.#armTouches(this.#minIntervalMs);
     }, delayMs);
   }
@@ -137,8 +143,11 @@ export class FrameBatcher {
         }, wait);
         return;
       }
+      const taken = this.#take();
+      // Every waiting work's session is committing: the commit ending pumps again.
+      if (taken.length === 0) return;
       this.#lastStart = performance.now();
-      void this.#commit(this.#take());
+      void this.#commit(taken);
     }
   }
 
@@ -149,23 +158,26 @@ export class FrameBatcher {
   }
 
   /**
-   * The oldest works, at most one per session (they would share its head) and at most
-   * {@link MAX_WORKS}, then as many pending liveness refreshes as still fit. `transactMany`
-   * splits them into as few commits as KV's limits allow.
+   * The oldest works, at most one per session (they would share its head) and none of a
+   * session already committing, at most {@link MAX_WORKS}, then as many pending liveness
+   * refreshes as still fit. `transactMany` splits them into as few commits as KV's limits
+   * allow.
    */
   #take(): Waiting[] {
     const taken: Waiting[] = [];
     const kept: Waiting[] = [];
     const sessions = new Set<string>();
     for (const waiting of this.#queue) {
-      if (taken.length < MAX_WORKS && !sessions.has(waiting.work.sessionId)) {
-        sessions.add(waiting.work.sessionId);
+      const { sessionId } = waiting.work;
+      if (taken.length < MAX_WORKS && !sessions.has(sessionId) && !this.#busy.has(sessionId)) {
+        sessions.add(sessionId);
         taken.push(waiting);
       } else kept.push(waiting);
     }
     this.#queue = kept;
     for (const [executionId, work] of this.#touches) {
       if (taken.length >= MAX_WORKS) break;
+      if (this.#busy.has(work.sessionId)) continue;
       this.#touches.delete(executionId);
       // A frame commit of the same session refreshes liveness itself when it is due.
       if (sessions.has(work.sessionId)) continue;
@@ -180,6 +192,7 @@ export class FrameBatcher {
 
   async #commit(batch: Waiting[]): Promise<void> {
     this.#inFlight++;
+    for (const { work } of batch) this.#busy.add(work.sessionId);
     try {
       const results = await commitFrameBatch(this.#ctx, batch.map((w) => w.work));
       batch.forEach((w, i) => {
@@ -190,6 +203,7 @@ export class FrameBatcher {
     } catch (err) {
       for (const w of batch) w.done.reject(err);
     } finally {
+      for (const { work } of batch) this.#busy.delete(work.sessionId);
       if (this.#touches.size === 0) {
         clearTimeout(this.#touchTimer);
         this.#touchTimer = undefined;

@@ -32,7 +32,7 @@ export interface CommittedView {
  *
  * @example
  * ```ts
- * import { transact } from "./transact.ts";
+ * import { transact, type Tx } from "./transact.ts";
  * const kv = await Deno.openKv(":memory:");
  * const known = new KnownEntries();
  * const bump = (tx: Tx) => tx.get<number>(["n"]).then((n) => tx.set(["n"], (n ?? 0) + 1));

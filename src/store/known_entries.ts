@@ -83,8 +83,18 @@ export class KnownEntries {
   }
 }
 
-/** Remembered records are shared between transactions: a write into one must fail loudly. */
+/**
+ * Remembered records are shared between transactions: a write into one, at any depth, must
+ * fail loudly instead of changing what the next transaction takes as read.
+ */
 function freeze(value: unknown): unknown {
-  const record = typeof value === "object" && value !== null && !ArrayBuffer.isView(value);
-  return record ? Object.freeze(value) : value;
+  const pending = [value];
+  while (pending.length > 0) {
+    const node = pending.pop();
+    if (typeof node !== "object" || node === null || ArrayBuffer.isView(node)) continue;
+    if (Object.isFrozen(node)) continue;
+    Object.freeze(node);
+    pending.push(...Object.values(node));
+  }
+  return value;
 }

@@ -106,7 +106,7 @@ Deno.test("KnownEntries: only keys read are kept, not keys merely written", asyn
   }
 });
 
-Deno.test("KnownEntries: remembered records are frozen (a write into one throws)", async () => {
+Deno.test("KnownEntries: remembered records are frozen at every depth (a write into one throws)", async () => {
   const kv = await Deno.openKv(":memory:");
   const known = new KnownEntries();
   try {
@@ -115,6 +115,11 @@ Deno.test("KnownEntries: remembered records are frozen (a write into one throws)
     assert.throws(() => {
       value!.n = 99;
     }, TypeError);
+    await kv.set(["queue"], { ids: ["x"] });
+    await transact(kv, (tx) => tx.get(["queue"]), { known });
+    const queue = await transact(kv, (tx) => tx.get<{ ids: string[] }>(["queue"]), { known });
+    assert.throws(() => queue!.ids.push("y"), TypeError);
+    assert.deepEqual((await kv.get(["queue"])).value, { ids: ["x"] });
   } finally {
     kv.close();
   }

@@ -33,7 +33,7 @@ import { InputSender } from "./input_delivery.ts";
 import { Limiter } from "./limiter.ts";
 import type { Runtime } from "./runtime.ts";
 import type { ConnectionHandle } from "./hub.ts";
-import { envelopeTail, type NewEvent } from "./store/mod.ts";
+import { envelopeTail, KnownEntries, type NewEvent } from "./store/mod.ts";
 
 /** A connection's own commit carries at most this many bytes of events (KV allows 819,200 per commit). */
 const MAX_BATCH_BYTES = 700_000;
@@ -117,6 +117,8 @@ export class IngestConnection implements ConnectionHandle {
   /** Bytes of frames received and not yet committed (PROTOCOL.md 10). */
   #pendingBytes = 0;
   #committing?: Promise<void>;
+  /** What this connection's last commit left in its records: the next one skips the reads. */
+  readonly #known = new KnownEntries();
   #lastSentAt = Date.now();
   /** Admission has just written liveness, so the first write is due one debounce later. */
   #lastHeartbeatWrite = Date.now();
@@ -353,7 +355,7 @@ export class IngestConnection implements ConnectionHandle {
     // Written within an eighth of a debounce: liveness (stale after two debounces, half the
     // heartbeat timeout) keeps almost a whole debounce of margin for the commit itself.
     batcherOf(this.rt).touch(
-      { sessionId, executionId, connectionId, frames: [] },
+      { sessionId, executionId, connectionId, frames: [], known: this.#known },
       this.admitted.heartbeatWriteMs / 8,
     );
   }
@@ -381,6 +383,7 @@ export class IngestConnection implements ConnectionHandle {
             executionId,
             connectionId,
             frames,
+            known: this.#known,
           });
         } finally {
           this.#pendingBytes -= bytes;

@@ -10,6 +10,7 @@
  * @module
  */
 import { delay } from "../async.ts";
+import type { KnownEntries } from "./known_entries.ts";
 
 /** The view of KV that a transaction body gets. */
 export interface Tx {
@@ -36,6 +37,12 @@ export interface TransactOptions {
   /** Attempts before giving up with {@link TransactionConflictError}. Default 100. */
   maxAttempts?: number;
   signal?: AbortSignal;
+  /**
+   * Entries the first attempt takes as read (still checked at commit); what a committed
+   * attempt read and wrote is remembered there, and a conflict or error forgets it all.
+   * Default: none, every read goes to KV.
+   */
+  known?: KnownEntries;
 }
 
 /** Raised when a transaction kept conflicting for `maxAttempts` runs. */
@@ -58,7 +65,12 @@ export class Transaction implements Tx {
   readonly messages: { message: unknown; delay?: number }[] = [];
   /** Values read in this run, so a repeated read sees the same snapshot. */
   readonly values = new Map<string, unknown>();
-  constructor(private readonly kv: Deno.Kv, private readonly queues: boolean) {}
+  constructor(
+    private readonly kv: Deno.Kv,
+    private readonly queues: boolean,
+    /** Entries taken as read without a round trip (see {@link KnownEntries}). */
+    private readonly known?: KnownEntries,
+  ) {}
 
   async get<T>(key: Deno.KvKey): Promise<T | null> {
     const [value] = await this.getMany<[T]>([key]);
@@ -69,9 +81,14 @@ export class Transaction implements Tx {
     keyList: { [K in keyof T]: Deno.KvKey },
   ): Promise<{ [K in keyof T]: T[K] | null }> {
     const ids = (keyList as Deno.KvKey[]).map(keyId);
-    const missing = (keyList as Deno.KvKey[]).filter((_, i) =>
-      !this.writes.has(ids[i]) && !this.reads.has(ids[i])
-    );
+    const missing: Deno.KvKey[] = [];
+    (keyList as Deno.KvKey[]).forEach((key, i) => {
+      if (this.writes.has(ids[i]) || this.reads.has(ids[i])) return;
+      const known = this.known?.get(ids[i]);
+      if (!known) return void missing.push(key);
+      this.reads.set(ids[i], { key, versionstamp: known.versionstamp });
+      this.values.set(ids[i], known.value);
+    });
     for (let i = 0; i < missing.length; i += 10) {
       const entries = await this.kv.getMany(missing.slice(i, i + 10));
       for (const entry of entries) {
@@ -142,22 +159,31 @@ export async function transact<T>(
   options: TransactOptions = {},
 ): Promise<T> {
   const { maxAttempts = 100, signal, queues = true } = options;
+  const { known } = options;
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
     signal?.throwIfAborted();
-    const tx = new Transaction(kv, queues);
-    let committed: boolean;
+    const tx = new Transaction(kv, queues, known);
+    let committed: Deno.KvCommitResult | Deno.KvCommitError;
     let result: T;
     try {
       result = await fn(tx);
-      if (!tx.writing) return result;
-      committed = (await tx.commit()).ok;
+      if (!tx.writing) {
+        known?.learn(tx);
+        return result;
+      }
+      committed = await tx.commit();
     } catch (err) {
+      known?.forget();
       // A local KV file written through another handle (a second instance or process) is
       // briefly locked; nothing was committed, so this is a conflict like any other.
       if (!isLocked(err)) throw err;
-      committed = false;
+      committed = { ok: false };
     }
-    if (committed) return result!;
+    if (committed.ok) {
+      known?.learn(tx, committed.versionstamp);
+      return result!;
+    }
+    known?.forget();
     // Conflict: back off a little (with jitter so racing writers spread out), then rerun.
     await delay(Math.random() * Math.min(50, 2 ** attempt), { signal });
   }

@@ -30,6 +30,7 @@ import {
 } from "./lifecycle.ts";
 import { FrameBatcher } from "./ingest_batcher.ts";
 import { InputSender } from "./input_delivery.ts";
+import { isoTime } from "./iso_time.ts";
 import { Limiter } from "./limiter.ts";
 import type { Runtime } from "./runtime.ts";
 import type { ConnectionHandle } from "./hub.ts";
@@ -243,19 +244,20 @@ export class IngestConnection implements ConnectionHandle {
   }
 
   #onMessage(raw: unknown): void {
-    this.#lastReceivedAt = Date.now();
+    // One clock reading per frame serves the flood count, liveness and the event's timestamp.
+    const now = this.#lastReceivedAt = Date.now();
     if (this.#state !== "open" || this.#terminalSeen) return;
-    if (this.#flooded()) return;
+    if (this.#flooded(now)) return;
     // Every frame is a sign of life, also one refused, a resend or a gap (PROTOCOL.md 5.1);
     // the write is debounced and rides a shared commit.
-    this.#refreshLiveness();
+    this.#refreshLiveness(now);
     const parsed = this.#parse(raw);
-    if (parsed) this.#accept(classifyFrame(parsed.json), parsed.bytes);
+    if (parsed) this.#accept(classifyFrame(parsed.json, parsed.text), parsed.bytes, now);
     if (this.#batch.length > 0) this.#committing ??= this.#drain();
   }
 
-  /** Text, size and JSON checks: the parsed frame and its size, or `undefined` once refused. */
-  #parse(raw: unknown): { json: unknown; bytes: number } | undefined {
+  /** Text, size and JSON checks: the frame, parsed and as text, and its size; `undefined` once refused. */
+  #parse(raw: unknown): { json: unknown; text: string; bytes: number } | undefined {
     if (typeof raw !== "string") {
       this.#reject(ErrorCode.binaryNotSupported, "frames must be text (JSON)");
       return undefined;
@@ -268,15 +270,18 @@ export class IngestConnection implements ConnectionHandle {
       return undefined;
     }
     try {
-      return { json: JSON.parse(raw), bytes };
+      return { json: JSON.parse(raw), text: raw, bytes };
     } catch {
       this.#reject(ErrorCode.invalidFrame, "frame is not JSON");
       return undefined;
     }
   }
 
-  /** Acts on the classifier's verdict: refuse, liveness only, or queue the event. */
-  #accept(verdict: FrameVerdict, bytes: number): void {
+  /**
+   * Acts on the classifier's verdict: refuse, liveness only, or queue the event (stamped
+   * with `now` when the frame carries no timestamp of its own).
+   */
+  #accept(verdict: FrameVerdict, bytes: number, now: number): void {
     if (verdict.kind === "invalid") return this.#invalid(verdict.message, verdict.seq);
     if (verdict.kind === "liveness") return;
     const { frame, end, deliveredInputId } = verdict;
@@ -285,7 +290,7 @@ export class IngestConnection implements ConnectionHandle {
     const event: NewEvent = {
       executionId: this.admitted.executionId,
       streamEventType: frame.streamEventType,
-      timestamp: frame.timestamp ?? new Date().toISOString(),
+      timestamp: frame.timestamp ?? isoTime(now),
       data: frame.data ?? null,
     };
     // Serialize now, while the previous batch's commit is in flight, not in the next commit.
@@ -329,8 +334,8 @@ export class IngestConnection implements ConnectionHandle {
   }
 
   /** More than the frame rate in each of 3 consecutive seconds closes with 1008. */
-  #flooded(): boolean {
-    const second = Math.floor(Date.now() / 1000);
+  #flooded(now: number): boolean {
+    const second = Math.floor(now / 1000);
     const rate = this.#rate;
     if (second !== rate.second) {
       const wasOver = rate.count > this.rt.config.maxFramesPerSec;
@@ -347,8 +352,7 @@ export class IngestConnection implements ConnectionHandle {
     return false;
   }
 
-  #refreshLiveness(): void {
-    const now = Date.now();
+  #refreshLiveness(now: number): void {
     if (now - this.#lastHeartbeatWrite < this.admitted.heartbeatWriteMs) return;
     this.#lastHeartbeatWrite = now;
     const { sessionId, executionId, connectionId } = this.admitted;

@@ -174,3 +174,33 @@ Deno.test("what a commit returns is what it stored, pages and large events mixed
     }
   });
 });
+
+Deno.test("envelopeTail is JSON.stringify of the envelope's fields, whatever the data", () => {
+  const datas: unknown[] = [
+    null,
+    undefined,
+    0,
+    -1.5e-7,
+    'text "quoted" \\ \n \u2028 \ud800 é 漢',
+    [1, [2, { a: null }]],
+    { z: 1, a: "b", 2: "index keys first", nested: { deep: [true, false] } },
+    () => "not JSON",
+  ];
+  const ids = [["exc_1", "ses_1"], ["exc_2", "ses_1"], ['exc_"odd"', "ses_\\x"], [
+    "exc_1",
+    "ses_1",
+  ]];
+  for (const [executionId, sessionId] of ids) {
+    for (const data of datas) {
+      const e = { executionId, streamEventType: 'agent_"x"', timestamp: "t", data };
+      const expected = JSON.stringify({
+        executionId,
+        sessionId,
+        streamEventType: e.streamEventType,
+        timestamp: e.timestamp,
+        data: data ?? null,
+      }).slice(1);
+      assert.equal(envelopeTail(sessionId, e), expected, `${executionId} ${String(data)}`);
+    }
+  }
+});

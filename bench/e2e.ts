@@ -13,6 +13,8 @@
  * 20 ms slower; the relay and raw-KV baselines stay local).
  * Targets: Tether ≥ 0.6 × the relay's throughput on every run (0.8 the aim) and p99 ≤ 25 ms
  * at 1,000 frames/s; each run prints its verdict, and the summary whether every run met it.
+ * Each run also prints the main thread's CPU time per frame of the relay and of Tether
+ * (Linux): on a loaded machine the rates move a lot, that cost hardly at all.
  *
  * @module
  */
@@ -44,8 +46,20 @@ export interface E2eResult {
   tetherPerSec: number;
   /** Tether throughput / relay throughput. */
   ratio: number;
+  /**
+   * CPU time of the process's main thread per frame (µs) during the relay's and Tether's
+   * throughput runs; `undefined` where `/proc` is not available.
+   */
+  relayCpuUs?: number;
+  tetherCpuUs?: number;
   p50Ms: number;
   p99Ms: number;
+}
+
+/** A measured rate and the main thread's CPU time per frame over it (µs; see {@link mainThreadCpuMs}). */
+export interface Throughput {
+  perSec: number;
+  cpuUs?: number;
 }
 
 /** Tether / relay throughput every run must reach, and the aim. */
@@ -54,8 +68,35 @@ const AIM_RATIO = 0.8;
 
 const payload = (bytes: number) => "x".repeat(Math.max(0, bytes - 80));
 
+/**
+ * CPU time (user + system, ms) the main thread of this process has used, from
+ * `/proc/self/task/<pid>/stat`; `undefined` where that file is missing (not Linux).
+ * The whole benchmark (client, service, viewer) runs on this one thread, and unlike the
+ * rate its CPU time per frame hardly moves when other processes load the machine; KV's
+ * SQLite work runs on other threads and is not counted.
+ */
+export function mainThreadCpuMs(): number | undefined {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/self/task/${Deno.pid}/stat`);
+    // Fields after the command name (which may hold spaces), in parentheses: utime is the
+    // 14th field of the line, stime the 15th; both in clock ticks of 10 ms.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The main thread's CPU µs per frame since `startMs` (a {@link mainThreadCpuMs} reading). */
+function cpuUsPerFrame(frames: number, startMs: number | undefined): number | undefined {
+  const endMs = mainThreadCpuMs();
+  return startMs === undefined || endMs === undefined
+    ? undefined
+    : (endMs - startMs) * 1000 / frames;
+}
+
 /** (a) Frames relayed by a bare WebSocket server from one client socket to another. */
-export async function benchRelay(frames: number, bytes: number): Promise<number> {
+export async function benchRelay(frames: number, bytes: number): Promise<Throughput> {
   let viewer: WebSocket | undefined;
   const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, (req) => {
     const { socket, response } = Deno.upgradeWebSocket(req);
@@ -73,16 +114,18 @@ export async function benchRelay(frames: number, bytes: number): Promise<number>
     if (++received === frames) done.resolve();
   };
   const pad = payload(bytes);
+  const cpuStart = mainThreadCpuMs();
   const started = performance.now();
   for (let n = 1; n <= frames; n++) {
     source.send(JSON.stringify({ streamEventType: "output", seq: n, data: { n, pad } }));
   }
   await done.promise;
   const perSec = frames / ((performance.now() - started) / 1000);
+  const cpuUs = cpuUsPerFrame(frames, cpuStart);
   source.close();
   sink.close();
   await server.shutdown();
-  return perSec;
+  return { perSec, cpuUs };
 }
 
 /** (b) Events written to an on-disk KV file, 100 per atomic commit. */
@@ -111,7 +154,7 @@ export async function benchKv(events: number, bytes: number): Promise<number> {
  */
 export async function benchTether(
   options: Required<E2eOptions>,
-): Promise<{ perSec: number; p50Ms: number; p99Ms: number }> {
+): Promise<Throughput & { p50Ms: number; p99Ms: number }> {
   const dir = await Deno.makeTempDir({ prefix: "tether-bench-" });
   const server = await startServer({
     kvPath: `${dir}/tether.kv`,
@@ -124,22 +167,40 @@ export async function benchTether(
     const wrapper = await IngestClient.connect(run.ingestUrl, { token: run.ingestToken });
     const window = wrapper.messages[0].maxInFlight as number;
     const viewer = await WsViewer.open(server.wsUrl, "bench", { eventTypes: "output" });
+    // The viewer parses and counts what it gets, as the relay's sink does: keeping every
+    // event (as the test helper does) would charge Tether's side with the harness's GC.
+    const latencies: number[] = [];
+    let received = 0;
+    let counted: { count: number; reached: PromiseWithResolvers<void> } | undefined;
+    const receivedAll = async (count: number) => {
+      const reached = Promise.withResolvers<void>();
+      counted = { count, reached };
+      if (received >= count) reached.resolve();
+      const timer = setTimeout(
+        () => reached.reject(new Error(`the viewer got ${received} of ${count} frames`)),
+        120_000,
+      );
+      await reached.promise.finally(() => clearTimeout(timer));
+    };
+    viewer.socket.onmessage = (ev) => {
+      const at = (JSON.parse(ev.data as string).data as { at?: number } | null)?.at;
+      if (at !== undefined) latencies.push(performance.now() - at);
+      if (++received === counted?.count) counted.reached.resolve();
+    };
 
     // Throughput: as fast as the in-flight window allows.
+    const cpuStart = mainThreadCpuMs();
     const started = performance.now();
+    const allFrames = receivedAll(options.frames);
     for (let n = 1; n <= options.frames; n++) {
       if (n - wrapper.acked > window) await wrapper.ackOf(n - window, 60_000);
       wrapper.send({ streamEventType: "output", seq: n, data: { n, pad } });
     }
-    await viewer.until((events) => events.length >= options.frames, "all frames", 120_000);
+    await allFrames;
     const perSec = options.frames / ((performance.now() - started) / 1000);
+    const cpuUs = cpuUsPerFrame(options.frames, cpuStart);
 
     // Latency: paced frames stamped with their send time, timed on arrival at the viewer.
-    const latencies: number[] = [];
-    viewer.socket.addEventListener("message", (ev) => {
-      const at = (JSON.parse(ev.data as string).data as { at?: number } | null)?.at;
-      if (at !== undefined) latencies.push(performance.now() - at);
-    });
     const interval = 1000 / options.rate;
     const paceStart = performance.now();
     for (let i = 1; i <= options.latencyFrames; i++) {
@@ -148,16 +209,13 @@ export async function benchTether(
       const n = options.frames + i;
       wrapper.send({ streamEventType: "output", seq: n, data: { n, at: performance.now() } });
     }
-    await viewer.until(
-      (events) => events.length >= options.frames + options.latencyFrames,
-      "latency frames",
-      120_000,
-    );
+    await receivedAll(options.frames + options.latencyFrames);
     latencies.sort((x, y) => x - y);
     await wrapper.close();
     await viewer.close();
     return {
       perSec,
+      cpuUs,
       p50Ms: percentile(latencies, 0.5),
       p99Ms: percentile(latencies, 0.99),
     };
@@ -176,14 +234,16 @@ export async function runE2e(options: E2eOptions = {}): Promise<E2eResult> {
     rate: options.rate ?? 1000,
     kvDelayMs: options.kvDelayMs ?? 0,
   };
-  const relayPerSec = await benchRelay(o.frames, o.bytes);
+  const relay = await benchRelay(o.frames, o.bytes);
   const kvPerSec = await benchKv(o.frames, o.bytes);
   const tether = await benchTether(o);
   return {
-    relayPerSec,
+    relayPerSec: relay.perSec,
     kvPerSec,
     tetherPerSec: tether.perSec,
-    ratio: tether.perSec / relayPerSec,
+    ratio: tether.perSec / relay.perSec,
+    relayCpuUs: relay.cpuUs,
+    tetherCpuUs: tether.cpuUs,
     p50Ms: tether.p50Ms,
     p99Ms: tether.p99Ms,
   };
@@ -227,6 +287,7 @@ if (import.meta.main) {
   const runs = flag(args, "runs", 1);
   const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
   const verdict = (ok: boolean) => ok ? "PASS" : "FAIL";
+  const cpu = (us?: number) => us === undefined ? "n/a" : `${us.toFixed(1)} µs`;
   let best: E2eResult | undefined;
   let worstRatio = Infinity;
   for (let i = 1; i <= runs; i++) {
@@ -236,7 +297,9 @@ if (import.meta.main) {
         fmt(r.tetherPerSec)
       }/s (${r.ratio.toFixed(2)}× relay, target ≥ ${MIN_RATIO} ${
         verdict(r.ratio >= MIN_RATIO)
-      }), p50 ${r.p50Ms.toFixed(1)} ms, p99 ${r.p99Ms.toFixed(1)} ms`,
+      }), p50 ${r.p50Ms.toFixed(1)} ms, p99 ${
+        r.p99Ms.toFixed(1)
+      } ms; main-thread CPU per frame: relay ${cpu(r.relayCpuUs)}, tether ${cpu(r.tetherCpuUs)}`,
     );
     if (!best || r.ratio > best.ratio) best = r;
     worstRatio = Math.min(worstRatio, r.ratio);

@@ -15,11 +15,28 @@
 export interface KvCounts {
   commits: number;
   reads: number;
+  /** Sets, deletes and enqueues committed. */
+  mutations: number;
+  /** Approximate bytes of the values set (strings by length, objects by sampled JSON). */
+  valueBytes: number;
   /** Commits by the names of the key families they write (`conn+execution`, …). */
   byKeys: Record<string, number>;
 }
 
-const counts: KvCounts = { commits: 0, reads: 0, byKeys: {} };
+const counts: KvCounts = { commits: 0, reads: 0, mutations: 0, valueBytes: 0, byKeys: {} };
+/** One object value in this many is measured as JSON (measuring each would cost CPU). */
+const SAMPLE_EVERY = 8;
+let objectValues = 0;
+
+/** A value's approximate stored size. */
+function approxBytes(value: unknown): number {
+  if (typeof value === "string") return value.length;
+  if (value instanceof Uint8Array) return value.byteLength;
+  if (typeof value !== "object" || value === null) return 8;
+  if (objectValues++ % SAMPLE_EVERY !== 0) return lastObjectBytes;
+  return lastObjectBytes = JSON.stringify(value)?.length ?? 8;
+}
+let lastObjectBytes = 0;
 const families = new WeakMap<Deno.AtomicOperation, Set<string>>();
 const file = Deno.env.get("BENCH_KV_COUNT_FILE");
 
@@ -38,6 +55,8 @@ if (file) {
       this: Deno.AtomicOperation,
       ...args: unknown[]
     ) {
+      counts.mutations++;
+      if (method !== "delete") counts.valueBytes += approxBytes(args[method === "set" ? 1 : 0]);
       const name = method === "enqueue" ? "(queue)" : String((args[0] as Deno.KvKey)[0]);
       const set = families.get(this) ?? new Set();
       set.add(name);

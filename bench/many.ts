@@ -4,7 +4,10 @@
  * clients are spread over several processes (`bench/many_client.ts`). For each N the service
  * process's RSS and CPU (% of one core, from `/proc/<pid>/stat`), the ack latency (send →
  * ack) p50/p99, acked events/s and KV commits per event are printed, and the same sockets on
- * a raw WebSocket relay (`bench/many_relay.ts`, same run) give the baseline. A second table
+ * a raw WebSocket relay (`bench/many_relay.ts`, same run) give the baseline. The "kv floor"
+ * row is a bare process committing the same commits (rate, mutations, value sizes) to its
+ * own KV file (`bench/kv_floor.ts`): relay + floor is what the sockets and KV alone cost, the
+ * least any service storing those events could use. A second table
  * runs the service on a slow KV (every read and commit delayed, as on a remote KV).
  *
  * Usage: `deno task bench:many [--steps 500,1000,2000,5000] [--rate 400] [--seconds 10]
@@ -49,7 +52,7 @@ export interface ManyOptions {
 /** One row of the table. */
 interface Row {
   n: number;
-  target: "tether" | "relay";
+  target: "tether" | "relay" | "kv floor";
   rssMb: number;
   cpuPct: number;
   p50: number;
@@ -60,6 +63,8 @@ interface Row {
   readsPerEvent?: number;
   /** Commits in the window by the key families they wrote. */
   byKeys?: Record<string, number>;
+  /** The commit shape seen in the window (for the KV floor). */
+  shape?: { commitsPerSec: number; mutationsPerCommit: number; bytesPerValue: number };
 }
 
 /** A client process and its JSON-lines channel. */
@@ -213,6 +218,48 @@ async function measure(
     commitsPerEvent: kv0 && kv1 ? (kv1.commits - kv0.commits) / Math.max(1, acked) : undefined,
     readsPerEvent: kv0 && kv1 ? (kv1.reads - kv0.reads) / Math.max(1, acked) : undefined,
     byKeys: kv0 && kv1 ? difference(kv1.byKeys, kv0.byKeys) : undefined,
+    shape: kv0 && kv1 ? commitShape(kv0, kv1, elapsed) : undefined,
+  };
+}
+
+/** Commits per second, mutations per commit and bytes per value between two counts. */
+function commitShape(before: KvCounts, after: KvCounts, seconds: number): Row["shape"] {
+  const commits = Math.max(1, after.commits - before.commits);
+  const mutations = Math.max(1, after.mutations - before.mutations);
+  return {
+    commitsPerSec: commits / seconds,
+    mutationsPerCommit: mutations / commits,
+    bytesPerValue: (after.valueBytes - before.valueBytes) / mutations,
+  };
+}
+
+/**
+ * The storage floor of a measured row: a bare process committing the same shape to its own
+ * KV file (`bench/kv_floor.ts`); its CPU is what KV alone costs for that work.
+ */
+async function kvFloor(row: Row, seconds: number): Promise<Row | undefined> {
+  if (!row.shape) return undefined;
+  const { commitsPerSec, mutationsPerCommit, bytesPerValue } = row.shape;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      `${ROOT}bench/kv_floor.ts`,
+      ...[commitsPerSec, mutationsPerCommit, bytesPerValue, seconds].map(String),
+    ],
+    stderr: "inherit",
+  }).output();
+  const { cpuPct, commits } = JSON.parse(new TextDecoder().decode(out.stdout));
+  return {
+    n: row.n,
+    target: "kv floor",
+    rssMb: NaN,
+    cpuPct,
+    p50: NaN,
+    p99: NaN,
+    perSec: NaN,
+    lost: 0,
+    commitsPerEvent: row.commitsPerEvent !== undefined ? commits / seconds / row.perSec : undefined,
   };
 }
 
@@ -245,7 +292,8 @@ async function runTable(
 ): Promise<Row[]> {
   const dir = await Deno.makeTempDir({ prefix: "tether-many-" });
   const kvCountFile = `${dir}/kv-counts.json`;
-  await Deno.writeTextFile(kvCountFile, JSON.stringify({ commits: 0, reads: 0, byKeys: {} }));
+  const zero: KvCounts = { commits: 0, reads: 0, mutations: 0, valueBytes: 0, byKeys: {} };
+  await Deno.writeTextFile(kvCountFile, JSON.stringify(zero));
   const service = await startChildService({
     kvPath: `${dir}/tether.kv`,
     port: freePort(),
@@ -284,6 +332,8 @@ async function runTable(
       }
       rows.push(await measure(clients, "tether", service.pid, n, o, kvCountFile));
       printRow(rows.at(-1)!);
+      const floor = kvDelayMs === 0 ? await kvFloor(rows.at(-1)!, o.seconds) : undefined;
+      if (floor) printRow(rows[rows.push(floor) - 1]);
     }
   } finally {
     await Promise.all(clients.map((c) => c.exit()));
@@ -296,13 +346,13 @@ async function runTable(
 }
 
 const HEADER =
-  "     N  target   RSS MB   CPU %   ack p50   ack p99   events/s  lost  commits/ev  reads/ev";
+  "     N  target    RSS MB   CPU %   ack p50   ack p99   events/s  lost  commits/ev  reads/ev";
 
 function printRow(r: Row): void {
   const f = (x: number | undefined, d = 1, w = 8) =>
     (x === undefined || Number.isNaN(x) ? "–" : x.toFixed(d)).padStart(w);
   console.log(
-    `${String(r.n).padStart(6)}  ${r.target.padEnd(6)} ${f(r.rssMb, 0)} ${f(r.cpuPct, 1, 7)} ${
+    `${String(r.n).padStart(6)}  ${r.target.padEnd(8)}${f(r.rssMb, 0)} ${f(r.cpuPct, 1, 7)} ${
       f(r.p50, 1, 6)
     } ms ${f(r.p99, 1, 6)} ms ${f(r.perSec, 0, 10)} ${String(r.lost).padStart(5)} ${
       f(r.commitsPerEvent, 2, 11)
@@ -317,8 +367,12 @@ function printVerdicts(rows: Row[], o: ManyOptions): void {
   const at = rows.filter((r) => r.target === "tether").find((r) => r.n === 2000) ??
     rows.filter((r) => r.target === "tether").at(-1)!;
   const relay = rows.find((r) => r.target === "relay" && r.n === at.n);
+  const floor = rows.find((r) => r.target === "kv floor" && r.n === at.n);
   const vs = (t: number, b: number | undefined) =>
     b === undefined || b === 0 ? "" : ` (${(t / b).toFixed(1)}× relay)`;
+  const floorNote = floor && relay
+    ? `; relay + KV floor at the same commits: ${(relay.cpuPct + floor.cpuPct).toFixed(1)} %`
+    : "";
   console.log(`\nverdicts at N = ${at.n}, ${o.rate} events/s in all:`);
   console.log(
     `  RSS     ${at.rssMb.toFixed(0)} MB${vs(at.rssMb, relay?.rssMb)}  target ≤ 256 MB  ${
@@ -331,9 +385,9 @@ function printVerdicts(rows: Row[], o: ManyOptions): void {
     }`,
   );
   console.log(
-    `  CPU     ${at.cpuPct.toFixed(1)} %${vs(at.cpuPct, relay?.cpuPct)}  target ≤ 10 %  ${
-      verdict(at.cpuPct <= 10)
-    }`,
+    `  CPU     ${at.cpuPct.toFixed(1)} %${
+      vs(at.cpuPct, relay?.cpuPct)
+    }${floorNote}  target ≤ 10 %  ${verdict(at.cpuPct <= 10)}`,
   );
   console.log(
     `  lost    ${at.lost} frames unacked after the window + 3 s  target 0  ${

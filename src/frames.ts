@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { MAX_JSON_DEPTH, messageTooDeep } from "./json_depth.ts";
+import { MAX_JSON_DEPTH, messageTooDeep, textOpensAtMost } from "./json_depth.ts";
 import {
   ErrorText,
   InputDeliveredData,
@@ -106,9 +106,16 @@ function isoTimestamp(value: unknown): string | undefined {
     : undefined;
 }
 
+/** The effect of a plain event: none besides being stored. */
+const PLAIN: FrameEffect = Object.freeze({});
+
+/** The nesting limit of a frame (PROTOCOL.md 10): its own top-level object is not counted. */
+const MAX_FRAME_DEPTH = MAX_JSON_DEPTH + 1;
+
 /**
  * Classifies a parsed wrapper frame: refused (with the reason), liveness only, or an event to
- * store, terminal or not.
+ * store, terminal or not. `text`, the JSON text `json` was parsed from, when the caller has
+ * it: a text with few brackets cannot nest too deep, which spares walking the parsed value.
  *
  * @example
  * ```ts
@@ -118,33 +125,44 @@ function isoTimestamp(value: unknown): string | undefined {
  * classifyFrame({ streamEventType: "execution_status" }); // { kind: "invalid", … }
  * ```
  */
-export function classifyFrame(json: unknown): FrameVerdict {
+export function classifyFrame(json: unknown, text?: string): FrameVerdict {
   if (!isFields(json)) return { kind: "invalid", message: "frame is not a JSON object" };
   const { streamEventType: type, seq, data } = json;
-  const validSeq = Number.isSafeInteger(seq) && (seq as number) >= 1;
-  const invalid = (message: string): FrameVerdict => ({
-    kind: "invalid",
-    message,
-    ...(validSeq ? { seq: seq as number } : {}),
-  });
+  const ownSeq = Number.isSafeInteger(seq) && (seq as number) >= 1 ? seq as number : undefined;
   if (typeof type !== "string" || !STREAM_EVENT_TYPE_RE.test(type)) {
-    return invalid("invalid streamEventType");
+    return refused("invalid streamEventType", ownSeq);
   }
-  if (RESERVED_EVENT_TYPES.has(type)) return invalid("streamEventType is reserved for the service");
-  if (seq !== undefined && !validSeq) return invalid("seq must be an integer ≥ 1");
-  if (messageTooDeep(json)) return invalid(`frame nests deeper than ${MAX_JSON_DEPTH} levels`);
-  const rule = Object.hasOwn(FRAME_TYPES, type) ? FRAME_TYPES[type](data) : {};
+  if (RESERVED_EVENT_TYPES.has(type)) {
+    return refused("streamEventType is reserved for the service", ownSeq);
+  }
+  if (seq !== undefined && ownSeq === undefined) {
+    return refused("seq must be an integer ≥ 1", ownSeq);
+  }
+  if (
+    (text === undefined || !textOpensAtMost(text, MAX_FRAME_DEPTH)) && messageTooDeep(json)
+  ) {
+    return refused(`frame nests deeper than ${MAX_JSON_DEPTH} levels`, ownSeq);
+  }
+  const rule = Object.hasOwn(FRAME_TYPES, type) ? FRAME_TYPES[type](data) : PLAIN;
   if (rule === "liveness") {
     // A numbered liveness frame would leave its seq waiting for an ack forever: refuse it.
-    return seq === undefined ? { kind: "liveness" } : invalid("heartbeat and pong carry no seq");
+    return seq === undefined
+      ? { kind: "liveness" }
+      : refused("heartbeat and pong carry no seq", ownSeq);
   }
-  if ("invalid" in rule) return invalid(rule.invalid);
+  if ("invalid" in rule) return refused(rule.invalid, ownSeq);
   const frame: WrapperFrame = { streamEventType: type };
-  if (validSeq) frame.seq = seq as number;
+  if (ownSeq !== undefined) frame.seq = ownSeq;
   const timestamp = isoTimestamp(json.timestamp);
   if (timestamp !== undefined) frame.timestamp = timestamp;
   if (data !== undefined) frame.data = data;
-  return { kind: "event", frame, ...rule };
+  // A plain event (most frames) is built without copying an empty effect into it.
+  return rule === PLAIN ? { kind: "event", frame } : { kind: "event", frame, ...rule };
+}
+
+/** The verdict refusing a frame; `seq` is the frame's own when it is a valid one. */
+function refused(message: string, seq: number | undefined): FrameVerdict {
+  return seq === undefined ? { kind: "invalid", message } : { kind: "invalid", message, seq };
 }
 
 /**

@@ -139,3 +139,24 @@ Deno.test("terminalStatusOfFrame agrees with the classifier", () => {
   );
   assert.equal(terminalStatusOfFrame({ streamEventType: "output" }), undefined);
 });
+
+Deno.test("with its text, a frame is held to the same depth limit", () => {
+  const nest = (depth: number) => "[".repeat(depth) + "]".repeat(depth);
+  const frame = (data: string) => `{"streamEventType":"output","seq":2,"data":${data}}`;
+  const classify = (text: string) => classifyFrame(JSON.parse(text), text);
+  assert.equal(classify(frame(nest(64))).kind, "event");
+  assert.deepEqual(classify(frame(nest(65))), {
+    kind: "invalid",
+    message: "frame nests deeper than 64 levels",
+    seq: 2,
+  });
+  // Many brackets, shallow: the text's bound says nothing, the walk accepts it.
+  const wide = `[${Array(200).fill("[{}]").join(",")}]`;
+  assert.equal(classify(frame(wide)).kind, "event");
+  assert.equal(classify(frame(JSON.stringify("[".repeat(500)))).kind, "event");
+  // Deep and wide: refused all the same.
+  assert.equal(classify(frame(`[${wide},${nest(65)}]`)).kind, "invalid");
+  for (const text of [frame(nest(64)), frame(nest(65)), frame(wide)]) {
+    assert.deepEqual(classify(text), classifyFrame(JSON.parse(text)), text.slice(0, 60));
+  }
+});

@@ -20,7 +20,7 @@ import {
   type ExecutionStatus,
   isTerminal,
 } from "./protocol.ts";
-import { classifyFrame, type FrameVerdict } from "./frames.ts";
+import { classifyFrame, type FrameEnd, type FrameVerdict } from "./frames.ts";
 import {
   type FrameCommit,
   type NotCurrent,
@@ -30,10 +30,11 @@ import {
 } from "./lifecycle.ts";
 import { FrameBatcher } from "./ingest_batcher.ts";
 import { InputSender } from "./input_delivery.ts";
+import { isoTime } from "./iso_time.ts";
 import { Limiter } from "./limiter.ts";
 import type { Runtime } from "./runtime.ts";
 import type { ConnectionHandle } from "./hub.ts";
-import { envelopeTail, type NewEvent } from "./store/mod.ts";
+import { envelopeTail, KnownEntries, type NewEvent } from "./store/mod.ts";
 
 /** A connection's own commit carries at most this many bytes of events (KV allows 819,200 per commit). */
 const MAX_BATCH_BYTES = 700_000;
@@ -62,9 +63,33 @@ export interface AdmittedConnection {
   deliveredInputId: number;
 }
 
-interface QueuedFrame {
-  frame: PreparedFrame;
-  bytes: number;
+/**
+ * A frame waiting for the connection's next commit, with its size, and its event. Classes,
+ * not object literals, on purpose: the frames of a burst are all still queued when V8
+ * collects its young heap, and V8 then allocates every later object of such a literal in
+ * the old heap ("allocation-site pretenuring"), where the frames, and the event texts they
+ * hold, stay until a full collection (`--trace-gc` showed the heap growing ~1 KB per frame
+ * and young collections 4–5× slower). Class instances are not pretenured that way.
+ */
+class QueuedFrame implements PreparedFrame {
+  constructor(
+    readonly bytes: number,
+    readonly seq?: number,
+    readonly event?: NewEvent,
+    readonly terminal?: FrameEnd,
+    readonly deliveredInputId?: number,
+  ) {}
+}
+
+/** The event of a queued frame (see {@link QueuedFrame} for why a class). */
+class FrameEvent implements NewEvent {
+  tail?: string;
+  constructor(
+    readonly executionId: string,
+    readonly streamEventType: string,
+    readonly timestamp: string,
+    readonly data: unknown,
+  ) {}
 }
 
 /** One shared-commit queue per instance (keyed by its lifecycle context). */
@@ -117,6 +142,8 @@ export class IngestConnection implements ConnectionHandle {
   /** Bytes of frames received and not yet committed (PROTOCOL.md 10). */
   #pendingBytes = 0;
   #committing?: Promise<void>;
+  /** What this connection's last commit left in its records: the next one skips the reads. */
+  readonly #known = new KnownEntries();
   #lastSentAt = Date.now();
   /** Admission has just written liveness, so the first write is due one debounce later. */
   #lastHeartbeatWrite = Date.now();
@@ -241,19 +268,20 @@ export class IngestConnection implements ConnectionHandle {
   }
 
   #onMessage(raw: unknown): void {
-    this.#lastReceivedAt = Date.now();
+    // One clock reading per frame serves the flood count, liveness and the event's timestamp.
+    const now = this.#lastReceivedAt = Date.now();
     if (this.#state !== "open" || this.#terminalSeen) return;
-    if (this.#flooded()) return;
+    if (this.#flooded(now)) return;
     // Every frame is a sign of life, also one refused, a resend or a gap (PROTOCOL.md 5.1);
     // the write is debounced and rides a shared commit.
-    this.#refreshLiveness();
+    this.#refreshLiveness(now);
     const parsed = this.#parse(raw);
-    if (parsed) this.#accept(classifyFrame(parsed.json), parsed.bytes);
+    if (parsed) this.#accept(classifyFrame(parsed.json, parsed.text), parsed.bytes, now);
     if (this.#batch.length > 0) this.#committing ??= this.#drain();
   }
 
-  /** Text, size and JSON checks: the parsed frame and its size, or `undefined` once refused. */
-  #parse(raw: unknown): { json: unknown; bytes: number } | undefined {
+  /** Text, size and JSON checks: the frame, parsed and as text, and its size; `undefined` once refused. */
+  #parse(raw: unknown): { json: unknown; text: string; bytes: number } | undefined {
     if (typeof raw !== "string") {
       this.#reject(ErrorCode.binaryNotSupported, "frames must be text (JSON)");
       return undefined;
@@ -266,29 +294,32 @@ export class IngestConnection implements ConnectionHandle {
       return undefined;
     }
     try {
-      return { json: JSON.parse(raw), bytes };
+      return { json: JSON.parse(raw), text: raw, bytes };
     } catch {
       this.#reject(ErrorCode.invalidFrame, "frame is not JSON");
       return undefined;
     }
   }
 
-  /** Acts on the classifier's verdict: refuse, liveness only, or queue the event. */
-  #accept(verdict: FrameVerdict, bytes: number): void {
+  /**
+   * Acts on the classifier's verdict: refuse, liveness only, or queue the event (stamped
+   * with `now` when the frame carries no timestamp of its own).
+   */
+  #accept(verdict: FrameVerdict, bytes: number, now: number): void {
     if (verdict.kind === "invalid") return this.#invalid(verdict.message, verdict.seq);
     if (verdict.kind === "liveness") return;
     const { frame, end, deliveredInputId } = verdict;
     if (frame.seq !== undefined && !this.#admitSeq(frame.seq)) return;
     if (end) this.#terminalSeen = true;
-    const event: NewEvent = {
-      executionId: this.admitted.executionId,
-      streamEventType: frame.streamEventType,
-      timestamp: frame.timestamp ?? new Date().toISOString(),
-      data: frame.data ?? null,
-    };
+    const event = new FrameEvent(
+      this.admitted.executionId,
+      frame.streamEventType,
+      frame.timestamp ?? isoTime(now),
+      frame.data ?? null,
+    );
     // Serialize now, while the previous batch's commit is in flight, not in the next commit.
     event.tail = envelopeTail(this.admitted.sessionId, event);
-    this.#enqueue({ seq: frame.seq, terminal: end, event, deliveredInputId }, bytes);
+    this.#enqueue(new QueuedFrame(bytes, frame.seq, event, end, deliveredInputId));
   }
 
   /** A rejected frame: error frame; its seq, when next in line, is used up (acked at once). */
@@ -297,7 +328,7 @@ export class IngestConnection implements ConnectionHandle {
     if (seq !== undefined && seq === this.#expectedSeq) {
       this.#expectedSeq++;
       this.#gapReportedFor = undefined;
-      this.#enqueue({ seq }, 0);
+      this.#enqueue(new QueuedFrame(0, seq));
     }
   }
 
@@ -327,8 +358,8 @@ export class IngestConnection implements ConnectionHandle {
   }
 
   /** More than the frame rate in each of 3 consecutive seconds closes with 1008. */
-  #flooded(): boolean {
-    const second = Math.floor(Date.now() / 1000);
+  #flooded(now: number): boolean {
+    const second = Math.floor(now / 1000);
     const rate = this.#rate;
     if (second !== rate.second) {
       const wasOver = rate.count > this.rt.config.maxFramesPerSec;
@@ -345,23 +376,22 @@ export class IngestConnection implements ConnectionHandle {
     return false;
   }
 
-  #refreshLiveness(): void {
-    const now = Date.now();
+  #refreshLiveness(now: number): void {
     if (now - this.#lastHeartbeatWrite < this.admitted.heartbeatWriteMs) return;
     this.#lastHeartbeatWrite = now;
     const { sessionId, executionId, connectionId } = this.admitted;
     // Written within an eighth of a debounce: liveness (stale after two debounces, half the
     // heartbeat timeout) keeps almost a whole debounce of margin for the commit itself.
     batcherOf(this.rt).touch(
-      { sessionId, executionId, connectionId, frames: [] },
+      { sessionId, executionId, connectionId, frames: [], known: this.#known },
       this.admitted.heartbeatWriteMs / 8,
     );
   }
 
   /** Queues a frame for the next commit; too many bytes waiting closes with 1008. */
-  #enqueue(frame: PreparedFrame, bytes: number): void {
-    this.#batch.push({ frame, bytes });
-    this.#pendingBytes += bytes;
+  #enqueue(frame: QueuedFrame): void {
+    this.#batch.push(frame);
+    this.#pendingBytes += frame.bytes;
     if (this.#pendingBytes > this.rt.config.maxPendingBytes) {
       this.rt.metrics.inc(MetricName.framesRejected, { code: "PENDING_BYTES" });
       this.close(CloseCode.policy, "too many bytes waiting to be stored");
@@ -381,6 +411,7 @@ export class IngestConnection implements ConnectionHandle {
             executionId,
             connectionId,
             frames,
+            known: this.#known,
           });
         } finally {
           this.#pendingBytes -= bytes;
@@ -426,7 +457,7 @@ export class IngestConnection implements ConnectionHandle {
     this.#pendingBytes = 0;
   }
 
-  #takeBatch(): { frames: PreparedFrame[]; bytes: number } {
+  #takeBatch(): { frames: QueuedFrame[]; bytes: number } {
     let bytes = 0;
     let n = 0;
     while (n < this.#batch.length && n < MAX_BATCH_EVENTS) {
@@ -435,11 +466,8 @@ export class IngestConnection implements ConnectionHandle {
       bytes += size;
       n++;
     }
-    const taken = this.#batch.splice(0, n);
-    return {
-      frames: taken.map((q) => q.frame),
-      bytes: taken.reduce((sum, q) => sum + q.bytes, 0),
-    };
+    const frames = this.#batch.splice(0, n);
+    return { frames, bytes: frames.reduce((sum, q) => sum + q.bytes, 0) };
   }
 
   #finishTerminal(status: ExecutionStatus): void {

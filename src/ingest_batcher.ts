@@ -29,8 +29,9 @@ export interface FrameBatcherOptions {
    */
   maxInFlight?: number;
   /**
-   * Least time between the starts of two shared commits, in ms: under load, works arriving
-   * meanwhile share the next commit instead of each taking one. Default 4.
+   * Least time between the starts of two shared commits, in ms: works of many executions
+   * arriving meanwhile share the next commit instead of each taking one. A work that only
+   * continues a stream of the last commit (one busy session) goes at once. Default 10.
    */
   minIntervalMs?: number;
   /**
@@ -73,12 +74,19 @@ export class FrameBatcher {
   #touchDue = 0;
   #inFlight = 0;
   #lastStart = -Infinity;
+  /** Sessions of the last commit started: their next works continue a stream. */
+  #lastSessions = new Set<string>();
+  /**
+   * Sessions with a commit in flight: their next work (or liveness refresh) waits for it,
+   * since both would write the same records and the later one would only fail its checks.
+   */
+  readonly #busy = new Set<string>();
   #timer?: ReturnType<typeof setTimeout>;
 
   constructor(ctx: LifecycleContext, options: FrameBatcherOptions = {}) {
     this.#ctx = ctx;
     this.#maxInFlight = options.maxInFlight ?? 8;
-    this.#minIntervalMs = options.minIntervalMs ?? 4;
+    this.#minIntervalMs = options.minIntervalMs ?? 10;
     this.#touchDelayMs = options.touchDelayMs ?? 250;
   }
 
@@ -101,7 +109,8 @@ export class FrameBatcher {
     this.#touchTimer = setTimeout(() => {
       this.#touchTimer = undefined;
       if (this.#touches.size === 0) return;
-      if (this.#inFlight < this.#maxInFlight) void this.#commit(this.#take());
+      const taken = this.#inFlight < this.#maxInFlight ? this.#take() : [];
+      if (taken.length > 0) void this.#commit(taken);
       else this.#armTouches(this.#minIntervalMs);
     }, delayMs);
   }
@@ -109,8 +118,8 @@ export class FrameBatcher {
   /** Commits `work`, alone or with others; its events are published once stored. */
   submit(work: FrameWork): Promise<Committed> {
     if (work.frames.some((f) => f.terminal)) {
-      const { sessionId, executionId, connectionId, frames } = work;
-      return commitFrames(this.#ctx, sessionId, executionId, connectionId, frames);
+      const { sessionId, executionId, connectionId, frames, known } = work;
+      return commitFrames(this.#ctx, sessionId, executionId, connectionId, frames, known);
     }
     const done = Promise.withResolvers<Committed>();
     this.#queue.push({ work, done });
@@ -120,9 +129,11 @@ export class FrameBatcher {
 
   #pump(): void {
     while (this.#queue.length > 0 && this.#inFlight < this.#maxInFlight) {
-      // An idle instance commits at once (latency); while commits are in flight, works wait
-      // up to `minIntervalMs` so that those arriving together share the next commit.
-      const wait = this.#inFlight === 0
+      // An idle instance commits at once, and so does a lone stream continuing (latency).
+      // Otherwise commits start at most every `minIntervalMs`: with many executions each
+      // sending little, the works arriving in between share one commit (CPU), and each
+      // waits at most that long.
+      const wait = this.#continuesAlone()
         ? 0
         : this.#lastStart + this.#minIntervalMs - performance.now();
       if (wait > 0) {
@@ -132,29 +143,41 @@ export class FrameBatcher {
         }, wait);
         return;
       }
+      const taken = this.#take();
+      // Every waiting work's session is committing: the commit ending pumps again.
+      if (taken.length === 0) return;
       this.#lastStart = performance.now();
-      void this.#commit(this.#take());
+      void this.#commit(taken);
     }
   }
 
+  /** Whether nothing is in flight and every waiting work continues a session of the last commit. */
+  #continuesAlone(): boolean {
+    return this.#inFlight === 0 &&
+      this.#queue.every((waiting) => this.#lastSessions.has(waiting.work.sessionId));
+  }
+
   /**
-   * The oldest works, at most one per session (they would share its head) and at most
-   * {@link MAX_WORKS}, then as many pending liveness refreshes as still fit. `transactMany`
-   * splits them into as few commits as KV's limits allow.
+   * The oldest works, at most one per session (they would share its head) and none of a
+   * session already committing, at most {@link MAX_WORKS}, then as many pending liveness
+   * refreshes as still fit. `transactMany` splits them into as few commits as KV's limits
+   * allow.
    */
   #take(): Waiting[] {
     const taken: Waiting[] = [];
     const kept: Waiting[] = [];
     const sessions = new Set<string>();
     for (const waiting of this.#queue) {
-      if (taken.length < MAX_WORKS && !sessions.has(waiting.work.sessionId)) {
-        sessions.add(waiting.work.sessionId);
+      const { sessionId } = waiting.work;
+      if (taken.length < MAX_WORKS && !sessions.has(sessionId) && !this.#busy.has(sessionId)) {
+        sessions.add(sessionId);
         taken.push(waiting);
       } else kept.push(waiting);
     }
     this.#queue = kept;
     for (const [executionId, work] of this.#touches) {
       if (taken.length >= MAX_WORKS) break;
+      if (this.#busy.has(work.sessionId)) continue;
       this.#touches.delete(executionId);
       // A frame commit of the same session refreshes liveness itself when it is due.
       if (sessions.has(work.sessionId)) continue;
@@ -163,11 +186,13 @@ export class FrameBatcher {
       done.promise.catch(() => {}); // nobody waits for a refresh; the next one retries
       taken.push({ work, done });
     }
+    this.#lastSessions = sessions;
     return taken;
   }
 
   async #commit(batch: Waiting[]): Promise<void> {
     this.#inFlight++;
+    for (const { work } of batch) this.#busy.add(work.sessionId);
     try {
       const results = await commitFrameBatch(this.#ctx, batch.map((w) => w.work));
       batch.forEach((w, i) => {
@@ -178,6 +203,7 @@ export class FrameBatcher {
     } catch (err) {
       for (const w of batch) w.done.reject(err);
     } finally {
+      for (const { work } of batch) this.#busy.delete(work.sessionId);
       if (this.#touches.size === 0) {
         clearTimeout(this.#touchTimer);
         this.#touchTimer = undefined;

@@ -11,7 +11,7 @@ import {
   type PreparedFrame,
 } from "./lifecycle.ts";
 import type { Envelope } from "./protocol.ts";
-import { readEvents, records, transact } from "./store/mod.ts";
+import { KnownEntries, readEvents, records, transact } from "./store/mod.ts";
 
 /** The sessions whose events one atomic commit writes, in the order commits were attempted. */
 type CommitLog = { sessions: string[]; ok: boolean }[];
@@ -235,6 +235,37 @@ Deno.test("a liveness refresh rides a frame commit and takes its own only after 
     await new Promise((r) => setTimeout(r, 120));
     const alone = await transact(raw, (tx) => records.execution(a.executionId).get(tx));
     assert.ok(alone!.lastHeartbeatAt! >= Date.now() + 60_000, "a's refresh committed on its own");
+  } finally {
+    raw.close();
+  }
+});
+
+Deno.test("a session's liveness refresh waits for its commit in flight instead of failing its checks", async () => {
+  const { raw, ctx, log, control, running } = await setup();
+  try {
+    const a = await running("a");
+    const batcher = new FrameBatcher(ctx, { minIntervalMs: 0, touchDelayMs: 0 });
+    const known = new KnownEntries();
+    const exec = () => transact(raw, (tx) => records.execution(a.executionId).get(tx));
+    // Hold a's frame commit between its reads and its commit.
+    const release = Promise.withResolvers<void>();
+    control.gate = () => release.promise;
+    const commitsBefore = log.length;
+    const first = batcher.submit({ ...work(a, frames(a.executionId, 1, 2)), known });
+    await new Promise((r) => setTimeout(r, 20));
+    ctx.now = () => Date.now() + 60_000; // now the liveness debounce has passed
+    const before = await exec();
+    batcher.touch({ ...work(a, []), known });
+    await new Promise((r) => setTimeout(r, 30));
+    assert.deepEqual(await exec(), before, "the refresh did not commit beside the held commit");
+    control.gate = undefined;
+    release.resolve();
+    assert.ok((await first).ok);
+    assert.ok((await batcher.submit({ ...work(a, frames(a.executionId, 3, 1)), known })).ok);
+    assert.deepEqual(await outputs(raw, "a"), [1, 2, 3]);
+    assert.ok(log.slice(commitsBefore).every((c) => c.ok), "no commit failed its checks");
+    await new Promise((r) => setTimeout(r, 30));
+    assert.ok((await exec())!.lastHeartbeatAt! >= Date.now() + 50_000, "then it committed");
   } finally {
     raw.close();
   }

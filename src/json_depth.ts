@@ -60,6 +60,23 @@ export function messageTooDeep(message: unknown): boolean {
 }
 
 /**
+ * True when a JSON text holds at most `limit` opening brackets (`[` or `{`, also inside
+ * strings): such a text cannot nest deeper than `limit`, so a parsed value need not be
+ * walked. A cheap bound for the common case; a text with more brackets says nothing.
+ *
+ * @example
+ * ```ts
+ * textOpensAtMost('{"data":{"n":1}}', MAX_JSON_DEPTH); // true: 2 brackets
+ * ```
+ */
+export function textOpensAtMost(text: string, limit: number): boolean {
+  let opens = 0;
+  for (let i = text.indexOf("{"); i >= 0 && opens <= limit; i = text.indexOf("{", i + 1)) opens++;
+  for (let i = text.indexOf("["); i >= 0 && opens <= limit; i = text.indexOf("[", i + 1)) opens++;
+  return opens <= limit;
+}
+
+/**
  * The bracket nesting of a text read as JSON (brackets inside strings do not count), up to
  * `limit + 1`. For raw texts that are not parsed, such as query values.
  *

@@ -1,5 +1,12 @@
 import assert from "node:assert/strict";
-import { jsonDepth, MAX_JSON_DEPTH, messageTooDeep, textDepth, tooDeep } from "./json_depth.ts";
+import {
+  jsonDepth,
+  MAX_JSON_DEPTH,
+  messageTooDeep,
+  textDepth,
+  textOpensAtMost,
+  tooDeep,
+} from "./json_depth.ts";
 
 /** An object nested `depth` levels deep (`{}` is 1). */
 const nested = (depth: number): unknown => {
@@ -40,4 +47,19 @@ Deno.test("textDepth skips brackets inside strings, escapes included", () => {
   assert.equal(textDepth("]]][["), 2);
   assert.equal(textDepth("[".repeat(64)), 64);
   assert.equal(textDepth("[".repeat(65)), 65);
+});
+
+Deno.test("textOpensAtMost counts every opening bracket, also in strings, up to the limit", () => {
+  assert.equal(textOpensAtMost("", 0), true);
+  assert.equal(textOpensAtMost('{"a":[1,{"b":2}]}', 3), true);
+  assert.equal(textOpensAtMost('{"a":[1,{"b":2}]}', 2), false);
+  assert.equal(textOpensAtMost('{"a":"[[{"}', 3), false); // a bound, not the depth (which is 1)
+  assert.equal(textOpensAtMost("[".repeat(65), MAX_JSON_DEPTH), false);
+  assert.equal(textOpensAtMost("[{".repeat(32), MAX_JSON_DEPTH), true);
+  // Whenever it says "at most", the parsed text is no deeper.
+  for (const depth of [1, 2, 30, 64, 65, 66]) {
+    const text = JSON.stringify(nested(depth));
+    if (textOpensAtMost(text, MAX_JSON_DEPTH)) assert.ok(jsonDepth(JSON.parse(text)) <= 64);
+    else assert.ok(depth > MAX_JSON_DEPTH);
+  }
 });

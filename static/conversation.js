@@ -551,6 +551,18 @@ export class Conversation {
     return changed;
   }
 
+  /**
+   * Whether input `inputId` of the execution is known delivered (by `input_delivered`, or
+   * by the execution's `deliveredInputId` given to {@link Conversation.markDelivered}).
+   *
+   * @param {string} executionId
+   * @param {number} inputId
+   * @returns {boolean}
+   */
+  #isDelivered(executionId, inputId) {
+    return inputId <= (this.#delivered.get(executionId) ?? 0);
+  }
+
   // ---------------------------------------------------------------- item bookkeeping
 
   /**
@@ -798,7 +810,7 @@ export class Conversation {
       inputId,
       text: "data" in d ? inputText(d.data) : "",
       endOfInput: d.endOfInput === true,
-      delivered: inputId <= (this.#delivered.get(env.executionId) ?? 0),
+      delivered: this.#isDelivered(env.executionId, inputId),
       permission: permission
         ? { ...obj(permission), requestId: num(obj(permission).requestId) }
         : undefined,
@@ -881,7 +893,8 @@ export class Conversation {
         inputId,
         optionId: typeof permission.optionId === "string" ? permission.optionId : undefined,
         cancelled: permission.cancelled === true,
-        delivered: false,
+        // The page may have marked it delivered before its `input` event arrived.
+        delivered: this.#isDelivered(env.executionId, inputId),
       },
     });
     this.#byId.set(`${env.executionId}\0answer\0${inputId}`, request);

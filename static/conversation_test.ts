@@ -251,6 +251,25 @@ Deno.test("ACP: chunks joined, plan updated in place, tool call with diff, permi
   );
 });
 
+Deno.test("ACP: an answer already delivered by the execution's count is shown delivered", () => {
+  // The page's refresh can read `deliveredInputId` before the stream brings the answer's
+  // `input` event (a loaded machine): the answer is born delivered, and stays so.
+  const acp = JSON.parse(Deno.readTextFileSync(new URL("acp_run.json", PAGE_FIXTURES)));
+  const conversation = new Conversation();
+  const add = (frames: Frame[]) => envelopes(frames).map((e) => conversation.add(e));
+  add([{ streamEventType: "input", data: { inputId: 1, data: acp.prompt } }]);
+  add(acp.beforeAnswer);
+  conversation.markDelivered(EID, 2);
+  add([{ streamEventType: "input", data: { inputId: 2, data: acp.answer } }]);
+  const permission = conversation.items.find((i) => i.kind === "permission")!;
+  assert.equal(answerOf(permission)?.delivered, true);
+  add([{ streamEventType: "input_delivered", data: { inputId: 2 } }]);
+  add(acp.afterAnswer);
+  assert.equal(answerOf(permission)?.delivered, true);
+  assert.equal(permission.closed, false, "a delivered answer is not closed by the turn end");
+  assert.match(renderText(permission), /answer: Allow once · delivered$/);
+});
+
 Deno.test("ACP: a turn end closes a request that was never answered", () => {
   const acp = JSON.parse(Deno.readTextFileSync(new URL("acp_run.json", PAGE_FIXTURES)));
   const { items } = fold([...acp.beforeAnswer, acp.afterAnswer.at(-1)]);

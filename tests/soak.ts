@@ -6,7 +6,8 @@
  * Sizes (environment, defaults in brackets): SOAK_CHAOS_EVENTS [50000], SOAK_CHAOS_WRAPPERS
  * [1], SOAK_CRASH_RUNS [15], SOAK_CRASH_EVENTS [2000], SOAK_CRASH_KILLS [3], SOAK_FUZZ_FRAMES
  * [100000], SOAK_FUZZ_REQUESTS [100000], SOAK_MODEL_RUNS [1500], SOAK_ATTACK_EVENTS [200],
- * SOAK_ATTACK_FLOOD_FRAMES [1000], SOAK_ATTACK_HOLD_MS [10000], SOAK_SEED [random].
+ * SOAK_ATTACK_FLOOD_FRAMES [1000], SOAK_ATTACK_HOLD_MS [10000], SOAK_STORM_WRAPPERS [2000],
+ * SOAK_SEED [random].
  *
  * @module
  */
@@ -15,6 +16,7 @@ import { runChaos } from "./helpers/chaos_run.ts";
 import { runCrashLoop } from "./helpers/crash_loop.ts";
 import { runFuzz } from "./helpers/fuzz.ts";
 import { runModel } from "./helpers/model.ts";
+import { restartStorm } from "./helpers/restart_storm.ts";
 import { countFrom, seedFrom } from "./helpers/random.ts";
 
 interface Row {
@@ -118,6 +120,19 @@ await part("memory attack mix (issue 12)", seed + 4, async () => {
     throw new Error(`/healthz over 1 s: ${describeAttack(r)}`);
   }
   return describeAttack(r);
+});
+
+await part("restart storm (issue 13)", seed + 5, async () => {
+  const n = countFrom("SOAK_STORM_WRAPPERS", 2000);
+  // PROTOCOL.md 9's wrapper backoff (1 s, up to 5 s) against a 10 s grace.
+  const r = await restartStorm({ n, graceMs: 10_000, reconnectBaseMs: 1000, reconnectMaxMs: 5000 });
+  const figures = `${n} wrappers: restart ${r.restartMs} ms, all back ${r.allBackMs} ms after ` +
+    `listening, ${Math.round(r.admissionsPerSec)} admissions/s, back ${r.back}, gave up ` +
+    `${r.ended}, executions not running ${r.notRunning}`;
+  if (r.back !== n || r.ended > 0 || r.notRunning > 0 || r.allBackMs >= 10_000) {
+    throw new Error(`not every wrapper came back within its grace: ${figures}`);
+  }
+  return figures;
 });
 
 const table = [

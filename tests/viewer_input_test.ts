@@ -95,12 +95,10 @@ function inputTest(
   name: string,
   fn: (server: TestServer, browser: TestBrowser) => Promise<void>,
   config: Record<string, unknown> = {},
-  { known }: { known?: string } = {},
 ) {
   Deno.test({
     name,
-    // A test with a known, open defect is skipped with its reason (the README lists it).
-    ignore: !hasInputRoute || known !== undefined,
+    ignore: !hasInputRoute,
     async fn() {
       // `maxPendingInputs` is the input branch's (PROTOCOL.md 12): untyped until it lands.
       const server = await startServer({ config: config as Partial<Config> });
@@ -311,10 +309,5 @@ inputTest(
       await wrapper.status;
       await Deno.remove(dir, { recursive: true });
     }
-  },
-  {},
-  {
-    known: "in the full suite it hangs 2 runs in 5 before the answer shows delivered (not " +
-      "seen alone); cause not found",
   },
 );

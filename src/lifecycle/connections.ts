@@ -19,6 +19,7 @@ import {
   type ConnRecord,
   type ExecutionRecord,
   isLive,
+  type KnownEntries,
   listConnections,
   type NewEvent,
   postToInbox,
@@ -218,6 +219,8 @@ export interface FrameWork {
   executionId: string;
   connectionId: string;
   frames: readonly PreparedFrame[];
+  /** What this connection's last commit left in its records (saves the reads; checked). */
+  known?: KnownEntries;
 }
 
 /**
@@ -232,9 +235,10 @@ export async function commitFrames(
   executionId: string,
   connectionId: string,
   frames: readonly PreparedFrame[],
+  known?: KnownEntries,
 ): Promise<Outcome<FrameCommit, NotCurrent>> {
   const work = { sessionId, executionId, connectionId, frames };
-  return await change(ctx, sessionId, (tx, p) => applyFrames(ctx, tx, p, work));
+  return await change(ctx, sessionId, (tx, p) => applyFrames(ctx, tx, p, work), { known });
 }
 
 /**
@@ -258,8 +262,8 @@ export async function commitFrameBatch(
 ): Promise<BatchResult<Outcome<FrameCommit, NotCurrent>>[]> {
   if (works.length === 1) {
     // Nothing to share: the plain transaction (a busy single session's path).
-    const { sessionId, executionId, connectionId, frames } = works[0];
-    const outcome = await commitFrames(ctx, sessionId, executionId, connectionId, frames)
+    const { sessionId, executionId, connectionId, frames, known } = works[0];
+    const outcome = await commitFrames(ctx, sessionId, executionId, connectionId, frames, known)
       .then((value) => ({ ok: true as const, value }), (error) => ({ ok: false as const, error }));
     return [outcome];
   }
@@ -275,7 +279,8 @@ export async function commitFrameBatch(
     const stored = await appendEvents(tx, work.sessionId, p.events, p.now);
     return { outcome, effects: { sessionId: work.sessionId, stored, notified: p.notified } };
   });
-  const results = await transactMany(ctx.kv, bodies, { queues: ctx.queues });
+  const known = works.map((work) => work.known);
+  const results = await transactMany(ctx.kv, bodies, { queues: ctx.queues, known });
   return results.map((result) => {
     if (!result.ok) return result;
     const { outcome, effects } = result.value;

@@ -17,6 +17,7 @@ import type { ExecutionStatus, ExecutionStatusData } from "../protocol.ts";
 import {
   appendEvents,
   type ExecutionRecord,
+  type KnownEntries,
   type NewEvent,
   type StoredEvent,
   transact,
@@ -90,18 +91,20 @@ export const refuse = <R extends Refusal>(refusal: R): { ok: false; refusal: R }
  * Runs `body` as one optimistic transaction; the events it pushed onto `Pending` are
  * appended to the session's log in the same commit, with consecutive eventIds. Once the
  * commit succeeded, runs `ctx.committed` with what it stored and whom it notified.
+ * `options.known`: records the caller's last commit left (see `KnownEntries`).
  */
 export async function change<T>(
   ctx: LifecycleContext,
   sessionId: string,
   body: (tx: Tx, p: Pending) => Promise<T>,
+  options: { known?: KnownEntries } = {},
 ): Promise<T> {
   const { result, effects } = await transact(ctx.kv, async (tx) => {
     const p = new Pending(ctx.now());
     const result = await body(tx, p);
     const stored = await appendEvents(tx, sessionId, p.events, p.now);
     return { result, effects: { sessionId, stored, notified: p.notified } };
-  }, { queues: ctx.queues });
+  }, { queues: ctx.queues, known: options.known });
   afterCommit(ctx, effects);
   return result;
 }

@@ -82,19 +82,22 @@ export async function appendEvents(
 ): Promise<StoredEvent[]> {
   if (events.length === 0) return [];
   const head = await readHead(tx, sessionId);
-  const stored = events.map((event, i): StoredEvent => {
-    const eventId = head.lastEventId + 1 + i;
-    const envelope: Envelope = {
-      eventId,
+  const firstId = head.lastEventId + 1;
+  const jsons = events.map((event, i) =>
+    withId(firstId + i, event.tail ?? envelopeTail(sessionId, event))
+  );
+  const texts = writePages(tx, sessionId, firstId, jsons);
+  const stored = events.map((event, i): StoredEvent => ({
+    envelope: {
+      eventId: firstId + i,
       executionId: event.executionId,
       sessionId,
       streamEventType: event.streamEventType,
       timestamp: event.timestamp,
       data: event.data ?? null,
-    };
-    return { envelope, json: withId(eventId, event.tail ?? envelopeTail(sessionId, event)) };
-  });
-  writePages(tx, sessionId, stored);
+    },
+    json: texts[i],
+  }));
   tx.set(
     keys.head(sessionId),
     {
@@ -105,28 +108,40 @@ export async function appendEvents(
   return stored;
 }
 
-/** Writes events as pages keyed by their first eventId. */
-function writePages(tx: Tx, sessionId: string, stored: readonly StoredEvent[]): void {
-  let page: string[] = [];
-  let first = 0;
+/**
+ * Writes the envelope texts of consecutive events (from `firstId` on) as pages keyed by
+ * their first eventId. Returns each event's text as stored: a slice of its page, which
+ * shares the page's characters (the text built per event is a concatenation that would
+ * otherwise be copied again when it is first sent).
+ */
+function writePages(tx: Tx, sessionId: string, firstId: number, jsons: string[]): string[] {
+  const texts: string[] = new Array(jsons.length);
+  let from = 0;
   let chars = 0;
-  const flush = () => {
-    if (page.length > 0) tx.set(keys.event(sessionId, first), page.join("\n"));
-    page = [];
+  const flush = (to: number) => {
+    if (to > from) {
+      const page = jsons.slice(from, to).join("\n");
+      tx.set(keys.event(sessionId, firstId + from), page);
+      for (let i = from, at = 0; i < to; at += jsons[i].length + 1, i++) {
+        texts[i] = page.slice(at, at + jsons[i].length);
+      }
+    }
+    from = to;
     chars = 0;
   };
-  for (const { envelope, json } of stored) {
+  jsons.forEach((json, i) => {
     if (json.length > PAGE_CHARS) {
-      flush();
-      writeLarge(tx, sessionId, envelope.eventId, json);
-      continue;
+      flush(i);
+      writeLarge(tx, sessionId, firstId + i, json);
+      texts[i] = json;
+      from = i + 1;
+      return;
     }
-    if (chars + json.length + 1 > PAGE_CHARS) flush();
-    if (page.length === 0) first = envelope.eventId;
-    page.push(json);
+    if (chars + json.length + 1 > PAGE_CHARS) flush(i);
     chars += json.length + 1;
-  }
-  flush();
+  });
+  flush(jsons.length);
+  return texts;
 }
 
 /** An event too large for a page: its UTF-8 bytes, split into chunks beyond one value. */

@@ -152,3 +152,55 @@ Deno.test("a precomputed envelope tail gives the same JSON as computing it at co
     assert.deepEqual(read.map((e) => e.envelope.data), [plain.data, plain.data]);
   });
 });
+
+Deno.test("what a commit returns is what it stored, pages and large events mixed", async () => {
+  await withKv(async (kv) => {
+    const small = (i: number) => event("t", { i, pad: "s".repeat(300) });
+    const large = (i: number) => event("t", { i, pad: "L".repeat(PAGE_CHARS + 10) });
+    const events = [small(0), large(1), small(2), small(3), large(4), large(5)];
+    for (let i = 6; i < 200; i++) events.push(small(i));
+    events.push(large(200));
+    const stored = await append(kv, "s", events);
+    assert.deepEqual(stored.map((e) => e.envelope.eventId), events.map((_, i) => i + 1));
+    for (const e of stored) assert.equal(e.json, JSON.stringify(e.envelope));
+    const read = await readEvents(kv, "s", { after: 0, limit: 1000 });
+    assert.deepEqual(read.map((e) => e.json), stored.map((e) => e.json));
+    // Each page is its events' texts joined by newlines, keyed by its first eventId.
+    for await (const { key, value } of kv.list({ prefix: keys.events("s") })) {
+      if (typeof value !== "string") continue;
+      const first = key.at(-1) as number;
+      const lines = value.split("\n");
+      assert.deepEqual(lines, stored.slice(first - 1, first - 1 + lines.length).map((e) => e.json));
+    }
+  });
+});
+
+Deno.test("envelopeTail is JSON.stringify of the envelope's fields, whatever the data", () => {
+  const datas: unknown[] = [
+    null,
+    undefined,
+    0,
+    -1.5e-7,
+    'text "quoted" \\ \n \u2028 \ud800 é 漢',
+    [1, [2, { a: null }]],
+    { z: 1, a: "b", 2: "index keys first", nested: { deep: [true, false] } },
+    () => "not JSON",
+  ];
+  const ids = [["exc_1", "ses_1"], ["exc_2", "ses_1"], ['exc_"odd"', "ses_\\x"], [
+    "exc_1",
+    "ses_1",
+  ]];
+  for (const [executionId, sessionId] of ids) {
+    for (const data of datas) {
+      const e = { executionId, streamEventType: 'agent_"x"', timestamp: "t", data };
+      const expected = JSON.stringify({
+        executionId,
+        sessionId,
+        streamEventType: e.streamEventType,
+        timestamp: e.timestamp,
+        data: data ?? null,
+      }).slice(1);
+      assert.equal(envelopeTail(sessionId, e), expected, `${executionId} ${String(data)}`);
+    }
+  }
+});

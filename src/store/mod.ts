@@ -27,6 +27,7 @@ export * from "./records.ts";
 export * from "./events.ts";
 export { keepAgentInput, listAgentInputs } from "./inputs.ts";
 export { transact, TransactionConflictError, type Tx } from "./transact.ts";
+export { KnownEntries } from "./known_entries.ts";
 export type { TimerKind } from "./keys.ts";
 
 /** Read, write and delete one record inside a transaction. */

@@ -10,6 +10,7 @@
  * @module
  */
 import { delay } from "../async.ts";
+import type { KnownEntries } from "./known_entries.ts";
 
 /** The view of KV that a transaction body gets. */
 export interface Tx {
@@ -50,6 +51,12 @@ export interface TransactOptions {
   /** Attempts before giving up with {@link TransactionConflictError}. Default 100. */
   maxAttempts?: number;
   signal?: AbortSignal;
+  /**
+   * Entries the first attempt takes as read (still checked at commit); what a committed
+   * attempt read and wrote is remembered there, and a conflict or error forgets it all.
+   * Default: none, every read goes to KV.
+   */
+  known?: KnownEntries;
 }
 
 /** Raised when a transaction kept conflicting for `maxAttempts` runs. */
@@ -86,7 +93,12 @@ export class Transaction implements Tx {
   readonly values = new Map<string, unknown>();
   /** Entries read ahead or known from elsewhere: checked only once the body reads them. */
   readonly #ahead = new Map<string, Deno.KvEntryMaybe<unknown>>();
-  constructor(private readonly kv: Deno.Kv, private readonly queues: boolean) {}
+  constructor(
+    private readonly kv: Deno.Kv,
+    private readonly queues: boolean,
+    /** Entries taken as read without a round trip (see {@link KnownEntries}). */
+    private readonly known?: KnownEntries,
+  ) {}
 
   know(entry: Deno.KvEntryMaybe<unknown>): void {
     const id = keyId(entry.key);
@@ -116,15 +128,16 @@ export class Transaction implements Tx {
     const write = this.writes.get(id);
     if (write) return (write.kind === "set" ? write.value : null) as T | null;
     if (this.reads.has(id)) return (this.values.get(id) ?? null) as T | null;
-    return (this.#ahead.get(id)?.value ?? null) as T | null;
+    return ((this.#ahead.get(id) ?? this.known?.get(id))?.value ?? null) as T | null;
   }
 
   #known(id: string): boolean {
-    return this.writes.has(id) || this.reads.has(id) || this.#ahead.has(id);
+    return this.writes.has(id) || this.reads.has(id) || this.#ahead.has(id) ||
+      this.known?.get(id) !== undefined;
   }
 
   /** Moves a read-ahead entry into the checked reads. */
-  #use(id: string, entry: Deno.KvEntryMaybe<unknown>): void {
+  #use(id: string, entry: { key: Deno.KvKey; value: unknown; versionstamp: string | null }): void {
     this.#ahead.delete(id);
     this.reads.set(id, { key: entry.key, versionstamp: entry.versionstamp });
     this.values.set(id, entry.value);
@@ -141,9 +154,10 @@ export class Transaction implements Tx {
     const ids = (keyList as Deno.KvKey[]).map(keyId);
     await this.#fetch(keyList as Deno.KvKey[], ids);
     for (const id of ids) {
-      const entry = this.#ahead.get(id);
       // A key written since it was read ahead answers with the write, unchecked as before.
-      if (entry && !this.writes.has(id)) this.#use(id, entry);
+      if (this.writes.has(id) || this.reads.has(id)) continue;
+      const entry = this.#ahead.get(id) ?? this.known?.get(id);
+      if (entry) this.#use(id, entry);
     }
     return ids.map((id) => {
       const write = this.writes.get(id);
@@ -208,22 +222,31 @@ export async function transact<T>(
   options: TransactOptions = {},
 ): Promise<T> {
   const { maxAttempts = 100, signal, queues = true } = options;
+  const { known } = options;
   for (let attempt = 1; attempt <= maxAttempts; attempt++) {
     signal?.throwIfAborted();
-    const tx = new Transaction(kv, queues);
-    let committed: boolean;
+    const tx = new Transaction(kv, queues, known);
+    let committed: Deno.KvCommitResult | Deno.KvCommitError;
     let result: T;
     try {
       result = await fn(tx);
-      if (!tx.writing) return result;
-      committed = (await tx.commit()).ok;
+      if (!tx.writing) {
+        known?.learn(tx);
+        return result;
+      }
+      committed = await tx.commit();
     } catch (err) {
+      known?.forget();
       // A local KV file written through another handle (a second instance or process) is
       // briefly locked; nothing was committed, so this is a conflict like any other.
       if (!isLocked(err)) throw err;
-      committed = false;
+      committed = { ok: false };
     }
-    if (committed) return result!;
+    if (committed.ok) {
+      known?.learn(tx, committed.versionstamp);
+      return result!;
+    }
+    known?.forget();
     // Conflict: back off a little (with jitter so racing writers spread out), then rerun.
     await delay(Math.random() * Math.min(50, 2 ** attempt), { signal });
   }

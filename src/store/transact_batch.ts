@@ -8,6 +8,7 @@
  *
  * @module
  */
+import type { KnownEntries } from "./known_entries.ts";
 import { transact, Transaction, type TransactOptions, type Tx } from "./transact.ts";
 
 /** Deno KV's limits on one atomic commit (checks, mutations incl. enqueues, bytes). */
@@ -15,6 +16,12 @@ export const KV_COMMIT_LIMITS = { checks: 100, mutations: 1000, bytes: 800 * 102
 
 /** What became of one body of {@link transactMany}. */
 export type BatchResult<T> = { ok: true; value: T } | { ok: false; error: unknown };
+
+/** Options of {@link transactMany}. */
+export interface TransactManyOptions extends Omit<TransactOptions, "known"> {
+  /** Each body's known entries (see `TransactOptions.known`), by index. Default: none. */
+  known?: readonly (KnownEntries | undefined)[];
+}
 
 interface Run<T> {
   tx: Transaction;
@@ -38,14 +45,17 @@ interface Run<T> {
 export async function transactMany<T>(
   kv: Deno.Kv,
   bodies: readonly ((tx: Tx) => Promise<T>)[],
-  options: TransactOptions = {},
+  options: TransactManyOptions = {},
 ): Promise<BatchResult<T>[]> {
-  const { queues = true } = options;
-  const runs = await Promise.all(bodies.map(async (body): Promise<Run<T>> => {
-    const tx = new Transaction(kv, queues);
+  const { queues = true, known = [], ...rest } = options;
+  const runs = await Promise.all(bodies.map(async (body, i): Promise<Run<T>> => {
+    const tx = new Transaction(kv, queues, known[i]);
     try {
-      return { tx, outcome: { ok: true, value: await body(tx) } };
+      const value = await body(tx);
+      if (!tx.writing) known[i]?.learn(tx);
+      return { tx, outcome: { ok: true, value } };
     } catch (error) {
+      known[i]?.forget();
       return { tx, outcome: { ok: false, error } };
     }
   }));
@@ -54,11 +64,18 @@ export async function transactMany<T>(
   await Promise.all(
     groupDisjoint(writing.map((i) => runs[i].tx)).map(async (group) => {
       const members = group.map((g) => writing[g]);
-      if (await commitTogether(kv, members.map((i) => runs[i].tx))) return;
-      // Someone's check failed (or the commit was refused): each member again, alone.
+      const versionstamp = await commitTogether(kv, members.map((i) => runs[i].tx));
+      if (versionstamp !== null) {
+        for (const i of members) known[i]?.learn(runs[i].tx, versionstamp);
+        return;
+      }
+      // Someone's check failed (or the commit was refused): each member again, alone, on
+      // fresh reads (whose remembered entry was stale is unknown).
       await Promise.all(members.map(async (i) => {
+        known[i]?.forget();
         try {
-          results[i] = { ok: true, value: await transact(kv, bodies[i], options) };
+          const alone = { ...rest, queues, known: known[i] };
+          results[i] = { ok: true, value: await transact(kv, bodies[i], alone) };
         } catch (error) {
           results[i] = { ok: false, error };
         }
@@ -68,17 +85,18 @@ export async function transactMany<T>(
   return results;
 }
 
-/** Commits several runs as one atomic operation; `false` when it did not commit. */
-async function commitTogether(kv: Deno.Kv, txs: Transaction[]): Promise<boolean> {
+/** Commits several runs as one atomic operation: its versionstamp, `null` when it did not. */
+async function commitTogether(kv: Deno.Kv, txs: Transaction[]): Promise<string | null> {
   try {
     const op = kv.atomic();
     // KV serializes values as they are added: a value it cannot store throws here already.
     for (const tx of txs) tx.addTo(op);
-    return (await op.commit()).ok;
+    const result = await op.commit();
+    return result.ok ? result.versionstamp : null;
   } catch {
     // Locked, over a limit, or a value KV cannot store: the members' retries alone tell
     // which, and only that one fails.
-    return false;
+    return null;
   }
 }
 

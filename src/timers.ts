@@ -207,7 +207,7 @@ export class DeadlineRunner {
           if (wakeAt > now) later.push(entry);
           else if (this.#mayTry(entry.key, now)) due.push(entry);
         }
-        this.#wakeAll(later, now);
+        this.#wakeAll(later);
         firing.push(this.#fireSoon(due));
         if (page.length < SWEEP_PAGE) break;
         after = page[page.length - 1].key;
@@ -248,13 +248,15 @@ export class DeadlineRunner {
    * (`readAhead`): a storm's reads are done before it is due. A read ahead that fails only
    * leaves those reads to the firings.
    */
-  #wakeAll(entries: readonly TimerEntry[], now: number): void {
+  #wakeAll(entries: readonly TimerEntry[]): void {
     const fresh = entries.filter((e) => !this.#scheduled.has(JSON.stringify(e.key)));
     if (this.#stopped || fresh.length === 0) return;
     const ahead = readAhead(this.#rt.kv, fresh.map((e) => e.key)).catch(() => []);
+    // Waits count from now, not from before the listing (a slow KV takes a while to list).
+    const now = this.#rt.ctx.now();
     fresh.forEach((entry, i) => {
       const id = JSON.stringify(entry.key);
-      const wait = this.#wakeTime(entry.key) - now;
+      const wait = Math.max(0, this.#wakeTime(entry.key) - now);
       this.#scheduled.set(
         id,
         setTimeout(async () => {

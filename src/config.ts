@@ -59,6 +59,8 @@ const EnvSchema = z.object({
     return parsed.data;
   }),
   TETHER_SWEEP_MS: ms(500),
+  // Heartbeat checks wake at slots this long, to share batches; added to a silent run's failure.
+  TETHER_HEARTBEAT_SLOT_MS: ms(250, 0, 1000),
   // How long the start-up probe waits for its own queue message (PROTOCOL.md 8).
   TETHER_QUEUE_PROBE_MS: ms(2000, 10, 60_000),
   TETHER_CALLBACK_PRIVATE: z.enum(["allow", "deny"]).default("deny"),
@@ -128,6 +130,8 @@ export interface Config {
   /** Wake-up sources for deadlines; `undefined` = chosen at start-up (queues probed). */
   timerWakeups?: TimerWakeup[];
   sweepMs: number;
+  /** Heartbeat deadlines wake at multiples of this (ms), so they fire in shared batches; 0: each on its own. */
+  heartbeatSlotMs: number;
   /** How long the start-up probe waits for a queue message to arrive (ms). */
   queueProbeMs: number;
   /** `TETHER_CALLBACK_PRIVATE=allow`: callbacks may target loopback/private addresses. */
@@ -210,6 +214,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     sessionTtlMs: e.TETHER_SESSION_TTL_MS,
     timerWakeups: e.TETHER_TIMER_WAKEUPS,
     sweepMs: e.TETHER_SWEEP_MS,
+    heartbeatSlotMs: e.TETHER_HEARTBEAT_SLOT_MS,
     queueProbeMs: e.TETHER_QUEUE_PROBE_MS,
     callbackPrivate: e.TETHER_CALLBACK_PRIVATE === "allow",
     logLevel: e.TETHER_LOG_LEVEL,

@@ -78,6 +78,8 @@ const bad: [string, string][] = [
   ["TETHER_TICKET_SECRET", "short"],
   ["TETHER_TIMER_WAKEUPS", "sweep,alarm"],
   ["TETHER_LOG_LEVEL", "loud"],
+  ["TETHER_HEARTBEAT_SLOT_MS", "-1"],
+  ["TETHER_HEARTBEAT_SLOT_MS", "1001"],
 ];
 
 for (const [name, value] of bad) {
@@ -158,4 +160,9 @@ Deno.test("TETHER_CALLBACK_PRIVATE and TETHER_QUEUE_PROBE_MS", () => {
   assert.throws(() => loadConfig({ TETHER_CALLBACK_PRIVATE: "yes" }), ConfigError);
   assert.equal(loadConfig({}).queueProbeMs, 2000);
   assert.throws(() => loadConfig({ TETHER_QUEUE_PROBE_MS: "0" }), ConfigError);
+});
+
+Deno.test("TETHER_HEARTBEAT_SLOT_MS: 250 by default, 0 wakes each heartbeat check on its own", () => {
+  assert.equal(loadConfig({}).heartbeatSlotMs, 250);
+  assert.equal(loadConfig({ TETHER_HEARTBEAT_SLOT_MS: "0" }).heartbeatSlotMs, 0);
 });

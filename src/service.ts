@@ -75,6 +75,7 @@ export async function createService(
   const runner = new DeadlineRunner(rt, {
     wakeups,
     sweepMs: config.sweepMs,
+    heartbeatSlotMs: config.heartbeatSlotMs,
     callbackPrivate: config.callbackPrivate,
     ...options.deadlines,
   });

@@ -22,6 +22,7 @@ import {
   type Fired,
   fireDeadlines,
   type FiringOutcome,
+  IO_DEADLINE_KINDS,
   type ListedDeadline,
   readAhead,
 } from "./lifecycle.ts";
@@ -40,8 +41,6 @@ const MAX_EARLY_WAIT_MS = 1000;
  * arrives later (the local wake-up won the race) is dropped without reading KV.
  */
 const RECENTLY_FIRED_MS = 30_000;
-/** Kinds fired with I/O outside a transaction. */
-const IO_KINDS = new Set(["callback", "purge"]);
 
 /** Options of {@link DeadlineRunner}. */
 export interface DeadlineRunnerOptions extends DeadlineIoOptions {
@@ -292,7 +291,7 @@ export class DeadlineRunner {
     if (this.#stopped || refs.length === 0) return;
     for (const [id] of refs) this.#inFlight.add(id);
     const work: Promise<void>[] = [];
-    const isIo = (ref: DeadlineRef) => IO_KINDS.has(String(deadlineKey(ref)[2]));
+    const isIo = (ref: DeadlineRef) => IO_DEADLINE_KINDS.has(String(deadlineKey(ref)[2]));
     const inTx = refs.flatMap(([, ref]) => isIo(ref) ? [] : [ref]);
     for (let i = 0; i < inTx.length; i += this.#options.batchSize) {
       const batch = inTx.slice(i, i + this.#options.batchSize);

@@ -132,6 +132,8 @@ export const deadlineKey = (ref: DeadlineRef): Deno.KvKey => isListed(ref) ? ref
 
 /** Kinds whose subject is a session, not an execution. */
 const SESSION_KINDS = new Set(["ttl", "purge"]);
+/** Kinds the timer runner fires with I/O (`src/deadline_io.ts`), not in a transaction. */
+export const IO_DEADLINE_KINDS: ReadonlySet<string> = new Set(["callback", "purge"]);
 
 /**
  * What a firing of `key` will read first, in one round trip: the deadline with its subject's
@@ -141,7 +143,8 @@ const SESSION_KINDS = new Set(["ttl", "purge"]);
  */
 function firstReads(key: Deno.KvKey): Deno.KvKey[] {
   const [, , kind, subject] = key;
-  if (typeof subject !== "string") return [key];
+  // Callbacks and purges are fired with I/O by the runner, outside any transaction.
+  if (typeof subject !== "string" || IO_DEADLINE_KINDS.has(String(kind))) return [key];
   if (SESSION_KINDS.has(String(kind))) {
     return [
       key,

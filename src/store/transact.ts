@@ -35,6 +35,10 @@ export interface Tx {
    * conflict only on what it used.
    */
   prefetch(keys: readonly Deno.KvKey[]): Promise<void>;
+  /**
+   * Takes an entry read elsewhere (a sweep's listing) as read ahead: like `prefetch`, it is
+   * checked at its versionstamp only once the body reads the key.
+   */
   know(entry: Deno.KvEntryMaybe<unknown>): void;
   /**
    * Reads a key without checking it at commit (a snapshot read, as in FoundationDB): for a

@@ -61,6 +61,11 @@ export interface AdmittedConnection {
   killReason?: string;
   /** The execution's `deliveredInputId` at admission (PROTOCOL.md 12). */
   deliveredInputId: number;
+  /**
+   * What admission's commit left in the execution's records (see `KnownEntries`), so even the
+   * first frame commit skips the reads. Default: empty.
+   */
+  known?: KnownEntries;
 }
 
 /**
@@ -143,7 +148,7 @@ export class IngestConnection implements ConnectionHandle {
   #pendingBytes = 0;
   #committing?: Promise<void>;
   /** What this connection's last commit left in its records: the next one skips the reads. */
-  readonly #known = new KnownEntries();
+  readonly #known: KnownEntries;
   #lastSentAt = Date.now();
   /** Admission has just written liveness, so the first write is due one debounce later. */
   #lastHeartbeatWrite = Date.now();
@@ -159,6 +164,7 @@ export class IngestConnection implements ConnectionHandle {
     private readonly socket: WebSocket,
     private readonly admitted: AdmittedConnection,
   ) {
+    this.#known = admitted.known ?? new KnownEntries();
     this.#expectedSeq = admitted.lastSeq + 1;
     this.#durableSeq = admitted.lastSeq;
     this.closed = new Promise((resolve) => this.#resolveClosed = resolve);

@@ -480,3 +480,48 @@ for (const numbered of [false, true]) {
     },
   });
 }
+
+Deno.test("a connection's frame commits read nothing: admission's commit and each commit's own writes are taken as reads (still checked)", async () => {
+  const inner = await Deno.openKv(":memory:");
+  let reads = 0;
+  const kv = new Proxy(inner, {
+    get(target, prop) {
+      if (prop === "getMany" || prop === "get") {
+        return (...args: unknown[]) => {
+          reads++;
+          return (Reflect.get(target, prop) as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      }
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  // Deadlines off: only the connection touches KV while frames flow.
+  const server = await startServer({ kv, config: { timerWakeups: [] } });
+  try {
+    const run = await createRun(server, "no-reads");
+    const client = await IngestClient.connect(run.ingestUrl, { token: run.ingestToken });
+    const before = reads;
+    for (let n = 1; n <= 5; n++) {
+      client.send(frame(n));
+      await client.ackOf(n);
+    }
+    assert.equal(reads - before, 0, "no KV read for five frame commits");
+    // Another writer changes the execution (an input): the next commit's check fails, it reads
+    // afresh and stores the frame once.
+    const res = await server.api(`/v1/sessions/no-reads/executions/${run.executionId}/input`, {
+      method: "POST",
+      json: { data: { text: "hi" } },
+    });
+    assert.equal(res.status, 202);
+    client.send(frame(6));
+    await client.ackOf(6);
+    const outputs = (await wrapperEvents(server, run)).filter((e) =>
+      e.streamEventType === "output"
+    );
+    assert.deepEqual(outputs.map((e) => (e.data as { n: number }).n), [1, 2, 3, 4, 5, 6]);
+    await client.close();
+  } finally {
+    await server.close();
+  }
+});

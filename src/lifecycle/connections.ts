@@ -80,7 +80,8 @@ export type AdmissionRefusal =
 /**
  * Admits an ingest connection (PROTOCOL.md 5): checks the token, the execution's state and
  * the dial order; makes it the current connection (the previous one, on any instance, gets
- * 4001); cancels a pending grace; `pending → running`.
+ * 4001); cancels a pending grace; `pending → running`. `known` (the connection's) keeps what
+ * the admission's commit left, for the connection's frame commits.
  */
 export async function admitConnection(
   ctx: LifecycleContext,
@@ -88,6 +89,7 @@ export async function admitConnection(
   token: string | undefined,
   connectionId: string,
   dial: Dial | undefined,
+  known?: KnownEntries,
 ): Promise<Outcome<Admitted, AdmissionRefusal>> {
   const tokenEid = token ? tokenExecutionId(token) : undefined;
   const tokenHash = token ? await sha256Hex(token) : "";
@@ -119,7 +121,7 @@ export async function admitConnection(
     }
     if (isTerminal(exec.status)) return refuse({ code: "executionDone", status: exec.status });
     return await takeOver(ctx, tx, p, exec, { connectionId, dial });
-  });
+  }, { known });
 }
 
 /**

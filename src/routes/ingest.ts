@@ -11,6 +11,7 @@ import type { AppEnv } from "../context.ts";
 import { HttpError, upgradeWebSocket } from "../http.ts";
 import { ulid } from "../ids.ts";
 import { inAdmissionTurn, IngestConnection } from "../ingest.ts";
+import { KnownEntries } from "../store/mod.ts";
 import { type AdmissionRefusal, admitConnection } from "../lifecycle.ts";
 import { CloseCode, ErrorCode, executionDoneReason, parseDialHeader } from "../protocol.ts";
 import { bearer, originAllowed } from "./auth.ts";
@@ -49,11 +50,12 @@ export function ingestRoutes(): Hono<AppEnv> {
     socket.onopen = async () => {
       if (!allowed) return socket.close(CloseCode.forbidden, "origin not allowed");
       const connectionId = `con_${ulid()}`;
+      const known = new KnownEntries();
       try {
         const outcome = await inAdmissionTurn(
           rt,
           socket,
-          () => admitConnection(rt.ctx, path, token, connectionId, dial),
+          () => admitConnection(rt.ctx, path, token, connectionId, dial, known),
         );
         if (!outcome) return; // the wrapper gave up on this dial while it waited
         if (!outcome.ok) {
@@ -63,7 +65,11 @@ export function ingestRoutes(): Hono<AppEnv> {
         }
         const admission = outcome.value;
         if (admission.graceCancelled) rt.metrics.inc(MetricName.graceCancelled);
-        const connection = new IngestConnection(rt, socket, { ...admission, connectionId });
+        const connection = new IngestConnection(rt, socket, {
+          ...admission,
+          connectionId,
+          known,
+        });
         connection.start();
         rt.log.info("wrapper connected", {
           sessionId: admission.sessionId,

@@ -41,7 +41,7 @@ export interface CommittedView {
  * ```
  */
 export class KnownEntries {
-  readonly #entries = new Map<string, KnownEntry>();
+  #entries = new Map<string, KnownEntry>();
 
   /** The remembered entry of a key (by its identity), if any. */
   get(id: string): KnownEntry | undefined {
@@ -49,32 +49,35 @@ export class KnownEntries {
   }
 
   /**
-   * Remembers the keys `tx` read, as it left them once it committed at `versionstamp`
-   * (`undefined`: it wrote nothing, so its reads are still what KV holds as far as it
-   * knows). Keys only written (event pages) are not kept: the next transaction does not
-   * read them, and a long session would pile them up.
+   * Remembers exactly the keys `tx` read, as it left them once it committed at
+   * `versionstamp` (`undefined`: it wrote nothing, so its reads are still what KV holds as
+   * far as it knows). What it did not read is dropped: keys only written (event pages) are
+   * never read next, and records an earlier transaction needed (admission reads a few more)
+   * would only hold memory for as long as the connection lives.
    */
   learn(tx: CommittedView, versionstamp?: string): void {
+    const next = new Map<string, KnownEntry>();
     for (const [id, read] of tx.reads) {
-      if (versionstamp !== undefined && tx.writes.has(id)) continue;
-      this.#entries.set(id, {
+      next.set(id, {
         key: read.key,
-        value: freeze(tx.values.get(id) ?? null),
+        value: tx.values.get(id) ?? null,
         versionstamp: read.versionstamp,
       });
     }
-    if (versionstamp === undefined) return;
-    // What it wrote of what it read (and of what was remembered from before) is now at the
-    // commit's versionstamp.
-    for (const [id, write] of tx.writes) {
-      if (!tx.reads.has(id) && !this.#entries.has(id)) continue;
-      this.#entries.set(
-        id,
-        write.kind === "set"
-          ? { key: write.key, value: freeze(write.value), versionstamp }
-          : { key: write.key, value: null, versionstamp: null },
-      );
+    if (versionstamp !== undefined) {
+      for (const [id, write] of tx.writes) {
+        const read = tx.reads.get(id);
+        if (!read) continue;
+        next.set(
+          id,
+          write.kind === "set"
+            ? { key: read.key, value: write.value, versionstamp }
+            : { key: read.key, value: null, versionstamp: null },
+        );
+      }
     }
+    for (const entry of next.values()) freeze(entry.value);
+    this.#entries = next;
   }
 
   /** Drops everything: after a conflict or an error, the next transaction reads afresh. */

@@ -144,3 +144,19 @@ Deno.test("KnownEntries: members of a shared commit learn its versionstamp; a co
     inner.close();
   }
 });
+
+Deno.test("KnownEntries: it keeps exactly what the last transaction read (nothing piles up)", async () => {
+  const kv = await Deno.openKv(":memory:");
+  const known = new KnownEntries();
+  const id = (key: Deno.KvKey) => JSON.stringify(key);
+  try {
+    await transact(kv, (tx) => tx.getMany([["a"], ["b"], ["c"]]), { known });
+    assert.ok([["a"], ["b"], ["c"]].every((key) => known.get(id(key)) !== undefined));
+    await transact(kv, increment("a"), { known });
+    assert.notEqual(known.get(id(["a"])), undefined);
+    assert.equal(known.get(id(["b"])), undefined);
+    assert.equal(known.get(id(["c"])), undefined);
+  } finally {
+    kv.close();
+  }
+});

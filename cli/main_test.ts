@@ -2,8 +2,9 @@ import assert from "node:assert/strict";
 import { main } from "./main.ts";
 import { COMMANDS } from "./args.ts";
 import type { Terminal } from "./output.ts";
-import { API_KEY, startServer, type TestServer } from "../tests/helpers/server.ts";
+import { API_KEY, type TestServer } from "../tests/helpers/server.ts";
 import { connectIngest } from "../tests/helpers/runs.ts";
+import { serverTest } from "../tests/helpers/ingest_client.ts";
 
 const FAKE_AGENT = new URL("../wrapper/testdata/fake_agent.ts", import.meta.url).pathname;
 
@@ -34,19 +35,7 @@ function cliTest(
   name: string,
   fn: (run: ReturnType<typeof cli>, server: TestServer) => Promise<void>,
 ) {
-  Deno.test({
-    name,
-    sanitizeOps: false,
-    sanitizeResources: false,
-    async fn() {
-      const server = await startServer();
-      try {
-        await fn(cli(server), server);
-      } finally {
-        await server.close();
-      }
-    },
-  });
+  serverTest(name, (server) => fn(cli(server), server));
 }
 
 const json = (result: Result) => {

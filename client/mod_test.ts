@@ -3,22 +3,11 @@ import { type Envelope, TetherClient, TetherError } from "./mod.ts";
 import { API_KEY, startServer, type TestServer } from "../tests/helpers/server.ts";
 import { startChaosProxy } from "../tests/helpers/chaos_proxy.ts";
 import { connectIngest } from "../tests/helpers/runs.ts";
+import { serverTest } from "../tests/helpers/ingest_client.ts";
 
 /** A test against a fresh service with a client holding its api key. */
 function clientTest(name: string, fn: (tether: TetherClient, server: TestServer) => Promise<void>) {
-  Deno.test({
-    name,
-    sanitizeOps: false,
-    sanitizeResources: false,
-    async fn() {
-      const server = await startServer();
-      try {
-        await fn(new TetherClient({ url: server.url, apiKey: API_KEY }), server);
-      } finally {
-        await server.close();
-      }
-    },
-  });
+  serverTest(name, (server) => fn(new TetherClient({ url: server.url, apiKey: API_KEY }), server));
 }
 
 async function rejectsWith(promise: Promise<unknown>, status: number, code: string) {

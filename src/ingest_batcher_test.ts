@@ -127,6 +127,21 @@ const work = (
   frames: list,
 });
 
+/**
+ * Holds the next commit that stores events between its reads and its commit: `held` resolves
+ * once it waits there, `release` lets it go on.
+ */
+function holdNextCommit(control: { gate?: (sessions: string[]) => Promise<void> }) {
+  const release = Promise.withResolvers<void>();
+  const held = Promise.withResolvers<void>();
+  control.gate = async () => {
+    control.gate = undefined;
+    held.resolve();
+    await release.promise;
+  };
+  return { held: held.promise, release: () => release.resolve() };
+}
+
 const outputs = async (kv: Deno.Kv, sid: string) =>
   (await readEvents(kv, sid, { after: 0, limit: 100 }))
     .filter((e) => e.envelope.streamEventType === "output")
@@ -138,18 +153,12 @@ Deno.test("frames of different executions that arrive together share one commit"
     const [a, b, c] = [await running("a"), await running("b"), await running("c")];
     const batcher = new FrameBatcher(ctx, { maxInFlight: 1, minIntervalMs: 0 });
     // Hold the first commit (c's) so that a's and b's frames queue up behind it.
-    const release = Promise.withResolvers<void>();
-    const held = Promise.withResolvers<void>();
-    control.gate = async () => {
-      control.gate = undefined;
-      held.resolve();
-      await release.promise;
-    };
+    const { held, release } = holdNextCommit(control);
     const pc = batcher.submit(work(c, frames(c.executionId, 1, 1)));
-    await held.promise;
+    await held;
     const pa = batcher.submit(work(a, frames(a.executionId, 1, 2)));
     const pb = batcher.submit(work(b, frames(b.executionId, 1, 3)));
-    release.resolve();
+    release();
     const [ra, rb, rc] = await Promise.all([pa, pb, pc]);
     assert.ok(ra.ok && rb.ok && rc.ok);
     assert.equal(ra.value.lastSeq, 2);
@@ -248,18 +257,16 @@ Deno.test("a session's liveness refresh waits for its commit in flight instead o
     const known = new KnownEntries();
     const exec = () => transact(raw, (tx) => records.execution(a.executionId).get(tx));
     // Hold a's frame commit between its reads and its commit.
-    const release = Promise.withResolvers<void>();
-    control.gate = () => release.promise;
+    const { held, release } = holdNextCommit(control);
     const commitsBefore = log.length;
     const first = batcher.submit({ ...work(a, frames(a.executionId, 1, 2)), known });
-    await new Promise((r) => setTimeout(r, 20));
+    await held;
     ctx.now = () => Date.now() + 60_000; // now the liveness debounce has passed
     const before = await exec();
     batcher.touch({ ...work(a, []), known });
     await new Promise((r) => setTimeout(r, 30));
     assert.deepEqual(await exec(), before, "the refresh did not commit beside the held commit");
-    control.gate = undefined;
-    release.resolve();
+    release();
     assert.ok((await first).ok);
     assert.ok((await batcher.submit({ ...work(a, frames(a.executionId, 3, 1)), known })).ok);
     assert.deepEqual(await outputs(raw, "a"), [1, 2, 3]);

@@ -23,6 +23,15 @@ function assertExactlyOnce(received: Envelope[], log: Envelope[]): void {
   assert.deepEqual(received, log);
 }
 
+/** Creates the session again once its deletion has finished (the id is free again). */
+async function recreateSession(server: TestServer, sessionId: string): Promise<void> {
+  await eventually(async () => {
+    const r = await server.api("/v1/sessions", { method: "POST", json: { sessionId } });
+    await r.body?.cancel();
+    return r.status === 201;
+  }, "session recreated");
+}
+
 async function withRun(
   sid: string,
   fn: (server: TestServer, run: Run) => Promise<void>,
@@ -297,14 +306,7 @@ Deno.test("ds: deletion ends live reads; a recreated session continues at the sa
     assert.equal(gone.status, 404);
     await gone.body?.cancel();
 
-    await eventually(async () => {
-      const r = await server.api("/v1/sessions", {
-        method: "POST",
-        json: { sessionId: run.sessionId },
-      });
-      await r.body?.cancel();
-      return r.status === 201;
-    }, "session recreated");
+    await recreateSession(server, run.sessionId);
     const head = await fetch(url, { method: "HEAD", headers: auth });
     const tail = head.headers.get("stream-next-offset")!;
     assert.ok(Number(tail) >= 3, `offsets continue (${tail})`);
@@ -320,14 +322,7 @@ Deno.test("regression: a recreated session's catch-up ends at the tail (no endle
   await withRun("ds-hole", async (server, run) => {
     const deleted = await server.api(`/v1/sessions/${run.sessionId}`, { method: "DELETE" });
     assert.equal(deleted.status, 204);
-    await eventually(async () => {
-      const r = await server.api("/v1/sessions", {
-        method: "POST",
-        json: { sessionId: run.sessionId },
-      });
-      await r.body?.cancel();
-      return r.status === 201;
-    }, "session recreated");
+    await recreateSession(server, run.sessionId);
     const head = await fetch(dsUrl(server, run.sessionId), { method: "HEAD", headers: auth });
     const tail = head.headers.get("stream-next-offset")!;
     assert.ok(Number(tail) >= 3, `offsets continue (${tail})`);

@@ -8,6 +8,7 @@
  * @module
  */
 import { AcpEventType, type Envelope } from "../src/protocol.ts";
+import { acpAgentCommand } from "./acp_agent.ts";
 
 /** The prompts of the demo run, one turn each; the first one edits a file. */
 export const ACP_PROMPTS = [
@@ -22,20 +23,9 @@ const UPDATES_PER_TURN = 10;
 export type DemoPost = <T>(path: string, body: unknown) => Promise<T>;
 
 /** The scripted ACP agent's command line, its updates spread over about `durationMs`. */
-export function acpAgentCommand(durationMs: number): string[] {
+export function pacedAcpAgentCommand(durationMs: number): string[] {
   const delayMs = Math.round(durationMs / (ACP_PROMPTS.length * UPDATES_PER_TURN));
-  return [
-    Deno.execPath(),
-    "run",
-    "-A",
-    "--config",
-    new URL("../deno.json", import.meta.url).pathname,
-    new URL("./acp_agent.ts", import.meta.url).pathname,
-    "--chunks",
-    "6",
-    "--delay-ms",
-    String(delayMs),
-  ];
+  return acpAgentCommand("--chunks", "6", "--delay-ms", String(delayMs));
 }
 
 /** Sends the demo's prompts to the execution at `inputPath`. */

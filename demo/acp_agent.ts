@@ -40,6 +40,20 @@ import {
 /** The file the agent edits, relative to the session's `cwd`. */
 export const EDITED_FILE = "notes.md";
 
+/**
+ * The command line that runs this agent with the project's config and `flags`.
+ *
+ * @example
+ * ```ts
+ * const command = acpAgentCommand("--chunks", "6"); // [deno, "run", "-A", …, "--chunks", "6"]
+ * ```
+ */
+export function acpAgentCommand(...flags: string[]): string[] {
+  const config = new URL("../deno.json", import.meta.url).pathname;
+  const agent = new URL(import.meta.url).pathname;
+  return [Deno.execPath(), "run", "-A", "--config", config, agent, ...flags];
+}
+
 interface Flags {
   chunks: number;
   delayMs: number;

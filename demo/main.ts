@@ -17,7 +17,7 @@
 import { loadConfig } from "../src/config.ts";
 import { randomSecret } from "../src/ids.ts";
 import { createService } from "../src/service.ts";
-import { acpAgentCommand, acpInstructions, conductAcpRun, sendAcpPrompts } from "./acp.ts";
+import { acpInstructions, conductAcpRun, pacedAcpAgentCommand, sendAcpPrompts } from "./acp.ts";
 
 const SESSION_ID = "demo";
 const TICKET_TTL_MS = 60 * 60 * 1000;
@@ -47,7 +47,7 @@ function parseArgs(args: string[]): DemoOptions {
 
 /** The wrapper's options and agent command after them: the scripted agent, or the ACP one. */
 function agentArgs(options: DemoOptions): string[] {
-  if (options.acp) return ["--acp", "--", ...acpAgentCommand(options.durationMs)];
+  if (options.acp) return ["--acp", "--", ...pacedAcpAgentCommand(options.durationMs)];
   const agent = new URL("./agent.ts", import.meta.url).pathname;
   const duration = String(options.durationMs);
   return [

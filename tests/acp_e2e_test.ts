@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { AcpEventType, ErrorCode, InputEventType } from "../src/protocol.ts";
-import { acpAgent } from "../wrapper/test_util.ts";
+import { acpAgentCommand } from "../demo/acp_agent.ts";
 import { startChaosProxy } from "./helpers/chaos_proxy.ts";
 import {
   createRun,
@@ -59,7 +59,7 @@ async function startAcpWrapper(
       ...FAST,
       ...(options.wrapperArgs ?? []),
       "--",
-      ...acpAgent("--log", log, ...(options.flags ?? [])),
+      ...acpAgentCommand("--log", log, ...(options.flags ?? [])),
     ],
     cwd: dir,
     stdin: "null",

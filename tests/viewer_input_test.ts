@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { startServer, type TestServer } from "./helpers/server.ts";
 import { spawnWrapper } from "./helpers/runs.ts";
+import { acpAgentCommand } from "../demo/acp_agent.ts";
 import type { Config } from "../src/config.ts";
 import { connectRun, createRun, type IngestClient, type Run } from "./helpers/ingest_client.ts";
 import {
@@ -26,16 +27,6 @@ import {
   type TestFrame,
   ticketFor,
 } from "./helpers/browser.ts";
-
-/** The scripted ACP agent of the demo (demo/acp_agent.ts), run with the project's config. */
-const ACP_AGENT = [
-  Deno.execPath(),
-  "run",
-  "-A",
-  "--config",
-  new URL("../deno.json", import.meta.url).pathname,
-  new URL("../demo/acp_agent.ts", import.meta.url).pathname,
-];
 
 const ACP = JSON.parse(
   Deno.readTextFileSync(new URL("./fixtures/page/acp_run.json", import.meta.url)),
@@ -280,7 +271,7 @@ inputTest(
     const run = await createRun(server, "acp-real", {});
     const path = `/v1/sessions/acp-real/executions/${run.executionId}`;
     await server.call(`${path}/input`, { method: "POST", json: { data: "please edit the notes" } });
-    const wrapper = spawnWrapper(run, [...ACP_AGENT, "--file", file], { wrapperArgs: ["--acp"] });
+    const wrapper = spawnWrapper(run, acpAgentCommand("--file", file), { wrapperArgs: ["--acp"] });
     try {
       const { page, errors } = await newPage(browser);
       await openSession(page, server, "acp-real");

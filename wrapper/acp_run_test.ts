@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { AcpEventType, ErrorCode } from "../src/protocol.ts";
 import { startFakeService, type StoredFrame } from "./testdata/fake_service.ts";
-import { acpAgent, startRun } from "./test_util.ts";
+import { acpAgentCommand } from "../demo/acp_agent.ts";
+import { startRun } from "./test_util.ts";
 
 /** Generous: on a loaded machine starting the agent alone can take seconds. */
 const WAIT = { timeoutMs: 30_000 };
@@ -23,7 +24,7 @@ Deno.test("acp run: inputs drive turns; every input delivered once, also across 
     service.input({ data: "edit the notes" });
     service.input({ data: "and then stop" });
     const file = `${dir}/notes.md`;
-    const r = startRun(service, { acp: true, command: acpAgent("--file", file) });
+    const r = startRun(service, { acp: true, command: acpAgentCommand("--file", file) });
     await service.waitFor(
       () => service.storedOfType(AcpEventType.permissionRequest).length === 1,
       WAIT,
@@ -60,7 +61,7 @@ Deno.test("acp run: inputs drive turns; every input delivered once, also across 
 Deno.test("acp run: kill cancels the turn, answers the request cancelled, ends interrupted", async () => {
   await using service = await startFakeService();
   service.input({ data: "edit" });
-  const r = startRun(service, { acp: true, command: acpAgent("--file", "/nonexistent/x") });
+  const r = startRun(service, { acp: true, command: acpAgentCommand("--file", "/nonexistent/x") });
   await service.waitFor(
     () => service.storedOfType(AcpEventType.permissionRequest).length === 1,
     WAIT,
@@ -77,7 +78,7 @@ Deno.test("acp run: kill cancels the turn, answers the request cancelled, ends i
 Deno.test("acp run: an agent that fails initialize ends the run with AGENT_PROTOCOL_ERROR", async () => {
   await using service = await startFakeService();
   service.input({ data: "hello" });
-  const r = startRun(service, { acp: true, command: acpAgent("--fail-initialize") });
+  const r = startRun(service, { acp: true, command: acpAgentCommand("--fail-initialize") });
   assert.equal(await r.exit, 1);
   const last = service.stored.at(-1)!;
   assert.equal(last.streamEventType, "error");
@@ -94,7 +95,7 @@ Deno.test("acp run: waiting for an answer or a prompt is not idle", async () => 
       acp: true,
       // Generous: starting the agent on a loaded machine counts as working time.
       idleTimeoutMs: 3000,
-      command: acpAgent("--file", `${dir}/notes.md`, "--delay-ms", "50"),
+      command: acpAgentCommand("--file", `${dir}/notes.md`, "--delay-ms", "50"),
     });
     await service.waitFor(
       () => service.storedOfType(AcpEventType.permissionRequest).length === 1,
@@ -118,7 +119,7 @@ Deno.test("acp run: an agent silent during its turn is stopped by the idle timeo
   const r = startRun(service, {
     acp: true,
     idleTimeoutMs: 300,
-    command: acpAgent("--delay-ms", "5000"),
+    command: acpAgentCommand("--delay-ms", "5000"),
   });
   assert.equal(await r.exit, 1);
   const [error] = service.storedOfType("error");
@@ -129,7 +130,7 @@ Deno.test("acp run: a kill right after the first hello leaves the queued inputs 
   await using service = await startFakeService();
   service.plan({ kind: "accept", kill: { reason: "changed my mind" } });
   service.input({ data: "edit" });
-  const r = startRun(service, { acp: true, command: acpAgent() });
+  const r = startRun(service, { acp: true, command: acpAgentCommand() });
   assert.equal(await r.exit, 130);
   assert.deepEqual(service.stored.map((f) => [f.streamEventType, f.data]), [
     ["interrupted", { reason: "changed my mind" }],

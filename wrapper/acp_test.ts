@@ -5,7 +5,8 @@
 import assert from "node:assert/strict";
 import { AcpClient, type AcpInput } from "./acp.ts";
 import type { OutgoingFrame } from "./outbox.ts";
-import { acpAgent, eventually } from "./test_util.ts";
+import { acpAgentCommand } from "../demo/acp_agent.ts";
+import { eventually } from "./test_util.ts";
 
 /** Generous: on a loaded machine starting the agent alone can take seconds. */
 const WAIT_MS = 30_000;
@@ -35,7 +36,7 @@ async function harness(flags: string[], options: { killGraceMs?: number } = {}):
   const confirmed: number[] = [];
   const waiting: boolean[] = [];
   const acp = new AcpClient({
-    command: acpAgent("--log", log, ...flags),
+    command: acpAgentCommand("--log", log, ...flags),
     killGraceMs: options.killGraceMs ?? 2000,
     cwd: dir,
     host: {

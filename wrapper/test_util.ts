@@ -252,11 +252,3 @@ export function reconnectGate(): ReconnectGate {
     open: () => release(),
   };
 }
-
-const ACP_AGENT = new URL("../demo/acp_agent.ts", import.meta.url).pathname;
-const CONFIG = new URL("../deno.json", import.meta.url).pathname;
-
-/** The command line of the scripted ACP agent (demo/acp_agent.ts) with `flags`. */
-export function acpAgent(...flags: string[]): string[] {
-  return [Deno.execPath(), "run", "-A", "--config", CONFIG, ACP_AGENT, ...flags];
-}

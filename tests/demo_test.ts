@@ -6,14 +6,19 @@
  */
 import assert from "node:assert/strict";
 
-Deno.test("demo: the agent asks, the printed curl command answers, the run completes", async () => {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "demo/main.ts", "--duration-ms", "1500", "--exit", "--port", "0"],
+/** `deno task demo` with `args`, from the project root, its stdout piped. */
+function spawnDemo(...args: string[]): Deno.ChildProcess {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "demo/main.ts", ...args],
     cwd: new URL("..", import.meta.url).pathname,
     stdin: "null",
     stdout: "piped",
     stderr: "null",
   }).spawn();
+}
+
+Deno.test("demo: the agent asks, the printed curl command answers, the run completes", async () => {
+  const child = spawnDemo("--duration-ms", "1500", "--exit", "--port", "0");
   let text = "";
   const reading = (async () => {
     for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) text += chunk;
@@ -44,13 +49,7 @@ Deno.test("demo: the agent asks, the printed curl command answers, the run compl
 Deno.test("demo: says so when it moves to another port", async () => {
   using taken = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = taken.addr.port;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "demo/main.ts", "--duration-ms", "300", "--port", String(port)],
-    cwd: new URL("..", import.meta.url).pathname,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
+  const child = spawnDemo("--duration-ms", "300", "--port", String(port));
   let text = "";
   try {
     // The notice comes before the demo's banner; no need to wait for the run.

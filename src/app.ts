@@ -11,7 +11,7 @@ import { Hono } from "hono";
 import { cors } from "hono/cors";
 import type { AppEnv } from "./context.ts";
 import { errorResponse, HttpError, rejectDeepQuery } from "./http.ts";
-import { ErrorCode } from "./protocol.ts";
+import { ErrorCode, IDEMPOTENCY_KEY_HEADER } from "./protocol.ts";
 import { probeKv, TransactionConflictError } from "./store/mod.ts";
 import type { Runtime } from "./runtime.ts";
 import { authorize, originAllowed } from "./routes/auth.ts";
@@ -70,7 +70,7 @@ function useOriginPolicy(app: Hono<AppEnv>, rt: Runtime): void {
       rt.config.allowedOrigins.length === 0 || rt.config.allowedOrigins.includes(origin)
         ? origin
         : null,
-    allowHeaders: ["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID"],
+    allowHeaders: ["Authorization", "Content-Type", IDEMPOTENCY_KEY_HEADER, "Last-Event-ID"],
     allowMethods: ["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
     exposeHeaders: [
       "Content-Type",

@@ -9,7 +9,7 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { z } from "zod";
 import { concatBytes } from "./bytes.ts";
 import { MAX_JSON_DEPTH, messageTooDeep, textDepth } from "./json_depth.ts";
-import { ErrorCode, IdempotencyKey } from "./protocol.ts";
+import { ErrorCode, IDEMPOTENCY_KEY_HEADER, IdempotencyKey } from "./protocol.ts";
 
 /** Largest request body accepted (PROTOCOL.md 10). */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -49,7 +49,7 @@ export type HttpErrorCode = keyof typeof HTTP_STATUS;
  * @example
  * ```ts
  * import { concatBytes } from "./bytes.ts";
-import { ErrorCode, IdempotencyKey } from "./protocol.ts";
+import { ErrorCode, IDEMPOTENCY_KEY_HEADER, IdempotencyKey } from "./protocol.ts";
  * throw new HttpError(ErrorCode.sessionNotFound, "session not found"); // 404
  * ```
  */
@@ -90,10 +90,10 @@ export function validate<S extends z.ZodType>(schema: S, value: unknown, what: s
  * Raises `400 INVALID_REQUEST` for a malformed one.
  */
 export function readIdempotencyKey(c: Context): string | undefined {
-  const header = c.req.header("idempotency-key");
+  const header = c.req.header(IDEMPOTENCY_KEY_HEADER);
   return header === undefined
     ? undefined
-    : validate(IdempotencyKey, header, "Idempotency-Key header");
+    : validate(IdempotencyKey, header, `${IDEMPOTENCY_KEY_HEADER} header`);
 }
 
 /**

@@ -23,6 +23,7 @@ import {
   ExecutionView,
   FailBody,
   FailResult,
+  IDEMPOTENCY_KEY_HEADER,
   IdempotencyKey,
   InputAccepted,
   InputRequest,
@@ -103,6 +104,10 @@ function errors(caller: Caller, codes: Record<number, string>) {
   return out;
 }
 
+/** The optional retry key of the two idempotent creations (PROTOCOL.md 4, 12). */
+const IDEMPOTENT_HEADERS = z.object({ [IDEMPOTENCY_KEY_HEADER]: IdempotencyKey.optional() });
+const KEY_REUSED = { 422: "IDEMPOTENCY_KEY_REUSED: the same key with another body" };
+
 const BAD_BODY = {
   400: "INVALID_REQUEST: the body failed validation (see issues)",
   413: "PAYLOAD_TOO_LARGE: the body exceeds 64 KiB",
@@ -151,7 +156,7 @@ function paths() {
         operationId: "createExecution",
         requestParams: {
           path: sessionPath,
-          header: z.object({ "Idempotency-Key": IdempotencyKey.optional() }),
+          header: IDEMPOTENT_HEADERS,
         },
         requestBody: json(requests.createExecution),
         responses: {
@@ -160,7 +165,7 @@ function paths() {
             ...BAD_BODY,
             404: "SESSION_NOT_FOUND",
             409: "EXECUTION_IN_PROGRESS (ifIdle and busy; details: activeExecutionId)",
-            422: "IDEMPOTENCY_KEY_REUSED: the same key with another body",
+            ...KEY_REUSED,
             429: "QUEUE_FULL",
           }),
         },
@@ -214,7 +219,7 @@ function paths() {
         operationId: "sendInput",
         requestParams: {
           path: executionPath,
-          header: z.object({ "Idempotency-Key": IdempotencyKey.optional() }),
+          header: IDEMPOTENT_HEADERS,
         },
         requestBody: json(requests.input),
         responses: {
@@ -223,7 +228,7 @@ function paths() {
             ...BAD_BODY,
             404: "SESSION_NOT_FOUND or EXECUTION_NOT_FOUND",
             409: "EXECUTION_ENDED (details: status) or INPUT_CLOSED",
-            422: "IDEMPOTENCY_KEY_REUSED: the same key with another body",
+            ...KEY_REUSED,
             429: "INPUT_QUEUE_FULL: TETHER_MAX_PENDING_INPUTS inputs wait for delivery",
           }),
         },

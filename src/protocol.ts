@@ -216,7 +216,13 @@ export const CreateExecutionBody = z.strictObject({
 });
 export type CreateExecutionBody = z.infer<typeof CreateExecutionBody>;
 
-export const IdempotencyKey = z.string().regex(/^[\x20-\x7e]{1,128}$/, "invalid Idempotency-Key");
+/** The header that makes creating an execution or sending an input retryable (PROTOCOL.md 4, 12). */
+export const IDEMPOTENCY_KEY_HEADER = "Idempotency-Key";
+
+export const IdempotencyKey = z.string().regex(
+  /^[\x20-\x7e]{1,128}$/,
+  `invalid ${IDEMPOTENCY_KEY_HEADER}`,
+);
 
 /**
  * Body of `POST …/executions/:eid/input` (PROTOCOL.md 12): `data` (any JSON, serialized at

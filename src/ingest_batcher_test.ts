@@ -277,3 +277,25 @@ Deno.test("a session's liveness refresh waits for its commit in flight instead o
     raw.close();
   }
 });
+
+Deno.test("a frame commit without remembered records reads its three records in one KV call", async () => {
+  const { raw, ctx, running } = await setup();
+  try {
+    const a = await running("a");
+    let calls = 0;
+    const inner = ctx.kv;
+    ctx.kv = new Proxy(inner, {
+      get(target, prop) {
+        if (prop === "getMany" || prop === "get") calls++;
+        const value = Reflect.get(target, prop, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const batcher = new FrameBatcher(ctx, { minIntervalMs: 0 });
+    assert.ok((await batcher.submit(work(a, frames(a.executionId, 1, 2)))).ok);
+    assert.equal(calls, 1);
+    assert.deepEqual(await outputs(raw, "a"), [1, 2]);
+  } finally {
+    raw.close();
+  }
+});

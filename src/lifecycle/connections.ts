@@ -270,12 +270,6 @@ export async function commitFrameBatch(
     return [outcome];
   }
   const bodies = works.map((work) => async (tx: Tx) => {
-    // The work's three keys in one read (one round trip).
-    await tx.getMany([
-      records.execution(work.executionId).key,
-      records.conn(work.executionId).key,
-      records.head(work.sessionId).key,
-    ]);
     const p = new Pending(ctx.now());
     const outcome = await applyFrames(ctx, tx, p, work);
     const stored = await appendEvents(tx, work.sessionId, p.events, p.now);
@@ -303,11 +297,11 @@ async function applyFrames(
   work: FrameWork,
 ): Promise<Outcome<FrameCommit, NotCurrent>> {
   const { sessionId, executionId, connectionId } = work;
-  const [exec, conn] = await Promise.all([
-    records.execution(executionId).get(tx),
-    records.conn(executionId).get(tx),
-    // Read with the others (one round trip, not two): appending the events needs it.
-    readHead(tx, sessionId),
+  // The head is read with the others (one KV call, not two): appending the events needs it.
+  const [exec, conn] = await tx.getMany<[ExecutionRecord, ConnRecord, unknown]>([
+    records.execution(executionId).key,
+    records.conn(executionId).key,
+    records.head(sessionId).key,
   ]);
   if (!exec || conn?.connectionId !== connectionId) return refuse({ code: "notCurrent" });
   const { lastSeq, confirmed, events, refused, terminal } = sortFrames(exec, work.frames);

@@ -23,7 +23,6 @@ import {
   listConnections,
   type NewEvent,
   postToInbox,
-  readHead,
   records,
   transact,
   type Tx,

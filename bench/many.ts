@@ -245,7 +245,7 @@ async function kvFloor(row: Row, seconds: number): Promise<Row | undefined> {
       "run",
       "-A",
       `${ROOT}bench/kv_floor.ts`,
-      ...[commitsPerSec, mutationsPerCommit, bytesPerValue, seconds].map(String),
+      ...[commitsPerSec, mutationsPerCommit, bytesPerValue, seconds, row.n].map(String),
     ],
     stderr: "inherit",
   }).output();

@@ -269,6 +269,13 @@ export const EventsQuery = z.object({
 });
 export type EventsQuery = z.infer<typeof EventsQuery>;
 
+/**
+ * Query of the live viewer streams, WebSocket and SSE (PROTOCOL.md 6): the events query
+ * without the JSON page's `limit`, which a stream ignores rather than refusing it.
+ */
+export const StreamQuery = EventsQuery.omit({ limit: true });
+export type StreamQuery = z.infer<typeof StreamQuery>;
+
 /** Query of the Durable Streams read route (PROTOCOL.md 6.1). */
 export const DsQuery = z.object({
   offset: z.string().optional().describe("opaque offset; -1 = the start, now = the tail"),

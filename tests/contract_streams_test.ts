@@ -480,3 +480,32 @@ serverTest("a wrapper's own close with a service code still starts the grace", a
     );
   }
 });
+
+serverTest("the JSON page takes fromId as after's alias; the streams ignore a page's limit", async (
+  server,
+) => {
+  const run = await createRun(server, "cursor-alias", LONG_GRACE);
+  const client = await connectRun(run, "w/1");
+  for (let seq = 1; seq <= 4; seq++) client.send({ streamEventType: "output", seq, data: { seq } });
+  await client.ackOf(4);
+  const page = async (query: string) => {
+    const { status, body } = await server.call(`/v1/sessions/cursor-alias/events?${query}`);
+    assert.equal(status, 200, query);
+    return (body.events as Envelope[]).map((e) => e.eventId);
+  };
+  // Events 1-2 are the execution's status events, 3-6 the frames.
+  assert.deepEqual(await page("fromId=4"), [5, 6]);
+  assert.deepEqual(await page("after=5&fromId=2"), [6]);
+  // `limit` belongs to the JSON page: a stream given one (even a bad one) streams as usual.
+  const ws = await WsViewer.open(server.wsUrl, "cursor-alias", { after: "4", limit: "0" });
+  const sse = await SseViewer.open(server.url, "cursor-alias", { after: "4", limit: "5000" });
+  await ws.until((events) => events.length === 2);
+  await sse.until((events) => events.length === 2);
+  assert.deepEqual(ws.events.map((e) => e.eventId), [5, 6]);
+  assert.deepEqual(sse.events.map((e) => e.eventId), [5, 6]);
+  const { status } = await server.call("/v1/sessions/cursor-alias/events?limit=0");
+  assert.equal(status, 400);
+  await ws.close();
+  await sse.close();
+  await client.close();
+});

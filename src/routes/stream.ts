@@ -7,7 +7,7 @@
 import { Hono } from "hono";
 import type { AppEnv } from "../context.ts";
 import { HttpError, queryTooDeep, upgradeWebSocket, validate } from "../http.ts";
-import { CloseCode, ErrorCode, EventsQuery } from "../protocol.ts";
+import { CloseCode, ErrorCode, EventsQuery, StreamQuery } from "../protocol.ts";
 import { leasedTextStream } from "../read_budget.ts";
 import type { Runtime } from "../runtime.ts";
 import {
@@ -29,7 +29,7 @@ const DENIAL_CLOSE: Readonly<Record<DenialCode, CloseCode>> = {
 };
 
 /** The filters of a query; an empty list (`eventTypes=`) filters nothing, like an absent one. */
-function filterOf(query: EventsQuery): ViewerFilter {
+function filterOf(query: StreamQuery): ViewerFilter {
   const setOf = (list?: string[]) => list?.length ? new Set(list) : undefined;
   return { executionIds: setOf(query.executionIds), eventTypes: setOf(query.eventTypes) };
 }
@@ -69,16 +69,16 @@ export function streamRoutes(): Hono<AppEnv> {
   app.get("/:sid/events", requireSession("read"), async (c) => {
     const rt = c.get("runtime");
     const sid = c.req.param("sid");
-    const query = validate(EventsQuery, c.req.query(), "query");
-    const filter = filterOf(query);
-    const sse = (c.req.header("accept") ?? "").includes("text/event-stream");
     // Hono answers HEAD with this handler and drops the body unread: read nothing for it.
-    if (c.req.method === "HEAD") {
-      return new Response(null, { headers: { "content-type": sse ? SSE_TYPE : JSON_TYPE } });
+    const head = (type: string) => new Response(null, { headers: { "content-type": type } });
+    if (!(c.req.header("accept") ?? "").includes("text/event-stream")) {
+      const query = validate(EventsQuery, c.req.query(), "query");
+      if (c.req.method === "HEAD") return head(JSON_TYPE);
+      const after = query.after ?? query.fromId ?? 0;
+      return await jsonPage(rt, sid, { after, limit: query.limit, filter: filterOf(query) });
     }
-    if (!sse) {
-      return await jsonPage(rt, sid, { after: query.after ?? 0, limit: query.limit, filter });
-    }
+    const query = validate(StreamQuery, c.req.query(), "query");
+    if (c.req.method === "HEAD") return head(SSE_TYPE);
     const lastEventId = c.req.header("last-event-id");
     if (lastEventId !== undefined && !LAST_EVENT_ID.test(lastEventId.trim())) {
       throw new HttpError(ErrorCode.invalidRequest, "invalid Last-Event-ID", { issues: [] });
@@ -86,7 +86,7 @@ export function streamRoutes(): Hono<AppEnv> {
     const after = lastEventId !== undefined
       ? Number(lastEventId.trim())
       : query.after ?? query.fromId ?? 0;
-    return sseResponse(rt, sid, after, filter);
+    return sseResponse(rt, sid, after, filterOf(query));
   });
 
   app.get("/:sid/stream", async (c) => {
@@ -96,7 +96,7 @@ export function streamRoutes(): Hono<AppEnv> {
     }
     const sid = c.req.param("sid");
     const decision = await authorize(rt, c.req.raw, sid, "read");
-    const query = queryTooDeep(c) ? undefined : EventsQuery.safeParse(c.req.query());
+    const query = queryTooDeep(c) ? undefined : StreamQuery.safeParse(c.req.query());
     const { socket, response } = upgradeWebSocket(c.req.raw);
     socket.onopen = () => {
       if (!decision.ok) {
@@ -113,7 +113,7 @@ export function streamRoutes(): Hono<AppEnv> {
   return app;
 }
 
-function serveSocketViewer(rt: Runtime, sid: string, query: EventsQuery, socket: WebSocket) {
+function serveSocketViewer(rt: Runtime, sid: string, query: StreamQuery, socket: WebSocket) {
   const stop = new AbortController();
   // A restarting instance closes viewers at once with 1012: they resume elsewhere with `after`.
   const onShutdown = () => {

@@ -46,6 +46,7 @@ const EnvSchema = z.object({
   TETHER_HEARTBEAT_WRITE_MS: ms(5000, 0),
   TETHER_PING_MS: ms(15_000),
   TETHER_SSE_KEEPALIVE_MS: ms(15_000),
+  TETHER_HEALTHZ_TIMEOUT_MS: ms(2000, 1),
   TETHER_VIEWER_BUFFER_BYTES: ms(8 * 1024 * 1024, 1024),
   TETHER_READ_BUDGET_BYTES: ms(64 * 1024 * 1024, 1024 * 1024),
   TETHER_DISCONNECT_GRACE_MS: ms(10_000),
@@ -124,6 +125,8 @@ export interface Config {
   heartbeatWriteMs: number;
   pingMs: number;
   sseKeepAliveMs: number;
+  /** How long `/healthz` waits for KV before answering 503 (`TETHER_HEALTHZ_TIMEOUT_MS`). */
+  healthzTimeoutMs: number;
   viewerBufferBytes: number;
   /** Bytes all readers of the instance may hold together (`TETHER_READ_BUDGET_BYTES`). */
   readBudgetBytes: number;
@@ -210,6 +213,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     heartbeatWriteMs: e.TETHER_HEARTBEAT_WRITE_MS,
     pingMs: e.TETHER_PING_MS,
     sseKeepAliveMs: e.TETHER_SSE_KEEPALIVE_MS,
+    healthzTimeoutMs: e.TETHER_HEALTHZ_TIMEOUT_MS,
     viewerBufferBytes: e.TETHER_VIEWER_BUFFER_BYTES,
     readBudgetBytes: e.TETHER_READ_BUDGET_BYTES,
     disconnectGraceMs: e.TETHER_DISCONNECT_GRACE_MS,

@@ -25,6 +25,7 @@ Deno.test("loadConfig gives every default of the contract", () => {
   assert.equal(c.interruptTimeoutMs, 10_000);
   assert.equal(c.sessionTtlMs, 7_776_000_000);
   assert.equal(c.timerWakeups, undefined);
+  assert.equal(c.healthzTimeoutMs, 2000);
 });
 
 Deno.test("loadConfig parses lists, numbers and URLs", () => {

@@ -20,8 +20,8 @@ const EnvSchema = z.object({
   TETHER_API_KEYS: list,
   // Any length is taken (the runtime warns below 16 characters); a control character is
   // refused: it is a CR or NUL from a broken env file, and signatures would never verify.
-  TETHER_TICKET_SECRET: z.string().regex(
-    /^[^\x00-\x1f\x7f]+$/,
+  TETHER_TICKET_SECRET: z.string().refine(
+    (secret) => ![...secret].some((ch) => ch < " " || ch === "\x7f"),
     "must not contain control characters (a CR from a CRLF .env file?)",
   ).optional(),
   TETHER_TICKET_TTL_MS: ms(60_000, 1000, 86_400_000),

@@ -306,3 +306,12 @@ serverTest("watch of an unknown execution or session prints the API error and ex
     assert.match(result.stderr, new RegExp(`^${code}: [^\\n]+\\n$`), argv.join(" "));
   }
 });
+
+serverTest("events --follow of an unknown session prints SESSION_NOT_FOUND and exits 1", async (
+  server,
+) => {
+  const result = await cliProcess(server.url, ["events", "nope", "--follow"]);
+  assert.equal(result.code, 1, result.stderr);
+  assert.equal(result.stderr, "SESSION_NOT_FOUND: session not found\n");
+  assert.equal(result.stdout, "");
+});

@@ -347,7 +347,8 @@ export class TetherClient {
    * Follows a session's events over SSE: stored events after `after`, then live ones. After
    * a drop it reconnects with `Last-Event-ID` set to the last event delivered, so every
    * event comes exactly once and in eventId order. Ends when `signal` aborts or the
-   * session is deleted; throws a {@link TetherError} for any other refusal, or after
+   * session is deleted while followed; throws a {@link TetherError} for any other refusal
+   * (a session that does not exist when `follow` starts: `SESSION_NOT_FOUND`), or after
    * `reconnectAttempts` failed attempts in a row.
    *
    * @example
@@ -362,12 +363,14 @@ export class TetherClient {
     const { signal, reconnectAttempts = 10 } = options;
     let last = options.after ?? 0;
     let failures = 0;
+    let opened = false;
     let endedByService = false;
     while (!signal?.aborted) {
       let reason: string;
       try {
-        const res = await this.#openStream(sessionId, last, options, endedByService);
+        const res = await this.#openStream(sessionId, last, options, { opened, endedByService });
         if (res === "gone") return;
+        opened = true;
         endedByService = false;
         for await (const event of parseSse(res.body!)) {
           const envelope = JSON.parse(event.data) as Envelope;
@@ -392,15 +395,17 @@ export class TetherClient {
   }
 
   /**
-   * Opens the SSE response, or `"gone"` when the session no longer exists: a 404, or, for a
-   * ticket holder right after the service ended the stream, the 401 of a ticket whose session
-   * was deleted (an open stream outlives its ticket's expiry, so that 401 means deletion).
+   * Opens the SSE response, or `"gone"` when a session that was followed no longer exists: a
+   * 404 once a stream was open (before that, the session never existed: its 404 is thrown),
+   * or, for a ticket holder right after the service ended the stream, the 401 of a ticket
+   * whose session was deleted (an open stream outlives its ticket's expiry, so that 401
+   * means deletion).
    */
   async #openStream(
     sessionId: string,
     after: number,
     options: FollowOptions,
-    endedByService: boolean,
+    state: { opened: boolean; endedByService: boolean },
   ): Promise<Response | "gone"> {
     try {
       return await this.#request({
@@ -414,9 +419,10 @@ export class TetherClient {
         idempotent: false,
       }, options.signal);
     } catch (err) {
-      if (err instanceof TetherError && err.code === ErrorCode.sessionNotFound) return "gone";
+      if (!(err instanceof TetherError) || !state.opened) throw err;
+      if (err.code === ErrorCode.sessionNotFound) return "gone";
       const ticketOnly = this.#options.ticket !== undefined && !this.#options.apiKey;
-      if (ticketOnly && endedByService && err instanceof TetherError && err.status === 401) {
+      if (ticketOnly && state.endedByService && err.status === 401) {
         return "gone";
       }
       throw err;

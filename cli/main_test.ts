@@ -315,3 +315,24 @@ serverTest("events --follow of an unknown session prints SESSION_NOT_FOUND and e
   assert.equal(result.stderr, "SESSION_NOT_FOUND: session not found\n");
   assert.equal(result.stdout, "");
 });
+
+Deno.test("a 2xx answer that is not JSON prints one error line and exits 1, no stack", async () => {
+  // A stand-in for what sits outside the system: a proxy answering 200 with its own page.
+  await using foreign = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen: () => {} },
+    () =>
+      new Response("<html>sign in to the wifi</html>", {
+        headers: { "content-type": "text/html" },
+      }),
+  );
+  const url = `http://127.0.0.1:${foreign.addr.port}`;
+  for (const argv of [["sessions", "get", "s1"], ["events", "s1", "--follow"]]) {
+    const result = await cliProcess(url, argv);
+    assert.equal(result.code, 1, `${argv.join(" ")}: ${result.stderr}`);
+    assert.match(
+      result.stderr,
+      /^HTTP_200: the answer is not (JSON|an event stream) \(text\/html\): <html>sign in to the wifi<\/html>\n$/,
+      argv.join(" "),
+    );
+  }
+});

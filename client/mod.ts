@@ -173,6 +173,7 @@ interface Call {
 }
 
 const enc = encodeURIComponent;
+const SSE_CONTENT_TYPE = "text/event-stream";
 
 /**
  * A client of one Tether service.
@@ -373,7 +374,7 @@ export class TetherClient {
         opened = true;
         endedByService = false;
         for await (const event of parseSse(res.body!)) {
-          const envelope = JSON.parse(event.data) as Envelope;
+          const envelope = envelopeOf(res, event.data);
           if (envelope.eventId <= last) continue; // replayed by a resume: already delivered
           last = envelope.eventId;
           failures = 0;
@@ -407,15 +408,16 @@ export class TetherClient {
     options: FollowOptions,
     state: { opened: boolean; endedByService: boolean },
   ): Promise<Response | "gone"> {
+    let res: Response;
     try {
-      return await this.#request({
+      res = await this.#request({
         method: "GET",
         path: `/v1/sessions/${enc(sessionId)}/events`,
         query: {
           executionIds: options.executionIds?.join(","),
           eventTypes: options.eventTypes?.join(","),
         },
-        headers: { accept: "text/event-stream", "last-event-id": String(after) },
+        headers: { accept: SSE_CONTENT_TYPE, "last-event-id": String(after) },
         idempotent: false,
       }, options.signal);
     } catch (err) {
@@ -427,11 +429,20 @@ export class TetherClient {
       }
       throw err;
     }
+    if (!res.headers.get("content-type")?.startsWith(SSE_CONTENT_TYPE)) {
+      throw unexpectedAnswer(res, await startOf(res), "is not an event stream");
+    }
+    return res;
   }
 
   async #json<T>(call: Call): Promise<T> {
     const res = await this.#request(call);
-    return await res.json() as T;
+    const text = await res.text();
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw unexpectedAnswer(res, text, "is not JSON");
+    }
   }
 
   /** One call with its retries; a non-2xx answer becomes a {@link TetherError}. */
@@ -497,7 +508,40 @@ async function errorOf(res: Response): Promise<TetherError> {
   } catch {
     // not the error body of PROTOCOL.md 1 (a proxy's page, say)
   }
-  return new TetherError(res.status, `HTTP_${res.status}`, text.slice(0, 200) || res.statusText);
+  return unexpectedAnswer(res, text);
+}
+
+/**
+ * An answer that is not the service's (a proxy's or a captive portal's page, say): code
+ * `HTTP_<status>`, the problem when the status alone does not tell it, and the start of the
+ * body, so the user sees who answered.
+ */
+function unexpectedAnswer(res: Response, text: string, problem?: string): TetherError {
+  const shown = text.slice(0, 200).replace(/\s+/g, " ").trim() || res.statusText;
+  const type = res.headers.get("content-type") ?? "no content type";
+  const message = problem ? `the answer ${problem} (${type}): ${shown}` : shown;
+  return new TetherError(res.status, `HTTP_${res.status}`, message);
+}
+
+/** An SSE event's envelope; data that is not JSON was not sent by the service. */
+function envelopeOf(res: Response, data: string): Envelope {
+  try {
+    return JSON.parse(data) as Envelope;
+  } catch {
+    throw unexpectedAnswer(res, data, "carries an event that is not JSON");
+  }
+}
+
+/** The first chunk of a body that may never end; the rest is discarded. */
+async function startOf(res: Response): Promise<string> {
+  const reader = res.body?.getReader();
+  if (!reader) return "";
+  try {
+    const { value } = await reader.read();
+    return value ? new TextDecoder().decode(value) : "";
+  } finally {
+    reader.cancel().catch(() => {});
+  }
 }
 
 function messageOf(err: unknown): string {

@@ -237,3 +237,39 @@ clientTest("follow() with a ticket also ends when the session is deleted", async
     "the deletion's failure, then the end",
   );
 });
+
+/** A stand-in for what sits outside the system: a proxy answering 200 with its own page. */
+async function withForeignServer(
+  body: string,
+  contentType: string,
+  fn: (tether: TetherClient) => Promise<void>,
+) {
+  await using server = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen: () => {} },
+    () => new Response(body, { headers: { "content-type": contentType } }),
+  );
+  const url = `http://127.0.0.1:${server.addr.port}`;
+  await fn(new TetherClient({ url, apiKey: API_KEY, retries: 0 }));
+}
+
+Deno.test("a 2xx answer that is not the service's JSON is a TetherError, not a SyntaxError", async () => {
+  await withForeignServer("<html>sign in to the wifi</html>", "text/html", async (tether) => {
+    await rejectsWith(tether.getSession("s1"), 200, "HTTP_200");
+    await rejectsWith(tether.createSession(), 200, "HTTP_200");
+    await rejectsWith(tether.openApi(), 200, "HTTP_200");
+    await assert.rejects(
+      tether.getSession("s1"),
+      { message: "the answer is not JSON (text/html): <html>sign in to the wifi</html>" },
+    );
+    await assert.rejects(tether.follow("s1").next(), {
+      code: "HTTP_200",
+      message: "the answer is not an event stream (text/html): <html>sign in to the wifi</html>",
+    });
+  });
+  await withForeignServer("data: nope\n\n", "text/event-stream", async (tether) => {
+    await assert.rejects(tether.follow("s1").next(), {
+      code: "HTTP_200",
+      message: "the answer carries an event that is not JSON (text/event-stream): nope",
+    });
+  });
+});

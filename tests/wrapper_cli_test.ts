@@ -5,7 +5,15 @@
  * fake service are in `wrapper/contract_test.ts`.
  */
 import assert from "node:assert/strict";
-import { agent, type Cli, eventually, FAST_CLI_OPTIONS, spawnCli } from "../wrapper/test_util.ts";
+import {
+  agent,
+  type Cli,
+  eventually,
+  FAST_CLI_OPTIONS,
+  spawnCli,
+  startSseServer,
+} from "../wrapper/test_util.ts";
+import { MAX_JSON_DEPTH } from "../src/json_depth.ts";
 import {
   connectRun,
   createRun,
@@ -15,12 +23,18 @@ import {
   storedEvents,
 } from "./helpers/ingest_client.ts";
 
-/** The CLI for a run of the real service. */
-function wrapperFor(run: Run, command: string[], token = run.ingestToken): Cli {
+/** The CLI for a run of the real service; `options` go before the `--`. */
+function wrapperFor(
+  run: Run,
+  command: string[],
+  token = run.ingestToken,
+  options: string[] = [],
+): Cli {
   return spawnCli([
     `--ingest-url=${run.ingestUrl}`,
     `--token=${token}`,
     ...FAST_CLI_OPTIONS,
+    ...options,
     "--",
     ...command,
   ]);
@@ -91,5 +105,45 @@ serverTest(
     assert.equal(execution.error, "asked earlier");
     const events = await storedEvents(server, run.sessionId);
     assert.deepEqual(events.filter((e) => e.streamEventType === "output"), []);
+  },
+);
+
+/** A JSON object text nested `depth` levels: `{"a":{"a":…{}}}`. */
+const nested = (depth: number) => '{"a":'.repeat(depth - 1) + "{}" + "}".repeat(depth - 1);
+
+serverTest(
+  "real service: a stdout line or SSE event nested deeper than 64 levels is stored as text",
+  async (server) => {
+    const deepest = nested(MAX_JSON_DEPTH);
+    const tooDeep = nested(MAX_JSON_DEPTH + 1);
+    await using sse = startSseServer([
+      `event: step\ndata: ${deepest}\n\nevent: step\ndata: ${tooDeep}\n\n…`,
+    ]);
+    const run = await createRun(server, "cli-deep");
+    const cli = wrapperFor(
+      run,
+      agent(`out:${deepest}`, `out:${tooDeep}`, "sleep:500", "out:done"),
+      run.ingestToken,
+      ["--sse", sse.url],
+    );
+    assert.equal(await cli.exit, 0, cli.stderr());
+    assert.doesNotMatch(cli.stderr(), /INVALID_FRAME/);
+    const events = await storedEvents(server, "cli-deep");
+    const of = (...types: string[]) =>
+      events.filter((e) => types.includes(e.streamEventType)).map((e) => [
+        e.streamEventType,
+        e.data,
+      ]);
+    // The agent's lines and the SSE events interleave in no fixed order.
+    assert.deepEqual(of("agent", "output", "complete"), [
+      ["agent", JSON.parse(deepest)],
+      ["output", { stream: "stdout", text: tooDeep }],
+      ["output", { stream: "stdout", text: "done" }],
+      ["complete", { exitCode: 0 }],
+    ]);
+    assert.deepEqual(of("kilocode"), [
+      ["kilocode", { ...JSON.parse(deepest), event: "step" }],
+      ["kilocode", { raw: tooDeep, event: "step" }],
+    ]);
   },
 );

@@ -147,3 +147,57 @@ serverTest(
     ]);
   },
 );
+
+const DEEP_ACP_AGENT = new URL("../wrapper/testdata/deep_acp_agent.ts", import.meta.url).pathname;
+
+serverTest(
+  "real service: --acp, an update and a permission request nested too deep are still stored",
+  async (server) => {
+    const run = await createRun(server, "cli-deep-acp");
+    const input = async (body: unknown) => {
+      const path = `/v1/sessions/${run.sessionId}/executions/${run.executionId}/input`;
+      const res = await server.call(path, { method: "POST", json: body });
+      assert.equal(res.status, 202, JSON.stringify(res.body));
+    };
+    const stored = async (type: string) =>
+      (await storedEvents(server, run.sessionId)).filter((e) => e.streamEventType === type)
+        .map((e) => e.data as Record<string, unknown>);
+    await input({ data: "go" });
+    const cli = spawnCli([
+      `--ingest-url=${run.ingestUrl}`,
+      `--token=${run.ingestToken}`,
+      ...FAST_CLI_OPTIONS,
+      "--acp",
+      "--",
+      Deno.execPath(),
+      "run",
+      "--no-config",
+      DEEP_ACP_AGENT,
+      String(MAX_JSON_DEPTH + 6),
+    ]);
+    await eventually(async () => (await stored("permission_request")).length > 0, "asked", 30_000);
+    await input({ data: { permission: { requestId: 1, optionId: "allow" } } });
+    await eventually(async () => (await stored("acp_turn")).length > 0, "the turn ended", 30_000);
+    await input({ endOfInput: true });
+    assert.equal(await cli.exit, 0, cli.stderr());
+    assert.doesNotMatch(cli.stderr(), /INVALID_FRAME/);
+    const [update] = await stored("acp");
+    assert.deepEqual({ ...update, rawInput: undefined, bytes: undefined }, {
+      sessionUpdate: "tool_call",
+      status: "pending",
+      toolCallId: "deep-1",
+      title: "Deep input",
+      kind: "other",
+      rawInput: undefined,
+      truncated: true,
+      bytes: undefined,
+    });
+    const [request] = await stored("permission_request");
+    assert.equal(request.requestId, 1);
+    assert.deepEqual(request.options, [{ optionId: "allow", name: "Allow", kind: "allow_once" }]);
+    const toolCall = request.toolCall as Record<string, unknown>;
+    assert.equal(toolCall.toolCallId, "deep-1");
+    assert.equal(toolCall.truncated, true);
+    assert.deepEqual(await stored("acp_turn"), [{ inputId: 1, stopReason: "end_turn" }]);
+  },
+);

@@ -273,3 +273,65 @@ Deno.test("a 2xx answer that is not the service's JSON is a TetherError, not a S
     });
   });
 });
+
+clientTest("the Durable Streams read route: catch-up, HEAD, long-poll, errors", async (tether) => {
+  await tether.createSession({ sessionId: "d1" });
+  const run = await tether.createExecution("d1");
+  const early = await tether.readDurableStream("d1");
+  const conn = await connectIngest({ ...run, active: true });
+  for (let i = 1; i <= 3; i++) conn.send({ streamEventType: "agent", data: { i } });
+  await conn.finish({ streamEventType: "complete", data: { exitCode: 0 } });
+  const stored = (await tether.getEvents("d1")).events;
+
+  const all = await tether.readDurableStream("d1");
+  assert.deepEqual(all.events, stored, "every envelope, as the events page has them");
+  assert.equal(all.upToDate, true);
+  assert.equal(all.cursor, undefined, "a catch-up read has no cursor");
+  assert.match(all.nextOffset, /^\d{16}$/);
+  assert.deepEqual(await tether.headDurableStream("d1"), { nextOffset: all.nextOffset });
+  const rest = await tether.readDurableStream("d1", { offset: early.nextOffset });
+  assert.deepEqual(rest.events, stored.slice(early.events.length), "resumes where it stopped");
+  for (const offset of [all.nextOffset, "now"]) {
+    const atTail = await tether.readDurableStream("d1", { offset });
+    assert.deepEqual(atTail, { events: [], nextOffset: all.nextOffset, upToDate: true });
+  }
+
+  const timedOut = await tether.readDurableStream("d1", {
+    offset: all.nextOffset,
+    live: "long-poll",
+    timeoutSeconds: 0,
+  });
+  assert.deepEqual(timedOut.events, []);
+  assert.equal(timedOut.nextOffset, all.nextOffset);
+  assert.match(timedOut.cursor!, /^\d+$/);
+  const waiting = tether.readDurableStream("d1", {
+    offset: all.nextOffset,
+    live: "long-poll",
+    cursor: timedOut.cursor,
+  });
+  await new Promise((r) => setTimeout(r, 50));
+  const next = await tether.createExecution("d1");
+  const woke = await waiting;
+  assert.equal(woke.events[0].executionId, next.executionId);
+  assert.ok(woke.nextOffset > all.nextOffset, "offsets sort");
+  assert.ok(Number(woke.cursor) > Number(timedOut.cursor));
+  const stop = new AbortController();
+  const abandoned = tether.readDurableStream("d1", {
+    offset: "now",
+    live: "long-poll",
+    signal: stop.signal,
+  });
+  stop.abort();
+  await assert.rejects(abandoned, { name: "AbortError" });
+
+  const { ticket } = await tether.createTicket("d1");
+  const viewer = new TetherClient({ url: tether.url, ticket });
+  assert.equal((await viewer.readDurableStream("d1")).events.length, stored.length + 1);
+  assert.match((await viewer.headDurableStream("d1")).nextOffset, /^\d{16}$/);
+
+  await rejectsWith(tether.readDurableStream("nope"), 404, "SESSION_NOT_FOUND");
+  await rejectsWith(tether.headDurableStream("nope"), 404, "SESSION_NOT_FOUND");
+  await rejectsWith(tether.readDurableStream("d1", { offset: "x" }), 400, "INVALID_REQUEST");
+  const stranger = new TetherClient({ url: tether.url, apiKey: "wrong" });
+  await rejectsWith(stranger.headDurableStream("d1"), 401, "UNAUTHORIZED");
+});

@@ -106,7 +106,7 @@ function mountRoutes(app: Hono<AppEnv>): void {
 function addOperationsRoutes(app: Hono<AppEnv>, rt: Runtime): void {
   app.get("/healthz", async (c) => {
     try {
-      await probeKv(rt.kv);
+      await probeKv(rt.kv, rt.config.healthzTimeoutMs);
       return c.json({ status: "ok" });
     } catch {
       return c.json({ status: "unavailable" }, 503);

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { base64url, randomSecret, timingSafeEqual, toHex } from "./ids.ts";
+import { base64url, randomSecret, timingSafeEqual, toHex, tokenExecutionId } from "./ids.ts";
 import { keys } from "./store/keys.ts";
 import { transact } from "./store/transact.ts";
 
@@ -74,6 +74,21 @@ export class Credentials {
   /** The ingest token of an execution: `tok.<executionId>.<MAC>`. */
   async ingestToken(executionId: string): Promise<string> {
     return `tok.${executionId}.${base64url(await this.mac(`ingest:${executionId}`))}`;
+  }
+
+  /**
+   * True when `token` is an ingest token this service signed (for any execution). It grants
+   * only that execution's ingest socket; HTTP routes refuse it with 403, not 401.
+   *
+   * @example
+   * ```ts
+   * await credentials.isIngestToken(await credentials.ingestToken("exc_01J…")); // true
+   * ```
+   */
+  async isIngestToken(token: string): Promise<boolean> {
+    const executionId = tokenExecutionId(token);
+    return executionId !== undefined &&
+      timingSafeEqual(await this.ingestToken(executionId), token);
   }
 
   /** A viewer ticket for one session incarnation. */

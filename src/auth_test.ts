@@ -72,3 +72,14 @@ Deno.test("the signing secret is the configured one, else created once in KV", a
     kv.close();
   }
 });
+
+Deno.test("isIngestToken knows the tokens this secret signed, and only those", async () => {
+  const credentials = new Credentials("secret-one-0123456789", []);
+  const other = new Credentials("secret-two-0123456789", []);
+  const token = await credentials.ingestToken("exc_01J00000000000000000000000");
+  assert.equal(await credentials.isIngestToken(token), true);
+  assert.equal(await other.isIngestToken(token), false);
+  assert.equal(await credentials.isIngestToken(token.replace(/.$/, "x")), false);
+  assert.equal(await credentials.isIngestToken("garbage"), false);
+  assert.equal(await credentials.isIngestToken("tok.exc_01J00000000000000000000000.x"), false);
+});

@@ -18,7 +18,12 @@ export type TimerWakeup = z.infer<typeof TimerWakeup>;
 
 const EnvSchema = z.object({
   TETHER_API_KEYS: list,
-  TETHER_TICKET_SECRET: z.string().min(16).optional(),
+  // Any length is taken (the runtime warns below 16 characters); a control character is
+  // refused: it is a CR or NUL from a broken env file, and signatures would never verify.
+  TETHER_TICKET_SECRET: z.string().regex(
+    /^[^\x00-\x1f\x7f]+$/,
+    "must not contain control characters (a CR from a CRLF .env file?)",
+  ).optional(),
   TETHER_TICKET_TTL_MS: ms(60_000, 1000, 86_400_000),
   TETHER_ALLOWED_ORIGINS: list,
   TETHER_PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional().transform((u) =>
@@ -41,6 +46,7 @@ const EnvSchema = z.object({
   TETHER_HEARTBEAT_WRITE_MS: ms(5000, 0),
   TETHER_PING_MS: ms(15_000),
   TETHER_SSE_KEEPALIVE_MS: ms(15_000),
+  TETHER_HEALTHZ_TIMEOUT_MS: ms(2000, 1),
   TETHER_VIEWER_BUFFER_BYTES: ms(8 * 1024 * 1024, 1024),
   TETHER_READ_BUDGET_BYTES: ms(64 * 1024 * 1024, 1024 * 1024),
   TETHER_DISCONNECT_GRACE_MS: ms(10_000),
@@ -119,6 +125,8 @@ export interface Config {
   heartbeatWriteMs: number;
   pingMs: number;
   sseKeepAliveMs: number;
+  /** How long `/healthz` waits for KV before answering 503 (`TETHER_HEALTHZ_TIMEOUT_MS`). */
+  healthzTimeoutMs: number;
   viewerBufferBytes: number;
   /** Bytes all readers of the instance may hold together (`TETHER_READ_BUDGET_BYTES`). */
   readBudgetBytes: number;
@@ -205,6 +213,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     heartbeatWriteMs: e.TETHER_HEARTBEAT_WRITE_MS,
     pingMs: e.TETHER_PING_MS,
     sseKeepAliveMs: e.TETHER_SSE_KEEPALIVE_MS,
+    healthzTimeoutMs: e.TETHER_HEALTHZ_TIMEOUT_MS,
     viewerBufferBytes: e.TETHER_VIEWER_BUFFER_BYTES,
     readBudgetBytes: e.TETHER_READ_BUDGET_BYTES,
     disconnectGraceMs: e.TETHER_DISCONNECT_GRACE_MS,

@@ -25,6 +25,7 @@ Deno.test("loadConfig gives every default of the contract", () => {
   assert.equal(c.interruptTimeoutMs, 10_000);
   assert.equal(c.sessionTtlMs, 7_776_000_000);
   assert.equal(c.timerWakeups, undefined);
+  assert.equal(c.healthzTimeoutMs, 2000);
 });
 
 Deno.test("loadConfig parses lists, numbers and URLs", () => {
@@ -75,7 +76,7 @@ const bad: [string, string][] = [
   ["TETHER_MAX_FRAME_BYTES", "716801"],
   ["TETHER_PUBLIC_URL", "ftp://host"],
   ["TETHER_PUBLIC_URL", "not a url"],
-  ["TETHER_TICKET_SECRET", "short"],
+  ["TETHER_TICKET_SECRET", "secret\r"],
   ["TETHER_TIMER_WAKEUPS", "sweep,alarm"],
   ["TETHER_LOG_LEVEL", "loud"],
   ["TETHER_HEARTBEAT_SLOT_MS", "-1"],
@@ -111,13 +112,13 @@ Deno.test("testConfig uses memory KV, the test key and silent logs", () => {
 Deno.test("config errors repeat the bad value, except for secrets", () => {
   assert.throws(() => loadConfig({ PORT: "abc" }), /PORT: .*\(got "abc"\)/);
   assert.throws(() => loadConfig({ TETHER_LOG_LEVEL: "loud" }), /\(got "loud"\)/);
-  const secret = "too-short";
+  const secret = "a-secret-from-a-crlf-file\r";
   try {
     loadConfig({ TETHER_TICKET_SECRET: secret });
-    assert.fail("a short secret is refused");
+    assert.fail("a secret with a control character is refused");
   } catch (err) {
     assert.match(String(err), /TETHER_TICKET_SECRET/);
-    assert.ok(!String(err).includes(secret), "the secret's value is never printed");
+    assert.ok(!String(err).includes(secret.trim()), "the secret's value is never printed");
   }
 });
 
@@ -165,4 +166,9 @@ Deno.test("TETHER_CALLBACK_PRIVATE and TETHER_QUEUE_PROBE_MS", () => {
 Deno.test("TETHER_HEARTBEAT_SLOT_MS: 250 by default, 0 wakes each heartbeat check on its own", () => {
   assert.equal(loadConfig({}).heartbeatSlotMs, 250);
   assert.equal(loadConfig({ TETHER_HEARTBEAT_SLOT_MS: "0" }).heartbeatSlotMs, 0);
+});
+
+Deno.test("any non-empty TETHER_TICKET_SECRET is taken (the runtime warns when it is short)", () => {
+  assert.equal(loadConfig({ TETHER_TICKET_SECRET: "short" }).ticketSecret, "short");
+  assert.equal(loadConfig({ TETHER_TICKET_SECRET: "" }).ticketSecret, undefined);
 });

@@ -207,12 +207,22 @@ export const CreateSessionBody = z.strictObject({
 });
 export type CreateSessionBody = z.infer<typeof CreateSessionBody>;
 
+/**
+ * Longest `callbackUrl` accepted. The URL is kept in the execution record and in every
+ * callback deadline, both single KV values (64 KiB), next to an error text of up to 1,024
+ * code points; no real endpoint needs more.
+ */
+export const MAX_CALLBACK_URL_CHARS = 2048;
+
 export const CreateExecutionBody = z.strictObject({
   input: z.unknown().refine(...maxJsonBytes(32 * 1024, "input")).optional(),
   ifIdle: z.boolean().optional(),
   graceMs: z.int().min(1000).max(600_000).optional(),
   heartbeatTimeoutMs: z.int().min(10_000).max(3_600_000).optional(),
-  callbackUrl: z.url({ protocol: /^https?$/ }).optional(),
+  callbackUrl: z.url({ protocol: /^https?$/ }).max(
+    MAX_CALLBACK_URL_CHARS,
+    `callbackUrl is longer than ${MAX_CALLBACK_URL_CHARS} characters`,
+  ).optional(),
 });
 export type CreateExecutionBody = z.infer<typeof CreateExecutionBody>;
 

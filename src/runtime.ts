@@ -45,6 +45,9 @@ export interface RuntimeOptions {
   instanceId?: string;
 }
 
+/** Length below which a configured signing secret is warned about. */
+const MIN_SECRET_CHARS = 16;
+
 /** Builds the runtime of one instance over an open KV handle. */
 export async function createRuntime(
   config: Config,
@@ -53,6 +56,13 @@ export async function createRuntime(
 ): Promise<Runtime> {
   const instanceId = options.instanceId ?? `ins_${ulid()}`;
   const log = new Logger(config.logLevel, options.logSink).with({ instanceId });
+  if (config.ticketSecret !== undefined && config.ticketSecret.length < MIN_SECRET_CHARS) {
+    // Accepted (the contract sets no minimum), but tickets and callback signatures are only
+    // as strong as the secret.
+    log.warn(
+      `TETHER_TICKET_SECRET is shorter than ${MIN_SECRET_CHARS} characters: use a long random one`,
+    );
+  }
   const secret = await loadSigningSecret(kv, config.ticketSecret);
   const credentials = new Credentials(secret, config.apiKeys);
   const metrics = new Metrics();

@@ -131,6 +131,7 @@ serverTest(
         { callbackUrl: "ftp://example.com/x" },
         { callbackUrl: "not a url" },
         { callbackUrl: 5 },
+        { callbackUrl: `https://example.com/${"x".repeat(2048 - 19)}` },
         { executionId: "exc_01JAAAAAAAAAAAAAAAAAAAAAAA" },
       ];
       for (const body of bad) assertInvalid(await raw(server, "POST", path, JSON.stringify(body)));
@@ -151,6 +152,16 @@ serverTest(
       { "idempotency-key": "k".repeat(128) },
     );
     assert.equal(edge.status, 201, JSON.stringify(edge).slice(0, 300));
+    // The longest callbackUrl still leaves room for the longest error when the run ends.
+    const longUrl = `https://example.com/${"x".repeat(2048 - 20)}`;
+    const body = JSON.stringify({ callbackUrl: longUrl });
+    const created = await raw(server, "POST", "/v1/sessions/s/executions", body);
+    assert.equal(created.status, 201);
+    const { executionId } = created.body as { executionId: string };
+    const error = JSON.stringify({ error: "😀".repeat(1100) });
+    const path = `/v1/sessions/s/executions/${executionId}/fail`;
+    const failed = await raw(server, "POST", path, error);
+    assert.equal(failed.status, 200, JSON.stringify(failed).slice(0, 300));
   },
 );
 

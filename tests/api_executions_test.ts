@@ -500,3 +500,37 @@ serverTest(
     assert.deepEqual(view.body.input, { prompt: "old" });
   },
 );
+
+serverTest("executions created at once are listed oldest first, in their queue order", async (
+  server,
+) => {
+  await createSession(server, "order");
+  // Parallel creations conflict in KV and run again; each retry must come out later, not
+  // keep an id made before another creation committed.
+  for (let round = 0; round < 3; round++) {
+    const created = await Promise.all(
+      Array.from({ length: 6 }, () => post(server, "/v1/sessions/order/executions", {})),
+    );
+    for (const answer of created) assert.equal(answer.status, 201);
+    const { body } = await server.call<
+      { executions: { executionId: string; createdAt: string }[] }
+    >(
+      "/v1/sessions/order/executions",
+    );
+    const listed = body.executions.slice(round * 6);
+    const byPosition = created
+      .map((answer) => answer.body as { executionId: string; queuePosition: number })
+      .toSorted((a, b) => a.queuePosition - b.queuePosition)
+      .map((answer) => answer.executionId);
+    assert.deepEqual(listed.map((e) => e.executionId), byPosition, `round ${round}`);
+    const times = listed.map((e) => e.createdAt);
+    assert.deepEqual(times, times.toSorted(), `round ${round}`);
+    // The next round queues behind these: fail them all so the queue is empty again.
+    for (const id of byPosition) {
+      await server.call(`/v1/sessions/order/executions/${id}/fail`, {
+        method: "POST",
+        json: { error: "done" },
+      });
+    }
+  }
+});

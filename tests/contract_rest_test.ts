@@ -1091,6 +1091,37 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "healthz: 503 within TETHER_HEALTHZ_TIMEOUT_MS when KV hangs instead of failing",
+  async fn() {
+    const real = await Deno.openKv(":memory:");
+    // A network cut to a remote KV: the probe's read never answers.
+    const hanging = new Proxy(real, {
+      get(target, name) {
+        if (name !== "get") {
+          const value = Reflect.get(target, name, target);
+          return typeof value === "function" ? value.bind(target) : value;
+        }
+        return (key: Deno.KvKey, options?: { consistency?: Deno.KvConsistencyLevel }) =>
+          key[0] === "healthz" ? new Promise(() => {}) : target.get(key, options);
+      },
+    });
+    const s = await startServer({
+      kv: hanging,
+      config: { healthzTimeoutMs: 100, sweepMs: 60_000 },
+    });
+    try {
+      const started = performance.now();
+      const res = await fetch(`${s.url}/healthz`);
+      assert.equal(res.status, 503);
+      assert.deepEqual(await res.json(), { status: "unavailable" });
+      assert.ok(performance.now() - started < 5000, "answered, not hung");
+    } finally {
+      await s.close();
+    }
+  },
+});
+
 // ---------------------------------------------------------------------------------------
 // Section 2: dev mode
 

@@ -114,3 +114,30 @@ Deno.test("logs: fields named like secrets are redacted", () => {
     assert.equal(entry[field], "[redacted]", field);
   }
 });
+
+Deno.test({
+  name: "a short TETHER_TICKET_SECRET is accepted with a warning, and signs tickets",
+  async fn() {
+    const lines: string[] = [];
+    const server = await startServer({
+      config: { logLevel: "warn", ticketSecret: "short" },
+      logSink: (line) => lines.push(line),
+    });
+    try {
+      const warnings = lines.map((line) => JSON.parse(line) as Entry)
+        .filter((e) => e.level === "warn" && e.msg.includes("TETHER_TICKET_SECRET"));
+      assert.equal(warnings.length, 1, lines.join("\n"));
+      assert.ok(!lines.join("\n").includes('"short"'), "the secret itself is never logged");
+      await server.call("/v1/sessions", { method: "POST", json: { sessionId: "short-secret" } });
+      const { body: t } = await server.call<{ ticket: string }>(
+        "/v1/sessions/short-secret/tickets",
+        { method: "POST", json: {} },
+      );
+      const read = await fetch(`${server.url}/v1/sessions/short-secret?ticket=${t.ticket}`);
+      assert.equal(read.status, 200);
+      await read.body?.cancel();
+    } finally {
+      await server.close();
+    }
+  },
+});

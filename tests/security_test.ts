@@ -45,6 +45,17 @@ Deno.test("security: an ingest token opens its own execution only", async () => 
     for (const headers of [auth("garbage"), auth(forged), auth(`tok.${b.executionId}.x`), {}]) {
       assert.equal(await closeCodeOf(url(a.sessionId, a.executionId), headers), 4401);
     }
+    // On HTTP routes a valid ingest token is a credential that grants nothing there: 403;
+    // a forged one is no credential: 401.
+    for (const path of [`/v1/sessions/${a.sessionId}`, `/v1/sessions/${a.sessionId}/events`]) {
+      const status = async (token: string) => {
+        const res = await fetch(server.url + path, { headers: auth(token) });
+        await res.body?.cancel();
+        return res.status;
+      };
+      assert.equal(await status(a.ingestToken), 403, path);
+      assert.equal(await status(forged), 401, path);
+    }
     // The right token works…
     const client = await IngestClient.connect(url(a.sessionId, a.executionId), {
       token: a.ingestToken,

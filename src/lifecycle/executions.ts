@@ -58,16 +58,31 @@ export type CreationRefusal =
   | Refusal<typeof ErrorCode.queueFull>
   | Refusal<typeof ErrorCode.idempotencyKeyReused>;
 
-/** A creation request once its hashes and new ids are computed (outside the transaction). */
+/** A creation request once its hash is computed (outside the transaction). */
 interface CreationRequest {
   sessionId: string;
   body: CreateExecutionBody;
   urls: CreationUrls;
   idempotencyKey?: string;
   requestHash: string;
+}
+
+/** The new execution's id and ingest token, made by each attempt of the creation. */
+interface NewIdentity {
   executionId: string;
   token: string;
   tokenHash: string;
+}
+
+/**
+ * A new execution id and its token. Made after the creation's checked reads: a creation that
+ * commits in between makes this attempt run again with a later id, so a session's ids (and
+ * so its execution list) follow the order in which the executions were queued.
+ */
+async function newIdentity(ctx: LifecycleContext): Promise<NewIdentity> {
+  const executionId = newExecutionId();
+  const token = await ctx.credentials.ingestToken(executionId);
+  return { executionId, token, tokenHash: await sha256Hex(token) };
 }
 
 /**
@@ -81,17 +96,12 @@ export async function createExecution(
   urls: CreationUrls,
   idempotencyKey?: string,
 ): Promise<Outcome<Creation, CreationRefusal>> {
-  const executionId = newExecutionId();
-  const token = await ctx.credentials.ingestToken(executionId);
   const request: CreationRequest = {
     sessionId,
     body,
     urls,
     idempotencyKey,
     requestHash: await requestHash(body),
-    executionId,
-    token,
-    tokenHash: await sha256Hex(token),
   };
   return await change(ctx, sessionId, async (tx, p) => {
     if (!isLive(await records.session(sessionId).get(tx))) {
@@ -113,8 +123,9 @@ export async function createExecution(
     if (active && waiting.length >= ctx.config.maxQueue) {
       return refuse({ code: ErrorCode.queueFull });
     }
-    const response = storeExecution(ctx, tx, p, request, active ? waiting : null);
-    return done({ body: { ...response, ingestToken: token }, created: true });
+    const identity = await newIdentity(ctx);
+    const response = storeExecution(ctx, tx, p, request, identity, active ? waiting : null);
+    return done({ body: { ...response, ingestToken: identity.token }, created: true });
   });
 }
 
@@ -149,9 +160,11 @@ function storeExecution(
   tx: Tx,
   p: Pending,
   request: CreationRequest,
+  identity: NewIdentity,
   waiting: string[] | null,
 ): CreatedExecution {
-  const { sessionId, executionId, body } = request;
+  const { sessionId, body } = request;
+  const { executionId } = identity;
   const active = waiting === null;
   const exec: ExecutionRecord = withoutUndefined({
     executionId,
@@ -163,7 +176,7 @@ function storeExecution(
     createdAt: p.at,
     activatedAt: active ? p.at : undefined,
     lastSeq: 0,
-    tokenHash: request.tokenHash,
+    tokenHash: identity.tokenHash,
   });
   records.execution(executionId).set(tx, exec);
   records.input(executionId).set(tx, storeExecutionInput(body.input));

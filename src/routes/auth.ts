@@ -72,6 +72,8 @@ export async function authorize(
     }
     if (need === "client") return deny(ErrorCode.forbidden, "a ticket grants reading only");
     return { ok: true, kind: "viewer", session: owner };
+  } else if (key !== undefined && await rt.credentials.isIngestToken(key)) {
+    return deny(ErrorCode.forbidden, "an ingest token grants only its execution's ingest socket");
   } else {
     return deny(ErrorCode.unauthorized, "missing or invalid credentials");
   }

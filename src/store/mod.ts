@@ -22,6 +22,7 @@ import type {
 } from "./records.ts";
 import type { Tx } from "./transact.ts";
 import { ulid } from "../ids.ts";
+import { delay } from "../async.ts";
 
 export * from "./records.ts";
 export * from "./events.ts";
@@ -179,9 +180,25 @@ export async function takeInbox(kv: Deno.Kv, instanceId: string): Promise<InboxM
   return entries.map((e) => e.value);
 }
 
-/** Reads a key that is never written: resolves when KV answers, rejects when it does not. */
-export async function probeKv(kv: Deno.Kv): Promise<void> {
-  await kv.get(keys.healthProbe());
+/**
+ * Reads a key that is never written: resolves when KV answers within `timeoutMs`, rejects
+ * when it fails or does not answer in time (a remote KV that hangs must not hang `/healthz`).
+ *
+ * @example
+ * ```ts
+ * const healthy = await probeKv(kv, 2000).then(() => true, () => false);
+ * ```
+ */
+export async function probeKv(kv: Deno.Kv, timeoutMs: number): Promise<void> {
+  const answered = new AbortController();
+  const late = delay(timeoutMs, { signal: answered.signal }).then(() => {
+    throw new Error(`KV did not answer within ${timeoutMs} ms`);
+  });
+  try {
+    await Promise.race([kv.get(keys.healthProbe()), late]);
+  } finally {
+    answered.abort(); // the race has handled the aborted wait's rejection
+  }
 }
 
 /** The key an instance watches for new inbox messages. */

@@ -302,6 +302,9 @@ async function watchCommand(ctx: CommandContext): Promise<number> {
   const { client, inv, term } = ctx;
   const sid = inv.args[0];
   const eid = inv.args[1] ?? await defaultExecution(client, sid);
+  // Only an execution that exists has events to wait for: an unknown one (or one of
+  // another session) is the service's 404, not an endless follow.
+  if (inv.args[1] !== undefined) await client.getExecution(sid, eid);
   const status = await followExecution(ctx, sid, eid);
   term.err(`${eid} ${paintStatus(term, status)}\n`);
   return statusExit(status);

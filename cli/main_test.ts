@@ -270,3 +270,69 @@ cliTest("colors on a terminal only, and never with NO_COLOR", async (tether, ser
   assert.match(piped, /#1 /);
   assert.ok(!piped.includes(ESC));
 });
+
+const CLI_PATH = new URL("./main.ts", import.meta.url).pathname;
+
+/** The CLI as a user runs it: a child process, killed after `timeoutMs`. */
+async function cliProcess(url: string, argv: string[], timeoutMs = 15_000): Promise<Result> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", CLI_PATH, ...argv],
+    env: { TETHER_URL: url, TETHER_API_KEY: API_KEY, NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(timeoutMs),
+  }).output();
+  const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+  assert.equal(out.signal, null, `killed after ${timeoutMs} ms: ${decode(out.stderr)}`);
+  return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
+}
+
+serverTest("watch of an unknown execution or session prints the API error and exits 1", async (
+  server,
+) => {
+  await server.client.createSession({ sessionId: "wx" });
+  await server.client.createSession({ sessionId: "other" });
+  const elsewhere = await server.client.createExecution("other");
+  const cases: [string[], string][] = [
+    [["watch", "wx", "exc_01ARZ3NDEKTSV4RRFFQ69G5FAV"], "EXECUTION_NOT_FOUND"],
+    [["watch", "wx", elsewhere.executionId], "EXECUTION_NOT_FOUND"],
+    [["watch", "nope", "exc_01ARZ3NDEKTSV4RRFFQ69G5FAV"], "SESSION_NOT_FOUND"],
+    [["watch", "nope"], "SESSION_NOT_FOUND"],
+  ];
+  for (const [argv, code] of cases) {
+    const result = await cliProcess(server.url, argv);
+    assert.equal(result.code, 1, `${argv.join(" ")}: ${result.stderr}`);
+    assert.match(result.stderr, new RegExp(`^${code}: [^\\n]+\\n$`), argv.join(" "));
+  }
+});
+
+serverTest("events --follow of an unknown session prints SESSION_NOT_FOUND and exits 1", async (
+  server,
+) => {
+  const result = await cliProcess(server.url, ["events", "nope", "--follow"]);
+  assert.equal(result.code, 1, result.stderr);
+  assert.equal(result.stderr, "SESSION_NOT_FOUND: session not found\n");
+  assert.equal(result.stdout, "");
+});
+
+Deno.test("a 2xx answer that is not JSON prints one error line and exits 1, no stack", async () => {
+  // A stand-in for what sits outside the system: a proxy answering 200 with its own page.
+  await using foreign = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen: () => {} },
+    () =>
+      new Response("<html>sign in to the wifi</html>", {
+        headers: { "content-type": "text/html" },
+      }),
+  );
+  const url = `http://127.0.0.1:${foreign.addr.port}`;
+  for (const argv of [["sessions", "get", "s1"], ["events", "s1", "--follow"]]) {
+    const result = await cliProcess(url, argv);
+    assert.equal(result.code, 1, `${argv.join(" ")}: ${result.stderr}`);
+    assert.match(
+      result.stderr,
+      /^HTTP_200: the answer is not (JSON|an event stream) \(text\/html\): <html>sign in to the wifi<\/html>\n$/,
+      argv.join(" "),
+    );
+  }
+});

@@ -162,8 +162,81 @@ export interface IdempotencyOptions {
   idempotencyKey?: string;
 }
 
+/**
+ * Options of {@link TetherClient.readDurableStream}.
+ *
+ * @example
+ * ```ts
+ * const options: DurableStreamReadOptions = { offset: read.nextOffset, live: "long-poll", cursor: read.cursor };
+ * ```
+ */
+export interface DurableStreamReadOptions {
+  /**
+   * Where to read from: a `nextOffset` of an earlier read, `-1` (the start) or `now` (the
+   * tail). Default `-1`.
+   */
+  offset?: string;
+  /**
+   * `long-poll`: when nothing follows `offset`, wait for the next event (about 20 s at most,
+   * less with `timeoutSeconds`) and answer with none if it does not come. Default: answer
+   * at once (a catch-up read).
+   */
+  live?: "long-poll";
+  /** The `cursor` of the previous live read (the protocol's cache-busting echo). */
+  cursor?: string;
+  /** Shortens the wait of a live read (whole seconds). Default: the service's wait. */
+  timeoutSeconds?: number;
+  /** Abandons the read. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Where a session's Durable Streams log stands (PROTOCOL.md 6.1), from its response headers.
+ *
+ * @example
+ * ```ts
+ * const { nextOffset } = await tether.headDurableStream("s1"); // "0000000000000042"
+ * ```
+ */
+export interface DurableStreamPosition {
+  /** `Stream-Next-Offset`: the offset to read from next (opaque, sortable). */
+  nextOffset: string;
+}
+
+/**
+ * One read of a session's Durable Streams log: its envelopes and where to go on.
+ *
+ * @example
+ * ```ts
+ * const read: DurableStreamRead = await tether.readDurableStream("s1");
+ * console.log(read.events.length, read.nextOffset, read.upToDate);
+ * ```
+ */
+export interface DurableStreamRead extends DurableStreamPosition {
+  /** The envelopes after the offset read from, in order (none when a long-poll timed out). */
+  events: Envelope[];
+  /** `Stream-Up-To-Date`: the read reached the end of the log. */
+  upToDate: boolean;
+  /** `Stream-Cursor` of a live read: pass it to the next live read. */
+  cursor?: string;
+}
+
+/**
+ * Response headers of the Durable Streams read path (PROTOCOL.md 6.1) that the client reads.
+ *
+ * @example
+ * ```ts
+ * res.headers.get(DurableStreamHeader.nextOffset);
+ * ```
+ */
+export const DurableStreamHeader = {
+  nextOffset: "Stream-Next-Offset",
+  upToDate: "Stream-Up-To-Date",
+  cursor: "Stream-Cursor",
+} as const;
+
 interface Call {
-  method: "GET" | "POST" | "DELETE";
+  method: "GET" | "HEAD" | "POST" | "DELETE";
   path: string;
   query?: Record<string, string | number | undefined>;
   body?: unknown;
@@ -173,6 +246,7 @@ interface Call {
 }
 
 const enc = encodeURIComponent;
+const SSE_CONTENT_TYPE = "text/event-stream";
 
 /**
  * A client of one Tether service.
@@ -323,6 +397,80 @@ export class TetherClient {
     });
   }
 
+  /**
+   * `GET /v1/sessions/:sid/ds` (PROTOCOL.md 6.1): one read of the session's whole log through
+   * the Durable Streams protocol: the envelopes after `offset` (a bounded batch: read again
+   * from `nextOffset` until `upToDate`), or, with `live: "long-poll"`, the next ones as they
+   * are stored. For SSE reads, use a Durable Streams client (`@durable-streams/client`).
+   *
+   * @example
+   * ```ts
+   * let read = await tether.readDurableStream("s1"); // from the start
+   * for (;;) {
+   *   for (const event of read.events) console.log(event.eventId, event.streamEventType);
+   *   read = await tether.readDurableStream("s1", {
+   *     offset: read.nextOffset,
+   *     ...(read.upToDate ? { live: "long-poll", cursor: read.cursor } : {}),
+   *   });
+   * }
+   * ```
+   */
+  async readDurableStream(
+    sessionId: string,
+    options: DurableStreamReadOptions = {},
+  ): Promise<DurableStreamRead> {
+    const res = await this.#request({
+      method: "GET",
+      path: `/v1/sessions/${enc(sessionId)}/ds`,
+      query: {
+        offset: options.offset ?? "-1",
+        live: options.live,
+        cursor: options.cursor,
+        timeout: options.timeoutSeconds,
+      },
+      idempotent: true,
+    }, options.signal);
+    // 204: a long-poll that timed out.
+    const events = res.status === 204 ? [] : await jsonBody<unknown>(res);
+    if (!Array.isArray(events)) {
+      throw unexpectedAnswer(res, JSON.stringify(events), "is not a JSON array");
+    }
+    const cursor = res.headers.get(DurableStreamHeader.cursor) ?? undefined;
+    return {
+      events: events as Envelope[],
+      ...positionOf(res),
+      upToDate: res.headers.get(DurableStreamHeader.upToDate) === "true",
+      ...(cursor === undefined ? {} : { cursor }),
+    };
+  }
+
+  /**
+   * `HEAD /v1/sessions/:sid/ds` (PROTOCOL.md 6.1): where the session's log ends, without
+   * reading it. A HEAD answer has no body, so after a refusal the client asks once more with
+   * a GET of the tail (`offset=now`, which reads no event) to learn the error's code.
+   *
+   * @example
+   * ```ts
+   * const { nextOffset } = await tether.headDurableStream("s1");
+   * const next = await tether.readDurableStream("s1", { offset: nextOffset, live: "long-poll" });
+   * ```
+   */
+  async headDurableStream(
+    sessionId: string,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<DurableStreamPosition> {
+    const path = `/v1/sessions/${enc(sessionId)}/ds`;
+    try {
+      return positionOf(
+        await this.#request({ method: "HEAD", path, idempotent: true }, options.signal),
+      );
+    } catch (err) {
+      if (!(err instanceof TetherError && err.code === httpCode(err.status))) throw err;
+    }
+    const { nextOffset } = await this.readDurableStream(sessionId, { offset: "now", ...options });
+    return { nextOffset };
+  }
+
   /** `GET /v1/openapi.json`: the service's OpenAPI 3.1 document. */
   openApi(): Promise<Record<string, unknown>> {
     return this.#json({ method: "GET", path: "/v1/openapi.json", idempotent: true });
@@ -347,7 +495,8 @@ export class TetherClient {
    * Follows a session's events over SSE: stored events after `after`, then live ones. After
    * a drop it reconnects with `Last-Event-ID` set to the last event delivered, so every
    * event comes exactly once and in eventId order. Ends when `signal` aborts or the
-   * session is deleted; throws a {@link TetherError} for any other refusal, or after
+   * session is deleted while followed; throws a {@link TetherError} for any other refusal
+   * (a session that does not exist when `follow` starts: `SESSION_NOT_FOUND`), or after
    * `reconnectAttempts` failed attempts in a row.
    *
    * @example
@@ -362,15 +511,17 @@ export class TetherClient {
     const { signal, reconnectAttempts = 10 } = options;
     let last = options.after ?? 0;
     let failures = 0;
+    let opened = false;
     let endedByService = false;
     while (!signal?.aborted) {
       let reason: string;
       try {
-        const res = await this.#openStream(sessionId, last, options, endedByService);
+        const res = await this.#openStream(sessionId, last, options, { opened, endedByService });
         if (res === "gone") return;
+        opened = true;
         endedByService = false;
         for await (const event of parseSse(res.body!)) {
-          const envelope = JSON.parse(event.data) as Envelope;
+          const envelope = envelopeOf(res, event.data);
           if (envelope.eventId <= last) continue; // replayed by a resume: already delivered
           last = envelope.eventId;
           failures = 0;
@@ -392,40 +543,47 @@ export class TetherClient {
   }
 
   /**
-   * Opens the SSE response, or `"gone"` when the session no longer exists: a 404, or, for a
-   * ticket holder right after the service ended the stream, the 401 of a ticket whose session
-   * was deleted (an open stream outlives its ticket's expiry, so that 401 means deletion).
+   * Opens the SSE response, or `"gone"` when a session that was followed no longer exists: a
+   * 404 once a stream was open (before that, the session never existed: its 404 is thrown),
+   * or, for a ticket holder right after the service ended the stream, the 401 of a ticket
+   * whose session was deleted (an open stream outlives its ticket's expiry, so that 401
+   * means deletion).
    */
   async #openStream(
     sessionId: string,
     after: number,
     options: FollowOptions,
-    endedByService: boolean,
+    state: { opened: boolean; endedByService: boolean },
   ): Promise<Response | "gone"> {
+    let res: Response;
     try {
-      return await this.#request({
+      res = await this.#request({
         method: "GET",
         path: `/v1/sessions/${enc(sessionId)}/events`,
         query: {
           executionIds: options.executionIds?.join(","),
           eventTypes: options.eventTypes?.join(","),
         },
-        headers: { accept: "text/event-stream", "last-event-id": String(after) },
+        headers: { accept: SSE_CONTENT_TYPE, "last-event-id": String(after) },
         idempotent: false,
       }, options.signal);
     } catch (err) {
-      if (err instanceof TetherError && err.code === ErrorCode.sessionNotFound) return "gone";
+      if (!(err instanceof TetherError) || !state.opened) throw err;
+      if (err.code === ErrorCode.sessionNotFound) return "gone";
       const ticketOnly = this.#options.ticket !== undefined && !this.#options.apiKey;
-      if (ticketOnly && endedByService && err instanceof TetherError && err.status === 401) {
+      if (ticketOnly && state.endedByService && err.status === 401) {
         return "gone";
       }
       throw err;
     }
+    if (!res.headers.get("content-type")?.startsWith(SSE_CONTENT_TYPE)) {
+      throw unexpectedAnswer(res, await startOf(res), "is not an event stream");
+    }
+    return res;
   }
 
   async #json<T>(call: Call): Promise<T> {
-    const res = await this.#request(call);
-    return await res.json() as T;
+    return jsonBody<T>(await this.#request(call));
   }
 
   /** One call with its retries; a non-2xx answer becomes a {@link TetherError}. */
@@ -481,6 +639,25 @@ function idempotency(options: IdempotencyOptions): Pick<Call, "headers" | "idemp
     : { headers: { "idempotency-key": options.idempotencyKey }, idempotent: true };
 }
 
+/** The JSON body of a 2xx answer; a body that is not JSON was not sent by the service. */
+async function jsonBody<T>(res: Response): Promise<T> {
+  const text = await res.text();
+  try {
+    return JSON.parse(text) as T;
+  } catch {
+    throw unexpectedAnswer(res, text, "is not JSON");
+  }
+}
+
+/** The `Stream-Next-Offset` of a Durable Streams answer, which every one carries. */
+function positionOf(res: Response): DurableStreamPosition {
+  const nextOffset = res.headers.get(DurableStreamHeader.nextOffset);
+  if (nextOffset === null) {
+    throw unexpectedAnswer(res, "", `has no ${DurableStreamHeader.nextOffset} header`);
+  }
+  return { nextOffset };
+}
+
 async function errorOf(res: Response): Promise<TetherError> {
   const text = await res.text().catch(() => "");
   try {
@@ -491,7 +668,45 @@ async function errorOf(res: Response): Promise<TetherError> {
   } catch {
     // not the error body of PROTOCOL.md 1 (a proxy's page, say)
   }
-  return new TetherError(res.status, `HTTP_${res.status}`, text.slice(0, 200) || res.statusText);
+  return unexpectedAnswer(res, text);
+}
+
+/**
+ * An answer that is not the service's (a proxy's or a captive portal's page, say): code
+ * `HTTP_<status>`, the problem when the status alone does not tell it, and the start of the
+ * body, so the user sees who answered.
+ */
+function unexpectedAnswer(res: Response, text: string, problem?: string): TetherError {
+  const shown = text.slice(0, 200).replace(/\s+/g, " ").trim() || res.statusText;
+  const type = res.headers.get("content-type") ?? "no content type";
+  const message = problem ? `the answer ${problem} (${type}): ${shown}` : shown;
+  return new TetherError(res.status, httpCode(res.status), message);
+}
+
+/** The `code` of an answer that carries none: `HTTP_<status>`. */
+function httpCode(status: number): string {
+  return `HTTP_${status}`;
+}
+
+/** An SSE event's envelope; data that is not JSON was not sent by the service. */
+function envelopeOf(res: Response, data: string): Envelope {
+  try {
+    return JSON.parse(data) as Envelope;
+  } catch {
+    throw unexpectedAnswer(res, data, "carries an event that is not JSON");
+  }
+}
+
+/** The first chunk of a body that may never end; the rest is discarded. */
+async function startOf(res: Response): Promise<string> {
+  const reader = res.body?.getReader();
+  if (!reader) return "";
+  try {
+    const { value } = await reader.read();
+    return value ? new TextDecoder().decode(value) : "";
+  } finally {
+    reader.cancel().catch(() => {});
+  }
 }
 
 function messageOf(err: unknown): string {

@@ -210,9 +210,8 @@ clientTest("follow() filters, resumes after `after`, and stops on abort", async 
   });
   for await (const event of types) only.push(event);
   assert.deepEqual(only.map((e) => e.streamEventType), ["interrupted"]);
-  const none: Envelope[] = [];
-  for await (const event of tether.follow("missing")) none.push(event);
-  assert.deepEqual(none, [], "a session that does not exist ends the iteration at once");
+  const missing = tether.follow("missing");
+  await rejectsWith(missing.next(), 404, "SESSION_NOT_FOUND");
 });
 
 function range(n: number): number[] {
@@ -237,4 +236,102 @@ clientTest("follow() with a ticket also ends when the session is deleted", async
     "execution_status",
     "the deletion's failure, then the end",
   );
+});
+
+/** A stand-in for what sits outside the system: a proxy answering 200 with its own page. */
+async function withForeignServer(
+  body: string,
+  contentType: string,
+  fn: (tether: TetherClient) => Promise<void>,
+) {
+  await using server = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", onListen: () => {} },
+    () => new Response(body, { headers: { "content-type": contentType } }),
+  );
+  const url = `http://127.0.0.1:${server.addr.port}`;
+  await fn(new TetherClient({ url, apiKey: API_KEY, retries: 0 }));
+}
+
+Deno.test("a 2xx answer that is not the service's JSON is a TetherError, not a SyntaxError", async () => {
+  await withForeignServer("<html>sign in to the wifi</html>", "text/html", async (tether) => {
+    await rejectsWith(tether.getSession("s1"), 200, "HTTP_200");
+    await rejectsWith(tether.createSession(), 200, "HTTP_200");
+    await rejectsWith(tether.openApi(), 200, "HTTP_200");
+    await assert.rejects(
+      tether.getSession("s1"),
+      { message: "the answer is not JSON (text/html): <html>sign in to the wifi</html>" },
+    );
+    await assert.rejects(tether.follow("s1").next(), {
+      code: "HTTP_200",
+      message: "the answer is not an event stream (text/html): <html>sign in to the wifi</html>",
+    });
+  });
+  await withForeignServer("data: nope\n\n", "text/event-stream", async (tether) => {
+    await assert.rejects(tether.follow("s1").next(), {
+      code: "HTTP_200",
+      message: "the answer carries an event that is not JSON (text/event-stream): nope",
+    });
+  });
+});
+
+clientTest("the Durable Streams read route: catch-up, HEAD, long-poll, errors", async (tether) => {
+  await tether.createSession({ sessionId: "d1" });
+  const run = await tether.createExecution("d1");
+  const early = await tether.readDurableStream("d1");
+  const conn = await connectIngest({ ...run, active: true });
+  for (let i = 1; i <= 3; i++) conn.send({ streamEventType: "agent", data: { i } });
+  await conn.finish({ streamEventType: "complete", data: { exitCode: 0 } });
+  const stored = (await tether.getEvents("d1")).events;
+
+  const all = await tether.readDurableStream("d1");
+  assert.deepEqual(all.events, stored, "every envelope, as the events page has them");
+  assert.equal(all.upToDate, true);
+  assert.equal(all.cursor, undefined, "a catch-up read has no cursor");
+  assert.match(all.nextOffset, /^\d{16}$/);
+  assert.deepEqual(await tether.headDurableStream("d1"), { nextOffset: all.nextOffset });
+  const rest = await tether.readDurableStream("d1", { offset: early.nextOffset });
+  assert.deepEqual(rest.events, stored.slice(early.events.length), "resumes where it stopped");
+  for (const offset of [all.nextOffset, "now"]) {
+    const atTail = await tether.readDurableStream("d1", { offset });
+    assert.deepEqual(atTail, { events: [], nextOffset: all.nextOffset, upToDate: true });
+  }
+
+  const timedOut = await tether.readDurableStream("d1", {
+    offset: all.nextOffset,
+    live: "long-poll",
+    timeoutSeconds: 0,
+  });
+  assert.deepEqual(timedOut.events, []);
+  assert.equal(timedOut.nextOffset, all.nextOffset);
+  assert.match(timedOut.cursor!, /^\d+$/);
+  const waiting = tether.readDurableStream("d1", {
+    offset: all.nextOffset,
+    live: "long-poll",
+    cursor: timedOut.cursor,
+  });
+  await new Promise((r) => setTimeout(r, 50));
+  const next = await tether.createExecution("d1");
+  const woke = await waiting;
+  assert.equal(woke.events[0].executionId, next.executionId);
+  assert.ok(woke.nextOffset > all.nextOffset, "offsets sort");
+  assert.ok(Number(woke.cursor) > Number(timedOut.cursor));
+  const stop = new AbortController();
+  const abandoned = tether.readDurableStream("d1", {
+    offset: "now",
+    live: "long-poll",
+    signal: stop.signal,
+  });
+  stop.abort();
+  await assert.rejects(abandoned, { name: "AbortError" });
+
+  const { ticket } = await tether.createTicket("d1");
+  const viewer = new TetherClient({ url: tether.url, ticket });
+  assert.equal((await viewer.readDurableStream("d1")).events.length, stored.length + 1);
+  assert.match((await viewer.headDurableStream("d1")).nextOffset, /^\d{16}$/);
+
+  await rejectsWith(tether.readDurableStream("nope"), 404, "SESSION_NOT_FOUND");
+  await rejectsWith(tether.headDurableStream("nope"), 404, "SESSION_NOT_FOUND");
+  await rejectsWith(tether.readDurableStream("d1", { offset: "x" }), 400, "INVALID_REQUEST");
+  const stranger = new TetherClient({ url: tether.url, apiKey: "wrong" });
+  await rejectsWith(stranger.headDurableStream("d1"), 401, "UNAUTHORIZED");
 });

@@ -3,10 +3,13 @@
  * `acp_turn` ends, `permission_request`s, `acp_input_ignored` and the fatal
  * `AGENT_PROTOCOL_ERROR`. Each frame fits the frame limit: an update, request or ignored
  * input too large to store whole keeps what identifies it and says `truncated: true` with
- * its size, so a viewer still sees that it happened.
+ * its size, so a viewer still sees that it happened. Each frame also fits the nesting limit
+ * (PROTOCOL.md 10): a value nested deeper loses only its objects and arrays below the limit
+ * and says `truncated: true` with its size, as the service would refuse the whole frame.
  *
  * @module
  */
+import { jsonDepth, MAX_JSON_DEPTH } from "../src/json_depth.ts";
 import { AcpEventType, ErrorCode } from "../src/protocol.ts";
 import { fitText } from "./frames.ts";
 import { frameBytes, type OutgoingFrame, utf8Bytes } from "./outbox.ts";
@@ -35,9 +38,33 @@ function truncated(value: unknown): Record<string, unknown> {
 }
 
 /**
+ * `value` as the service can store it `depth` levels into a frame's data: unchanged when it
+ * nests no deeper, else a copy without the objects and arrays below that depth (an object
+ * also gets `truncated: true` and its size).
+ */
+function withinDepth(value: unknown, depth: number): unknown {
+  if (jsonDepth(value, depth) <= depth) return value;
+  const copy = pruned(value, depth);
+  if (Array.isArray(copy) || typeof copy !== "object" || copy === null) return copy;
+  return { ...copy, truncated: true, bytes: utf8Bytes(JSON.stringify(value)) };
+}
+
+/** A copy of `value` nested at most `depth` (≥ 1) levels: deeper objects and arrays are left out. */
+function pruned(value: unknown, depth: number): unknown {
+  if (typeof value !== "object" || value === null) return value;
+  const keep = (child: unknown) => depth > 1 || typeof child !== "object" || child === null;
+  if (Array.isArray(value)) return value.filter(keep).map((child) => pruned(child, depth - 1));
+  return Object.fromEntries(
+    Object.entries(value).filter(([, child]) => keep(child))
+      .map(([key, child]) => [key, pruned(child, depth - 1)]),
+  );
+}
+
+/**
  * `acp` with the `session/update` notification's `update` object as data. A text chunk too
  * large for one frame keeps the start of its text; any other update keeps its identifying
- * fields (`sessionUpdate`, `toolCallId`, `title`, `kind`, `status`).
+ * fields (`sessionUpdate`, `toolCallId`, `title`, `kind`, `status`). An update nested deeper
+ * than the service stores loses what lies below the limit.
  *
  * @example
  * ```ts
@@ -46,7 +73,7 @@ function truncated(value: unknown): Record<string, unknown> {
  * ```
  */
 export function acpUpdateFrame(update: unknown, maxFrameBytes: number): OutgoingFrame {
-  const frame = { streamEventType: AcpEventType.update, data: update };
+  const frame = { streamEventType: AcpEventType.update, data: withinDepth(update, MAX_JSON_DEPTH) };
   if (frameBytes(frame) <= maxFrameBytes) return frame;
   const content = record(record(update).content);
   const slim = { streamEventType: AcpEventType.update, data: truncated(update) };
@@ -75,7 +102,8 @@ export function acpTurnFrame(inputId: number, end: TurnEnd): OutgoingFrame {
 
 /**
  * `permission_request {requestId, toolCall, options}`; a tool call too large for one frame
- * keeps its identifying fields (the options always stay: they are the answers).
+ * keeps its identifying fields (the options always stay: they are the answers). A tool call
+ * or options nested deeper than the service stores lose what lies below the limit.
  *
  * @example
  * ```ts
@@ -90,16 +118,23 @@ export function permissionRequestFrame(
   options: unknown,
   maxFrameBytes: number,
 ): OutgoingFrame {
+  // The data object is one level: its fields may nest one level less.
+  const storedOptions = withinDepth(options, MAX_JSON_DEPTH - 1);
   const frame = {
     streamEventType: AcpEventType.permissionRequest,
-    data: { requestId, toolCall, options },
+    data: {
+      requestId,
+      toolCall: withinDepth(toolCall, MAX_JSON_DEPTH - 1),
+      options: storedOptions,
+    },
   };
   if (frameBytes(frame) <= maxFrameBytes) return frame;
-  return { ...frame, data: { requestId, toolCall: truncated(toolCall), options } };
+  return { ...frame, data: { requestId, toolCall: truncated(toolCall), options: storedOptions } };
 }
 
 /**
- * `acp_input_ignored {inputId, data, reason}`; `data` is left out when it does not fit.
+ * `acp_input_ignored {inputId, data, reason}`; `data` is left out when it does not fit, and
+ * loses what lies below the nesting limit when it nests too deep for the frame.
  *
  * @example
  * ```ts
@@ -113,7 +148,10 @@ export function acpInputIgnoredFrame(
   reason: string,
   maxFrameBytes: number,
 ): OutgoingFrame {
-  const frame = { streamEventType: AcpEventType.inputIgnored, data: { inputId, data, reason } };
+  const frame = {
+    streamEventType: AcpEventType.inputIgnored,
+    data: { inputId, data: withinDepth(data, MAX_JSON_DEPTH - 1), reason },
+  };
   if (frameBytes(frame) <= maxFrameBytes) return frame;
   return { ...frame, data: { inputId, reason, truncated: true } };
 }

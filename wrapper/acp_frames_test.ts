@@ -7,6 +7,7 @@ import {
   permissionRequestFrame,
 } from "./acp_frames.ts";
 import { frameBytes } from "./outbox.ts";
+import { jsonDepth, MAX_JSON_DEPTH, messageTooDeep } from "../src/json_depth.ts";
 
 const LIMIT = 2048;
 const big = "x".repeat(5000);
@@ -81,4 +82,60 @@ Deno.test("acp frames: turn ends, ignored inputs and the protocol error", () => 
     code: "AGENT_PROTOCOL_ERROR",
     error: "session/new failed: no",
   });
+});
+
+/** An object nested `depth` levels: `{a: {a: … {}}}`. */
+function nested(depth: number): Record<string, unknown> {
+  let value: Record<string, unknown> = {};
+  for (let i = 1; i < depth; i++) value = { a: value };
+  return value;
+}
+
+Deno.test("acp frames: an update nested too deep loses only what lies below the limit", () => {
+  const fits = { sessionUpdate: "tool_call", toolCallId: "t1", rawInput: nested(63) };
+  assert.deepEqual(acpUpdateFrame(fits, LIMIT * 10).data, fits, "64 levels: as it came");
+  const update = {
+    sessionUpdate: "tool_call",
+    toolCallId: "t1",
+    title: "Deep",
+    status: "pending",
+    locations: [{ path: "/a" }],
+    rawInput: { list: [1, nested(63)], n: 2 },
+  };
+  const frame = acpUpdateFrame(update, LIMIT * 10);
+  assert.equal(messageTooDeep(frame), false, "the service stores it");
+  assert.equal(jsonDepth(frame.data), MAX_JSON_DEPTH);
+  const data = frame.data as Record<string, unknown> & { rawInput: { list: unknown[] } };
+  assert.deepEqual({ ...data, rawInput: undefined }, {
+    ...update,
+    rawInput: undefined,
+    truncated: true,
+    bytes: JSON.stringify(update).length,
+  });
+  assert.equal(data.rawInput.list[0], 1);
+  assert.equal(jsonDepth(data.rawInput.list[1]), MAX_JSON_DEPTH - 3);
+});
+
+Deno.test("acp frames: a permission request or ignored input nested too deep is still stored", () => {
+  const options = [{ optionId: "allow", name: "Allow", kind: "allow_once" }];
+  const toolCall = { toolCallId: "t", title: "Edit", rawInput: nested(MAX_JSON_DEPTH) };
+  const request = permissionRequestFrame(1, toolCall, options, LIMIT * 10);
+  assert.equal(messageTooDeep(request), false);
+  const data = request.data as { requestId: number; toolCall: Record<string, unknown> };
+  assert.equal(data.requestId, 1);
+  assert.deepEqual((request.data as { options: unknown }).options, options, "the answers stay");
+  assert.equal(data.toolCall.toolCallId, "t");
+  assert.equal(data.toolCall.truncated, true);
+  assert.equal(data.toolCall.bytes, JSON.stringify(toolCall).length);
+
+  const deepOptions = [{ ...options[0], _meta: nested(MAX_JSON_DEPTH) }];
+  const both = permissionRequestFrame(2, toolCall, deepOptions, LIMIT * 10);
+  assert.equal(messageTooDeep(both), false);
+  assert.equal((both.data as { options: { optionId: string }[] }).options[0].optionId, "allow");
+
+  const ignored = acpInputIgnoredFrame(3, nested(MAX_JSON_DEPTH), "not a prompt", LIMIT * 10);
+  assert.equal(messageTooDeep(ignored), false);
+  assert.equal((ignored.data as { data: { truncated: boolean } }).data.truncated, true);
+  const fine = acpInputIgnoredFrame(3, nested(MAX_JSON_DEPTH - 1), "not a prompt", LIMIT * 10);
+  assert.deepEqual((fine.data as { data: unknown }).data, nested(MAX_JSON_DEPTH - 1));
 });

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { MAX_JSON_DEPTH, textOpensAtMost, tooDeep } from "../src/json_depth.ts";
 import { ErrorCode, ErrorText } from "../src/protocol.ts";
 import type { Line } from "./lines.ts";
 import { frameBytes, type OutgoingFrame } from "./outbox.ts";
@@ -18,8 +19,10 @@ const SSE_KEEPALIVE_EVENTS: ReadonlySet<string> = new Set(["server.connected", "
 
 /**
  * The frame for one output line: a stdout line holding a JSON object becomes `agent` with
- * that object as data; any other line becomes `output {stream, text}`. A line whose frame
- * would exceed `maxFrameBytes` becomes `output {stream, text, truncated: true, bytes}`.
+ * that object as data; any other line becomes `output {stream, text}`, and so does an object
+ * nested deeper than the service stores (PROTOCOL.md 10), so the line is kept as text. A
+ * line whose frame would exceed `maxFrameBytes` becomes `output {stream, text, truncated:
+ * true, bytes}`.
  *
  * @example
  * ```ts
@@ -67,8 +70,9 @@ export function outputFrame(
 
 /**
  * The event name of an SSE event and, unless it is a keep-alive, its `kilocode` frame: the
- * parsed JSON object (or `{raw}` when the data is no JSON object) plus `event`, the SSE
- * event name, or `data.type` when there is none (else `message`, the SSE default).
+ * parsed JSON object (or `{raw}` when the data is no JSON object, or one nested deeper than
+ * the service stores) plus `event`, the SSE event name, or `data.type` when there is none
+ * (else `message`, the SSE default).
  */
 export function kilocodeFrame(event: SseEvent, maxFrameBytes: number): {
   name: string;
@@ -120,14 +124,23 @@ export function fitText(
   return build(text.slice(0, ends[low]));
 }
 
+/**
+ * The JSON object a text holds, if the service can store it as a frame's `data`: an object
+ * nested deeper than {@link MAX_JSON_DEPTH} would be refused (`INVALID_FRAME`) and lost, so
+ * it counts as no object and its text is forwarded instead.
+ */
 function parseJsonObject(text: string): Record<string, unknown> | undefined {
   if (!text.trimStart().startsWith("{")) return undefined;
+  let value: unknown;
   try {
-    const value = JSON.parse(text);
-    return typeof value === "object" && value !== null && !Array.isArray(value) ? value : undefined;
+    value = JSON.parse(text);
   } catch {
     return undefined;
   }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
+  // Few brackets cannot nest deep: most lines skip the walk.
+  if (!textOpensAtMost(text, MAX_JSON_DEPTH) && tooDeep(value)) return undefined;
+  return value as Record<string, unknown>;
 }
 
 /** `complete {exitCode}`; the exit code defaults to 0. */

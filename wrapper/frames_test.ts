@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { agentExitFrame, fitText, interruptedFrame, kilocodeFrame, lineFrame } from "./frames.ts";
 import { frameBytes } from "./outbox.ts";
+import { MAX_JSON_DEPTH, messageTooDeep } from "../src/json_depth.ts";
 
 const line = (text: string, cut = false) => ({
   text,
@@ -85,5 +86,34 @@ Deno.test("terminal frames", () => {
     code: "AGENT_EXIT",
     exitCode: 2,
     error: "agent exited with code 2",
+  });
+});
+
+/** A JSON object text nested `depth` levels: `{"a":{"a":…{}}}`. */
+const nested = (depth: number) => '{"a":'.repeat(depth - 1) + "{}" + "}".repeat(depth - 1);
+
+Deno.test("lineFrame and kilocodeFrame: an object nested deeper than 64 levels is kept as text", () => {
+  const deepest = nested(MAX_JSON_DEPTH);
+  assert.equal(lineFrame(line(deepest), "stdout", 1e6).streamEventType, "agent");
+  assert.equal(messageTooDeep(lineFrame(line(deepest), "stdout", 1e6)), false);
+  const tooDeepText = nested(MAX_JSON_DEPTH + 1);
+  const frame = lineFrame(line(tooDeepText), "stdout", 1e6);
+  assert.deepEqual(frame, {
+    streamEventType: "output",
+    data: { stream: "stdout", text: tooDeepText },
+  });
+  const cut = lineFrame(line(tooDeepText), "stdout", 200).data as Record<string, unknown>;
+  assert.equal(cut.truncated, true);
+  assert.equal(cut.bytes, tooDeepText.length);
+
+  const sse = (data: string) => ({ event: "step", data, id: undefined });
+  assert.equal(messageTooDeep(kilocodeFrame(sse(deepest), 1e6).frame), false);
+  assert.deepEqual(kilocodeFrame(sse(deepest), 1e6).frame?.data, {
+    ...JSON.parse(deepest),
+    event: "step",
+  });
+  assert.deepEqual(kilocodeFrame(sse(tooDeepText), 1e6).frame, {
+    streamEventType: "kilocode",
+    data: { raw: tooDeepText, event: "step" },
   });
 });

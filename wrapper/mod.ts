@@ -409,6 +409,9 @@ export class IngestConnection {
     if (this.#state !== "open") return;
     for (const text of this.#outbox.take()) this.#transmit(text);
     if (this.#outbox.terminalAcked && this.#doneTimer === undefined) {
+      // Acknowledged: from now on only the 4000 or the done wait decide.
+      clearTimeout(this.#ackTimer);
+      this.#ackTimer = undefined;
       const status = this.#terminalStatus!;
       this.#doneTimer = setTimeout(
         () => this.#end({ kind: "acknowledged", status }),

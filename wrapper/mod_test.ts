@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { dialNumbers, startFakeService } from "./testdata/fake_service.ts";
 import { IngestConnection, toWebSocketUrl } from "./mod.ts";
+import { CloseCode, executionDoneReason } from "../src/protocol.ts";
 import { eventually, reconnectGate, testConnection } from "./test_util.ts";
 
 const agent = (n: number) => ({ streamEventType: "agent", data: { n } });
@@ -649,6 +650,19 @@ Deno.test("finish with ackTimeoutMs ends unacknowledged when no ack comes", asyn
     ackTimeoutMs: 80,
   });
   assert.deepEqual(end, { kind: "unacknowledged", status: "interrupted" });
+});
+
+Deno.test("finish with ackTimeoutMs: once the ack came, the 4000 decides, however late", async () => {
+  await using service = await startFakeService({ closeOnTerminal: false });
+  await using t = testConnection(service.url, { doneWaitMs: 2000 });
+  await eventually(() => t.conn.state === "open");
+  const ended = t.conn.finish({ streamEventType: "interrupted", data: {} }, { ackTimeoutMs: 80 });
+  await service.waitFor(() => service.stored.length === 1);
+  const connection = service.current!;
+  // The ack went out with the storing; the 4000 comes after the ack timeout.
+  await new Promise((r) => setTimeout(r, 200));
+  connection.close(CloseCode.executionDone, executionDoneReason("failed"));
+  assert.deepEqual(await ended, { kind: "done", status: "failed", reason: "execution failed" });
 });
 
 Deno.test("finish rejects a frame that is not terminal", () => {

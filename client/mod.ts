@@ -19,7 +19,7 @@
  * @module
  */
 import { backoffDelay, delay } from "../src/async.ts";
-import { ErrorCode } from "../src/protocol.ts";
+import { DurableStreamHeader, ErrorCode } from "../src/protocol.ts";
 import type {
   CreateExecutionBody,
   CreateSessionBody,
@@ -220,20 +220,6 @@ export interface DurableStreamRead extends DurableStreamPosition {
   /** `Stream-Cursor` of a live read: pass it to the next live read. */
   cursor?: string;
 }
-
-/**
- * Response headers of the Durable Streams read path (PROTOCOL.md 6.1) that the client reads.
- *
- * @example
- * ```ts
- * res.headers.get(DurableStreamHeader.nextOffset);
- * ```
- */
-export const DurableStreamHeader = {
-  nextOffset: "Stream-Next-Offset",
-  upToDate: "Stream-Up-To-Date",
-  cursor: "Stream-Cursor",
-} as const;
 
 interface Call {
   method: "GET" | "HEAD" | "POST" | "DELETE";

@@ -11,7 +11,7 @@ import { Hono } from "hono";
 import { cors } from "hono/cors";
 import type { AppEnv } from "./context.ts";
 import { errorResponse, HttpError, rejectDeepQuery } from "./http.ts";
-import { ErrorCode, IDEMPOTENCY_KEY_HEADER } from "./protocol.ts";
+import { DurableStreamHeader, ErrorCode, IDEMPOTENCY_KEY_HEADER } from "./protocol.ts";
 import { probeKv, TransactionConflictError } from "./store/mod.ts";
 import type { Runtime } from "./runtime.ts";
 import { authorize, originAllowed } from "./routes/auth.ts";
@@ -75,9 +75,9 @@ function useOriginPolicy(app: Hono<AppEnv>, rt: Runtime): void {
     exposeHeaders: [
       "Content-Type",
       "ETag",
-      "Stream-Next-Offset",
-      "Stream-Up-To-Date",
-      "Stream-Cursor",
+      DurableStreamHeader.nextOffset,
+      DurableStreamHeader.upToDate,
+      DurableStreamHeader.cursor,
     ],
     maxAge: 600,
   });

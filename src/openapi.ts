@@ -13,6 +13,7 @@ import {
   CreateExecutionBody,
   CreateSessionBody,
   DsQuery,
+  DurableStreamHeader,
   Envelope,
   ErrorBody,
   EventsPage,
@@ -290,9 +291,15 @@ function paths() {
 /** HEAD and GET of the Durable Streams read path (PROTOCOL.md 6.1). */
 function dsOperations() {
   const headers = {
-    "Stream-Next-Offset": { description: "offset to read from next", schema: { type: "string" } },
-    "Stream-Up-To-Date": { description: "true at the tail", schema: { type: "string" } },
-    "Stream-Cursor": { description: "echo on the next live read", schema: { type: "string" } },
+    [DurableStreamHeader.nextOffset]: {
+      description: "offset to read from next",
+      schema: { type: "string" },
+    },
+    [DurableStreamHeader.upToDate]: { description: "true at the tail", schema: { type: "string" } },
+    [DurableStreamHeader.cursor]: {
+      description: "echo on the next live read",
+      schema: { type: "string" },
+    },
   } as const;
   const failures = errors("read", {
     400: "INVALID_REQUEST: bad offset, live or timeout",

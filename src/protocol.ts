@@ -229,6 +229,23 @@ export type CreateExecutionBody = z.infer<typeof CreateExecutionBody>;
 /** The header that makes creating an execution or sending an input retryable (PROTOCOL.md 4, 12). */
 export const IDEMPOTENCY_KEY_HEADER = "Idempotency-Key";
 
+/**
+ * Response headers of the Durable Streams read path (PROTOCOL.md 6.1).
+ *
+ * @example
+ * ```ts
+ * res.headers.get(DurableStreamHeader.nextOffset);
+ * ```
+ */
+export const DurableStreamHeader = {
+  /** The offset to read from next. */
+  nextOffset: "Stream-Next-Offset",
+  /** `true` when the read reached the tail. */
+  upToDate: "Stream-Up-To-Date",
+  /** Echoed on the next live read (collapses CDN caches). */
+  cursor: "Stream-Cursor",
+} as const;
+
 export const IdempotencyKey = z.string().regex(
   /^[\x20-\x7e]{1,128}$/,
   `invalid ${IDEMPOTENCY_KEY_HEADER}`,

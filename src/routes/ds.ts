@@ -26,7 +26,7 @@ import {
   tailOf,
 } from "../ds.ts";
 import { HttpError } from "../http.ts";
-import { DsQuery, ErrorCode } from "../protocol.ts";
+import { DsQuery, DurableStreamHeader, ErrorCode } from "../protocol.ts";
 import { leasedTextStream, type ReaderLease } from "../read_budget.ts";
 import { jsonArrayTexts } from "../stream.ts";
 import type { Runtime } from "../runtime.ts";
@@ -111,10 +111,10 @@ function tailResponse(tail: number, withBody: boolean): Response {
   const headers: Record<string, string> = {
     ...BASE_HEADERS,
     "content-type": "application/json",
-    "stream-next-offset": encodeOffset(tail),
+    [DurableStreamHeader.nextOffset]: encodeOffset(tail),
   };
   if (!withBody) return new Response(null, { headers });
-  return new Response("[]", { headers: { ...headers, "stream-up-to-date": "true" } });
+  return new Response("[]", { headers: { ...headers, [DurableStreamHeader.upToDate]: "true" } });
 }
 
 /** The tail of a session the middleware found; 404 when it was deleted since. */
@@ -188,9 +188,9 @@ function noContent(batch: Batch, cursor: string): Response {
     status: 204,
     headers: {
       ...BASE_HEADERS,
-      "stream-next-offset": encodeOffset(batch.nextAfter),
-      "stream-up-to-date": "true",
-      "stream-cursor": cursor,
+      [DurableStreamHeader.nextOffset]: encodeOffset(batch.nextAfter),
+      [DurableStreamHeader.upToDate]: "true",
+      [DurableStreamHeader.cursor]: cursor,
     },
   });
 }
@@ -207,11 +207,11 @@ function batchResponse(
   const headers: Record<string, string> = {
     ...BASE_HEADERS,
     "content-type": "application/json",
-    "stream-next-offset": encodeOffset(batch.nextAfter),
+    [DurableStreamHeader.nextOffset]: encodeOffset(batch.nextAfter),
     etag: `"${sid}:${encodeOffset(after)}:${encodeOffset(batch.nextAfter)}"`,
   };
-  if (batch.upToDate) headers["stream-up-to-date"] = "true";
-  if (cursor) headers["stream-cursor"] = cursor;
+  if (batch.upToDate) headers[DurableStreamHeader.upToDate] = "true";
+  if (cursor) headers[DurableStreamHeader.cursor] = cursor;
   const ifNoneMatch = c.req.header("if-none-match");
   if (ifNoneMatch?.split(",").some((tag) => tag.trim() === headers.etag)) {
     lease[Symbol.dispose]();

@@ -170,10 +170,21 @@ export function isTerminal(status: ExecutionStatus): status is TerminalStatus {
 
 /** Cuts a text to {@link MAX_STORED_ERROR_CHARS} code points (never splits a surrogate pair). */
 export function cutErrorText(text: string): string {
+  return cutText(text, MAX_STORED_ERROR_CHARS);
+}
+
+/**
+ * Cuts a text to `max` code points (never splits a surrogate pair).
+ *
+ * @example
+ * ```ts
+ * cutText("a😀b", 2); // "a😀"
+ * ```
+ */
+export function cutText(text: string, max: number): string {
+  if (text.length <= max) return text; // fewer code units than max: fewer code points too
   const points = Array.from(text);
-  return points.length <= MAX_STORED_ERROR_CHARS
-    ? text
-    : points.slice(0, MAX_STORED_ERROR_CHARS).join("");
+  return points.length <= max ? text : points.slice(0, max).join("");
 }
 
 const jsonByteLength = (value: unknown) =>

@@ -103,6 +103,23 @@ for (const { label, config } of wakeupVariants()) {
   );
 
   serverTest(
+    `[${label}] a forced interrupt's event keeps a long reason whole; the kill frame is cut`,
+    async (server) => {
+      const run = await createRun(server, "s1");
+      const wrapper = await IngestClient.connect(run.ingestUrl, { token: run.ingestToken });
+      const reason = "😀".repeat(1100);
+      await interrupt(server, run, reason);
+      const kill = await wrapper.next((m) => m.type === "kill");
+      assert.equal(kill.reason, "😀".repeat(1024));
+      assert.equal((await wrapper.closed).code, 4000);
+      assert.deepEqual((await eventsOf(server, run, "interrupted")).map((e) => e.data), [
+        { reason, forced: true },
+      ]);
+    },
+    { config: { ...config, interruptTimeoutMs: 300 } },
+  );
+
+  serverTest(
     `[${label}] while interrupting, a grace expiry ends it as a forced interrupt`,
     async (server) => {
       const run = await createRun(server, "s1");

@@ -13,6 +13,7 @@ import {
   type CallbackBody,
   CloseCode,
   cutErrorText,
+  cutText,
   ErrorCode,
   ErrorText,
   executionDoneReason,
@@ -242,6 +243,13 @@ export async function executionOf(
 }
 
 /**
+ * Most code points of an interrupt reason the flag keeps for a forced interrupt's event: at
+ * up to 4 bytes each (UTF-16 surrogate pairs), a reason this long fits one 64 KiB KV value
+ * with room to spare.
+ */
+const KEPT_REASON_CHARS = 8192;
+
+/**
  * Interrupts an execution. Queued or pending: `interrupted` at once. Running: sets the
  * interrupt flag (the first reason and deadline stay), asks the connection's instance to
  * send `kill`, and arms the interrupt deadline. Terminal: unchanged. Returns the status
@@ -254,9 +262,10 @@ export async function interruptExecution(
   reason: string | undefined,
 ): Promise<Outcome<{ status: ExecutionStatus }, ExecutionNotFound>> {
   const whole = reason ?? ErrorText.userInterrupted;
-  // The flag (and so the kill frame) and the execution keep the cut text; the `interrupted`
-  // event that carries it keeps it whole (PROTOCOL.md 1).
-  const text = cutErrorText(whole);
+  // The kill frame and the execution carry the cut text; the `interrupted` event keeps it
+  // whole (PROTOCOL.md 1), also when a deadline emits it later from the flag, which keeps
+  // up to KEPT_REASON_CHARS so it always fits one KV value.
+  const kept = cutText(whole, KEPT_REASON_CHARS);
   return await change(ctx, sessionId, async (tx, p) => {
     const exec = await executionOf(tx, sessionId, executionId);
     if (!exec) return refuse({ code: ErrorCode.executionNotFound });
@@ -274,7 +283,7 @@ export async function interruptExecution(
     if (!current) {
       records.interrupt(sessionId).set(
         tx,
-        { executionId, reason: text, at: p.now } satisfies InterruptFlag,
+        { executionId, reason: kept, at: p.now } satisfies InterruptFlag,
       );
       armTimer(tx, "interrupt", executionId, p.now + ctx.config.interruptTimeoutMs);
     }
@@ -282,7 +291,7 @@ export async function interruptExecution(
       postToInbox(tx, conn.instanceId, {
         type: "kill",
         connectionId: conn.connectionId,
-        reason: current?.reason ?? text,
+        reason: cutErrorText(current?.reason ?? whole),
       });
       p.notified.add(conn.instanceId);
     }

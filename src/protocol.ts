@@ -225,10 +225,13 @@ export type CreateSessionBody = z.infer<typeof CreateSessionBody>;
  */
 export const MAX_CALLBACK_URL_CHARS = 2048;
 
+/** The longest disconnect grace an execution may ask for (PROTOCOL.md 4, `graceMs`). */
+export const MAX_EXECUTION_GRACE_MS = 600_000;
+
 export const CreateExecutionBody = z.strictObject({
   input: z.unknown().refine(...maxJsonBytes(32 * 1024, "input")).optional(),
   ifIdle: z.boolean().optional(),
-  graceMs: z.int().min(1000).max(600_000).optional(),
+  graceMs: z.int().min(1000).max(MAX_EXECUTION_GRACE_MS).optional(),
   heartbeatTimeoutMs: z.int().min(10_000).max(3_600_000).optional(),
   callbackUrl: z.url({ protocol: /^https?$/ }).max(
     MAX_CALLBACK_URL_CHARS,

@@ -8,6 +8,7 @@
 import { createApp } from "./app.ts";
 import { type Config, isKvConnectUrl } from "./config.ts";
 import { MetricName } from "./metrics.ts";
+import { recoverLostConnections, restartGraces } from "./lifecycle.ts";
 import { CloseCode } from "./protocol.ts";
 import { createRuntime, type Runtime, type RuntimeOptions } from "./runtime.ts";
 import { probeQueueDelivery } from "./queue_probe.ts";
@@ -17,6 +18,12 @@ import { baseWakeups, DeadlineRunner, type DeadlineRunnerOptions } from "./timer
 export interface ServiceOptions extends RuntimeOptions {
   /** Overrides of the deadline runner's options (tests shorten the callback backoff). */
   deadlines?: Partial<DeadlineRunnerOptions>;
+  /**
+   * The KV is a local file only this process uses: before any deadline fires, the instance
+   * takes over what a previous process left (its connections lose their sockets, and every
+   * disconnect grace starts again from now; PROTOCOL.md 5.4, 9.3). Default false.
+   */
+  singleProcess?: boolean;
 }
 
 /** A service instance. */
@@ -60,6 +67,19 @@ async function addQueueIfItDelivers(rt: Runtime, runner: DeadlineRunner): Promis
   rt.log.info("KV queues deliver: queue wake-ups added", { wakeups: runner.wakeups });
 }
 
+/**
+ * After a restart of a single-process service: graces the previous process left start again
+ * from now, and each connection it held is lost (close code 1012), which starts its grace.
+ */
+async function takeOverFromPreviousProcess(rt: Runtime): Promise<void> {
+  const restarted = await restartGraces(rt.ctx);
+  const started = await recoverLostConnections(rt.ctx);
+  rt.metrics.inc(MetricName.graceStarted, {}, started);
+  if (restarted + started > 0) {
+    rt.log.info("graces started again after a restart", { restarted, started });
+  }
+}
+
 /** Builds and starts an instance (deadline wake-ups, hub watches). */
 export async function createService(
   config: Config,
@@ -80,6 +100,7 @@ export async function createService(
     ...options.deadlines,
   });
   const app = createApp(rt);
+  if (options.singleProcess) await takeOverFromPreviousProcess(rt);
   rt.hub.start();
   runner.start();
   const wakeupsSettled = config.timerWakeups ? Promise.resolve() : addQueueIfItDelivers(rt, runner);

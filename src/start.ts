@@ -9,11 +9,9 @@
  *
  * @module
  */
-import { MetricName } from "./metrics.ts";
 import { delay } from "./async.ts";
 import { type Config, ConfigError, isKvConnectUrl, loadConfig } from "./config.ts";
 import { loadDevApiKey } from "./dev_key.ts";
-import { recoverLostConnections } from "./lifecycle.ts";
 import { createService, type Service } from "./service.ts";
 import { checkPlatformKv } from "./platform_kv.ts";
 
@@ -78,15 +76,10 @@ export async function startProcess(options: StartOptions): Promise<void> {
   if (localFile) await Deno.mkdir(dirOf(config.kvPath!), { recursive: true });
   const kv = await (options.openKv ?? Deno.openKv)(config.kvPath);
   if (config.apiKeys.length === 0) config = await withDevApiKey(config, kv);
-  const service = await createService(config, kv);
+  // A single local process owned every connection and grace recorded in this file.
+  const service = await createService(config, kv, { singleProcess: localFile });
   const { rt } = service;
   if (config.kvPath === undefined) await checkPlatformKv(kv, rt.log);
-  if (localFile) {
-    // A single local process owned every connection recorded in this file.
-    const started = await recoverLostConnections(rt.ctx);
-    rt.metrics.inc(MetricName.graceStarted, {}, started);
-    if (started > 0) rt.log.info("grace started for connections lost in a restart", { started });
-  }
   options.slot.service = service;
   const server = Deno.serve({
     port: config.port,

@@ -131,7 +131,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "SIGTERM closes ingest sockets with 1012 and records their grace",
+  name: "SIGTERM records a 1012 grace for each socket; after a restart it starts again from then",
   async fn() {
     const kv = await tempKvPath();
     try {
@@ -154,6 +154,25 @@ Deno.test({
         assert.equal(conn, null, "the connection record is cleared, so no second grace");
       } finally {
         store.close();
+      }
+      // Down for longer than the grace: after the restart the grace starts again from the
+      // restart (PROTOCOL.md 9.3), so a wrapper back within it continues.
+      await delay(GRACE_MS + 500);
+      const port = freePort();
+      const second = await startChildService({ kvPath: kv.path, port, env });
+      try {
+        await delay(GRACE_MS / 2);
+        assert.equal((await execution(second, run)).status, "running");
+        const back = await IngestClient.connect(ingestUrl(second, run), {
+          token: run.ingestToken,
+        });
+        back.send({ streamEventType: "complete", seq: 1, data: { exitCode: 0 } });
+        assert.equal((await back.closed).code, 4000);
+        assert.equal((await execution(second, run)).status, "completed");
+        const types = (await events(second, "s1")).map((e) => e.streamEventType);
+        assert.ok(!types.includes("wrapper_disconnected"), types.join());
+      } finally {
+        await second.kill("SIGKILL");
       }
     } finally {
       await kv.cleanup();

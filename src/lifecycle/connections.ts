@@ -11,6 +11,7 @@ import {
   DELIBERATE_CLOSE_CODES,
   type ExecutionStatus,
   isTerminal,
+  MAX_EXECUTION_GRACE_MS,
   type TerminalStatus,
 } from "../protocol.ts";
 import {
@@ -21,6 +22,7 @@ import {
   isLive,
   type KnownEntries,
   listConnections,
+  listTimersDueBy,
   type NewEvent,
   postToInbox,
   records,
@@ -414,6 +416,43 @@ async function disconnect(
     wsCloseCode: close.code,
     wsCloseReason: close.reason,
   });
+  armTimer(tx, "grace", executionId, now + exec.graceMs);
+  return true;
+}
+
+/**
+ * After a restart of a single-process service: every disconnect grace that was running when
+ * the previous process stopped (a graceful stop records one for each socket it closes with
+ * 1012) starts again from now, since no wrapper could come back while no process ran
+ * (PROTOCOL.md 9.3). The grace record's `disconnectedAt` moves to now and a deadline is armed
+ * `graceMs` later; the old deadline, when it fires, finds the grace not run out and does
+ * nothing. Returns how many graces started again.
+ */
+export async function restartGraces(ctx: LifecycleContext): Promise<number> {
+  const now = ctx.now();
+  // A running grace is due at most the longest grace after now; nothing later is read.
+  const until = now + Math.max(MAX_EXECUTION_GRACE_MS, ctx.config.disconnectGraceMs);
+  const graces = (await listTimersDueBy(ctx.kv, until)).filter((t) => t.kind === "grace");
+  let restarted = 0;
+  for (let i = 0; i < graces.length; i += RECOVERY_BATCH) {
+    const batch = graces.slice(i, i + RECOVERY_BATCH);
+    restarted += await transact(ctx.kv, async (tx) => {
+      let n = 0;
+      for (const { id } of batch) if (await restartGrace(ctx, tx, id)) n++;
+      return n;
+    }, { queues: ctx.queues });
+  }
+  return restarted;
+}
+
+/** {@link restartGraces} for one execution inside a transaction; false when none runs. */
+async function restartGrace(ctx: LifecycleContext, tx: Tx, executionId: string) {
+  const exec = await records.execution(executionId).get(tx);
+  if (exec?.status !== "running") return false;
+  const grace = await records.grace(exec.sessionId).get(tx);
+  if (grace?.executionId !== executionId) return false;
+  const now = ctx.now();
+  records.grace(exec.sessionId).set(tx, { ...grace, disconnectedAt: new Date(now).toISOString() });
   armTimer(tx, "grace", executionId, now + exec.graceMs);
   return true;
 }

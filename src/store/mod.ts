@@ -154,6 +154,14 @@ export async function listDueTimers(
   return out.slice(0, options.limit);
 }
 
+/** Every armed timer due at or before `until`, in due order (nothing due later is read). */
+export async function listTimersDueBy(kv: Deno.Kv, until: number): Promise<TimerRecord[]> {
+  const out: TimerRecord[] = [];
+  const range = { start: keys.timers(), end: [...keys.timers(), until + 1] };
+  for await (const e of kv.list<TimerRecord>(range)) out.push(e.value);
+  return out;
+}
+
 /** Lists every armed timer (tests and diagnostics). */
 export async function listTimers(kv: Deno.Kv): Promise<TimerRecord[]> {
   const out: TimerRecord[] = [];

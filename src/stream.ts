@@ -150,7 +150,9 @@ class ViewerLoop {
     if (this.#checkSession) {
       this.#checkSession = false;
       if (!(await getLiveSession(this.rt.kv, this.sessionId))) {
-        this.sink.close(CloseCode.normal, "session deleted");
+        // What was stored up to the deletion (its own events included) still reaches this
+        // viewer, whichever instance stored it and however the wake-ups raced; then it ends.
+        if (await this.#catchUp()) this.sink.close(CloseCode.normal, "session deleted");
         return false;
       }
     }

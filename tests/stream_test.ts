@@ -17,6 +17,8 @@ import {
   storedEvents,
 } from "./helpers/ingest_client.ts";
 import { readUntilClose, stalledViewer, WsViewer } from "./helpers/viewer.ts";
+import { startServer, tempKvPath } from "./helpers/server.ts";
+import { keys } from "../src/store/keys.ts";
 
 serverTest("viewers joining at random moments get every event once, in order", async (server) => {
   const run = await createRun(server, "s-random", LONG_GRACE);
@@ -277,4 +279,44 @@ serverTest("GET events pages with limits, filters and nextAfter", async (server)
   }
   assert.equal((await server.call("/v1/sessions/s-nope/events")).status, 404);
   await client.close();
+});
+
+Deno.test({
+  name:
+    "a session deleted on another instance: its viewers still get every stored event, then 1000",
+  async fn() {
+    const kv = await tempKvPath();
+    const a = await startServer({ kvPath: kv.path });
+    const b = await startServer({ kvPath: kv.path });
+    try {
+      for (let round = 0; round < 3; round++) {
+        const sid = `del-remote-${round}`;
+        const run = await createRun(b, sid, LONG_GRACE);
+        const client = await connectRun(run, "w/1");
+        const viewer = await WsViewer.open(a.wsUrl, sid);
+        // Frames stream through B while B deletes the session mid-stream.
+        const streaming = pump(client, 1, 60, { window: 10 }).catch(() => {});
+        await eventually(async () => (await storedEvents(b, sid)).length >= 20 + round * 10);
+        const deleted = await b.api(`/v1/sessions/${sid}`, { method: "DELETE" });
+        assert.equal(deleted.status, 204);
+        await streaming;
+        assert.equal((await viewer.closed).code, 1000);
+        // The head outlives the deletion: every eventId up to it, each once, in order.
+        const head = await a.kv.get<{ lastEventId: number }>(keys.head(sid));
+        assert.deepEqual(
+          eventIds(viewer.events),
+          range(1, head.value!.lastEventId),
+          `round ${round}`,
+        );
+        const last = viewer.events.at(-1);
+        assert.equal(last?.streamEventType, "execution_status");
+        assert.equal((last?.data as { status: string }).status, "failed");
+        await client.close();
+      }
+    } finally {
+      await a.close();
+      await b.close();
+      await kv.cleanup();
+    }
+  },
 });

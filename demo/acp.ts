@@ -77,11 +77,21 @@ function firstOption(data: unknown): { requestId: number; optionId: string } {
   return { requestId: request.requestId, optionId: request.options[0].optionId };
 }
 
-/** What the demo prints in `--acp` mode about answering. */
-export function acpInstructions(base: string, apiKey: string, inputPath: string): string {
-  return `
+/**
+ * What the demo prints in `--acp` mode about answering; `approves`: the demo allows the
+ * permission request itself (`--exit`, an unattended run).
+ */
+export function acpInstructions(
+  base: string,
+  apiKey: string,
+  inputPath: string,
+  approves = false,
+): string {
+  const intro = `
   The scripted ACP agent answers ${ACP_PROMPTS.length} prompts, one turn each (the demo ends the input
-  after the last one). In the first turn it asks for permission to edit notes.md and waits: click
+  after the last one). In the first turn it asks for permission to edit notes.md`;
+  if (approves) return `${intro}; with --exit the demo allows it itself.`;
+  return `${intro} and waits: click
   Allow or Reject on the page, or answer from a terminal:
     curl -X POST -H 'Authorization: Bearer ${apiKey}' -H 'Content-Type: application/json' \\
       -d '{"data":{"permission":{"requestId":1,"optionId":"allow"}}}' ${base}${inputPath}`;

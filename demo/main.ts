@@ -139,7 +139,7 @@ async function main(): Promise<number> {
 
   const viewerUrl = `${base}/?session=${SESSION_ID}&ticket=${encodeURIComponent(ticket)}`;
   const inputPath = `/v1/sessions/${SESSION_ID}/executions/${exec.executionId}/input`;
-  const answering = options.acp ? acpInstructions(base, apiKey, inputPath) : `
+  const answering = options.acp ? acpInstructions(base, apiKey, inputPath, options.exitWhenDone) : `
   Halfway the agent asks a question and waits. Answer from the page's composer, or:
     curl -X POST -H 'Authorization: Bearer ${apiKey}' -H 'Content-Type: application/json' \\
       -d '{"data":"yes"}' ${base}${inputPath}`;

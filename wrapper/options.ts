@@ -95,6 +95,7 @@ const MIN_FRAME_BYTES = 1024;
 
 /** The help text. */
 export const USAGE = `Usage: deno task wrapper [options] -- <agent command> [args...]
+   (or: node dist/tether-wrapper.mjs [options] -- <agent command> [args...])
 
 Runs a coding agent and streams its output to a Tether execution's ingest endpoint.
 
@@ -103,7 +104,7 @@ Options (each also --name=value; environment fallback in brackets):
   --token <token>             the execution's ingest token   [TETHER_INGEST_TOKEN] (required)
 ${
   Object.entries(OPTIONS).slice(2).map(([name, spec]) =>
-    `  --${`${name}${spec.kind === "flag" ? "" : ` <${PLACEHOLDERS[spec.kind]}>`}`.padEnd(26)}` +
+    `  --${`${name}${spec.kind === "flag" ? "" : ` <${PLACEHOLDERS[spec.kind]}>`}`.padEnd(26)} ` +
     `[${envName(name)}] default ${spec.default ?? "off"}`
   ).join("\n")
 }

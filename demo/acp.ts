@@ -87,12 +87,12 @@ export function acpInstructions(
   inputPath: string,
   approves = false,
 ): string {
-  const intro = `
+  return `
   The scripted ACP agent answers ${ACP_PROMPTS.length} prompts, one turn each (the demo ends the input
-  after the last one). In the first turn it asks for permission to edit notes.md`;
-  if (approves) return `${intro}; with --exit the demo allows it itself.`;
-  return `${intro} and waits: click
+  after the last one). In the first turn it asks for permission to edit notes.md and waits: click
   Allow or Reject on the page, or answer from a terminal:
     curl -X POST -H 'Authorization: Bearer ${apiKey}' -H 'Content-Type: application/json' \\
-      -d '{"data":{"permission":{"requestId":1,"optionId":"allow"}}}' ${base}${inputPath}`;
+      -d '{"data":{"permission":{"requestId":1,"optionId":"allow"}}}' ${base}${inputPath}${
+    approves ? "\n  (With --exit the demo sends that answer itself, for an unattended run.)" : ""
+  }`;
 }

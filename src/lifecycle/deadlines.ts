@@ -23,7 +23,7 @@ import {
   type Tx,
 } from "../store/mod.ts";
 import { type BatchResult, transactMany } from "../store/transact_batch.ts";
-import { keyId } from "../store/transact.ts";
+import { getManyChunked, keyId } from "../store/transact.ts";
 import {
   afterCommit,
   done,
@@ -197,18 +197,10 @@ async function getManyPacked(
   kv: Deno.Kv,
   lists: readonly Deno.KvKey[][],
 ): Promise<Deno.KvEntryMaybe<unknown>[][]> {
-  const flat = lists.flat();
-  const calls: Promise<Deno.KvEntryMaybe<unknown>[]>[] = [];
-  for (let i = 0; i < flat.length; i += KV_GET_MANY_KEYS) {
-    calls.push(kv.getMany(flat.slice(i, i + KV_GET_MANY_KEYS)));
-  }
-  const entries = (await Promise.all(calls)).flat();
+  const entries = await getManyChunked(kv, lists.flat());
   let at = 0;
   return lists.map((list) => entries.slice(at, at += list.length));
 }
-
-/** Most keys one `kv.getMany` call takes. */
-const KV_GET_MANY_KEYS = 10;
 
 /** Reads and parses the deadline at `key` (`null`: gone), its first reads fetched along. */
 async function readDeadline(tx: Tx, key: Deno.KvKey): Promise<TimerRecord | null> {

@@ -75,11 +75,24 @@ type Write =
 /** Most keys one `kv.getMany` call takes. */
 const KV_GET_MANY_LIMIT = 10;
 
-/** `items` cut into runs of at most `size`. */
-function chunks<T>(items: readonly T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
+/**
+ * Reads any number of keys in as few KV calls as `kv.getMany` allows (10 keys each), the
+ * calls side by side. Entries are in the order of `keys`.
+ *
+ * @example
+ * ```ts
+ * const entries = await getManyChunked(kv, [["a"], ["b"]]);
+ * ```
+ */
+export async function getManyChunked(
+  kv: Deno.Kv,
+  keys: readonly Deno.KvKey[],
+): Promise<Deno.KvEntryMaybe<unknown>[]> {
+  const calls: Promise<Deno.KvEntryMaybe<unknown>[]>[] = [];
+  for (let i = 0; i < keys.length; i += KV_GET_MANY_LIMIT) {
+    calls.push(kv.getMany(keys.slice(i, i + KV_GET_MANY_LIMIT)));
+  }
+  return (await Promise.all(calls)).flat();
 }
 
 /** A key's identity in the read and write sets. */
@@ -116,14 +129,11 @@ export class Transaction implements Tx {
   /** Reads the keys (of identities `ids`) this run knows nothing of yet, 10 per KV call. */
   async #fetch(keyList: readonly Deno.KvKey[], ids: readonly string[]): Promise<void> {
     const missing = keyList.flatMap((key, i) => this.#known(ids[i]) ? [] : [{ key, id: ids[i] }]);
-    await Promise.all(
-      chunks(missing, KV_GET_MANY_LIMIT).map(async (chunk) => {
-        const entries = await this.kv.getMany(chunk.map((c) => c.key));
-        entries.forEach((entry, i) => {
-          if (!this.#known(chunk[i].id)) this.#ahead.set(chunk[i].id, entry);
-        });
-      }),
-    );
+    if (missing.length === 0) return;
+    const entries = await getManyChunked(this.kv, missing.map((m) => m.key));
+    entries.forEach((entry, i) => {
+      if (!this.#known(missing[i].id)) this.#ahead.set(missing[i].id, entry);
+    });
   }
 
   async snapshot<T>(key: Deno.KvKey): Promise<T | null> {

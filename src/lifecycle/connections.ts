@@ -22,7 +22,7 @@ import {
   isLive,
   type KnownEntries,
   listConnections,
-  listTimersDueBy,
+  listTimers,
   type NewEvent,
   postToInbox,
   records,
@@ -432,7 +432,7 @@ export async function restartGraces(ctx: LifecycleContext): Promise<number> {
   const now = ctx.now();
   // A running grace is due at most the longest grace after now; nothing later is read.
   const until = now + Math.max(MAX_EXECUTION_GRACE_MS, ctx.config.disconnectGraceMs);
-  const graces = (await listTimersDueBy(ctx.kv, until)).filter((t) => t.kind === "grace");
+  const graces = (await listTimers(ctx.kv, { until })).filter((t) => t.kind === "grace");
   let restarted = 0;
   for (let i = 0; i < graces.length; i += RECOVERY_BATCH) {
     const batch = graces.slice(i, i + RECOVERY_BATCH);

@@ -154,18 +154,24 @@ export async function listDueTimers(
   return out.slice(0, options.limit);
 }
 
-/** Every armed timer due at or before `until`, in due order (nothing due later is read). */
-export async function listTimersDueBy(kv: Deno.Kv, until: number): Promise<TimerRecord[]> {
+/**
+ * Lists the armed timers in due order: every one, or with `until` those due at or before it
+ * (nothing due later is read).
+ *
+ * @example
+ * ```ts
+ * const soon = await listTimers(kv, { until: Date.now() + 60_000 });
+ * ```
+ */
+export async function listTimers(
+  kv: Deno.Kv,
+  options: { until?: number } = {},
+): Promise<TimerRecord[]> {
+  const selector = options.until === undefined
+    ? { prefix: keys.timers() }
+    : { start: keys.timers(), end: [...keys.timers(), options.until + 1] };
   const out: TimerRecord[] = [];
-  const range = { start: keys.timers(), end: [...keys.timers(), until + 1] };
-  for await (const e of kv.list<TimerRecord>(range)) out.push(e.value);
-  return out;
-}
-
-/** Lists every armed timer (tests and diagnostics). */
-export async function listTimers(kv: Deno.Kv): Promise<TimerRecord[]> {
-  const out: TimerRecord[] = [];
-  for await (const e of kv.list<TimerRecord>({ prefix: keys.timers() })) out.push(e.value);
+  for await (const e of kv.list<TimerRecord>(selector)) out.push(e.value);
   return out;
 }
 

@@ -302,8 +302,7 @@ async function heartbeatCost(count: number, timeoutMs: number): Promise<Heartbea
       while (!stop.signal.aborted) {
         await liveness.run(
           true,
-          () =>
-            commitFrames(service.rt.ctx, run.sessionId, run.executionId, run.connectionId, [{}]),
+          () => commitFrames(service.rt.ctx, { ...run, frames: [{}] }),
         );
         await delay(beatMs, { signal: stop.signal });
       }

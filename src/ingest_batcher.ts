@@ -119,10 +119,7 @@ export class FrameBatcher {
 
   /** Commits `work`, alone or with others; its events are published once stored. */
   submit(work: FrameWork): Promise<Committed> {
-    if (work.frames.some((f) => f.terminal)) {
-      const { sessionId, executionId, connectionId, frames, known } = work;
-      return commitFrames(this.#ctx, sessionId, executionId, connectionId, frames, known);
-    }
+    if (work.frames.some((f) => f.terminal)) return commitFrames(this.#ctx, work);
     const done = Promise.withResolvers<Committed>();
     this.#queue.push({ work, done });
     this.#pump();

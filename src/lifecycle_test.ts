@@ -125,16 +125,21 @@ async function aEndedBActive(ctx: LifecycleContext) {
   const b = await create(ctx, "s");
   const c = await create(ctx, "s");
   const connA = await admit(ctx, "s", a);
-  const done = await commitFrames(ctx, "s", a.executionId, connA, [{
-    seq: 1,
-    event: {
-      executionId: a.executionId,
-      streamEventType: "complete",
-      timestamp: new Date().toISOString(),
-      data: { exitCode: 0 },
-    },
-    terminal: { status: "completed" },
-  }]);
+  const done = await commitFrames(ctx, {
+    sessionId: "s",
+    executionId: a.executionId,
+    connectionId: connA,
+    frames: [{
+      seq: 1,
+      event: {
+        executionId: a.executionId,
+        streamEventType: "complete",
+        timestamp: new Date().toISOString(),
+        data: { exitCode: 0 },
+      },
+      terminal: { status: "completed" },
+    }],
+  });
   assert.ok(done.ok && done.value.status === "completed");
   const connB = await admit(ctx, "s", b);
   assert.ok((await interruptExecution(ctx, "s", b.executionId, "stop B")).ok);
@@ -250,15 +255,21 @@ async function raceToEnd(
         return interruptExecution(ctx, "s", eid, `interrupt ${i}`);
       case 2:
         return connectionId
-          ? commitFrames(ctx, "s", eid, connectionId, [
-            frame("complete", { exitCode: 0 }, "completed"),
-          ])
+          ? commitFrames(ctx, {
+            sessionId: "s",
+            executionId: eid,
+            connectionId,
+            frames: [frame("complete", { exitCode: 0 }, "completed")],
+          })
           : failExecution(ctx, "s", eid, { error: `fail ${i}` });
       case 3:
         return connectionId
-          ? commitFrames(ctx, "s", eid, connectionId, [
-            frame("interrupted", { reason: "agent stopped" }, "interrupted"),
-          ])
+          ? commitFrames(ctx, {
+            sessionId: "s",
+            executionId: eid,
+            connectionId,
+            frames: [frame("interrupted", { reason: "agent stopped" }, "interrupted")],
+          })
           : interruptExecution(ctx, "s", eid, `interrupt ${i}`);
       default:
         // The forced-interrupt deadline, due at once (interruptTimeoutMs is 1 here).

@@ -85,7 +85,7 @@ Deno.test("a heartbeat firing of a live execution re-arms after one read, in one
     const armed = await heartbeatOf(raw, run.executionId);
     now = armed.dueAt - 400;
     // Heard from 400 ms before the deadline: at the deadline it is 600 ms from timing out.
-    const beat = await commitFrames(ctx, run.sessionId, run.executionId, run.connectionId, [{}]);
+    const beat = await commitFrames(ctx, { ...run, frames: [{}] });
     assert.ok(beat.ok);
     now = armed.dueAt;
     seen.reads = seen.commits = 0;

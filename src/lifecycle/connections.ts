@@ -234,13 +234,9 @@ export interface FrameWork {
  */
 export async function commitFrames(
   ctx: LifecycleContext,
-  sessionId: string,
-  executionId: string,
-  connectionId: string,
-  frames: readonly PreparedFrame[],
-  known?: KnownEntries,
+  work: FrameWork,
 ): Promise<Outcome<FrameCommit, NotCurrent>> {
-  const work = { sessionId, executionId, connectionId, frames };
+  const { sessionId, known } = work;
   return await change(ctx, sessionId, (tx, p) => applyFrames(ctx, tx, p, work), { known });
 }
 
@@ -265,8 +261,7 @@ export async function commitFrameBatch(
 ): Promise<BatchResult<Outcome<FrameCommit, NotCurrent>>[]> {
   if (works.length === 1) {
     // Nothing to share: the plain transaction (a busy single session's path).
-    const { sessionId, executionId, connectionId, frames, known } = works[0];
-    const outcome = await commitFrames(ctx, sessionId, executionId, connectionId, frames, known)
+    const outcome = await commitFrames(ctx, works[0])
       .then((value) => ({ ok: true as const, value }), (error) => ({ ok: false as const, error }));
     return [outcome];
   }

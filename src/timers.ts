@@ -225,7 +225,7 @@ export class DeadlineRunner {
   }
 
   /** Remembers a deadline that is gone from KV now, forgetting those fired long ago. */
-  #forget(key: Deno.KvKey): void {
+  #rememberFired(key: Deno.KvKey): void {
     const now = this.#rt.ctx.now();
     this.#recentlyFired.set(JSON.stringify(key), now);
     for (const [id, at] of this.#recentlyFired) {
@@ -339,7 +339,7 @@ export class DeadlineRunner {
 
   #fired(key: Deno.KvKey, fired: Fired | null): void {
     // Deleted by this firing's commit, or found gone: a queue message for it is moot.
-    if (fired?.outcome !== "early") this.#forget(key);
+    if (fired?.outcome !== "early") this.#rememberFired(key);
     if (!fired) {
       this.#failing.delete(JSON.stringify(key));
       return;

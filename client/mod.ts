@@ -507,7 +507,11 @@ export class TetherClient {
         opened = true;
         endedByService = false;
         for await (const event of parseSse(res.body!)) {
-          const envelope = envelopeOf(res, event.data);
+          const envelope = parseAnswer<Envelope>(
+            res,
+            event.data,
+            "carries an event that is not JSON",
+          );
           if (envelope.eventId <= last) continue; // replayed by a resume: already delivered
           last = envelope.eventId;
           failures = 0;
@@ -627,11 +631,15 @@ function idempotency(options: IdempotencyOptions): Pick<Call, "headers" | "idemp
 
 /** The JSON body of a 2xx answer; a body that is not JSON was not sent by the service. */
 async function jsonBody<T>(res: Response): Promise<T> {
-  const text = await res.text();
+  return parseAnswer<T>(res, await res.text(), "is not JSON");
+}
+
+/** `text` (part of `res`) parsed as JSON, or the {@link unexpectedAnswer} naming `problem`. */
+function parseAnswer<T>(res: Response, text: string, problem: string): T {
   try {
     return JSON.parse(text) as T;
   } catch {
-    throw unexpectedAnswer(res, text, "is not JSON");
+    throw unexpectedAnswer(res, text, problem);
   }
 }
 
@@ -672,15 +680,6 @@ function unexpectedAnswer(res: Response, text: string, problem?: string): Tether
 /** The `code` of an answer that carries none: `HTTP_<status>`. */
 function httpCode(status: number): string {
   return `HTTP_${status}`;
-}
-
-/** An SSE event's envelope; data that is not JSON was not sent by the service. */
-function envelopeOf(res: Response, data: string): Envelope {
-  try {
-    return JSON.parse(data) as Envelope;
-  } catch {
-    throw unexpectedAnswer(res, data, "carries an event that is not JSON");
-  }
 }
 
 /** The first chunk of a body that may never end; the rest is discarded. */

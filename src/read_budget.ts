@@ -187,33 +187,39 @@ export class ReaderLease implements Disposable {
   }
 }
 
-/** Characters of text encoded per chunk of a {@link leasedTextStream}. */
-const STREAM_CHUNK_CHARS = 256 * 1024;
+/**
+ * A piece of a response body: text, encoded as it is written, or UTF-8 bytes written as they
+ * are (a large event's stored bytes: no text is ever made of them).
+ */
+export type BodyPiece = string | Uint8Array;
+
+/** Characters (or bytes) of a body written per chunk of a {@link leasedBodyStream}. */
+const STREAM_CHUNK_UNITS = 256 * 1024;
 
 /**
- * A response body that writes the texts of `first`, then those `next` produces (until it
- * returns `undefined`), encoding about 256 KiB at a time as the network takes them: texts
- * are never joined into one large copy. From then on the lease holds what the network has
- * not taken yet, so memory goes back to the budget as the client reads; `next` reserves
- * through the lease before it reads. An evicted lease ends the body with an error. The
- * lease is disposed and `onEnd` runs once when the body ends, fails or is cancelled.
+ * A response body that writes the pieces of `first`, then those `next` produces (until it
+ * returns `undefined`), about 256 KiB at a time as the network takes them: pieces are never
+ * joined into one large copy. From then on the lease holds what the network has not taken
+ * yet, so memory goes back to the budget as the client reads; `next` reserves through the
+ * lease before it reads. An evicted lease ends the body with an error. The lease is
+ * disposed and `onEnd` runs once when the body ends, fails or is cancelled.
  *
  * @example
  * ```ts
  * const lease = rt.readBudget.open();
  * await lease.reserve(4 * 1024 * 1024, signal);
- * const texts = await readSomething();
- * return new Response(leasedTextStream(lease, texts));
+ * const pieces = await readSomething();
+ * return new Response(leasedBodyStream(lease, pieces));
  * ```
  */
-export function leasedTextStream(
+export function leasedBodyStream(
   lease: ReaderLease,
-  first: readonly string[],
-  next: (lease: ReaderLease) => Promise<readonly string[] | undefined> = () =>
+  first: readonly BodyPiece[],
+  next: (lease: ReaderLease) => Promise<readonly BodyPiece[] | undefined> = () =>
     Promise.resolve(undefined),
   onEnd: () => void = () => {},
 ): ReadableStream<Uint8Array> {
-  const pending = new TextQueue(first);
+  const pending = new PieceQueue(first);
   let ended = false;
   let controllerRef: ReadableStreamDefaultController<Uint8Array> | undefined;
   const finish = () => {
@@ -223,7 +229,7 @@ export function leasedTextStream(
     onEnd();
   };
   lease.track({
-    buffered: () => pending.chars,
+    buffered: () => pending.units,
     evict: () => {
       finish();
       controllerRef?.error(new Error("reader evicted: it held memory without reading"));
@@ -236,7 +242,7 @@ export function leasedTextStream(
     },
     async pull(controller) {
       try {
-        while (pending.chars === 0) {
+        while (pending.units === 0) {
           const more = ended ? undefined : await next(lease);
           if (more === undefined) {
             const evicted = ended;
@@ -247,7 +253,7 @@ export function leasedTextStream(
           pending.push(more);
           lease.settle();
         }
-        controller.enqueue(pending.take(STREAM_CHUNK_CHARS));
+        controller.enqueue(pending.take(STREAM_CHUNK_UNITS));
         lease.sync();
       } catch (err) {
         finish();
@@ -260,48 +266,82 @@ export function leasedTextStream(
   }, { highWaterMark: 0 });
 }
 
-/** Texts waiting to be written, taken about a chunk at a time. */
-class TextQueue {
-  readonly #texts: string[] = [];
+/**
+ * `pieces` as chunks of about 256 KiB to write: small texts joined, large ones cut, bytes as
+ * they are.
+ *
+ * @example
+ * ```ts
+ * for (const chunk of bodyChunks(["id: 1\ndata: ", json, "\n\n"])) controller.enqueue(chunk);
+ * ```
+ */
+export function bodyChunks(pieces: readonly BodyPiece[]): Uint8Array[] {
+  const queue = new PieceQueue(pieces);
+  const chunks: Uint8Array[] = [];
+  while (queue.units > 0) chunks.push(queue.take(STREAM_CHUNK_UNITS));
+  return chunks;
+}
+
+/** Pieces waiting to be written, taken about a chunk at a time. */
+class PieceQueue {
+  readonly #pieces: BodyPiece[] = [];
   #head = 0;
-  /** Characters of the first text already taken. */
+  /** Characters (or bytes) of the first piece already taken. */
   #at = 0;
-  chars = 0;
+  /** Characters of texts plus bytes of byte pieces waiting. */
+  units = 0;
   readonly #encoder = new TextEncoder();
 
-  constructor(texts: readonly string[]) {
-    this.push(texts);
+  constructor(pieces: readonly BodyPiece[]) {
+    this.push(pieces);
   }
 
-  push(texts: readonly string[]): void {
-    for (const text of texts) {
-      if (text.length === 0) continue;
-      this.#texts.push(text);
-      this.chars += text.length;
+  push(pieces: readonly BodyPiece[]): void {
+    for (const piece of pieces) {
+      if (piece.length === 0) continue;
+      this.#pieces.push(piece);
+      this.units += piece.length;
     }
   }
 
-  /** About `size` characters from the front, encoded (a surrogate pair is never split). */
+  /**
+   * About `size` units from the front: texts encoded together (a surrogate pair is never
+   * split), or a run of one byte piece on its own (a view, not a copy).
+   */
   take(size: number): Uint8Array {
+    const first = this.#pieces[this.#head];
+    if (typeof first !== "string") {
+      const end = Math.min(first.length, this.#at + size);
+      const chunk = first.subarray(this.#at, end);
+      this.#advance(first, end);
+      this.units -= chunk.length;
+      return chunk;
+    }
     const parts: string[] = [];
     let taken = 0;
-    while (taken < size && this.#head < this.#texts.length) {
-      const text = this.#texts[this.#head];
+    while (taken < size && this.#head < this.#pieces.length) {
+      const text = this.#pieces[this.#head];
+      if (typeof text !== "string") break;
       let end = Math.min(text.length, this.#at + size - taken);
       if (end < text.length && isHighSurrogate(text.charCodeAt(end - 1))) end++;
       parts.push(this.#at === 0 && end === text.length ? text : text.slice(this.#at, end));
       taken += end - this.#at;
-      if (end === text.length) {
-        this.#texts[this.#head++] = "";
-        this.#at = 0;
-      } else this.#at = end;
+      this.#advance(text, end);
     }
-    if (this.#head === this.#texts.length) {
-      this.#texts.length = 0;
+    this.units -= taken;
+    return this.#encoder.encode(parts.length === 1 ? parts[0] : parts.join(""));
+  }
+
+  /** Marks the head piece taken up to `end`; the queue empties once all are taken. */
+  #advance(piece: BodyPiece, end: number): void {
+    if (end === piece.length) {
+      this.#pieces[this.#head++] = "";
+      this.#at = 0;
+    } else this.#at = end;
+    if (this.#head === this.#pieces.length) {
+      this.#pieces.length = 0;
       this.#head = 0;
     }
-    this.chars -= taken;
-    return this.#encoder.encode(parts.length === 1 ? parts[0] : parts.join(""));
   }
 }
 

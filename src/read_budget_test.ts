@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { leasedTextStream, ReadBudget } from "./read_budget.ts";
+import { bodyChunks, leasedBodyStream, ReadBudget } from "./read_budget.ts";
 
 Deno.test("a lease holds its in-flight read, then what its buffer holds", () => {
   const budget = new ReadBudget(1000);
@@ -60,7 +60,7 @@ Deno.test("a leased body writes its texts in chunks and gives the bytes back as 
   const texts = ["[", big, ",", '"x"', "]"];
   let ended = false;
   lease.hold(texts.join("").length);
-  const body = leasedTextStream(lease, texts, undefined, () => ended = true);
+  const body = leasedBodyStream(lease, texts, undefined, () => ended = true);
   assert.ok(budget.used > 0);
   const reader = body.getReader();
   const chunks: Uint8Array[] = [];
@@ -82,7 +82,7 @@ Deno.test("a leased body pulls more texts only as the client reads", async () =>
   const budget = new ReadBudget(1024 * 1024);
   const lease = budget.open();
   let calls = 0;
-  const body = leasedTextStream(
+  const body = leasedBodyStream(
     lease,
     [],
     () => Promise.resolve(++calls <= 3 ? [`${calls}`] : undefined),
@@ -90,5 +90,25 @@ Deno.test("a leased body pulls more texts only as the client reads", async () =>
   assert.equal(calls, 0);
   assert.equal(await new Response(body).text(), "123");
   assert.equal(calls, 4);
+  assert.equal(budget.used, 0);
+});
+
+Deno.test("byte pieces are written as they are, between texts, and cut into views", async () => {
+  const encoder = new TextEncoder();
+  const stored = encoder.encode(`"${"€".repeat(200_000)}"`); // 600,002 bytes: three chunks
+  const pieces = ["[", "1", ",", stored, ",", "😀", "]"];
+  const expected = encoder.encode(`[1,"${"€".repeat(200_000)}",😀]`);
+  const joined = (chunks: Uint8Array[]) => new Uint8Array(chunks.flatMap((c) => [...c]));
+
+  const chunks = bodyChunks(pieces);
+  assert.deepEqual(joined(chunks), expected);
+  assert.deepEqual(chunks.map((c) => c.length), [3, 262_144, 262_144, 75_714, 6]);
+  assert.ok(chunks[1].buffer === stored.buffer, "a view of the stored bytes, not a copy");
+
+  const budget = new ReadBudget(10 * 1024 * 1024);
+  const lease = budget.open();
+  lease.hold(expected.length);
+  const body = leasedBodyStream(lease, pieces);
+  assert.deepEqual(new Uint8Array(await new Response(body).arrayBuffer()), expected);
   assert.equal(budget.used, 0);
 });

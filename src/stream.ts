@@ -12,7 +12,7 @@ import { delay } from "./async.ts";
 import type { Runtime } from "./runtime.ts";
 import { getLiveSession } from "./lifecycle.ts";
 import { CloseCode } from "./protocol.ts";
-import type { ReaderLease } from "./read_budget.ts";
+import type { BodyPiece, ReaderLease } from "./read_budget.ts";
 import { jsonSize, readEvents, readHead, type StoredEvent, transact } from "./store/mod.ts";
 
 /** Which events a viewer wants; an absent set means all. */
@@ -316,7 +316,7 @@ async function isHole(rt: Runtime, sessionId: string, after: number): Promise<bo
  * @example
  * ```ts
  * const page = await readEventsPage(rt, "ses_1", { after: 0, limit: 100, filter: {} });
- * const body = eventsPageJson(page);
+ * const pieces = eventsPagePieces(page);
  * ```
  */
 export async function readEventsPage(
@@ -354,7 +354,7 @@ export async function readEventsPage(
       newest = Math.max(newest, scanned);
       if (!matches(filter, event)) continue;
       events.push(event);
-      bytes += event.json.length;
+      bytes += event.size;
       if (events.length === limit) break;
     }
     if (page.length < want.events && jsonSize(page) < want.bytes) {
@@ -369,21 +369,27 @@ export async function readEventsPage(
 }
 
 /**
- * The JSON body of a page as texts to write one after the other: the stored envelope texts
- * are neither re-serialized nor joined into one large copy.
+ * The JSON body of a page as pieces to write one after the other: the stored envelopes are
+ * neither re-serialized nor joined into one large copy.
  */
-export function eventsPageTexts(page: EventsPage): string[] {
+export function eventsPagePieces(page: EventsPage): BodyPiece[] {
   return [
     '{"events":',
-    ...jsonArrayTexts(page.events),
+    ...jsonArrayPieces(page.events),
     `,"lastEventId":${page.lastEventId},"nextAfter":${page.nextAfter}}`,
   ];
 }
 
-/** A JSON array of stored envelopes as texts to write one after the other. */
-export function jsonArrayTexts(events: readonly StoredEvent[]): string[] {
-  const texts = ["["];
-  events.forEach((event, i) => texts.push(i === 0 ? event.json : `,${event.json}`));
-  texts.push("]");
-  return texts;
+/**
+ * A JSON array of stored envelopes as pieces to write one after the other. Each envelope is
+ * a piece of its own: joining it to its comma would copy a large one.
+ */
+export function jsonArrayPieces(events: readonly StoredEvent[]): BodyPiece[] {
+  const pieces: BodyPiece[] = ["["];
+  events.forEach((event, i) => {
+    if (i > 0) pieces.push(",");
+    pieces.push(event.body);
+  });
+  pieces.push("]");
+  return pieces;
 }

@@ -27,8 +27,8 @@ import {
 } from "../ds.ts";
 import { HttpError } from "../http.ts";
 import { DsQuery, DurableStreamHeader, ErrorCode } from "../protocol.ts";
-import { leasedTextStream, type ReaderLease } from "../read_budget.ts";
-import { jsonArrayTexts } from "../stream.ts";
+import { type BodyPiece, leasedBodyStream, type ReaderLease } from "../read_budget.ts";
+import { jsonArrayPieces } from "../stream.ts";
 import type { Runtime } from "../runtime.ts";
 import { requireSession } from "./auth.ts";
 
@@ -217,7 +217,7 @@ function batchResponse(
     lease[Symbol.dispose]();
     return new Response(null, { status: 304, headers });
   }
-  return new Response(leasedTextStream(lease, jsonArrayTexts(batch.events)), { headers });
+  return new Response(leasedBodyStream(lease, jsonArrayPieces(batch.events)), { headers });
 }
 
 /**
@@ -251,7 +251,7 @@ function sseResponse(
     stop.abort();
     void events.return(undefined);
   };
-  return new Response(leasedTextStream(lease, [], next, onEnd), {
+  return new Response(leasedBodyStream(lease, [], next, onEnd), {
     headers: {
       ...BASE_HEADERS,
       "content-type": "text/event-stream",
@@ -266,7 +266,7 @@ async function* sseEvents(
   after: number,
   lease: ReaderLease,
   options: { cursor: string; maxMs: number; signal: AbortSignal },
-): AsyncGenerator<readonly string[]> {
+): AsyncGenerator<readonly BodyPiece[]> {
   const endAt = Date.now() + options.maxMs;
   using follower = new SessionFollower(rt, sid, options.signal);
   let cursor = after;
@@ -288,14 +288,14 @@ async function* sseEvents(
 }
 
 /** One batch as SSE: a `data` event with its JSON array (when not empty), then `control`. */
-function sseChunk(batch: Batch, streamCursor: string): string[] {
+function sseChunk(batch: Batch, streamCursor: string): BodyPiece[] {
   const control = JSON.stringify({
     streamNextOffset: encodeOffset(batch.nextAfter),
     streamCursor,
     ...(batch.upToDate ? { upToDate: true } : {}),
   });
   const data = batch.events.length > 0
-    ? ["event: data\ndata: ", ...jsonArrayTexts(batch.events), "\n\n"]
+    ? ["event: data\ndata: ", ...jsonArrayPieces(batch.events), "\n\n"]
     : [];
   return [...data, `event: control\ndata: ${control}\n\n`];
 }

@@ -8,11 +8,11 @@ import { Hono } from "hono";
 import type { AppEnv } from "../context.ts";
 import { HttpError, queryTooDeep, upgradeWebSocket, validate } from "../http.ts";
 import { CloseCode, ErrorCode, EventsQuery, StreamQuery } from "../protocol.ts";
-import { leasedTextStream } from "../read_budget.ts";
+import { bodyChunks, type BodyPiece, leasedBodyStream } from "../read_budget.ts";
 import type { Runtime } from "../runtime.ts";
 import {
   type EventsPageOptions,
-  eventsPageTexts,
+  eventsPagePieces,
   PAGE_BYTES,
   readEventsPage,
   runViewer,
@@ -54,7 +54,7 @@ async function jsonPage(
     }
     const page = await readEventsPage(rt, sid, options);
     lease.hold(jsonSize(page.events));
-    const body = leasedTextStream(lease, eventsPageTexts(page));
+    const body = leasedBodyStream(lease, eventsPagePieces(page));
     return new Response(body, { headers: { "content-type": JSON_TYPE } });
   } catch (err) {
     lease[Symbol.dispose]();
@@ -152,16 +152,18 @@ function sseResponse(rt: Runtime, sid: string, after: number, filter: ViewerFilt
   let keepAlive: ReturnType<typeof setInterval> | undefined;
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
-      const write = (text: string): void => {
-        if (!stop.signal.aborted) controller.enqueue(encoder.encode(text));
+      const write = (chunk: Uint8Array): void => {
+        if (!stop.signal.aborted) controller.enqueue(chunk);
       };
-      keepAlive = setInterval(() => write(": keep-alive\n\n"), rt.config.sseKeepAliveMs);
-      // The events of one batch go out as one chunk: a write per event costs more than it sends.
-      let batch: string[] = [];
+      const keepAliveChunk = encoder.encode(": keep-alive\n\n");
+      keepAlive = setInterval(() => write(keepAliveChunk), rt.config.sseKeepAliveMs);
+      // The events of one batch go out in chunks of many events: a write per event costs more
+      // than it sends. A large event's stored bytes go out as they are.
+      let batch: BodyPiece[] = [];
       runViewer(rt, sid, after, filter, {
-        send: (event) => batch.push(`id: ${event.envelope.eventId}\ndata: ${event.json}\n\n`),
+        send: (event) => batch.push(`id: ${event.envelope.eventId}\ndata: `, event.body, "\n\n"),
         flush() {
-          if (batch.length > 0) write(batch.join(""));
+          for (const chunk of bodyChunks(batch)) write(chunk);
           batch = [];
         },
         get buffered() {

@@ -8,7 +8,7 @@
  */
 import { concatBytes } from "../bytes.ts";
 import type { Envelope } from "../protocol.ts";
-import { largeEventCache } from "./event_cache.ts";
+import { largeEventCache, LargeEventText } from "./event_cache.ts";
 import { keys } from "./keys.ts";
 import type { HeadRecord } from "./records.ts";
 import type { Tx } from "./transact.ts";
@@ -32,10 +32,15 @@ export interface NewEvent {
   tail?: string;
 }
 
-/** A stored event: the envelope and its JSON text as sent to viewers. */
+/** A stored event: the envelope, its JSON text as sent to viewers, and what a byte stream writes. */
 export interface StoredEvent {
   envelope: Envelope;
-  json: string;
+  /** The envelope JSON (a large event read back decodes it when first used). */
+  readonly json: string;
+  /** What a byte stream writes: the JSON text, or a large event's stored UTF-8 bytes. */
+  readonly body: string | Uint8Array;
+  /** Characters of the text, or bytes of a large event's body: what byte bounds count. */
+  readonly size: number;
 }
 
 const encoder = new TextEncoder();
@@ -97,6 +102,8 @@ export async function appendEvents(
       data: event.data ?? null,
     },
     json: texts[i],
+    body: texts[i],
+    size: texts[i].length,
   }));
   tx.set(
     keys.head(sessionId),
@@ -170,16 +177,16 @@ export interface ReadEventsOptions {
   /** Last eventId to scan (inclusive). Default: no bound. */
   upTo?: number;
   /**
-   * Stop once the events read hold this many characters of envelope JSON (at least one
-   * event is always returned, so a read may overshoot by one event). Default: no bound.
+   * Stop once the events read hold this much envelope JSON (see {@link jsonSize}; at least
+   * one event is always returned, so a read may overshoot by one event). Default: no bound.
    */
   maxBytes?: number;
 }
 
-/** Characters of envelope JSON held by `events` (what a byte bound counts). */
+/** What a byte bound counts of `events` (see {@link StoredEvent.size}). */
 export function jsonSize(events: readonly StoredEvent[]): number {
   let size = 0;
-  for (const event of events) size += event.json.length;
+  for (const event of events) size += event.size;
   return size;
 }
 
@@ -219,12 +226,13 @@ export async function readEvents(
   );
   for await (const entry of iter) {
     for (
-      const [eventId, json] of await unpack(kv, sessionId, entry.key[3] as number, entry.value)
+      const [eventId, text] of await unpack(kv, sessionId, entry.key[3] as number, entry.value)
     ) {
       if (eventId <= after) continue;
       if (eventId > upTo || full()) return out;
-      out.push(storedEvent(json));
-      bytes += json.length;
+      const event = typeof text === "string" ? storedEvent(text) : storedLargeEvent(text);
+      out.push(event);
+      bytes += event.size;
     }
     if (full()) break;
   }
@@ -241,46 +249,72 @@ const ENVELOPE_HEAD =
  * `data` is parsed when first used.
  */
 export function storedEvent(json: string): StoredEvent {
-  const head = ENVELOPE_HEAD.exec(json);
-  if (!head) return { envelope: JSON.parse(json), json };
+  return { envelope: envelopeOf(json, () => json), json, body: json, size: json.length };
+}
+
+/** Bytes of a large event decoded to find its envelope's head (ids and type are short). */
+const HEAD_BYTES = 4096;
+
+/**
+ * A large event read back: byte streams write its stored bytes, its text is decoded only
+ * when `json` is used, and the head is parsed from the first bytes.
+ */
+function storedLargeEvent(large: LargeEventText): StoredEvent {
+  const { bytes } = large;
+  const head = bytes.length > HEAD_BYTES
+    ? decoder.decode(bytes.subarray(0, HEAD_BYTES))
+    : large.text;
+  return {
+    envelope: envelopeOf(head, () => large.text),
+    get json() {
+      return large.text;
+    },
+    body: bytes,
+    size: bytes.length,
+  };
+}
+
+/** The envelope from the head of its JSON; the whole `json()` is parsed when `data` is used. */
+function envelopeOf(head: string, json: () => string): Envelope {
+  const fields = ENVELOPE_HEAD.exec(head);
+  if (!fields) return JSON.parse(json());
   let data: unknown;
   let parsed = false;
-  const envelope: Envelope = {
-    eventId: Number(head[1]),
-    executionId: head[2],
-    sessionId: head[3],
-    streamEventType: head[4],
-    timestamp: head[5],
+  return {
+    eventId: Number(fields[1]),
+    executionId: fields[2],
+    sessionId: fields[3],
+    streamEventType: fields[4],
+    timestamp: fields[5],
     get data() {
       if (!parsed) {
-        data = (JSON.parse(json) as Envelope).data;
+        data = (JSON.parse(json()) as Envelope).data;
         parsed = true;
       }
       return data;
     },
   };
-  return { envelope, json };
 }
 
 type StoredValue = string | Uint8Array | number;
 
-/** The events of one stored value: a page, one large event, or a chunked one. */
+/** The events of one stored value: a page's texts, one large event, or a chunked one. */
 async function unpack(
   kv: Deno.Kv,
   sessionId: string,
   firstId: number,
   value: StoredValue,
-): Promise<[number, string][]> {
+): Promise<[number, string | LargeEventText][]> {
   if (typeof value === "string") return value.split("\n").map((json, i) => [firstId + i, json]);
   if (typeof value === "number") {
-    const json = await largeEventCache(kv).get(
+    const large = await largeEventCache(kv).get(
       sessionId,
       firstId,
       () => readChunks(kv, sessionId, firstId, value),
     );
-    return [[firstId, json]];
+    return [[firstId, large]];
   }
-  return [[firstId, decoder.decode(value)]];
+  return [[firstId, new LargeEventText(value)]];
 }
 
 async function readChunks(
@@ -288,11 +322,11 @@ async function readChunks(
   sessionId: string,
   eventId: number,
   count: number,
-): Promise<string> {
+): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
   for await (const entry of kv.list<Uint8Array>({ prefix: keys.eventChunks(sessionId, eventId) })) {
     parts.push(entry.value);
   }
   if (parts.length !== count) throw new Error(`event ${eventId} of ${sessionId} is incomplete`);
-  return decoder.decode(concatBytes(parts));
+  return concatBytes(parts);
 }

@@ -96,6 +96,35 @@ Deno.test("an event exactly at the chunk size stays one value; one byte more is 
   });
 });
 
+Deno.test("a large event reads back as its stored bytes; its text is the same JSON", async () => {
+  await withKv(async (kv) => {
+    const encoder = new TextEncoder();
+    // One stored as a single value, one chunked; multi-byte characters in both.
+    const single = event("one-value", { text: "é".repeat(PAGE_CHARS) });
+    const chunked = event("chunked", { text: "€😀".repeat(CHUNK_BYTES) });
+    const stored = await append(kv, "s", [event("small", 1), single, chunked]);
+    const read = await readEvents(kv, "s", { after: 0, limit: 10 });
+    assert.equal(read[0].body, read[0].json, "a page's event is written as its text");
+    assert.equal(read[0].size, read[0].json.length);
+    for (const i of [1, 2]) {
+      const { body, size, envelope } = read[i];
+      assert.ok(body instanceof Uint8Array, `event ${i + 1} is written as bytes`);
+      assert.deepEqual(body, encoder.encode(stored[i].json));
+      assert.equal(size, body.length);
+      assert.equal(envelope.eventId, i + 1);
+      assert.equal(envelope.executionId, "exc_1");
+      assert.equal(envelope.sessionId, "s");
+      assert.equal(envelope.streamEventType, i === 1 ? "one-value" : "chunked");
+      assert.equal(envelope.timestamp, "2026-01-01T00:00:00.000Z");
+      assert.ok(read[i].json === stored[i].json);
+      assert.deepEqual(envelope.data, stored[i].envelope.data);
+    }
+    // A byte bound counts a large event's bytes.
+    const bounded = await readEvents(kv, "s", { after: 1, limit: 10, maxBytes: 1 });
+    assert.deepEqual(bounded.map((e) => e.envelope.eventId), [2]);
+  });
+});
+
 Deno.test("readEvents honours after, limit and upTo", async () => {
   await withKv(async (kv) => {
     await append(kv, "s", Array.from({ length: 10 }, (_, i) => event("t", i)));

@@ -32,8 +32,21 @@ export interface ConnectionHandle {
   deliverInputs(): void;
 }
 
-/** A viewer's wake-up: `pushed` holds freshly committed events when they are known. */
-export type Waker = (pushed?: readonly StoredEvent[]) => void;
+/**
+ * Why a viewer is woken: events this instance just committed (`pushed`, sent as they are),
+ * events stored up to `upTo` that this instance did not push (`stored`: another instance
+ * stored them; read what the viewer does not have), or a change of the session record
+ * (`session`: deleted or re-created, look whether it still exists; events wake it apart).
+ */
+export type Wake =
+  | { kind: "pushed"; events: readonly StoredEvent[] }
+  | { kind: "stored"; upTo: number }
+  | { kind: "session" };
+
+/** A viewer's wake-up callback. */
+export type Waker = (wake: Wake) => void;
+
+const SESSION: Wake = { kind: "session" };
 
 /** Options of {@link Hub}. */
 export interface HubOptions {
@@ -193,9 +206,9 @@ export class Hub {
   #headChanged(viewed: Viewed, [head, session]: Deno.KvEntryMaybe<unknown>[]): void {
     if (session.versionstamp !== viewed.sessionStamp) {
       viewed.sessionStamp = session.versionstamp;
-      for (const w of viewed.wakers) w(); // deleted or re-created: let viewers look
-      return;
+      for (const w of viewed.wakers) w(SESSION);
     }
+    // The same change may have stored events too (a deletion writes some).
     const lastEventId = (head.value as { lastEventId?: number } | null)?.lastEventId ?? 0;
     viewed.head = Math.max(viewed.head, lastEventId);
     if (viewed.head <= viewed.known || viewed.remoteWake !== undefined) return;
@@ -203,7 +216,8 @@ export class Hub {
       viewed.remoteWake = undefined;
       if (viewed.head <= viewed.known) return;
       viewed.known = viewed.head; // each woken viewer reads up to the head itself
-      for (const w of viewed.wakers) w();
+      const wake: Wake = { kind: "stored", upTo: viewed.head };
+      for (const w of viewed.wakers) w(wake);
     }, REMOTE_WAKE_DELAY_MS);
   }
 
@@ -213,7 +227,8 @@ export class Hub {
     if (!entry || stored.length === 0) return;
     const last = stored[stored.length - 1].envelope.eventId;
     if (last > entry.known) entry.known = last;
-    for (const wake of entry.wakers) wake(stored);
+    const wake: Wake = { kind: "pushed", events: stored };
+    for (const w of entry.wakers) w(wake);
   }
 
   #consume<T>(stream: ReadableStream<T>, onChange: (value: T) => void): void {

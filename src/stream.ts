@@ -12,6 +12,7 @@ import { delay } from "./async.ts";
 import type { Runtime } from "./runtime.ts";
 import { getLiveSession } from "./lifecycle.ts";
 import { CloseCode } from "./protocol.ts";
+import type { Wake } from "./hub.ts";
 import type { BodyPiece, ReaderLease } from "./read_budget.ts";
 import { jsonSize, readEvents, readHead, type StoredEvent, transact } from "./store/mod.ts";
 
@@ -94,8 +95,10 @@ class ViewerLoop {
   #pushedBytes = 0;
   #dirty = true;
   #checkSession = true;
-  /** Set when only a KV read can tell what is new (a wake-up without events, a dropped push). */
+  /** Set when only a KV read can tell what is new (the first step, a dropped push). */
   #mustRead = true;
+  /** Events up to this eventId are stored without a push this viewer holds: read what it lacks. */
+  #storedUpTo = 0;
   #notify?: () => void;
   readonly #lease: ReaderLease;
   readonly #bufferBytes: number;
@@ -120,7 +123,7 @@ class ViewerLoop {
   }
 
   async run(): Promise<void> {
-    const unsubscribe = this.rt.hub.subscribe(this.sessionId, (events) => this.#onWake(events));
+    const unsubscribe = this.rt.hub.subscribe(this.sessionId, (wake) => this.#onWake(wake));
     const onAbort = () => this.#wake();
     this.signal.addEventListener("abort", onAbort);
     try {
@@ -142,29 +145,35 @@ class ViewerLoop {
     }
     this.#dirty = false;
     // Pushed events that continue the cursor are sent as they are; pushed events the cursor
-    // is already past (a KV read got them first) mean nothing is new. Anything else (a gap,
-    // a dropped push, a wake-up without events) is read from KV.
-    const pushed = this.#sendPushed();
-    if (pushed !== "read" && !this.#mustRead) return true;
-    this.#mustRead = false;
+    // is already past (a KV read got them first) mean nothing is new. A gap, a dropped push
+    // or events stored elsewhere beyond the cursor are read from KV. A change of the session
+    // record is looked at, but brings no events by itself.
+    const pushed = await this.#sendPushed();
     if (this.#checkSession) {
       this.#checkSession = false;
       if (!(await getLiveSession(this.rt.kv, this.sessionId))) {
         // What was stored up to the deletion (its own events included) still reaches this
         // viewer, whichever instance stored it and however the wake-ups raced; then it ends.
-        if (await this.#catchUp()) this.sink.close(CloseCode.normal, "session deleted");
+        if (await this.#catchUp({ untilPushed: false })) {
+          this.sink.close(CloseCode.normal, "session deleted");
+        }
         return false;
       }
     }
-    return await this.#catchUp();
+    if (pushed !== "read" && !this.#mustRead && this.#storedUpTo <= this.#cursor) return true;
+    this.#mustRead = false;
+    return await this.#catchUp({ untilPushed: true });
   }
 
-  /** A hub wake-up: keep a push while it stays small, else drop it and read from KV later. */
-  #onWake(events?: readonly StoredEvent[]): void {
-    if (!events) {
-      this.#checkSession = true;
-      this.#mustRead = true;
-    } else {
+  /**
+   * A hub wake-up: keep a push while it stays small (else drop it and read from KV later),
+   * read what another instance stored, or look at the session.
+   */
+  #onWake(wake: Wake): void {
+    if (wake.kind === "session") this.#checkSession = true;
+    else if (wake.kind === "stored") this.#storedUpTo = Math.max(this.#storedUpTo, wake.upTo);
+    else {
+      const { events } = wake;
       const bytes = jsonSize(events);
       if (
         this.#pushed.length + events.length <= MAX_PUSHED &&
@@ -194,31 +203,53 @@ class ViewerLoop {
 
   /**
    * The live fast path: sends the pushed events when they continue the cursor and fit the
-   * viewer's buffer and the budget right now ("sent"); "stale" when the cursor is already past
-   * all of them; "read" when the loop must read KV instead.
+   * viewer's buffer ("sent"); "none" when nothing was pushed; "stale" when the cursor is
+   * already past all of them; "read" when the loop must read KV instead. When the instance's
+   * read budget is spent for the moment,
+   * it waits for the budget: the pushed events are in memory already, shared by every viewer
+   * of the session, and reading them back from KV would cost each viewer a read and a parse
+   * of every event (a 100-viewer fan-out spent most of its time so).
    */
-  #sendPushed(): "sent" | "stale" | "read" {
+  async #sendPushed(): Promise<"sent" | "none" | "stale" | "read"> {
     const pushed = this.#dropPushed();
+    if (pushed.length === 0) return "none";
     const batch = pushed.filter((e) => e.envelope.eventId > this.#cursor);
-    if (batch.length === 0) return pushed.length > 0 ? "stale" : "read";
+    if (batch.length === 0) return "stale";
     if (batch[0].envelope.eventId !== this.#cursor + 1 || !contiguous(batch)) return "read";
     const bytes = jsonSize(batch);
     const room = this.#bufferBytes - this.sink.buffered;
-    if ((bytes > room && this.sink.buffered > 0) || !this.#lease.tryReserve(bytes)) return "read";
+    if (bytes > room && this.sink.buffered > 0) return "read";
+    // Aborted or evicted while waiting: the read path ends the viewer.
+    if (!this.#lease.tryReserve(bytes) && !(await this.#lease.reserve(bytes, this.signal))) {
+      return "read";
+    }
     this.#send(batch);
     this.#lease.settle();
     return "sent";
   }
 
-  /** Reads and sends what lies after the cursor, a buffer's room at a time; false when ended. */
-  async #catchUp(): Promise<boolean> {
+  /**
+   * Reads and sends what lies after the cursor, a buffer's room at a time; false when ended.
+   * With `untilPushed`, it stops before the events pushed to this viewer meanwhile: the next
+   * step sends those from memory (many viewers opening at once on a busy session would each
+   * read back what was pushed to all of them).
+   */
+  async #catchUp(options: { untilPushed: boolean }): Promise<boolean> {
     for (;;) {
       const room = await this.#room();
       if (room === 0) return this.signal.aborted ? false : this.#tooSlow();
+      // Taken after the wait for room: pushes arrive meanwhile.
+      const pushed = options.untilPushed ? this.#firstPushed() : undefined;
+      const upTo = pushed === undefined ? undefined : pushed - 1;
+      if (upTo !== undefined && upTo <= this.#cursor) {
+        this.#lease.settle();
+        return true;
+      }
       const page = await readEvents(this.rt.kv, this.sessionId, {
         after: this.#cursor,
         limit: READ_EVENTS,
         maxBytes: room,
+        upTo,
       });
       const bytes = jsonSize(page);
       this.#lease.hold(bytes);
@@ -227,6 +258,11 @@ class ViewerLoop {
       if (page.length < READ_EVENTS && bytes < room) return true;
       if (this.signal.aborted) return false;
     }
+  }
+
+  /** The first eventId pushed and not sent yet, if any. */
+  #firstPushed(): number | undefined {
+    return this.#pushed[0]?.envelope.eventId;
   }
 
   /**
@@ -242,8 +278,11 @@ class ViewerLoop {
       if (this.signal.aborted || this.#lease.evicted) return 0;
       const buffered = this.sink.buffered;
       const room = Math.min(READ_BYTES, this.#bufferBytes - buffered);
-      if ((room >= wanted || buffered === 0) && this.#lease.tryReserve(Math.max(room, 1))) {
-        return Math.max(room, 1);
+      if (room >= wanted || buffered === 0) {
+        // The buffer has room; the budget may not. Waiting for it as every reader does lets
+        // the budget evict holders that stopped draining, however idle they are themselves.
+        const bytes = Math.max(room, 1);
+        return await this.#lease.reserve(bytes, this.signal) ? bytes : 0;
       }
       if (buffered < lastBuffered || buffered === 0) progressAt = Date.now();
       lastBuffered = buffered;

@@ -320,3 +320,52 @@ Deno.test({
     }
   },
 });
+
+/** An in-memory KV that counts the listings of a session's event log (each `readEvents` makes two). */
+async function countingEventReads(
+  sessionId: string,
+): Promise<{ kv: Deno.Kv; lists: () => number }> {
+  const kv = await Deno.openKv(":memory:");
+  const prefix = JSON.stringify(keys.events(sessionId)).slice(0, -1);
+  let lists = 0;
+  const list = (selector: Deno.KvListSelector, options?: Deno.KvListOptions) => {
+    const from = "prefix" in selector ? selector.prefix : selector.start;
+    if (JSON.stringify(from).startsWith(prefix)) lists++;
+    return kv.list(selector, options);
+  };
+  const proxy = new Proxy(kv, {
+    get(target, prop) {
+      if (prop === "list") return list;
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { kv: proxy, lists: () => lists };
+}
+
+Deno.test("many viewers opened at once on a busy session are fed from memory, not from KV", async () => {
+  const { kv, lists } = await countingEventReads("s-fanout");
+  // A read budget far smaller than what the viewers are sent at once: pushed events wait for
+  // it instead of being read back from KV.
+  const server = await startServer({ kv, config: { readBudgetBytes: 64 * 1024 } });
+  try {
+    const run = await createRun(server, "s-fanout", LONG_GRACE);
+    const viewers = await Promise.all(
+      Array.from({ length: 20 }, () => WsViewer.open(server.wsUrl, run.sessionId)),
+    );
+    const client = await connectRun(run, "w/1");
+    const total = 600;
+    await pump(client, 1, total);
+    const last = (events: Envelope[]) => (events.at(-1)?.data as { n?: number } | null)?.n;
+    for (const viewer of viewers) await viewer.until((events) => last(events) === total);
+    // One first read per viewer (each two listings), and none for the live events.
+    const listings = lists();
+    assert.ok(listings <= 2 * viewers.length, `${listings} listings of the log`);
+    const stored = await storedEvents(server, run.sessionId);
+    for (const viewer of viewers) assert.deepEqual(viewer.events, stored);
+    await Promise.all(viewers.map((v) => v.close()));
+    await client.close();
+  } finally {
+    await server.close();
+  }
+});

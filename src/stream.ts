@@ -84,10 +84,12 @@ export async function runViewer(
 }
 
 /**
- * One viewer's loop. It owns the cursor (the last eventId passed); every wake-up, a local
- * push of just-committed events or a head change seen through KV, means "deliver what lies
- * after the cursor". A pushed batch that starts right after the cursor and fits the room
- * is sent as is; anything else is read from KV.
+ * One viewer's loop. It owns the cursor (the last eventId passed). A wake-up is a local push
+ * of just-committed events, a head change seen through KV (events stored elsewhere, up to
+ * that head), or a change of the session record. A pushed batch that starts right after the
+ * cursor is sent as is, waiting for the read budget if need be; events up to a head the
+ * pushes do not cover, and anything after a gap or a dropped push, are read from KV; a
+ * session change is looked at (deleted: read up to the deletion, then close).
  */
 class ViewerLoop {
   #cursor: number;

@@ -6,17 +6,15 @@
  * every event reads back whole.
  */
 import assert from "node:assert/strict";
-import { type AttackMixOptions, describeAttack, runAttackMix } from "./helpers/attack_mix.ts";
+import {
+  type AttackMixOptions,
+  describeAttack,
+  HEALTHZ_BOUND_MS,
+  PEAK_RSS_BOUND,
+  PEAK_RSS_BOUND_WITH_FLOODS,
+  runAttackMix,
+} from "./helpers/attack_mix.ts";
 import { countFrom } from "./helpers/random.ts";
-
-/** The bound the issue aims at for the readers (the service idles at about 150 MB). */
-const PEAK_RSS_BOUND = 512 * 1024 * 1024;
-/**
- * With both ingest floods on top: frames already on the wire are still decoded while a flooded
- * connection is being closed, and peaks of 460–540 MB were measured (2,302 MB before the limits).
- */
-const PEAK_RSS_BOUND_WITH_FLOODS = 640 * 1024 * 1024;
-const HEALTHZ_BOUND_MS = 1000;
 
 async function attack(
   name: string,

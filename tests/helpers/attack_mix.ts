@@ -16,6 +16,17 @@ import { rawUpgrade } from "./ingest_client.ts";
 import { IngestClient } from "./ingest_client.ts";
 import { API_KEY, tempKvPath } from "./server.ts";
 
+/** Peak RSS the readers of the mix may take the service to (issue 12's aim; it idles at ~150 MB). */
+export const PEAK_RSS_BOUND = 512 * 1024 * 1024;
+/**
+ * With both ingest floods on top: every flooded frame is a 480 KB text in the JS heap until a
+ * full collection, and frames already on the wire are still decoded while a flooded
+ * connection closes; peaks of 330–600 MB were measured (2,302 MB before the limits).
+ */
+export const PEAK_RSS_BOUND_WITH_FLOODS = 640 * 1024 * 1024;
+/** Slowest `/healthz` answer allowed on top of an idle server's slowest in the same run. */
+export const HEALTHZ_BOUND_MS = 1000;
+
 /** Sizes of one attack. Every field has a default (the CI size). */
 export interface AttackMixOptions {
   /** Large events stored in the attacked session. Default 100. */

@@ -7,31 +7,21 @@
  */
 import assert from "node:assert/strict";
 import {
+  attackFailure,
   type AttackMixOptions,
   describeAttack,
-  HEALTHZ_BOUND_MS,
-  PEAK_RSS_BOUND,
-  PEAK_RSS_BOUND_WITH_FLOODS,
   runAttackMix,
 } from "./helpers/attack_mix.ts";
 import { countFrom } from "./helpers/random.ts";
 
-async function attack(
-  name: string,
-  options: AttackMixOptions,
-  peakRssBound = PEAK_RSS_BOUND,
-): Promise<void> {
+async function attack(name: string, options: AttackMixOptions): Promise<void> {
   const result = await runAttackMix({
     events: countFrom("TETHER_ATTACK_EVENTS", 100),
     holdMs: countFrom("TETHER_ATTACK_HOLD_MS", 3000),
     ...options,
   });
   console.log(`${name}: ${describeAttack(result)}`);
-  assert.equal(result.damagedEvents, 0);
-  assert.ok(result.peakRssBytes < peakRssBound, describeAttack(result));
-  // The bound is the service's: on a loaded machine an idle server probed alongside is slow
-  // too, and that much is the machine's, not the service's.
-  assert.ok(result.worstHealthzMs < HEALTHZ_BOUND_MS + result.baselineMs, describeAttack(result));
+  assert.equal(attackFailure(result), undefined, describeAttack(result));
 }
 
 Deno.test({
@@ -44,9 +34,5 @@ Deno.test({
   sanitizeOps: false,
   sanitizeResources: false,
   fn: () =>
-    attack(
-      "readers + floods",
-      { floodFrames: countFrom("TETHER_ATTACK_FLOOD_FRAMES", 200) },
-      PEAK_RSS_BOUND_WITH_FLOODS,
-    ),
+    attack("readers + floods", { floodFrames: countFrom("TETHER_ATTACK_FLOOD_FRAMES", 200) }),
 });

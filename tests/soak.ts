@@ -11,13 +11,7 @@
  *
  * @module
  */
-import {
-  describeAttack,
-  HEALTHZ_BOUND_MS,
-  PEAK_RSS_BOUND,
-  PEAK_RSS_BOUND_WITH_FLOODS,
-  runAttackMix,
-} from "./helpers/attack_mix.ts";
+import { attackFailure, describeAttack, runAttackMix } from "./helpers/attack_mix.ts";
 import { runChaos } from "./helpers/chaos_run.ts";
 import { runCrashLoop } from "./helpers/crash_loop.ts";
 import { runFuzz } from "./helpers/fuzz.ts";
@@ -124,14 +118,8 @@ for (const floods of [false, true]) {
       floodFrames: floods ? countFrom("SOAK_ATTACK_FLOOD_FRAMES", 1000) : 0,
       holdMs: countFrom("SOAK_ATTACK_HOLD_MS", 10_000),
     });
-    const bound = floods ? PEAK_RSS_BOUND_WITH_FLOODS : PEAK_RSS_BOUND;
-    if (r.damagedEvents > 0) throw new Error(`damaged events: ${describeAttack(r)}`);
-    if (r.peakRssBytes >= bound) {
-      throw new Error(`over ${bound / 1024 / 1024} MB: ${describeAttack(r)}`);
-    }
-    if (r.worstHealthzMs >= HEALTHZ_BOUND_MS + r.baselineMs) {
-      throw new Error(`/healthz over 1 s: ${describeAttack(r)}`);
-    }
+    const failure = attackFailure(r);
+    if (failure) throw new Error(`${failure}: ${describeAttack(r)}`);
     return describeAttack(r);
   });
 }

@@ -17,15 +17,15 @@ import { IngestClient } from "./ingest_client.ts";
 import { API_KEY, tempKvPath } from "./server.ts";
 
 /** Peak RSS the readers of the mix may take the service to (issue 12's aim; it idles at ~150 MB). */
-export const PEAK_RSS_BOUND = 512 * 1024 * 1024;
+const PEAK_RSS_BOUND = 512 * 1024 * 1024;
 /**
  * With both ingest floods on top: every flooded frame is a 480 KB text in the JS heap until a
  * full collection, and frames already on the wire are still decoded while a flooded
  * connection closes; peaks of 330–600 MB were measured (2,302 MB before the limits).
  */
-export const PEAK_RSS_BOUND_WITH_FLOODS = 640 * 1024 * 1024;
+const PEAK_RSS_BOUND_WITH_FLOODS = 640 * 1024 * 1024;
 /** Slowest `/healthz` answer allowed on top of an idle server's slowest in the same run. */
-export const HEALTHZ_BOUND_MS = 1000;
+const HEALTHZ_BOUND_MS = 1000;
 
 /** Sizes of one attack. Every field has a default (the CI size). */
 export interface AttackMixOptions {
@@ -149,6 +149,20 @@ async function attack(service: ChildService, opts: Sizes): Promise<(number | und
   const floodCloses = floods.map((f) => f.closeInfo?.code);
   for (const flood of floods) await flood.close().catch(() => {});
   return floodCloses;
+}
+
+/**
+ * What the attack broke, or `undefined` when the service held: no event damaged, peak RSS
+ * under its bound (the readers', or with the floods), `/healthz` within 1 s of an idle
+ * server's slowest answer (on a loaded machine the idle server is slow too, and that much is
+ * the machine's, not the service's).
+ */
+export function attackFailure(r: AttackMixResult): string | undefined {
+  const bound = r.floodCloses.length > 0 ? PEAK_RSS_BOUND_WITH_FLOODS : PEAK_RSS_BOUND;
+  if (r.damagedEvents > 0) return `${r.damagedEvents} events damaged`;
+  if (r.peakRssBytes >= bound) return `peak RSS over ${bound / MiB} MB`;
+  if (r.worstHealthzMs >= HEALTHZ_BOUND_MS + r.baselineMs) return "/healthz over 1 s";
+  return undefined;
 }
 
 /** One line of figures for logs and the soak table. */

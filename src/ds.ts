@@ -138,7 +138,7 @@ export async function readBatch(
   // never stored here (a session deleted and created again continues its eventIds), so the
   // read is complete. Stopping short of the tail would have catch-up clients page forever.
   if (events.length === 0) return { events, nextAfter: tail, upToDate: true };
-  const cursor = events.at(-1)?.envelope.eventId ?? after;
+  const cursor = events.at(-1)?.eventId ?? after;
   return { events, nextAfter: Math.max(after, cursor), upToDate: cursor >= tail };
 }
 

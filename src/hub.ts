@@ -225,7 +225,7 @@ export class Hub {
   publish(sessionId: string, stored: readonly StoredEvent[]): void {
     const entry = this.#viewers.get(sessionId);
     if (!entry || stored.length === 0) return;
-    const last = stored[stored.length - 1].envelope.eventId;
+    const last = stored[stored.length - 1].eventId;
     if (last > entry.known) entry.known = last;
     const wake: Wake = { kind: "pushed", events: stored };
     for (const w of entry.wakers) w(wake);

@@ -54,9 +54,9 @@ const DRAIN_POLL_MS = 10;
 
 /** True when the event passes the filter. */
 export function matches(filter: ViewerFilter, event: StoredEvent): boolean {
-  const { executionId, streamEventType } = event.envelope;
-  return (!filter.executionIds || filter.executionIds.has(executionId)) &&
-    (!filter.eventTypes || filter.eventTypes.has(streamEventType));
+  // The envelope is looked at only when a filter needs it (an event read back parses it then).
+  return (!filter.executionIds || filter.executionIds.has(event.envelope.executionId)) &&
+    (!filter.eventTypes || filter.eventTypes.has(event.envelope.streamEventType));
 }
 
 /**
@@ -215,9 +215,9 @@ class ViewerLoop {
   async #sendPushed(): Promise<"sent" | "none" | "stale" | "read"> {
     const pushed = this.#dropPushed();
     if (pushed.length === 0) return "none";
-    const batch = pushed.filter((e) => e.envelope.eventId > this.#cursor);
+    const batch = pushed.filter((e) => e.eventId > this.#cursor);
     if (batch.length === 0) return "stale";
-    if (batch[0].envelope.eventId !== this.#cursor + 1 || !contiguous(batch)) return "read";
+    if (batch[0].eventId !== this.#cursor + 1 || !contiguous(batch)) return "read";
     const bytes = jsonSize(batch);
     const room = this.#bufferBytes - this.sink.buffered;
     if (bytes > room && this.sink.buffered > 0) return "read";
@@ -264,7 +264,7 @@ class ViewerLoop {
 
   /** The first eventId pushed and not sent yet, if any. */
   #firstPushed(): number | undefined {
-    return this.#pushed[0]?.envelope.eventId;
+    return this.#pushed[0]?.eventId;
   }
 
   /**
@@ -296,8 +296,8 @@ class ViewerLoop {
   /** Sends the events after the cursor that match the filter. */
   #send(events: readonly StoredEvent[]): void {
     for (const event of events) {
-      if (event.envelope.eventId <= this.#cursor) continue;
-      this.#cursor = event.envelope.eventId;
+      if (event.eventId <= this.#cursor) continue;
+      this.#cursor = event.eventId;
       if (matches(this.filter, event)) this.sink.send(event);
     }
     this.sink.flush?.();
@@ -311,7 +311,7 @@ class ViewerLoop {
 
 function contiguous(events: readonly StoredEvent[]): boolean {
   for (let i = 1; i < events.length; i++) {
-    if (events[i].envelope.eventId !== events[i - 1].envelope.eventId + 1) return false;
+    if (events[i].eventId !== events[i - 1].eventId + 1) return false;
   }
   return true;
 }
@@ -391,7 +391,7 @@ export async function readEventsPage(
     });
     prefetched = undefined;
     for (const event of page) {
-      scanned = event.envelope.eventId;
+      scanned = event.eventId;
       newest = Math.max(newest, scanned);
       if (!matches(filter, event)) continue;
       events.push(event);

@@ -161,7 +161,7 @@ function sseResponse(rt: Runtime, sid: string, after: number, filter: ViewerFilt
       // than it sends. A large event's stored bytes go out as they are.
       let batch: BodyPiece[] = [];
       runViewer(rt, sid, after, filter, {
-        send: (event) => batch.push(`id: ${event.envelope.eventId}\ndata: `, event.body, "\n\n"),
+        send: (event) => batch.push(`id: ${event.eventId}\ndata: `, event.body, "\n\n"),
         flush() {
           for (const chunk of bodyChunks(batch)) write(chunk);
           batch = [];

@@ -34,7 +34,10 @@ export interface NewEvent {
 
 /** A stored event: the envelope, its JSON text as sent to viewers, and what a byte stream writes. */
 export interface StoredEvent {
-  envelope: Envelope;
+  /** Its eventId (the envelope's), known without parsing the envelope. */
+  readonly eventId: number;
+  /** The envelope (an event read back parses it from its JSON when first used). */
+  readonly envelope: Envelope;
   /** The envelope JSON (a large event read back decodes it when first used). */
   readonly json: string;
   /** What a byte stream writes: the JSON text, or a large event's stored UTF-8 bytes. */
@@ -93,6 +96,7 @@ export async function appendEvents(
   );
   const texts = writePages(tx, sessionId, firstId, jsons);
   const stored = events.map((event, i): StoredEvent => ({
+    eventId: firstId + i,
     envelope: {
       eventId: firstId + i,
       executionId: event.executionId,
@@ -230,7 +234,7 @@ export async function readEvents(
     ) {
       if (eventId <= after) continue;
       if (eventId > upTo || full()) return out;
-      const event = typeof text === "string" ? storedEvent(text) : storedLargeEvent(text);
+      const event = typeof text === "string" ? new TextEvent(text) : new LargeEvent(text);
       out.push(event);
       bytes += event.size;
     }
@@ -239,40 +243,104 @@ export async function readEvents(
   return out;
 }
 
-/** The fields before `data` in the envelope JSON this module writes (see {@link envelopeTail}). */
-const ENVELOPE_HEAD =
-  /^\{"eventId":(\d+),"executionId":"([^"\\]*)","sessionId":"([^"\\]*)","streamEventType":"([^"\\]*)","timestamp":"([^"\\]*)","data":/;
-
 /**
- * A stored event read back from its JSON. Readers mostly need the eventId, execution and
- * type (cursors, filters) and then send `json` as it is, so only the head is parsed at once;
- * `data` is parsed when first used.
+ * A stored event read back. Readers mostly need the eventId (cursors) and then send the JSON
+ * as it is, so the eventId is read from the JSON's start and the envelope is parsed only when
+ * used (filters, callers that look inside); its `data` only when that is used.
  */
-export function storedEvent(json: string): StoredEvent {
-  return { envelope: envelopeOf(json, () => json), json, body: json, size: json.length };
+abstract class ReadBackEvent implements StoredEvent {
+  #eventId?: number;
+  #envelope?: Envelope;
+
+  get eventId(): number {
+    return this.#eventId ??= leadingEventId(this.head) ?? this.envelope.eventId;
+  }
+
+  get envelope(): Envelope {
+    return this.#envelope ??= envelopeOf(this.head, () => this.json);
+  }
+
+  /** The start of the JSON, which holds every envelope field but `data`. */
+  protected abstract get head(): string;
+  abstract get json(): string;
+  abstract get body(): string | Uint8Array;
+  abstract get size(): number;
+}
+
+/** An event of a page: its JSON text. */
+class TextEvent extends ReadBackEvent {
+  constructor(readonly json: string) {
+    super();
+  }
+
+  protected get head(): string {
+    return this.json;
+  }
+
+  get body(): string {
+    return this.json;
+  }
+
+  get size(): number {
+    return this.json.length;
+  }
 }
 
 /** Bytes of a large event decoded to find its envelope's head (ids and type are short). */
 const HEAD_BYTES = 4096;
 
 /**
- * A large event read back: byte streams write its stored bytes, its text is decoded only
- * when `json` is used, and the head is parsed from the first bytes.
+ * A large event: byte streams write its stored bytes, its text is decoded only when `json` is
+ * used, and the head comes from the first bytes.
  */
-function storedLargeEvent(large: LargeEventText): StoredEvent {
-  const { bytes } = large;
-  const head = bytes.length > HEAD_BYTES
-    ? decoder.decode(bytes.subarray(0, HEAD_BYTES))
-    : large.text;
-  return {
-    envelope: envelopeOf(head, () => large.text),
-    get json() {
-      return large.text;
-    },
-    body: bytes,
-    size: bytes.length,
-  };
+class LargeEvent extends ReadBackEvent {
+  readonly #large: LargeEventText;
+  readonly #head: string;
+
+  constructor(large: LargeEventText) {
+    super();
+    this.#large = large;
+    const { bytes } = large;
+    this.#head = bytes.length > HEAD_BYTES
+      ? decoder.decode(bytes.subarray(0, HEAD_BYTES))
+      : large.text;
+  }
+
+  protected get head(): string {
+    return this.#head;
+  }
+
+  get json(): string {
+    return this.#large.text;
+  }
+
+  get body(): Uint8Array {
+    return this.#large.bytes;
+  }
+
+  get size(): number {
+    return this.#large.bytes.length;
+  }
 }
+
+const EVENT_ID_PREFIX = '{"eventId":';
+
+/** The eventId at the start of an envelope's JSON as this module writes it, if it is there. */
+function leadingEventId(head: string): number | undefined {
+  if (!head.startsWith(EVENT_ID_PREFIX)) return undefined;
+  let id = 0;
+  let i = EVENT_ID_PREFIX.length;
+  for (; i < head.length; i++) {
+    const digit = head.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) break;
+    id = id * 10 + digit;
+  }
+  return i > EVENT_ID_PREFIX.length && head[i] === "," ? id : undefined;
+}
+
+/** The fields before `data` in the envelope JSON this module writes (see {@link envelopeTail}). */
+const ENVELOPE_HEAD =
+  /^\{"eventId":(\d+),"executionId":"([^"\\]*)","sessionId":"([^"\\]*)","streamEventType":"([^"\\]*)","timestamp":"([^"\\]*)","data":/;
 
 /** The envelope from the head of its JSON; the whole `json()` is parsed when `data` is used. */
 function envelopeOf(head: string, json: () => string): Envelope {

@@ -125,6 +125,22 @@ Deno.test("a large event reads back as its stored bytes; its text is the same JS
   });
 });
 
+Deno.test("an event read back gives its eventId at once; JSON in another shape is parsed whole", async () => {
+  await withKv(async (kv) => {
+    await append(kv, "s", [event("a", { n: 1 }), event("b", { n: 2 })]);
+    // A page whose JSON does not start as this module writes it: still read correctly.
+    const odd = '{"sessionId":"s","eventId":3,"executionId":"exc_1","streamEventType":"c",' +
+      '"timestamp":"2026-01-01T00:00:00.000Z","data":{"n":3}}';
+    await kv.set(keys.event("s", 3), odd);
+    const read = await readEvents(kv, "s", { after: 0, limit: 10 });
+    assert.deepEqual(read.map((e) => e.eventId), [1, 2, 3]);
+    assert.deepEqual(read.map((e) => e.envelope.eventId), [1, 2, 3]);
+    assert.deepEqual(read.map((e) => e.envelope.streamEventType), ["a", "b", "c"]);
+    assert.deepEqual(read.map((e) => e.envelope.data), [{ n: 1 }, { n: 2 }, { n: 3 }]);
+    assert.equal(read[2].json, odd);
+  });
+});
+
 Deno.test("readEvents honours after, limit and upTo", async () => {
   await withKv(async (kv) => {
     await append(kv, "s", Array.from({ length: 10 }, (_, i) => event("t", i)));

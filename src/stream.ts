@@ -207,10 +207,10 @@ class ViewerLoop {
    * The live fast path: sends the pushed events when they continue the cursor and fit the
    * viewer's buffer ("sent"); "none" when nothing was pushed; "stale" when the cursor is
    * already past all of them; "read" when the loop must read KV instead. When the instance's
-   * read budget is spent for the moment,
-   * it waits for the budget: the pushed events are in memory already, shared by every viewer
-   * of the session, and reading them back from KV would cost each viewer a read and a parse
-   * of every event (a 100-viewer fan-out spent most of its time so).
+   * read budget is spent for the moment, it waits for the budget: the pushed events are in
+   * memory already, shared by every viewer of the session, and reading them back from KV
+   * would cost each viewer a read and a parse of every event (a 100-viewer fan-out spent
+   * most of its time so).
    */
   async #sendPushed(): Promise<"sent" | "none" | "stale" | "read"> {
     const pushed = this.#dropPushed();

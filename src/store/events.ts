@@ -300,10 +300,8 @@ class LargeEvent extends ReadBackEvent {
   constructor(large: LargeEventText) {
     super();
     this.#large = large;
-    const { bytes } = large;
-    this.#head = bytes.length > HEAD_BYTES
-      ? decoder.decode(bytes.subarray(0, HEAD_BYTES))
-      : large.text;
+    // A cut code point at the end only turns into U+FFFD, after the head.
+    this.#head = decoder.decode(large.bytes.subarray(0, HEAD_BYTES));
   }
 
   protected get head(): string {

@@ -4,7 +4,8 @@
  * which cuts the wrapper's connections on a seeded schedule. Several runs go at once, in
  * their own sessions. Every printed line must be stored exactly once and in order, and
  * every run must end `completed`: a wrapper that was cut but came back within the grace
- * must never see its execution failed.
+ * must never see its execution failed. A live viewer of each session, open from the start,
+ * must get exactly the stored events, once each and in order.
  *
  * @module
  */
@@ -14,6 +15,7 @@ import { startChaosProxy } from "./chaos_proxy.ts";
 import { createRun, type Envelope, storedEvents } from "./ingest_client.ts";
 import { spawnWrapper } from "./runs.ts";
 import { startServer } from "./server.ts";
+import { WsViewer } from "./viewer.ts";
 
 /** Wrapper options for runs through a cutting proxy: quick, patient reconnects. */
 export const FAST_RECONNECT_ARGS = [
@@ -90,11 +92,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosStats> {
     failedExecutions: 0,
     seconds: 0,
   };
+  const viewers: WsViewer[] = [];
   try {
     const wrappers = options.wrappers ?? 2;
     const runs = await Promise.all(
       Array.from({ length: wrappers }, (_, i) => createRun(server, `chaos-${i}`)),
     );
+    for (const run of runs) viewers.push(await WsViewer.open(server.wsUrl, run.sessionId));
     const children = runs.map((run) =>
       spawnWrapper({ ...run, ingestUrl: proxy.via(run.ingestUrl) }, [
         Deno.execPath(),
@@ -127,6 +131,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosStats> {
       assert.equal(ends.length, 1, `run ${i}: one terminal execution_status`);
       assert.deepEqual(lines, lines.map((_, k) => k + 1), `run ${i}: lines once each, in order`);
       assert.equal(lines.length, options.events, `run ${i}: every line stored`);
+      await viewers[i].until((seen) => seen.length >= events.length, `run ${i}: viewer`, 20_000);
+      assert.deepEqual(viewers[i].events, events, `run ${i}: the live viewer got each event once`);
     }
     stats.cuts = proxy.stats.scheduledCuts;
     stats.stalls = proxy.stats.stalls;
@@ -140,6 +146,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosStats> {
       { cause: err },
     );
   } finally {
+    await Promise.all(viewers.map((viewer) => viewer.close()));
     await proxy.close();
     await server.close();
   }

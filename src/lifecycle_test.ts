@@ -13,6 +13,7 @@ import {
   interruptExecution,
   type LifecycleContext,
   recordDisconnect,
+  restartGraces,
 } from "./lifecycle.ts";
 import type { CreateExecutionBody, Envelope, ExecutionStatusData } from "./protocol.ts";
 import {
@@ -456,4 +457,30 @@ lifecycleTest(
     }
   },
   { maxQueue: loadConfig({ TETHER_MAX_QUEUE: "64" }).maxQueue },
+);
+
+lifecycleTest(
+  "each restart arms one grace deadline per graced execution, never one per deadline",
+  async (ctx) => {
+    assert.ok((await createSession(ctx, { sessionId: "s" })).ok);
+    const run = await create(ctx, "s");
+    const conn = await admit(ctx, "s", run);
+    assert.ok(await recordDisconnect(ctx, run.executionId, conn, { code: 1006, reason: "" }));
+    const graceDeadlines = async () =>
+      (await listTimers(ctx.kv)).filter((t) => t.kind === "grace" && t.id === run.executionId);
+    let clock = Date.now();
+    ctx.now = () => clock;
+    for (let restart = 1; restart <= 6; restart++) {
+      clock += 10; // each restart a little later: a new deadline key
+      assert.equal(await restartGraces(ctx), 1, `restart ${restart}: the one grace restarts`);
+      // One more per restart (the older ones end as no-ops); doubling would make 2 ** restart.
+      assert.equal((await graceDeadlines()).length, 1 + restart);
+    }
+    const { grace } = await slots(ctx, "s");
+    assert.equal(
+      grace && Date.parse(grace.disconnectedAt),
+      clock,
+      "it counts from the last restart",
+    );
+  },
 );

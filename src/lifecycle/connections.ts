@@ -427,13 +427,21 @@ export async function restartGraces(ctx: LifecycleContext): Promise<number> {
   const now = ctx.now();
   // A running grace is due at most the longest grace after now; nothing later is read.
   const until = now + Math.max(MAX_EXECUTION_GRACE_MS, ctx.config.disconnectGraceMs);
-  const graces = (await listTimers(ctx.kv, { until })).filter((t) => t.kind === "grace");
+  // An execution may have several grace deadlines: each disconnect and each restart arms one,
+  // and the one that fires checks the grace record, so the older ones end as no-ops. Each
+  // execution restarts once; restarting it once per deadline would arm one more deadline per
+  // deadline at every restart, doubling them.
+  const graced = [
+    ...new Set(
+      (await listTimers(ctx.kv, { until })).filter((t) => t.kind === "grace").map((t) => t.id),
+    ),
+  ];
   let restarted = 0;
-  for (let i = 0; i < graces.length; i += RECOVERY_BATCH) {
-    const batch = graces.slice(i, i + RECOVERY_BATCH);
+  for (let i = 0; i < graced.length; i += RECOVERY_BATCH) {
+    const batch = graced.slice(i, i + RECOVERY_BATCH);
     restarted += await transact(ctx.kv, async (tx) => {
       let n = 0;
-      for (const { id } of batch) if (await restartGrace(ctx, tx, id)) n++;
+      for (const executionId of batch) if (await restartGrace(ctx, tx, executionId)) n++;
       return n;
     }, { queues: ctx.queues });
   }

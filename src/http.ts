@@ -48,8 +48,7 @@ export type HttpErrorCode = keyof typeof HTTP_STATUS;
  *
  * @example
  * ```ts
- * import { concatBytes } from "./bytes.ts";
-import { ErrorCode, IDEMPOTENCY_KEY_HEADER, IdempotencyKey } from "./protocol.ts";
+ * import { ErrorCode } from "./protocol.ts";
  * throw new HttpError(ErrorCode.sessionNotFound, "session not found"); // 404
  * ```
  */

@@ -440,6 +440,11 @@ export async function restartGraces(ctx: LifecycleContext): Promise<number> {
   for (let i = 0; i < graced.length; i += RECOVERY_BATCH) {
     const batch = graced.slice(i, i + RECOVERY_BATCH);
     restarted += await transact(ctx.kv, async (tx) => {
+      // The executions, then their sessions' graces: two KV calls, not two per execution.
+      const execs = await tx.getMany<ExecutionRecord[]>(
+        batch.map((executionId) => records.execution(executionId).key),
+      );
+      await tx.getMany(execs.flatMap((exec) => exec ? [records.grace(exec.sessionId).key] : []));
       let n = 0;
       for (const executionId of batch) if (await restartGrace(ctx, tx, executionId)) n++;
       return n;

@@ -241,8 +241,8 @@ class ViewerLoop {
       const room = await this.#room();
       if (room === 0) return this.signal.aborted ? false : this.#tooSlow();
       // Taken after the wait for room: pushes arrive meanwhile.
-      const pushed = options.untilPushed ? this.#firstPushed() : undefined;
-      const upTo = pushed === undefined ? undefined : pushed - 1;
+      const firstPushed = options.untilPushed ? this.#pushed[0]?.eventId : undefined;
+      const upTo = firstPushed === undefined ? undefined : firstPushed - 1;
       if (upTo !== undefined && upTo <= this.#cursor) {
         this.#lease.settle();
         return true;
@@ -260,11 +260,6 @@ class ViewerLoop {
       if (page.length < READ_EVENTS && bytes < room) return true;
       if (this.signal.aborted) return false;
     }
-  }
-
-  /** The first eventId pushed and not sent yet, if any. */
-  #firstPushed(): number | undefined {
-    return this.#pushed[0]?.eventId;
   }
 
   /**

@@ -600,7 +600,10 @@ export interface InputEventData {
   endOfInput?: true;
 }
 
-/** `data` of the `wrapper_disconnected` event (PROTOCOL.md section 5.4): the legacy keys must stay. */
+/**
+ * `data` of the `wrapper_disconnected` event (PROTOCOL.md section 5.4): the legacy keys must
+ * stay.
+ */
 export interface WrapperDisconnectedData {
   error: string;
   fatal: true;

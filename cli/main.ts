@@ -13,7 +13,7 @@
  */
 import { TetherClient, TetherError } from "../client/mod.ts";
 import type { Envelope, ExecutionStatus } from "../src/protocol.ts";
-import { ErrorCode, isTerminal } from "../src/protocol.ts";
+import { ErrorCode, EventType, isTerminal } from "../src/protocol.ts";
 import { CliExit, type Invocation, parseCommandLine, usage, UsageError } from "./args.ts";
 import { formatEvent, paint, processTerminal, Spinner, type Terminal } from "./output.ts";
 import { EventLines } from "./render.ts";
@@ -347,7 +347,7 @@ export async function followExecution(
       spinner.clear();
       printEvent(ctx, event);
       const data = event.data as { status?: ExecutionStatus };
-      if (event.streamEventType === "execution_status" && data.status) {
+      if (event.streamEventType === EventType.executionStatus && data.status) {
         spinner.text = `${eid}: ${data.status}`;
         if (isTerminal(data.status)) return data.status;
       }

@@ -9,6 +9,7 @@
 import { MAX_JSON_DEPTH, messageTooDeep, textOpensAtMost } from "./json_depth.ts";
 import {
   ErrorText,
+  EventType,
   InputDeliveredData,
   InputEventType,
   RESERVED_EVENT_TYPES,
@@ -62,13 +63,13 @@ const optional = (value: unknown, type: "string" | "boolean") =>
  * name is a plain event with any `data`.
  */
 export const FRAME_TYPES: Readonly<Record<string, TypeRule>> = {
-  heartbeat: () => "liveness",
-  pong: () => "liveness",
-  complete: (data) =>
+  [EventType.heartbeat]: () => "liveness",
+  [EventType.pong]: () => "liveness",
+  [EventType.complete]: (data) =>
     isFields(data) && typeof data.exitCode === "number"
       ? { end: { status: "completed" } }
       : { invalid: "complete needs data.exitCode (number)" },
-  interrupted: (data) => {
+  [EventType.interrupted]: (data) => {
     const fields = data ?? {};
     if (!isFields(fields) || !optional(fields.reason, "string")) {
       return { invalid: "interrupted needs data.reason to be a string" };
@@ -77,7 +78,7 @@ export const FRAME_TYPES: Readonly<Record<string, TypeRule>> = {
       end: { status: "interrupted", error: (fields.reason ?? ErrorText.userInterrupted) as string },
     };
   },
-  error: (data) => {
+  [EventType.error]: (data) => {
     if (data === undefined) return {};
     if (
       !isFields(data) || !optional(data.error, "string") || !optional(data.message, "string") ||

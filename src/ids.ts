@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { EXECUTION_ID_RE } from "./protocol.ts";
 
 const CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 let lastTime = 0;
@@ -80,8 +81,8 @@ export function randomSecret(bytes = 32): string {
  * ```
  */
 export function tokenExecutionId(token: string): string | undefined {
-  const m = /^tok\.(exc_[0-9A-Z]{26})\.[A-Za-z0-9_-]{43}$/.exec(token);
-  return m?.[1];
+  const id = /^tok\.([^.]+)\.[A-Za-z0-9_-]{43}$/.exec(token)?.[1];
+  return id !== undefined && EXECUTION_ID_RE.test(id) ? id : undefined;
 }
 
 /**

@@ -57,6 +57,8 @@ Deno.test("tokenExecutionId reads the execution of a well-formed token only", ()
   assert.equal(tokenExecutionId(token), eid);
   assert.equal(tokenExecutionId(`tok.${eid}.short`), undefined);
   assert.equal(tokenExecutionId(`tok.exc_bad.${randomSecret(32)}`), undefined);
+  // Crockford base32 has no I, L, O or U: no execution id holds one.
+  assert.equal(tokenExecutionId(`tok.exc_${"O".repeat(26)}.${randomSecret(32)}`), undefined);
   assert.equal(tokenExecutionId(""), undefined);
 });
 

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { MetricName } from "./metrics.ts";
+import { MetricName, SocketRejection } from "./metrics.ts";
 import {
   CloseCode,
   cutErrorText,
@@ -305,7 +305,7 @@ export class IngestConnection implements ConnectionHandle {
     const max = this.rt.config.maxFrameBytes;
     const bytes = raw.length * 3 <= max ? raw.length : new TextEncoder().encode(raw).length;
     if (bytes > max) {
-      this.rt.metrics.inc(MetricName.framesRejected, { code: "FRAME_TOO_LARGE" });
+      this.rt.metrics.inc(MetricName.framesRejected, { code: SocketRejection.frameTooLarge });
       this.close(CloseCode.tooBig, `frame exceeds ${max} bytes`);
       return undefined;
     }
@@ -385,7 +385,7 @@ export class IngestConnection implements ConnectionHandle {
     }
     rate.count++;
     if (rate.count > this.rt.config.maxFramesPerSec && rate.overStreak >= FLOOD_SECONDS - 1) {
-      this.rt.metrics.inc(MetricName.framesRejected, { code: "FLOOD" });
+      this.rt.metrics.inc(MetricName.framesRejected, { code: SocketRejection.flood });
       this.close(CloseCode.policy, "too many frames per second");
       return true;
     }
@@ -409,7 +409,7 @@ export class IngestConnection implements ConnectionHandle {
     this.#batch.push(frame);
     this.#pendingBytes += frame.bytes;
     if (this.#pendingBytes > this.rt.config.maxPendingBytes) {
-      this.rt.metrics.inc(MetricName.framesRejected, { code: "PENDING_BYTES" });
+      this.rt.metrics.inc(MetricName.framesRejected, { code: SocketRejection.pendingBytes });
       this.close(CloseCode.policy, "too many bytes waiting to be stored");
     }
   }

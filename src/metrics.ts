@@ -34,6 +34,25 @@ export const MetricName = {
 /** One of the {@link MetricName} values. */
 export type MetricName = typeof MetricName[keyof typeof MetricName];
 
+/**
+ * `code` label values of {@link MetricName.framesRejected} for frames refused by closing the
+ * socket (PROTOCOL.md sections 5.3 and 10); a frame refused with an error frame is counted
+ * under that frame's `ErrorCode`.
+ *
+ * @example
+ * ```ts
+ * metrics.inc(MetricName.framesRejected, { code: SocketRejection.flood });
+ * ```
+ */
+export const SocketRejection = {
+  /** A frame over `maxFrameBytes` (close 1009). */
+  frameTooLarge: "FRAME_TOO_LARGE",
+  /** Too many frames per second for too long (close 1008). */
+  flood: "FLOOD",
+  /** Too many bytes waiting to be stored (close 1008). */
+  pendingBytes: "PENDING_BYTES",
+} as const;
+
 const HELP: Record<MetricName, [type: "counter" | "gauge", help: string]> = {
   [MetricName.eventsStored]: ["counter", "Events stored in the session logs."],
   [MetricName.framesRejected]: ["counter", "Ingest frames rejected, by code."],

@@ -25,10 +25,46 @@ export const InputEventType = {
   delivered: "input_delivered",
 } as const;
 
-/** Event types only the service may emit. */
+/**
+ * Event types with a meaning in the contract, besides those of input ({@link InputEventType})
+ * and ACP agents ({@link AcpEventType}): the wrapper's frames (PROTOCOL.md section 5.1) and the
+ * events the service emits itself (section 7). Any other allowed name is stored and broadcast
+ * as it comes.
+ *
+ * @example
+ * ```ts
+ * if (envelope.streamEventType === EventType.executionStatus) console.log(envelope.data);
+ * ```
+ */
+export const EventType = {
+  /** §5.1: liveness only, never stored and never numbered. */
+  heartbeat: "heartbeat",
+  /** §5.2: a wrapper's answer to a `ping`; liveness only. */
+  pong: "pong",
+  /** §9.1: a line of the agent's stdout that is a JSON object. */
+  agent: "agent",
+  /** §9.1: an event of the `--sse` stream the wrapper reads. */
+  kilocode: "kilocode",
+  /** §9.1: any other stdout line, and every stderr line (`{stream, text}`). */
+  output: "output",
+  /** §5.1: what the wrapper buffered and lost while it was disconnected. */
+  wrapperResumed: "wrapper_resumed",
+  /** §5.1: the agent exited; `running → completed`. */
+  complete: "complete",
+  /** §5.1 and 7: the run was interrupted; `running → interrupted`. */
+  interrupted: "interrupted",
+  /** §5.1 and 7: an error; a fatal one fails the run. */
+  error: "error",
+  /** §7: an execution was created, promoted or changed status. */
+  executionStatus: "execution_status",
+  /** §5.4 and 7: a disconnect grace expired. */
+  wrapperDisconnected: "wrapper_disconnected",
+} as const;
+
+/** Event types only the service may emit (PROTOCOL.md section 7). */
 export const RESERVED_EVENT_TYPES: ReadonlySet<string> = new Set([
-  "execution_status",
-  "wrapper_disconnected",
+  EventType.executionStatus,
+  EventType.wrapperDisconnected,
   InputEventType.input,
 ]);
 

@@ -11,6 +11,7 @@ import { Hub } from "./hub.ts";
 import { ulid } from "./ids.ts";
 import type { Effects, LifecycleContext } from "./lifecycle.ts";
 import { Logger } from "./log.ts";
+import { EventType, type ExecutionStatusData, isTerminal } from "./protocol.ts";
 import { Metrics } from "./metrics.ts";
 import { ReadBudget } from "./read_budget.ts";
 
@@ -90,14 +91,14 @@ export async function createRuntime(
       hub.publish(effects.sessionId, effects.stored);
       metrics.inc(MetricName.eventsStored, {}, effects.stored.length);
       for (const e of effects.stored) {
-        if (e.envelope.streamEventType !== "execution_status") continue;
-        const status = (e.envelope.data as { status: string }).status;
-        if (status === "completed" || status === "failed" || status === "interrupted") {
+        if (e.envelope.streamEventType !== EventType.executionStatus) continue;
+        const { status } = e.envelope.data as ExecutionStatusData;
+        if (isTerminal(status)) {
           metrics.inc(MetricName.executionsEnded, { status });
           log.info("execution ended", {
             sessionId: effects.sessionId,
             executionId: e.envelope.executionId,
-            event: "execution_status",
+            event: EventType.executionStatus,
             status,
           });
         }

@@ -10,6 +10,7 @@ import {
   AcpEventType,
   CloseCode as ServiceCloseCode,
   ErrorCode,
+  EventType as ServiceEventType,
   ExecutionStatus,
   InputEventType,
   RESERVED_EVENT_TYPES,
@@ -58,4 +59,17 @@ Deno.test("the page's ACP event types are the wrapper's (PROTOCOL.md 14)", () =>
       AcpEventType.inputIgnored,
     ],
   );
+});
+
+Deno.test("the page's event types of sections 5.1 and 7 are the service's, under the same names", () => {
+  const service: Record<string, string> = ServiceEventType;
+  for (const [name, type] of Object.entries(EventType)) {
+    if (name in service) assert.equal(type, service[name], name);
+  }
+  const named = new Set([
+    ...Object.values(ServiceEventType),
+    ...Object.values(InputEventType),
+    ...Object.values(AcpEventType),
+  ]);
+  for (const type of Object.values(EventType)) assert.ok(named.has(type as never), type);
 });

@@ -10,7 +10,7 @@
  * @module
  */
 import { jsonDepth, MAX_JSON_DEPTH } from "../src/json_depth.ts";
-import { AcpEventType, ErrorCode } from "../src/protocol.ts";
+import { AcpEventType, ErrorCode, EventType } from "../src/protocol.ts";
 import { fitText } from "./frames.ts";
 import { frameBytes, type OutgoingFrame, utf8Bytes } from "./outbox.ts";
 
@@ -168,7 +168,7 @@ export function acpInputIgnoredFrame(
  */
 export function agentProtocolErrorFrame(message: string): OutgoingFrame {
   return {
-    streamEventType: "error",
+    streamEventType: EventType.error,
     data: { fatal: true, code: ErrorCode.agentProtocolError, error: message },
   };
 }

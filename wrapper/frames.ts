@@ -6,7 +6,7 @@
  * @module
  */
 import { MAX_JSON_DEPTH, textOpensAtMost, tooDeep } from "../src/json_depth.ts";
-import { ErrorCode, ErrorText } from "../src/protocol.ts";
+import { ErrorCode, ErrorText, EventType } from "../src/protocol.ts";
 import type { Line } from "./lines.ts";
 import { frameBytes, type OutgoingFrame } from "./outbox.ts";
 import type { SseEvent } from "./sse.ts";
@@ -34,7 +34,7 @@ export function lineFrame(line: Line, stream: OutputStream, maxFrameBytes: numbe
   if (stream === "stdout" && !line.cut) {
     const object = parseJsonObject(line.text);
     if (object) {
-      const frame = { streamEventType: "agent", data: object };
+      const frame = { streamEventType: EventType.agent, data: object };
       if (frameBytes(frame) <= maxFrameBytes) return frame;
     }
   }
@@ -56,11 +56,11 @@ export function outputFrame(
   stream: OutputStream,
   maxFrameBytes: number,
 ): OutgoingFrame {
-  const frame = { streamEventType: "output", data: { stream, text: line.text } };
+  const frame = { streamEventType: EventType.output, data: { stream, text: line.text } };
   if (!line.cut && frameBytes(frame) <= maxFrameBytes) return frame;
   return fitText(
     (text) => ({
-      streamEventType: "output",
+      streamEventType: EventType.output,
       data: { stream, text, truncated: true, bytes: line.bytes },
     }),
     line.text,
@@ -83,7 +83,7 @@ export function kilocodeFrame(event: SseEvent, maxFrameBytes: number): {
   const name = event.event ?? (typeof type === "string" ? type : "message");
   if (SSE_KEEPALIVE_EVENTS.has(name)) return { name };
   const frame = {
-    streamEventType: "kilocode",
+    streamEventType: EventType.kilocode,
     data: { ...(object ?? { raw: event.data }), event: name },
   };
   if (frameBytes(frame) <= maxFrameBytes) return { name, frame };
@@ -92,7 +92,7 @@ export function kilocodeFrame(event: SseEvent, maxFrameBytes: number): {
     name,
     frame: fitText(
       (raw) => ({
-        streamEventType: "kilocode",
+        streamEventType: EventType.kilocode,
         data: { raw, event: name, truncated: true, bytes },
       }),
       event.data,
@@ -145,13 +145,13 @@ function parseJsonObject(text: string): Record<string, unknown> | undefined {
 
 /** `complete {exitCode}`; the exit code defaults to 0. */
 export function completeFrame(exitCode = 0): OutgoingFrame {
-  return { streamEventType: "complete", data: { exitCode } };
+  return { streamEventType: EventType.complete, data: { exitCode } };
 }
 
 /** The fatal `AGENT_EXIT` error of an agent that exited by itself with a code other than 0. */
 export function agentExitFrame(exitCode: number, signal: string | null): OutgoingFrame {
   return {
-    streamEventType: "error",
+    streamEventType: EventType.error,
     data: {
       fatal: true,
       code: ErrorCode.agentExit,
@@ -164,13 +164,16 @@ export function agentExitFrame(exitCode: number, signal: string | null): Outgoin
 
 /** `interrupted {reason}`; the reason defaults to `User interrupted`. */
 export function interruptedFrame(reason: string | undefined): OutgoingFrame {
-  return { streamEventType: "interrupted", data: { reason: reason ?? ErrorText.userInterrupted } };
+  return {
+    streamEventType: EventType.interrupted,
+    data: { reason: reason ?? ErrorText.userInterrupted },
+  };
 }
 
 /** The fatal `AGENT_IDLE_TIMEOUT` error. */
 export function idleTimeoutFrame(idleTimeoutMs: number): OutgoingFrame {
   return {
-    streamEventType: "error",
+    streamEventType: EventType.error,
     data: {
       fatal: true,
       code: ErrorCode.agentIdleTimeout,
@@ -182,7 +185,7 @@ export function idleTimeoutFrame(idleTimeoutMs: number): OutgoingFrame {
 /** The fatal `AGENT_START_FAILED` error of an agent command that could not be started. */
 export function startFailedFrame(message: string): OutgoingFrame {
   return {
-    streamEventType: "error",
+    streamEventType: EventType.error,
     data: {
       fatal: true,
       code: ErrorCode.agentStartFailed,

@@ -30,6 +30,7 @@ import {
   AckFrame,
   CloseCode,
   ErrorCode,
+  EventType,
   HelloFrame,
   InputFrame,
   KillFrame,
@@ -159,8 +160,8 @@ export type ConnectionState = "idle" | "dialing" | "open" | "waiting" | "ended";
 /** What `setTimeout` returns (a number in Deno, an object in its Node types). */
 type Timer = ReturnType<typeof setTimeout>;
 
-const HEARTBEAT_FRAME = JSON.stringify({ streamEventType: "heartbeat", data: {} });
-const PONG_FRAME = JSON.stringify({ streamEventType: "pong", data: {} });
+const HEARTBEAT_FRAME = JSON.stringify({ streamEventType: EventType.heartbeat, data: {} });
+const PONG_FRAME = JSON.stringify({ streamEventType: EventType.pong, data: {} });
 
 /** `http(s)://` → `ws(s)://`; throws a `TypeError` for any other scheme. */
 export function toWebSocketUrl(url: string): string {

@@ -8,6 +8,7 @@
  * @module
  */
 import { terminalStatusOfFrame } from "../src/frames.ts";
+import { EventType } from "../src/protocol.ts";
 
 /** A frame as the wrapper hands it over, before it gets its `seq` and `timestamp`. */
 export interface OutgoingFrame {
@@ -162,7 +163,7 @@ export class Outbox {
     this.#maxFrameBytes = hello.maxFrameBytes;
     if (this.#held.length > 0 || this.#dropped > 0) {
       const marker = {
-        streamEventType: "wrapper_resumed",
+        streamEventType: EventType.wrapperResumed,
         timestamp: this.#now().toISOString(),
         data: {
           bufferedEvents: this.#held.length,

@@ -6,7 +6,7 @@
  * @module
  */
 import { z } from "zod";
-import { ErrorText, isTerminal, type WrapperDisconnectedData } from "../protocol.ts";
+import { ErrorText, EventType, isTerminal, type WrapperDisconnectedData } from "../protocol.ts";
 import {
   type ActiveSlot,
   appendEvents,
@@ -385,7 +385,7 @@ async function graceExpiry(
     wsCloseCode: grace.wsCloseCode,
     wsCloseReason: grace.wsCloseReason,
   };
-  const cause = serviceEvent(exec.executionId, "wrapper_disconnected", p.at, data);
+  const cause = serviceEvent(exec.executionId, EventType.wrapperDisconnected, p.at, data);
   await finish(ctx, tx, p, exec, "failed", ErrorText.wrapperDisconnected, [cause]);
   return "failed";
 }
@@ -446,7 +446,7 @@ async function forceInterrupt(
   exec: ExecutionRecord,
   flag: InterruptFlag,
 ): Promise<FiringOutcome> {
-  const cause = serviceEvent(exec.executionId, "interrupted", p.at, {
+  const cause = serviceEvent(exec.executionId, EventType.interrupted, p.at, {
     reason: flag.reason,
     forced: true,
   });

@@ -16,6 +16,7 @@ import {
   cutText,
   ErrorCode,
   ErrorText,
+  EventType,
   executionDoneReason,
   type ExecutionStatus,
   isTerminal,
@@ -178,7 +179,7 @@ export async function failWithError(
   error: string,
   options: FailOptions = {},
 ): Promise<void> {
-  const { streamEventType = "error", promote = true } = options;
+  const { streamEventType = EventType.error, promote = true } = options;
   const cause = serviceEvent(exec.executionId, streamEventType, p.at, { error, fatal: true });
   await finish(ctx, tx, p, exec, "failed", error, [cause], { promote });
 }
@@ -271,7 +272,7 @@ export async function interruptExecution(
     if (!exec) return refuse({ code: ErrorCode.executionNotFound });
     if (isTerminal(exec.status)) return done({ status: exec.status });
     if (exec.status === "pending") {
-      const cause = serviceEvent(executionId, "interrupted", p.at, { reason: whole });
+      const cause = serviceEvent(executionId, EventType.interrupted, p.at, { reason: whole });
       await finish(ctx, tx, p, exec, "interrupted", whole, [cause]);
       return done({ status: "interrupted" });
     }

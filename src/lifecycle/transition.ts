@@ -13,7 +13,7 @@
 import type { Config } from "../config.ts";
 import type { Credentials } from "../auth.ts";
 import { withoutUndefined } from "../objects.ts";
-import type { ExecutionStatus, ExecutionStatusData } from "../protocol.ts";
+import { EventType, type ExecutionStatus, type ExecutionStatusData } from "../protocol.ts";
 import {
   appendEvents,
   type ExecutionRecord,
@@ -129,7 +129,7 @@ export function statusEvent(
   });
   return {
     executionId: exec.executionId,
-    streamEventType: "execution_status",
+    streamEventType: EventType.executionStatus,
     timestamp: at,
     data,
   };

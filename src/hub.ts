@@ -15,6 +15,7 @@
  */
 import {
   bellKey,
+  INBOX_BATCH,
   type InboxMessage,
   type StoredEvent,
   takeInbox,
@@ -175,6 +176,8 @@ export class Hub {
       if (!this.#abort.signal.aborted) this.options.log.warn("inbox read failed", { err });
       return;
     }
+    // A full batch: more messages may wait, and should not wait for the next poll.
+    if (messages.length === INBOX_BATCH) this.#deliverAgain = true;
     for (const message of messages) {
       const handle = this.#connections.get(message.connectionId);
       if (!handle) continue;

@@ -210,6 +210,22 @@ lifecycleTest("interrupting a queued execution leaves the active one alone", asy
   });
 });
 
+lifecycleTest(
+  "a queued id without a record is skipped: the next queued one is promoted",
+  async (ctx) => {
+    await createSession(ctx, { sessionId: "s" });
+    const a = await create(ctx, "s");
+    const b = await create(ctx, "s");
+    const c = await create(ctx, "s");
+    await ctx.kv.delete(records.execution(b.executionId).key);
+    assert.ok((await failExecution(ctx, "s", a.executionId, { error: "done" })).ok);
+    const after = await slots(ctx, "s");
+    assert.deepEqual(after.active, { executionId: c.executionId });
+    assert.deepEqual(after.queue?.executionIds ?? [], []);
+    assert.ok((await execution(ctx, c.executionId)).activatedAt);
+  },
+);
+
 lifecycleTest("failing twice gives one terminal event and false the second time", async (ctx) => {
   await createSession(ctx, { sessionId: "s" });
   const a = await create(ctx, "s");

@@ -154,10 +154,13 @@ async function promote(
   sid: string,
   waiting: string[],
 ): Promise<void> {
-  const [nextId, ...rest] = waiting;
-  records.queue(sid).set(tx, { executionIds: rest });
-  const next = await records.execution(nextId).get(tx);
+  // A queued id without a record (which no path writes) is skipped, not left blocking the rest.
+  let taken = 0;
+  let next: ExecutionRecord | null = null;
+  while (!next && taken < waiting.length) next = await records.execution(waiting[taken++]).get(tx);
+  records.queue(sid).set(tx, { executionIds: waiting.slice(taken) });
   if (!next) return;
+  const nextId = next.executionId;
   const activated: ExecutionRecord = { ...next, activatedAt: p.at };
   records.execution(nextId).set(tx, activated);
   records.active(sid).set(tx, { executionId: nextId });

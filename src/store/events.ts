@@ -72,22 +72,6 @@ export function envelopeTail(sessionId: string, event: NewEvent): string {
 const withId = (eventId: number, tail: string) => `{"eventId":${eventId},${tail}`;
 
 /**
- * Serializes an envelope with the contract's key order (PROTOCOL.md section 6), the same
- * text {@link appendEvents} stores.
- *
- * @example
- * ```ts
- * const timestamp = "2026-01-01T00:00:00.000Z";
- * const base = { executionId: "exc_1", sessionId: "ses_1", streamEventType: "output" };
- * envelopeJson({ eventId: 7, ...base, timestamp, data: null });
- * // '{"eventId":7,"executionId":"exc_1","sessionId":"ses_1",…,"data":null}'
- * ```
- */
-export function envelopeJson(envelope: Envelope): string {
-  return withId(envelope.eventId, envelopeTail(envelope.sessionId, envelope));
-}
-
-/**
  * Reads the session's head, checked at commit like any read: `lastEventId` 0 for an id that
  * never had an event (PROTOCOL.md section 4). The head survives deletion, so a session created
  * again under the same id continues its eventIds.

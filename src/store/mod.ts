@@ -237,10 +237,13 @@ export function postToInbox(tx: Tx, instanceId: string, message: InboxMessage): 
   tx.set(keys.bell(instanceId), Date.now());
 }
 
+/** Most inbox messages {@link takeInbox} takes per call (one commit deletes them). */
+export const INBOX_BATCH = 500;
+
 /**
- * Takes (reads and deletes) the messages waiting for an instance, at most 500 per call
- * (later ones wait for the next call). The deletions are not checked: only the instance
- * itself takes its inbox, one call at a time.
+ * Takes (reads and deletes) the messages waiting for an instance, at most
+ * {@link INBOX_BATCH} per call (a full batch means more may wait). The deletions are not
+ * checked: only the instance itself takes its inbox, one call at a time.
  *
  * @example
  * ```ts
@@ -249,11 +252,11 @@ export function postToInbox(tx: Tx, instanceId: string, message: InboxMessage): 
  */
 export async function takeInbox(kv: Deno.Kv, instanceId: string): Promise<InboxMessage[]> {
   const entries = await Array.fromAsync(
-    kv.list<InboxMessage>({ prefix: keys.inbox(instanceId) }, { limit: 500 }),
+    kv.list<InboxMessage>({ prefix: keys.inbox(instanceId) }, { limit: INBOX_BATCH }),
   );
-  for (let i = 0; i < entries.length; i += 500) {
+  if (entries.length > 0) {
     const op = kv.atomic();
-    for (const e of entries.slice(i, i + 500)) op.delete(e.key);
+    for (const e of entries) op.delete(e.key);
     await op.commit();
   }
   return entries.map((e) => e.value);

@@ -34,7 +34,19 @@ export interface WrapperOptions {
   command: string[];
 }
 
-/** A bad command line; the message names the option. The CLI exits with 64. */
+/**
+ * A bad command line; the message names the option. The CLI exits with 64.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   parseOptions(["--ingest-url", url, "--token", token, "--heartbeat-ms=soon", "--", "a"], env);
+ * } catch (error) {
+ *   // "option --heartbeat-ms must be an integer ≥ 1, got \"soon\""
+ *   if (error instanceof UsageError) console.error(error.message);
+ * }
+ * ```
+ */
 export class UsageError extends Error {
   override name = "UsageError";
 }

@@ -82,7 +82,16 @@ interface Link {
   abort: AbortController;
 }
 
-/** Starts a chaos proxy on an ephemeral port of 127.0.0.1. */
+/**
+ * Starts a chaos proxy on an ephemeral port of 127.0.0.1.
+ *
+ * @example
+ * ```ts
+ * const proxy = startChaosProxy({ targetPort: Number(new URL(server.url).port), seed: 42 });
+ * const url = proxy.via(run.ingestUrl); // dial this instead of the service
+ * await proxy.close();
+ * ```
+ */
 export function startChaosProxy(options: ChaosProxyOptions): ChaosProxy {
   const {
     seed = 1,

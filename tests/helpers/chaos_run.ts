@@ -66,7 +66,15 @@ function lineNumber(e: Envelope): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-/** Runs the chaos scenario; throws with the seed on a violation. */
+/**
+ * Runs the chaos scenario; throws with the seed on a violation.
+ *
+ * @example
+ * ```ts
+ * const seed = seedFrom("TETHER_CHAOS_SEED");
+ * const stats = await runChaos({ seed, events: 2500, wrappers: 2, pauseMs: 15 });
+ * ```
+ */
 export async function runChaos(options: ChaosOptions): Promise<ChaosStats> {
   const started = Date.now();
   const server = await startServer({

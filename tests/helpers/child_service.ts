@@ -42,7 +42,15 @@ export interface ChildServiceOptions {
   startTimeoutMs?: number;
 }
 
-/** A port that was free a moment ago (the restart reuses it, as a real service would). */
+/**
+ * A port that was free a moment ago (the restart reuses it, as a real service would).
+ *
+ * @example
+ * ```ts
+ * const port = freePort();
+ * const service = await startChildService({ kvPath: `${dir}/tether.kv`, port });
+ * ```
+ */
 export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr;
@@ -50,7 +58,18 @@ export function freePort(): number {
   return port;
 }
 
-/** Starts `main.ts` and resolves once it listens. */
+/**
+ * Starts `main.ts` and resolves once it listens.
+ *
+ * @example
+ * ```ts
+ * const service = await startChildService({
+ *   kvPath: `${dir}/tether.kv`,
+ *   port: freePort(),
+ *   env: { TETHER_DISCONNECT_GRACE_MS: "2000" },
+ * });
+ * ```
+ */
 export async function startChildService(options: ChildServiceOptions): Promise<ChildService> {
   const wakeups = Deno.env.get("TETHER_TIMER_WAKEUPS");
   const command = new Deno.Command(Deno.execPath(), {

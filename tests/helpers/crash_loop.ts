@@ -45,7 +45,15 @@ const GRACE_MS = 3000;
 
 type Call = ChildService["call"];
 
-/** Runs the loop; throws with the seed on a violation. */
+/**
+ * Runs the loop; throws with the seed on a violation.
+ *
+ * @example
+ * ```ts
+ * const seed = seedFrom("TETHER_CRASH_SEED");
+ * const stats = await runCrashLoop({ seed, runs: 3, eventsPerRun: 400, killsPerRun: 2 });
+ * ```
+ */
 export async function runCrashLoop(options: CrashLoopOptions): Promise<CrashLoopStats> {
   const r = new Random(options.seed);
   const dir = await Deno.makeTempDir({ prefix: "tether-crash-" });

@@ -132,7 +132,15 @@ function setOwn(o: Record<string, unknown>, key: string, value: unknown): void {
 /** Percent-encodes a path segment, lone surrogates included (as U+FFFD). */
 const segment = (s: string) => encodeURIComponent(s.toWellFormed());
 
-/** A random JSON value, at most `depth` levels deep. */
+/**
+ * A random JSON value, at most `depth` levels deep.
+ *
+ * @example
+ * ```ts
+ * const r = new Random(7);
+ * const data = randomJson(r); // same seed, same value
+ * ```
+ */
 export function randomJson(r: Random, depth = 3): unknown {
   const kind = r.int(0, depth > 0 ? 7 : 4);
   switch (kind) {
@@ -160,14 +168,29 @@ export function randomJson(r: Random, depth = 3): unknown {
 /** Depths around and far past the nesting limit (PROTOCOL.md 10). */
 const DEEP_DEPTHS = [MAX_JSON_DEPTH - 1, MAX_JSON_DEPTH, MAX_JSON_DEPTH + 1, 200, 5000];
 
-/** A value nested about the limit or far deeper: arrays and objects, built without recursion. */
+/**
+ * A value nested about the limit or far deeper: arrays and objects, built without recursion.
+ *
+ * @example
+ * ```ts
+ * client.send({ streamEventType: "agent", data: deepJson(new Random(seed)) });
+ * ```
+ */
 export function deepJson(r: Random): unknown {
   let value: unknown = r.chance(0.5) ? [] : {};
   for (let i = r.pick(DEEP_DEPTHS); i > 1; i--) value = r.chance(0.5) ? [value] : { k: value };
   return value;
 }
 
-/** Mutates a text: flips, drops, duplicates or inserts characters, or cuts it. */
+/**
+ * Mutates a text: flips, drops, duplicates or inserts characters, or cuts it.
+ *
+ * @example
+ * ```ts
+ * const text = JSON.stringify({ streamEventType: "agent", seq: 1, data: {} });
+ * client.send(mutateText(new Random(seed), text)); // often no longer valid JSON
+ * ```
+ */
 export function mutateText(r: Random, text: string): string {
   let s = text;
   for (let i = r.int(1, 4); i > 0; i--) {
@@ -375,7 +398,15 @@ function fuzzRequest(r: Random, known: { executionIds: string[]; tickets: string
 // ---------------------------------------------------------------------------------------
 // Checks
 
-/** Every stored event is a valid envelope; reserved types only as the service emits them. */
+/**
+ * Every stored event is a valid envelope; reserved types only as the service emits them.
+ *
+ * @example
+ * ```ts
+ * const events = await storedEvents(server, "s1");
+ * checkEnvelopes("s1", events, new Set([run.executionId]));
+ * ```
+ */
 export function checkEnvelopes(sessionId: string, events: Envelope[], executionIds: Set<string>) {
   let expected = 1;
   for (const e of events) {
@@ -431,7 +462,15 @@ async function healthy(server: TestServer, signal?: AbortSignal): Promise<void> 
 // ---------------------------------------------------------------------------------------
 // The run
 
-/** Runs the frame and REST fuzzers against a fresh instance; throws with the seed on failure. */
+/**
+ * Runs the frame and REST fuzzers against a fresh instance; throws with the seed on failure.
+ *
+ * @example
+ * ```ts
+ * const seed = seedFrom("TETHER_FUZZ_SEED");
+ * const stats = await runFuzz({ seed, frames: 5000, requests: 5000 });
+ * ```
+ */
 export async function runFuzz(options: FuzzOptions): Promise<FuzzStats> {
   const r = new Random(options.seed);
   const stats: FuzzStats = { frames: 0, requests: 0, executions: 0, statuses: {} };

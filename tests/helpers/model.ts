@@ -793,6 +793,12 @@ export const commandArbitraries: fc.Arbitrary<Cmd>[] = (() => {
 
 /**
  * Runs the model check; throws with the seed and the shrunk command sequence on failure.
+ *
+ * @example
+ * ```ts
+ * const seed = seedFrom("TETHER_MODEL_SEED");
+ * const stats = await runModel({ seed, runs: 200 });
+ * ```
  */
 export async function runModel(options: ModelOptions): Promise<ModelStats> {
   const totals: ModelStats = {

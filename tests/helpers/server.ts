@@ -10,6 +10,9 @@ import { createService, type Service, type ServiceOptions } from "../../src/serv
 import { TetherClient } from "../../client/mod.ts";
 import { slowKv } from "./slow_kv.ts";
 
+/**
+ * The api key every test instance accepts (its `apiKey` config).
+ */
 export const API_KEY = "test-key";
 
 /** A running instance. */
@@ -53,6 +56,16 @@ export interface StartOptions extends ServiceOptions {
 /**
  * Starts one instance with test defaults: `:memory:` KV, api key `test-key`, silent logs,
  * sweep-only deadlines every 50 ms (override with `config`).
+ *
+ * @example
+ * ```ts
+ * const server = await startServer({ config: { maxFrameBytes: 16_384 } });
+ * try {
+ *   const res = await server.call("/v1/sessions", { method: "POST", json: { sessionId: "s1" } });
+ * } finally {
+ *   await server.close();
+ * }
+ * ```
  */
 export async function startServer(options: StartOptions = {}): Promise<TestServer> {
   const kvPath = options.kvPath ?? ":memory:";
@@ -109,7 +122,17 @@ export async function startServer(options: StartOptions = {}): Promise<TestServe
   };
 }
 
-/** A temporary KV file path (removed with its directory by the returned cleanup). */
+/**
+ * A temporary KV file path (removed with its directory by the returned cleanup).
+ *
+ * @example
+ * ```ts
+ * const { path, cleanup } = await tempKvPath();
+ * const server = await startServer({ kvPath: path });
+ * await server.close();
+ * await cleanup();
+ * ```
+ */
 export async function tempKvPath(): Promise<{ path: string; cleanup: () => Promise<void> }> {
   const dir = await Deno.makeTempDir({ prefix: "tether-test-" });
   return {

@@ -213,7 +213,15 @@ function countMessages(sockets: WebSocket[], total: number): Promise<void> {
   return done.promise;
 }
 
-/** Runs every measurement once. */
+/**
+ * Runs every measurement once.
+ *
+ * @example
+ * ```ts
+ * const rates = await runReplay({ events: 50_000, bytes: 500, viewers: 100, fanoutFrames: 2000 });
+ * console.log(`SSE replay ${Math.round(rates.sse)} events/s`);
+ * ```
+ */
 export async function runReplay(o: ReplayOptions): Promise<ReplayResult> {
   const dir = await Deno.makeTempDir({ prefix: "tether-bench-" });
   const server = await startServer({

@@ -161,7 +161,7 @@ function parseJsonObject(text: string): Record<string, unknown> | undefined {
 }
 
 /**
- * `complete {exitCode}`; the exit code defaults to 0.
+ * `complete {exitCode}` (PROTOCOL.md 9.2); the exit code defaults to 0.
  *
  * @example
  * ```ts
@@ -173,7 +173,9 @@ export function completeFrame(exitCode = 0): OutgoingFrame {
 }
 
 /**
- * The fatal `AGENT_EXIT` error of an agent that exited by itself with a code other than 0.
+ * The fatal `AGENT_EXIT` error of an agent that exited by itself with a code other than 0
+ * (PROTOCOL.md 9.2). An agent killed by a signal the wrapper did not send has code 128 + n;
+ * the frame then also names the signal (a key the contract does not list).
  *
  * @example
  * ```ts
@@ -196,7 +198,7 @@ export function agentExitFrame(exitCode: number, signal: string | null): Outgoin
 }
 
 /**
- * `interrupted {reason}`; the reason defaults to `User interrupted`.
+ * `interrupted {reason}` (PROTOCOL.md 9.2); the reason defaults to `User interrupted`.
  *
  * @example
  * ```ts
@@ -209,7 +211,7 @@ export function interruptedFrame(reason: string | undefined): OutgoingFrame {
 }
 
 /**
- * The fatal `AGENT_IDLE_TIMEOUT` error.
+ * The fatal `AGENT_IDLE_TIMEOUT` error of `--idle-timeout-ms` (PROTOCOL.md 9.1).
  *
  * @example
  * ```ts
@@ -230,7 +232,8 @@ export function idleTimeoutFrame(idleTimeoutMs: number): OutgoingFrame {
 }
 
 /**
- * The fatal `AGENT_START_FAILED` error of an agent command that could not be started.
+ * The fatal `AGENT_START_FAILED` error of an agent command that could not be started. The
+ * contract names no code for this case: the code is this wrapper's own.
  *
  * @example
  * ```ts

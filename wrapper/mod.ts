@@ -163,7 +163,8 @@ const HEARTBEAT_FRAME = JSON.stringify({ streamEventType: "heartbeat", data: {} 
 const PONG_FRAME = JSON.stringify({ streamEventType: "pong", data: {} });
 
 /**
- * `http(s)://` → `ws(s)://`; throws a `TypeError` for any other scheme.
+ * `http(s)://` → `ws(s)://` (PROTOCOL.md 9, `--ingest-url`); `ws(s)://` is kept as it is, and
+ * any other scheme throws a `TypeError`.
  *
  * @example
  * ```ts

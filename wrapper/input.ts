@@ -96,6 +96,7 @@ export class InputGate {
   #floor = 0;
   #confirmed = 0;
 
+  /** Starts with floor 0: until a `hello` says otherwise, input 1 is the next one. */
   constructor(options: InputGateOptions) {
     this.#onInput = options.onInput;
     this.#send = options.send;

@@ -123,6 +123,7 @@ export class Outbox {
   #terminalHeld = false;
   #acked = 0;
 
+  /** Holds frames from the start; nothing is sent before the first {@link Outbox.resume}. */
   constructor(options: OutboxOptions = {}) {
     this.#bufferLimit = options.bufferLimit ?? 10_000;
     this.#bufferBytes = options.bufferBytes ?? 64 * 1024 * 1024;

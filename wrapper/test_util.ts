@@ -36,8 +36,11 @@ const WRAPPER_MAIN = new URL("./main.ts", import.meta.url).pathname;
 
 /** A wrapper CLI process; `stderr` grows while it runs. */
 export interface Cli {
+  /** The process; its stdout is discarded. */
   child: Deno.ChildProcess;
+  /** Its exit code, once stderr has been read to the end. */
   exit: Promise<number>;
+  /** Everything it has written to stderr so far. */
   stderr: () => string;
 }
 
@@ -96,7 +99,9 @@ export const FAST_TIMERS = {
 
 /** A connected {@link IngestConnection} plus the events it reported; closes on dispose. */
 export interface TestConnection extends AsyncDisposable {
+  /** The connection, already dialing. */
   conn: IngestConnection;
+  /** Every event it reported, in order. */
   events: IngestEvent[];
   /** The events of one type. */
   of<T extends IngestEvent["type"]>(type: T): Extract<IngestEvent, { type: T }>[];
@@ -195,8 +200,11 @@ export function wrapperOptions(
 
 /** A wrapper run in this process: its exit code, its log, and a way to signal it. */
 export interface TestRun {
+  /** The wrapper's exit code (PROTOCOL.md 9.2). */
   exit: Promise<number>;
+  /** Its progress messages, in order. */
   logs: string[];
+  /** Delivers SIGINT or SIGTERM to the run, as the process would receive it. */
   signal(signal: WrapperSignal): void;
   /** True once a log line starts with `prefix`. */
   logged(prefix: string): boolean;
@@ -236,6 +244,7 @@ export function startRun(
 
 /** A Server-Sent Events endpoint that answers the n-th request with the n-th body. */
 export interface SseServer extends AsyncDisposable {
+  /** `http://127.0.0.1:<port>/event`. */
   url: string;
   /** The `Last-Event-ID` header of every request. */
   lastEventIds: (string | null)[];
@@ -286,6 +295,7 @@ export function startSseServer(bodies: string[]): SseServer {
 
 /** Holds every reconnect wait until {@link ReconnectGate.open}; counts the waits. */
 export interface ReconnectGate {
+  /** Pass as {@link IngestConnectionOptions.delay}. */
   delay: NonNullable<IngestConnectionOptions["delay"]>;
   /** Ends the current wait (the dial follows). */
   open(): void;

@@ -41,8 +41,11 @@ export interface E2eOptions {
 
 /** What one run measured. */
 export interface E2eResult {
+  /** Frames per second a bare WebSocket relay passes from one socket to another. */
   relayPerSec: number;
+  /** Events per second written to an on-disk KV file, 100 per commit. */
   kvPerSec: number;
+  /** Frames per second through Tether, from the ingest socket to a live viewer. */
   tetherPerSec: number;
   /** Tether throughput / relay throughput. */
   ratio: number;
@@ -51,14 +54,19 @@ export interface E2eResult {
    * throughput runs; `undefined` where `/proc` is not available.
    */
   relayCpuUs?: number;
+  /** The same for Tether's throughput run. */
   tetherCpuUs?: number;
+  /** Median send → viewer latency of the paced run (ms). */
   p50Ms: number;
+  /** 99th percentile of the same (ms). */
   p99Ms: number;
 }
 
 /** A measured rate and the main thread's CPU time per frame over it (µs; see {@link mainThreadCpuMs}). */
 export interface Throughput {
+  /** Frames (or events) per second. */
   perSec: number;
+  /** Main thread CPU µs per frame; `undefined` without `/proc`. */
   cpuUs?: number;
 }
 

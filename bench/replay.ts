@@ -36,12 +36,19 @@ export interface ReplayOptions {
 
 /** Rates of one run, in events (or deliveries) per second. */
 export interface ReplayResult {
+  /** One wrapper streaming the session's frames. */
   ingest: number;
+  /** A fresh WebSocket viewer replaying from `after=0`. */
   ws: number;
+  /** The same over SSE. */
   sse: number;
+  /** JSON pages of 1000 events, following `nextAfter`. */
   json: number;
+  /** Durable Streams catch-up reads. */
   ds: number;
+  /** Deliveries to the live WebSocket viewers of one wrapper. */
   fanout: number;
+  /** The same fan-out through a raw WebSocket relay (the baseline). */
   relayFanout: number;
 }
 

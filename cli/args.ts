@@ -16,6 +16,7 @@ import { FLAG_OPTION_NAMES, OPTION_NAMES as WRAPPER_OPTIONS } from "../wrapper/o
  * ```
  */
 export class UsageError extends Error {
+  /** Always `"UsageError"`, as stack traces and `String(error)` show it. */
   override name = "UsageError";
 }
 

@@ -50,13 +50,19 @@ export async function sendAcpPrompts(post: DemoPost, inputPath: string): Promise
 
 /** Options of {@link conductAcpRun}. */
 export interface ConductOptions {
+  /** The service URL, e.g. `http://localhost:8000`. */
   base: string;
+  /** Api key for reading the events. */
   apiKey: string;
+  /** The demo's session. */
   sessionId: string;
+  /** Posts an input with the api key. */
   post: DemoPost;
+  /** `/v1/sessions/:sid/executions/:eid/input`. */
   inputPath: string;
   /** Answer each permission request with its first option (no user to click). */
   approve: boolean;
+  /** Stops following when aborted (the demo ends). */
   signal: AbortSignal;
 }
 

@@ -61,6 +61,7 @@ export interface WrapperOptions {
  * ```
  */
 export class UsageError extends Error {
+  /** Always `"UsageError"`, as stack traces and `String(error)` show it. */
   override name = "UsageError";
 }
 

@@ -42,8 +42,11 @@ export function assertInvalid(res: { status: number; body: unknown }): void {
 
 /** Everything the API shows about a session: its record, events and executions. */
 export interface SessionSnapshot {
+  /** `GET /v1/sessions/:sid`'s body. */
   session: unknown;
+  /** Every stored event. */
   events: unknown;
+  /** Every execution (health left out: it moves with time). */
   executions: unknown;
 }
 

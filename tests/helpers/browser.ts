@@ -20,7 +20,9 @@ export const ARTIFACTS = new URL("../../test-artifacts/", import.meta.url);
 
 /** A browser with one persistent context, and how to close both. */
 export interface TestBrowser {
+  /** The persistent context pages are opened in. */
   context: BrowserContext;
+  /** Closes the context and the browser, and removes the profile. */
   close(): Promise<void>;
 }
 
@@ -135,7 +137,9 @@ export async function ticketFor(server: TestServer, sessionId: string): Promise<
 
 /** A frame to ingest: its type and data (seq and timestamp are added). */
 export interface TestFrame {
+  /** The frame's type, e.g. `agent`. */
   streamEventType: string;
+  /** Its data. */
   data?: unknown;
 }
 

@@ -46,13 +46,17 @@ export interface ChaosProxyOptions {
 
 /** What the proxy did so far. */
 export interface ChaosStats {
+  /** Connections accepted. */
   connections: number;
   /** Connections cut by the schedule. */
   scheduledCuts: number;
   /** Connections cut by {@link ChaosProxy.cut}. */
   manualCuts: number;
+  /** Chunks held back `delayMs` before being forwarded. */
   delays: number;
+  /** Stalls of a connection (`stallMs`). */
   stalls: number;
+  /** Bytes forwarded, both ways. */
   bytes: number;
   /** The lifetime drawn for each connection, in accept order (`null`: never cut). */
   lifetimes: (number | null)[];
@@ -62,6 +66,7 @@ export interface ChaosStats {
 export interface ChaosProxy extends AsyncDisposable {
   /** Port the proxy listens on (127.0.0.1). */
   readonly port: number;
+  /** What it did so far; updated live. */
   readonly stats: ChaosStats;
   /** Rewrites a `ws(s)://` or `http(s)://` URL to go through the proxy (plain ws/http). */
   via(url: string): string;

@@ -31,6 +31,7 @@ export const FAST_RECONNECT_ARGS = [
 
 /** Options of {@link runChaos}. */
 export interface ChaosOptions {
+  /** Seed of the proxy's schedule (print it to replay a failure). */
   seed: number;
   /** Lines printed by each agent. */
   events: number;
@@ -46,13 +47,21 @@ export interface ChaosOptions {
 
 /** What a chaos run measured. */
 export interface ChaosStats {
+  /** Lines stored, over every run. */
   events: number;
+  /** Connections cut by the proxy's schedule. */
   cuts: number;
+  /** Stalls the proxy made. */
   stalls: number;
+  /** Connections through the proxy. */
   connections: number;
+  /** Lines never stored (must be 0). */
   lost: number;
+  /** Lines stored more than once (must be 0). */
   duplicated: number;
+  /** Executions that ended `failed`. */
   failedExecutions: number;
+  /** Wall time of the run. */
   seconds: number;
 }
 

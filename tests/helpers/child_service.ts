@@ -11,7 +11,9 @@ const ROOT = new URL("../../", import.meta.url).pathname;
 
 /** A running service process. */
 export interface ChildService extends AsyncDisposable {
+  /** `http://127.0.0.1:<port>`. */
   readonly url: string;
+  /** `ws://127.0.0.1:<port>`. */
   readonly wsUrl: string;
   /** The process id (to sample its memory from `/proc`). */
   readonly pid: number;
@@ -30,7 +32,9 @@ export interface ChildService extends AsyncDisposable {
 
 /** Options of {@link startChildService}. */
 export interface ChildServiceOptions {
+  /** The KV file (kept across restarts of the same path). */
   kvPath: string;
+  /** Port on 127.0.0.1 (see {@link freePort}). */
   port: number;
   /** The entry point, relative to the repository root. Default `main.ts`. */
   entry?: string;

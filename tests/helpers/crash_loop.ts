@@ -22,6 +22,7 @@ import { Random } from "./random.ts";
 
 /** Options of {@link runCrashLoop}. */
 export interface CrashLoopOptions {
+  /** Seed of the kill schedule (print it to replay a failure). */
   seed: number;
   /** Live runs, one after another. */
   runs: number;
@@ -33,11 +34,17 @@ export interface CrashLoopOptions {
 
 /** Figures of a finished loop. */
 export interface CrashLoopStats {
+  /** SIGKILLs of the service. */
   crashes: number;
+  /** Live runs finished. */
   runs: number;
+  /** Runs whose client never came back after a kill (each must end `failed`). */
   abandoned: number;
+  /** Frames stored for the live runs, duplicates included. */
   events: number;
+  /** Frames of the live runs never stored (must be 0). */
   lost: number;
+  /** Frames stored more than once (must be 0). */
   duplicated: number;
 }
 

@@ -22,7 +22,9 @@ import type { TestServer } from "./server.ts";
 
 /** One way of waking deadlines, as a label and the config it needs. */
 export interface WakeupVariant {
+  /** For test names, e.g. `queue+sweep`. */
   label: string;
+  /** `timerWakeups` and a `sweepMs` to suit them. */
   config: Partial<Config>;
 }
 

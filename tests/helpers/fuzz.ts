@@ -17,6 +17,7 @@ import { API_KEY, startServer, type TestServer } from "./server.ts";
 
 /** Options of {@link runFuzz}. */
 export interface FuzzOptions {
+  /** Seed of every random choice (print it to replay a failure). */
   seed: number;
   /** Frames to send. */
   frames: number;
@@ -30,10 +31,13 @@ export interface FuzzOptions {
 
 /** What a fuzz run sent. */
 export interface FuzzStats {
+  /** Frames sent. */
   frames: number;
+  /** REST requests sent. */
   requests: number;
   /** Executions the frame fuzzer went through (a terminal or fatal frame ends one). */
   executions: number;
+  /** REST answers by HTTP status. */
   statuses: Record<string, number>;
 }
 

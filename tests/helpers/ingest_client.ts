@@ -14,13 +14,17 @@ export { eventually } from "../../wrapper/test_util.ts";
 
 /** A frame the service sent, parsed. */
 export interface ServiceMessage {
+  /** `hello`, `ack`, `kill`, `ping`, `input` or `error` (PROTOCOL.md 5.2). */
   type: string;
+  /** The frame's other fields (`seq`, `lastSeq`, `code`…). */
   [key: string]: unknown;
 }
 
 /** How a socket ended. */
 export interface CloseInfo {
+  /** The close code (PROTOCOL.md 5.3). */
   code: number;
+  /** The close reason. */
   reason: string;
 }
 
@@ -156,11 +160,17 @@ export class IngestClient {
 
 /** An execution as its creation returns it. */
 export interface Run {
+  /** The session. */
   sessionId: string;
+  /** The execution created. */
   executionId: string;
+  /** Its ingest token. */
   ingestToken: string;
+  /** Its ingest URL (`ws://…`). */
   ingestUrl: string;
+  /** The session's viewer stream URL. */
   streamUrl: string;
+  /** Whether it started at once (else it is queued). */
   active: boolean;
 }
 

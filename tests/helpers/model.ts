@@ -43,13 +43,21 @@ export interface ModelOptions {
 
 /** Figures of a finished model check. */
 export interface ModelStats {
+  /** Random command sequences run. */
   runs: number;
+  /** Commands executed. */
   commands: number;
+  /** Executions created. */
   executions: number;
+  /** Instance crashes. */
   crashes: number;
+  /** Deadline firings. */
   firings: number;
+  /** Frames acknowledged. */
   framesAcked: number;
+  /** Inputs accepted by the service. */
   inputsAccepted: number;
+  /** Inputs written to a simulated agent. */
   inputsWritten: number;
 }
 

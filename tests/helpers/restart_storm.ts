@@ -19,6 +19,7 @@ export interface RestartStormOptions {
   graceMs: number;
   /** Wrapper backoff (PROTOCOL.md 9 defaults: 1000 and 5000). */
   reconnectBaseMs: number;
+  /** Longest reconnect delay (before jitter). */
   reconnectMaxMs: number;
   /** How long all may take to come back before the storm counts as failed. Default 60000. */
   timeoutMs?: number;
@@ -28,6 +29,7 @@ export interface RestartStormOptions {
 
 /** What one storm measured. */
 export interface RestartStormResult {
+  /** Wrappers in the storm. */
   n: number;
   /** From the restarted service's `listening` line until the last wrapper's `hello`. */
   allBackMs: number;

@@ -11,14 +11,17 @@ import { TetherClient } from "../../client/mod.ts";
 import { slowKv } from "./slow_kv.ts";
 
 /**
- * The api key every test instance accepts (its `apiKey` config).
+ * The api key of `testConfig()` (`apiKeys: ["test-key"]`), sent by `api` and `call`.
  */
 export const API_KEY = "test-key";
 
 /** A running instance. */
 export interface TestServer {
+  /** The service under test. */
   service: Service;
+  /** Its KV handle. */
   kv: Deno.Kv;
+  /** The configuration it runs with. */
   config: Config;
   /** `http://127.0.0.1:<port>` */
   url: string;
@@ -41,6 +44,7 @@ export interface TestServer {
 
 /** Options of {@link startServer}. */
 export interface StartOptions extends ServiceOptions {
+  /** Overrides of the test configuration. */
   config?: Partial<Config>;
   /** A KV file to share between instances; default `:memory:`. */
   kvPath?: string;

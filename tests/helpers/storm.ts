@@ -44,13 +44,17 @@ export class StormClock {
 
 /** One execution of the storm. */
 export interface StormRun {
+  /** Its session. */
   sessionId: string;
+  /** The execution. */
   executionId: string;
+  /** The connection admitted for it. */
   connectionId: string;
 }
 
 /** Options of {@link armGraceStorm}. */
 export interface StormOptions {
+  /** Executions in the storm. */
   count: number;
   /** Grace of every execution (ms); every grace is due at the same instant, this long after arming began. */
   graceMs: number;
@@ -69,6 +73,7 @@ async function pool(count: number, concurrency: number, task: (i: number) => Pro
 
 /** Options of {@link admitRuns}. */
 export interface AdmitOptions {
+  /** Sessions and executions to create and admit. */
   count: number;
   /** Grace of every execution (ms); the service's default when absent. */
   graceMs?: number;

@@ -79,6 +79,7 @@ export class WsViewer implements Viewer {
   readonly #collector = new Collector();
   /** Control messages (`{"type":"error",…}`). */
   readonly controls: Record<string, unknown>[] = [];
+  /** Resolves with the close code and reason. */
   readonly closed: Promise<{ code: number; reason: string }>;
 
   private constructor(readonly socket: WebSocket) {
@@ -254,6 +255,7 @@ export class SseViewer implements Viewer {
  * ```
  */
 export class SseRefused extends Error {
+  /** `status` and `body` of the refusal, both kept as fields. */
   constructor(readonly status: number, readonly body: string) {
     super(`SSE refused with ${status}: ${body}`);
   }

@@ -43,7 +43,16 @@ const KNOWN_PATHS = [
   "/metrics",
 ];
 
-/** Builds the application for one runtime. */
+/**
+ * Builds the application for one runtime: every route, the origin policy, `/healthz`,
+ * `/metrics`, and the 404/405 fallbacks and error handler.
+ *
+ * @example
+ * ```ts
+ * const app = createApp(rt);
+ * const res = await app.request("/healthz"); // 200 {"status":"ok"}
+ * ```
+ */
 export function createApp(rt: Runtime): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.use("*", async (c, next) => {
@@ -62,9 +71,8 @@ export function createApp(rt: Runtime): Hono<AppEnv> {
  * 405 included).
  */
 function useOriginPolicy(app: Hono<AppEnv>, rt: Runtime): void {
-  // The origin allow-list and CORS headers for every HTTP route under /v1 (errors, 404 and
-  // 405 included). WebSocket upgrades pass through untouched: a 101 response's headers are
-  // immutable, and an upgrade answers a foreign origin with 4403 itself.
+  // WebSocket upgrades pass through untouched: a 101 response's headers are immutable, and
+  // an upgrade answers a foreign origin with 4403 itself.
   const corsHeaders = cors({
     origin: (origin) =>
       rt.config.allowedOrigins.length === 0 || rt.config.allowedOrigins.includes(origin)

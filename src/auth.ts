@@ -24,6 +24,12 @@ function fromBase64url(text: string): Uint8Array | undefined {
 /**
  * The ticket signing secret: `TETHER_TICKET_SECRET` when set, else one created once and kept
  * in KV, so every instance and every restart agrees.
+ *
+ * @example
+ * ```ts
+ * const secret = await loadSigningSecret(kv, config.ticketSecret);
+ * const credentials = new Credentials(secret, config.apiKeys);
+ * ```
  */
 export async function loadSigningSecret(kv: Deno.Kv, configured?: string): Promise<string> {
   if (configured) return configured;
@@ -43,7 +49,17 @@ export interface TicketClaims {
   expiresAt: number;
 }
 
-/** Signs and checks every credential of the service with one secret. */
+/**
+ * Signs and checks every credential of the service with one secret: api keys, viewer
+ * tickets, ingest tokens and callback signatures.
+ *
+ * @example
+ * ```ts
+ * const credentials = new Credentials(secret, ["key-1"]);
+ * credentials.isApiKey("key-1"); // true
+ * const ticket = await credentials.issueTicket({ sessionId: "ses_1", incarnation, expiresAt });
+ * ```
+ */
 export class Credentials {
   readonly #key: Promise<CryptoKey>;
   readonly #apiKeys: string[];

@@ -10,7 +10,17 @@
  * @module
  */
 
-/** Why a callback URL is refused at creation, or `undefined` when it is acceptable. */
+/**
+ * Why a callback URL is refused at creation, or `undefined` when it is acceptable. Only the
+ * URL is looked at here: a host name is checked when it is resolved, before each try
+ * ({@link callbackTargetProblem}).
+ *
+ * @example
+ * ```ts
+ * callbackUrlProblem("https://u:pw@example.com/cb", false); // "… must not contain credentials"
+ * callbackUrlProblem("https://example.com/cb", false); // undefined
+ * ```
+ */
 export function callbackUrlProblem(raw: string, allowPrivate: boolean): string | undefined {
   let url: URL;
   try {
@@ -43,7 +53,17 @@ export function isPrivateHost(hostname: string): boolean {
   return parseIpv4(host) !== undefined && isPrivateAddress(host);
 }
 
-/** Whether an IP address (v4 dotted, or v6 without brackets) may not be called. */
+/**
+ * Whether an IP address (v4 dotted, or v6 without brackets) may not be called. IPv4-mapped
+ * IPv6 addresses are judged by their IPv4 address.
+ *
+ * @example
+ * ```ts
+ * isPrivateAddress("10.1.2.3"); // true
+ * isPrivateAddress("::ffff:127.0.0.1"); // true
+ * isPrivateAddress("2001:db8::1"); // false
+ * ```
+ */
 export function isPrivateAddress(address: string): boolean {
   const v4 = parseIpv4(address);
   if (v4 !== undefined) return isPrivateIpv4(v4);
@@ -128,6 +148,13 @@ export const resolveWithDns: ResolveHost = async (hostname) => {
  * Why a callback may not be sent to `url` right now (a name resolving to a refused
  * address, or not resolving at all), or `undefined` when it may. Address literals were
  * checked at creation and are checked again here.
+ *
+ * @example
+ * ```ts
+ * const url = new URL("https://hooks.internal.example/done");
+ * await callbackTargetProblem(url, async () => ["10.0.0.5"]);
+ * // "name resolves to a private address"
+ * ```
  */
 export async function callbackTargetProblem(
   url: URL,

@@ -14,6 +14,7 @@ const list = z.string().optional().transform((s) =>
 
 /** Where deadlines get their wake-ups from (PROTOCOL.md 8). */
 export const TimerWakeup = z.enum(["queue", "sweep", "cron"]);
+/** One wake-up source: `queue` (KV queue messages), `sweep` (an in-process timer) or `cron`. */
 export type TimerWakeup = z.infer<typeof TimerWakeup>;
 
 const EnvSchema = z.object({
@@ -73,12 +74,30 @@ const EnvSchema = z.object({
   TETHER_LOG_LEVEL: z.enum(["debug", "info", "warn", "error", "silent"]).default("info"),
 });
 
-/** Whether the environment is Deno Deploy's (its predefined variables are set). */
+/**
+ * Whether the environment is Deno Deploy's (its predefined variables are set). There, an
+ * unset `TETHER_KV_PATH` means the platform's KV.
+ *
+ * @example
+ * ```ts
+ * onDenoDeploy(Deno.env.toObject());
+ * onDenoDeploy({ DENO_DEPLOYMENT_ID: "abc123" }); // true
+ * ```
+ */
 export function onDenoDeploy(env: Record<string, string | undefined>): boolean {
   return Boolean(env.DENO_DEPLOY || env.DENO_DEPLOYMENT_ID);
 }
 
-/** Whether a `TETHER_KV_PATH` is a KV Connect URL (a remote `denokv` or Deploy database). */
+/**
+ * Whether a `TETHER_KV_PATH` is a KV Connect URL (a remote `denokv` or Deploy database)
+ * rather than a local file.
+ *
+ * @example
+ * ```ts
+ * isKvConnectUrl("https://api.deno.com/databases/<id>/connect"); // true
+ * isKvConnectUrl("./data/tether.kv"); // false
+ * ```
+ */
 export function isKvConnectUrl(path: string): boolean {
   return /^https?:\/\//i.test(path);
 }
@@ -162,7 +181,19 @@ function shownValue(name: string, value: string | undefined): string {
   return ` (got ${JSON.stringify(text)})`;
 }
 
-/** Raised for an invalid environment; the message names every bad variable. */
+/**
+ * Raised for an invalid environment; the message names every bad variable (never a secret's
+ * value). The entry point exits with status 78 on it.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   loadConfig({ PORT: "-1" });
+ * } catch (err) {
+ *   if (err instanceof ConfigError) console.error(err.message); // names PORT and its value
+ * }
+ * ```
+ */
 export class ConfigError extends Error {
   override name = "ConfigError";
 }
@@ -230,7 +261,15 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   };
 }
 
-/** A configuration for tests: `:memory:` KV, one api key, short timers where given. */
+/**
+ * A configuration for tests: `:memory:` KV, the api key `test-key`, silent logs, and any
+ * overrides (short timers, say).
+ *
+ * @example
+ * ```ts
+ * const config = testConfig({ disconnectGraceMs: 200, heartbeatTimeoutMs: 1000 });
+ * ```
+ */
 export function testConfig(overrides: Partial<Config> = {}): Config {
   return {
     ...loadConfig({ TETHER_KV_PATH: ":memory:", PORT: "0" }),

@@ -43,7 +43,16 @@ export interface IoFiring {
   outcome: FiringOutcome;
 }
 
-/** Fires `callback` and `purge` deadlines. */
+/**
+ * Fires `callback` and `purge` deadlines, the ones that do I/O outside a transaction. The
+ * deadline runner owns one and hands it the keys of due I/O deadlines.
+ *
+ * @example
+ * ```ts
+ * const io = new DeadlineIo(rt, { callbackTries: 2, callbackBackoffMs: 50 });
+ * const fired = await io.fire(key); // null when the deadline is gone or not due yet
+ * ```
+ */
 export class DeadlineIo {
   readonly #rt: Runtime;
   readonly #options: Required<DeadlineIoOptions>;

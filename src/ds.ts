@@ -25,7 +25,14 @@ import {
 /** Digits of an offset: eventIds stay below 10^16 (they are safe integers). */
 export const OFFSET_DIGITS = 16;
 
-/** The offset after `eventId` (the reader has seen every event up to it). */
+/**
+ * The offset after `eventId` (the reader has seen every event up to it).
+ *
+ * @example
+ * ```ts
+ * encodeOffset(42); // "0000000000000042"
+ * ```
+ */
 export function encodeOffset(eventId: number): string {
   return String(eventId).padStart(OFFSET_DIGITS, "0");
 }
@@ -36,6 +43,14 @@ export type OffsetRequest = { after: number } | { tail: true };
 /**
  * Parses an `offset` query parameter: absent or `-1` is the start, `now` the tail, else an
  * offset this server issued. `undefined` for anything else (a 400).
+ *
+ * @example
+ * ```ts
+ * parseOffset("-1"); // { after: 0 }
+ * parseOffset("now"); // { tail: true }
+ * parseOffset("0000000000000042"); // { after: 42 }
+ * parseOffset("42"); // undefined: not one this server issued
+ * ```
  */
 export function parseOffset(text: string | undefined): OffsetRequest | undefined {
   if (text === undefined || text === "-1") return { after: 0 };
@@ -54,6 +69,11 @@ const CURSOR_INTERVAL_MS = 20_000;
  * The `Stream-Cursor` of a live response: the current 20 s interval since the protocol's
  * epoch, or, when the client already echoes that interval or a later one, its cursor plus
  * a random 1–3600 s jitter, so cursors only ever move forward and a cache cannot loop.
+ *
+ * @example
+ * ```ts
+ * headers.set(DurableStreamHeader.cursor, nextCursor(query.cursor, Date.now()));
+ * ```
  */
 export function nextCursor(
   clientCursor: string | undefined,
@@ -89,7 +109,15 @@ export interface Batch {
   upToDate: boolean;
 }
 
-/** The session's newest eventId, or `undefined` when it is missing or deleted. */
+/**
+ * The session's newest eventId, or `undefined` when it is missing or deleted.
+ *
+ * @example
+ * ```ts
+ * const tail = await tailOf(rt, "ses_1"); // 0 for a session with no events yet
+ * if (tail === undefined) throw new HttpError(ErrorCode.sessionNotFound, "session not found");
+ * ```
+ */
 export async function tailOf(rt: Runtime, sessionId: string): Promise<number | undefined> {
   const [session, head] = await transact(
     rt.kv,
@@ -98,7 +126,19 @@ export async function tailOf(rt: Runtime, sessionId: string): Promise<number | u
   return isLive(session) ? head.lastEventId : undefined;
 }
 
-/** Raised when a read gave up waiting for the read budget (its request ended). */
+/**
+ * Raised when a read gave up waiting for the read budget (its request ended, or the budget
+ * evicted the reader).
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await readBatch(rt, "ses_1", 0, lease, request.signal);
+ * } catch (err) {
+ *   if (!(err instanceof ReadAborted)) throw err;
+ * }
+ * ```
+ */
 export class ReadAborted extends Error {
   override name = "ReadAborted";
 }

@@ -65,7 +65,15 @@ export class HttpError extends Error {
   }
 }
 
-/** The JSON error response of PROTOCOL.md 1, with the code's status. */
+/**
+ * The JSON error response of PROTOCOL.md section 1, with the code's status. For handlers
+ * that answer directly; elsewhere throwing an {@link HttpError} gives the same body.
+ *
+ * @example
+ * ```ts
+ * app.notFound((c) => errorResponse(c, ErrorCode.notFound, "no such route")); // 404
+ * ```
+ */
 export function errorResponse(
   c: Context,
   code: HttpErrorCode,
@@ -75,7 +83,16 @@ export function errorResponse(
   return c.json({ error: code, message, ...details }, HTTP_STATUS[code]);
 }
 
-/** Raises `400 INVALID_REQUEST` with zod's issues when `value` does not match `schema`. */
+/**
+ * Raises `400 INVALID_REQUEST` with zod's issues when `value` does not match `schema`;
+ * `what` names the part in the message (`invalid query`).
+ *
+ * @example
+ * ```ts
+ * const query = validate(ListExecutionsQuery, c.req.query(), "query");
+ * query.limit; // 100 when absent
+ * ```
+ */
 export function validate<S extends z.ZodType>(schema: S, value: unknown, what: string): z.infer<S> {
   const parsed = schema.safeParse(value);
   if (parsed.success) return parsed.data;
@@ -85,8 +102,13 @@ export function validate<S extends z.ZodType>(schema: S, value: unknown, what: s
 }
 
 /**
- * The `Idempotency-Key` header (PROTOCOL.md 4, 12), validated; `undefined` when absent.
- * Raises `400 INVALID_REQUEST` for a malformed one.
+ * The `Idempotency-Key` header (PROTOCOL.md sections 4 and 12), validated; `undefined` when
+ * absent. Raises `400 INVALID_REQUEST` for a malformed one.
+ *
+ * @example
+ * ```ts
+ * const idempotencyKey = readIdempotencyKey(c); // "retry-7f2c", or undefined
+ * ```
  */
 export function readIdempotencyKey(c: Context): string | undefined {
   const header = c.req.header(IDEMPOTENCY_KEY_HEADER);
@@ -96,8 +118,14 @@ export function readIdempotencyKey(c: Context): string | undefined {
 }
 
 /**
- * Reads a JSON body (an empty body reads as `{}`), enforcing the size limit (413) and JSON
- * syntax (400), then validates it.
+ * Reads a JSON body (an empty body reads as `{}`), enforcing the size limit (413), JSON
+ * syntax and the nesting limit (400), then validates it.
+ *
+ * @example
+ * ```ts
+ * const body = await readBody(c, CreateSessionBody);
+ * body.sessionId; // undefined when the client let the service choose
+ * ```
  */
 export async function readBody<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
   const declared = Number(c.req.header("content-length") ?? "0");
@@ -146,7 +174,15 @@ function tooDeep(what: string): HttpError {
   return new HttpError(ErrorCode.invalidRequest, message, { issues: [{ path: [], message }] });
 }
 
-/** True when a query value, read as JSON, nests deeper than the limit. */
+/**
+ * True when a query value, read as JSON, nests deeper than the limit. A WebSocket route uses
+ * it to close with 1008 instead of answering 400.
+ *
+ * @example
+ * ```ts
+ * const query = queryTooDeep(c) ? undefined : StreamQuery.safeParse(c.req.query());
+ * ```
+ */
 export function queryTooDeep(c: Context): boolean {
   return Object.values(c.req.queries()).some((values) =>
     values.some((value) => textDepth(value) > MAX_JSON_DEPTH)
@@ -170,6 +206,11 @@ const tooLarge = () =>
 /**
  * Accepts a WebSocket upgrade; a request that says `Upgrade: websocket` without a valid
  * handshake (no `Sec-WebSocket-Key`, say) is `400 INVALID_REQUEST`, not an internal error.
+ *
+ * @example
+ * ```ts
+ * const { socket, response } = upgradeWebSocket(c.req.raw, { idleTimeout: 0 });
+ * ```
  */
 export function upgradeWebSocket(
   req: Request,

@@ -76,7 +76,18 @@ interface Viewed {
  */
 const REMOTE_WAKE_DELAY_MS = 5;
 
-/** The instance's registry of sockets and viewers. */
+/**
+ * The instance's registry of the ingest sockets and viewers it holds; it delivers the
+ * instance's inbox commands to those sockets and wakes viewers when their session's log
+ * grows.
+ *
+ * @example
+ * ```ts
+ * const hub = new Hub(kv, instanceId, { log });
+ * hub.start();
+ * const release = hub.holdConnection(connectionId, connection);
+ * ```
+ */
 export class Hub {
   readonly #connections = new Map<string, ConnectionHandle>();
   readonly #viewers = new Map<string, Viewed>();

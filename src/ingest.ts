@@ -132,7 +132,17 @@ export function inAdmissionTurn<T>(
   return limiter.run(() => socket.readyState === WebSocket.OPEN ? admit() : undefined);
 }
 
-/** Serves one admitted ingest socket until it closes. */
+/**
+ * Serves one admitted ingest socket until it closes: it sends `hello` (then `kill` and inputs
+ * when due), commits the wrapper's frames in order, acknowledges them, enforces the limits,
+ * and records the close.
+ *
+ * @example
+ * ```ts
+ * const connection = new IngestConnection(rt, socket, { ...admission, connectionId, known });
+ * connection.start();
+ * ```
+ */
 export class IngestConnection implements ConnectionHandle {
   readonly closed: Promise<void>;
   #resolveClosed!: () => void;

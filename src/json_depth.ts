@@ -41,7 +41,15 @@ export function jsonDepth(value: unknown, limit = MAX_JSON_DEPTH): number {
   return deepest;
 }
 
-/** True when a value is nested deeper than {@link MAX_JSON_DEPTH}. */
+/**
+ * True when a value is nested deeper than {@link MAX_JSON_DEPTH}. For a whole message use
+ * {@link messageTooDeep}, which does not count the message's own top level.
+ *
+ * @example
+ * ```ts
+ * tooDeep([[1]]); // false: depth 2
+ * ```
+ */
 export function tooDeep(value: unknown): boolean {
   return jsonDepth(value) > MAX_JSON_DEPTH;
 }

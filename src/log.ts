@@ -6,11 +6,21 @@
  * @module
  */
 
+/** The least severe level a {@link Logger} writes; `silent` writes nothing (`TETHER_LOG_LEVEL`). */
 export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
 const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 99 };
 const SECRET_FIELD = /token|ticket|secret|key|authorization|password/i;
 
-/** A logger writing JSON lines to a sink (stdout by default). */
+/**
+ * A logger writing JSON lines to a sink (stdout by default). Entries below its level are
+ * dropped; fields whose names look secret are written as `[redacted]`.
+ *
+ * @example
+ * ```ts
+ * const log = new Logger("info").with({ instanceId: "ins_1" });
+ * log.info("execution ended", { sessionId: "ses_1", event: "execution_status" });
+ * ```
+ */
 export class Logger {
   constructor(
     readonly level: LogLevel = "info",

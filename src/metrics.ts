@@ -64,7 +64,17 @@ const labelText = (labels: Labels) => {
   return parts.length ? `{${parts.join(",")}}` : "";
 };
 
-/** The metrics of one instance. */
+/**
+ * The metrics of one instance, served by `GET /metrics` (PROTOCOL.md section 11). A series is
+ * one metric name with one set of labels.
+ *
+ * @example
+ * ```ts
+ * const metrics = new Metrics();
+ * metrics.inc(MetricName.framesRejected, { code: ErrorCode.seqGap });
+ * metrics.render(); // "# HELP tether_events_stored_total …"
+ * ```
+ */
 export class Metrics {
   readonly #values = new Map<MetricName, Map<string, number>>();
 

@@ -72,6 +72,7 @@ export const CloseCode = {
   /** §9: the wrapper heard nothing for `--silence-timeout-ms` (the wrapper's own close). */
   silence: 4408,
 } as const;
+/** One of the close codes in {@link CloseCode}. */
 export type CloseCode = typeof CloseCode[keyof typeof CloseCode];
 
 /** Close codes the service sends on purpose: when it sent them, they never start a grace (§5.4). */
@@ -146,6 +147,7 @@ export const ErrorCode = {
   /** §14: an ACP agent broke the protocol. */
   agentProtocolError: "AGENT_PROTOCOL_ERROR",
 } as const;
+/** One of the error codes in {@link ErrorCode}. */
 export type ErrorCode = typeof ErrorCode[keyof typeof ErrorCode];
 
 /** Fixed error texts of PROTOCOL.md section 7 and 5.4. */
@@ -159,16 +161,43 @@ export const ErrorText = {
   fatalError: "Fatal error",
 } as const;
 
+/**
+ * Schema of an execution's status (PROTOCOL.md section 3): `pending`, `running`, or one of the
+ * terminal statuses `completed`, `failed` and `interrupted`.
+ */
 export const ExecutionStatus = z.enum(["pending", "running", "completed", "failed", "interrupted"]);
+/** An execution's status, as parsed by {@link ExecutionStatus}. */
 export type ExecutionStatus = z.infer<typeof ExecutionStatus>;
+/**
+ * The absorbing statuses (PROTOCOL.md section 3): an execution in one of them never changes
+ * status again.
+ */
 export type TerminalStatus = "completed" | "failed" | "interrupted";
 
-/** True for the absorbing statuses. */
+/**
+ * True for the absorbing statuses. As a type guard it narrows the status to
+ * {@link TerminalStatus}.
+ *
+ * @example
+ * ```ts
+ * isTerminal("interrupted"); // true
+ * isTerminal("running"); // false
+ * ```
+ */
 export function isTerminal(status: ExecutionStatus): status is TerminalStatus {
   return status === "completed" || status === "failed" || status === "interrupted";
 }
 
-/** Cuts a text to {@link MAX_STORED_ERROR_CHARS} code points (never splits a surrogate pair). */
+/**
+ * Cuts a text to {@link MAX_STORED_ERROR_CHARS} code points (never splits a surrogate pair),
+ * as an error text is cut before it is stored on an execution (PROTOCOL.md section 1). The
+ * event that carried the text keeps it whole.
+ *
+ * @example
+ * ```ts
+ * cutErrorText("x".repeat(5000)).length; // 1024
+ * ```
+ */
 export function cutErrorText(text: string): string {
   return cutText(text, MAX_STORED_ERROR_CHARS);
 }
@@ -197,11 +226,20 @@ const maxJsonBytes = (limit: number, what: string) =>
     `${what} exceeds ${limit} bytes`,
   ] as const;
 
+/** Schema of a `sessionId` (PROTOCOL.md section 1): a string matching {@link SESSION_ID_RE}. */
 export const SessionId = z.string().regex(SESSION_ID_RE, "invalid sessionId");
+/**
+ * Schema of a `streamEventType` (PROTOCOL.md section 1): a string matching
+ * {@link STREAM_EVENT_TYPE_RE}. Reserved names pass here; {@link ClientEventType} refuses them.
+ */
 export const StreamEventType = z.string().regex(
   STREAM_EVENT_TYPE_RE,
   "invalid streamEventType",
 );
+/**
+ * A {@link StreamEventType} that is not one of the {@link RESERVED_EVENT_TYPES} (PROTOCOL.md
+ * section 1): the names a caller may choose, such as the fail route's `streamEventType`.
+ */
 export const ClientEventType = StreamEventType.refine(
   (t) => !RESERVED_EVENT_TYPES.has(t),
   "streamEventType is reserved for the service",
@@ -210,12 +248,17 @@ export const ClientEventType = StreamEventType.refine(
 // ---------------------------------------------------------------------------------------
 // REST bodies (PROTOCOL.md section 4)
 
+/**
+ * Body of `POST /v1/sessions` (PROTOCOL.md section 4): an optional `sessionId` and an optional
+ * `metadata` object of at most 16 KiB as JSON. Unknown keys are refused.
+ */
 export const CreateSessionBody = z.strictObject({
   sessionId: SessionId.optional(),
   metadata: z.record(z.string(), z.unknown()).refine(
     ...maxJsonBytes(16 * 1024, "metadata"),
   ).optional(),
 });
+/** A parsed {@link CreateSessionBody}. */
 export type CreateSessionBody = z.infer<typeof CreateSessionBody>;
 
 /**
@@ -228,6 +271,12 @@ export const MAX_CALLBACK_URL_CHARS = 2048;
 /** The longest disconnect grace an execution may ask for (PROTOCOL.md 4, `graceMs`). */
 export const MAX_EXECUTION_GRACE_MS = 600_000;
 
+/**
+ * Body of `POST /v1/sessions/:sid/executions` (PROTOCOL.md section 4), every key optional:
+ * `input` (any JSON, at most 32 KiB serialized), `ifIdle`, `graceMs` (1000–600000),
+ * `heartbeatTimeoutMs` (10000–3600000) and an http(s) `callbackUrl`. Unknown keys are refused.
+ * The callback's address rules are checked apart, by `callbackUrlProblem`.
+ */
 export const CreateExecutionBody = z.strictObject({
   input: z.unknown().refine(...maxJsonBytes(32 * 1024, "input")).optional(),
   ifIdle: z.boolean().optional(),
@@ -238,6 +287,11 @@ export const CreateExecutionBody = z.strictObject({
     `callbackUrl is longer than ${MAX_CALLBACK_URL_CHARS} characters`,
   ).optional(),
 });
+/**
+ * A parsed {@link CreateExecutionBody}. An absent `graceMs` or `heartbeatTimeoutMs` takes the
+ * configured default (`TETHER_DISCONNECT_GRACE_MS`, `TETHER_HEARTBEAT_TIMEOUT_MS`, PROTOCOL.md
+ * section 8) when the execution is created.
+ */
 export type CreateExecutionBody = z.infer<typeof CreateExecutionBody>;
 
 /** The header that makes creating an execution or sending an input retryable (PROTOCOL.md 4, 12). */
@@ -260,6 +314,10 @@ export const DurableStreamHeader = {
   cursor: "Stream-Cursor",
 } as const;
 
+/**
+ * Schema of an `Idempotency-Key` header value (PROTOCOL.md section 4): 1 to 128 printable
+ * ASCII characters.
+ */
 export const IdempotencyKey = z.string().regex(
   /^[\x20-\x7e]{1,128}$/,
   `invalid ${IDEMPOTENCY_KEY_HEADER}`,
@@ -276,30 +334,57 @@ export const InputRequest = z.strictObject({
   (body) => body.data !== undefined || body.endOfInput === true,
   "give data, or endOfInput: true, or both",
 );
+/** A parsed {@link InputRequest}: at least one of `data` and `endOfInput: true`. */
 export type InputRequest = z.infer<typeof InputRequest>;
 
-/** `202` answer of an accepted input: `status` is the execution's when it was accepted. */
+/**
+ * `202` answer of an accepted input (PROTOCOL.md section 12): `status` is the execution's when
+ * it was accepted.
+ */
 export const InputAccepted = z.object({
   executionId: z.string(),
   inputId: z.int().min(1),
   status: ExecutionStatus,
 }).meta({ id: "InputAccepted" });
+/** A parsed {@link InputAccepted}. */
 export type InputAccepted = z.infer<typeof InputAccepted>;
 
+/**
+ * Body of `POST …/executions/:eid/interrupt` (PROTOCOL.md section 4): an optional `reason`.
+ * Without one the reason is `User interrupted` (section 7).
+ */
 export const InterruptBody = z.strictObject({ reason: z.string().optional() });
+/**
+ * Body of `POST …/executions/:eid/fail` (PROTOCOL.md section 4): the `error` text and an
+ * optional `streamEventType` for the failure event (default `error`; a reserved name is
+ * refused).
+ */
 export const FailBody = z.strictObject({
   error: z.string(),
   streamEventType: ClientEventType.optional(),
 });
+/**
+ * Body of `POST /v1/sessions/:sid/tickets` (PROTOCOL.md section 2): an optional `ttlMs` from
+ * 1000 to 86400000; without it `TETHER_TICKET_TTL_MS` applies.
+ */
 export const TicketBody = z.strictObject({ ttlMs: z.int().min(1000).max(86_400_000).optional() });
 
 const commaList = z.string().transform((s) => s.split(",").map((x) => x.trim()).filter(Boolean));
 const cursor = z.string().regex(/^\d{1,15}$/, "must be a non-negative integer").transform(Number);
 
+/**
+ * Query of `GET /v1/sessions/:sid/executions` (PROTOCOL.md section 4): `limit` (1–1000,
+ * default 100) and `after`, an executionId of the session to list after.
+ */
 export const ListExecutionsQuery = z.object({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   after: z.string().optional(),
 });
+/**
+ * Query of the JSON events page `GET /v1/sessions/:sid/events` (PROTOCOL.md section 4): the
+ * `after` cursor (`fromId` is its alias, section 6), `limit` (1–1000, default 100), the
+ * comma-separated filters `executionIds` and `eventTypes`, and a viewer's `ticket` (section 2).
+ */
 export const EventsQuery = z.object({
   after: cursor.optional(),
   fromId: cursor.optional(),
@@ -308,6 +393,7 @@ export const EventsQuery = z.object({
   eventTypes: commaList.optional(),
   ticket: z.string().optional(),
 });
+/** A parsed {@link EventsQuery}: cursors as numbers, filters as lists of names. */
 export type EventsQuery = z.infer<typeof EventsQuery>;
 
 /**
@@ -315,6 +401,7 @@ export type EventsQuery = z.infer<typeof EventsQuery>;
  * without the JSON page's `limit`, which a stream ignores rather than refusing it.
  */
 export const StreamQuery = EventsQuery.omit({ limit: true });
+/** A parsed {@link StreamQuery}. */
 export type StreamQuery = z.infer<typeof StreamQuery>;
 
 /** Query of the Durable Streams read route (PROTOCOL.md 6.1). */
@@ -326,12 +413,18 @@ export const DsQuery = z.object({
     .optional().describe("seconds; shortens a live read"),
   ticket: z.string().optional(),
 });
+/** A parsed {@link DsQuery}: `timeout` as a number of seconds. */
 export type DsQuery = z.infer<typeof DsQuery>;
 
 // ---------------------------------------------------------------------------------------
 // Records as the API returns them
 
+/**
+ * Schema of an execution's `health` (PROTOCOL.md section 4): `null` unless the execution is
+ * `running`; then `disconnected`, `stale` or `healthy`.
+ */
 export const Health = z.enum(["healthy", "stale", "disconnected"]).nullable();
+/** An execution's `health`, as parsed by {@link Health}. */
 export type Health = z.infer<typeof Health>;
 
 const isoTime = z.iso.datetime({ offset: true });
@@ -356,6 +449,7 @@ export const ExecutionView = z.object({
   deliveredInputId: z.int().min(0).describe("highest inputId written to the agent"),
   inputClosed: z.boolean().describe("true once an endOfInput was accepted"),
 }).meta({ id: "Execution" });
+/** An execution as the API returns it, parsed by {@link ExecutionView}. */
 export type ExecutionView = z.infer<typeof ExecutionView>;
 
 /** One stored event as viewers receive it (PROTOCOL.md 6). */
@@ -367,6 +461,7 @@ export const Envelope = z.object({
   timestamp: z.string().describe("ISO-8601: the wrapper's frame timestamp or the service's clock"),
   data: z.unknown(),
 }).meta({ id: "Envelope" });
+/** One stored event as viewers receive it, parsed by {@link Envelope}. */
 export type Envelope = z.infer<typeof Envelope>;
 
 // ---------------------------------------------------------------------------------------
@@ -394,6 +489,7 @@ export const ApiErrorCode = z.enum([
   ErrorCode.busy,
   ErrorCode.internal,
 ]);
+/** An error code an HTTP route may answer with (see {@link ApiErrorCode}). */
 export type ApiErrorCode = z.infer<typeof ApiErrorCode>;
 
 /** The error body of PROTOCOL.md 1: `{error, message, ...details}`. */
@@ -407,17 +503,19 @@ export const ErrorBody = z.looseObject({
   activeExecutionId: z.string().optional().describe("EXECUTION_IN_PROGRESS: the active one"),
   status: ExecutionStatus.optional().describe("EXECUTION_ENDED: the execution's status"),
 }).meta({ id: "Error" });
+/** A parsed {@link ErrorBody}; extra detail keys are kept. */
 export type ErrorBody = z.infer<typeof ErrorBody>;
 
-/** `201` of `POST /v1/sessions`. */
+/** `201` of `POST /v1/sessions` (PROTOCOL.md section 4). */
 export const SessionCreated = z.object({
   sessionId: z.string(),
   createdAt: isoTime,
   metadata: z.record(z.string(), z.unknown()),
 }).meta({ id: "SessionCreated" });
+/** A parsed {@link SessionCreated}. */
 export type SessionCreated = z.infer<typeof SessionCreated>;
 
-/** `200` of `GET /v1/sessions/:sid`. */
+/** `200` of `GET /v1/sessions/:sid` (PROTOCOL.md section 4). */
 export const SessionView = z.object({
   sessionId: z.string(),
   createdAt: isoTime,
@@ -426,9 +524,13 @@ export const SessionView = z.object({
   queuedExecutionIds: z.array(z.string()),
   lastEventId: z.int().min(0).describe("0 for a new id"),
 }).meta({ id: "Session" });
+/** A parsed {@link SessionView}. */
 export type SessionView = z.infer<typeof SessionView>;
 
-/** `201` of `POST /v1/sessions/:sid/executions`. */
+/**
+ * `201` of `POST /v1/sessions/:sid/executions` (PROTOCOL.md section 4); an idempotent retry
+ * gets the same body, `ingestToken` included.
+ */
 export const ExecutionCreated = z.object({
   executionId: z.string(),
   sessionId: z.string(),
@@ -439,42 +541,51 @@ export const ExecutionCreated = z.object({
   ingestUrl: z.string().describe("ws(s) URL of the execution's ingest WebSocket"),
   streamUrl: z.string().describe("ws(s) URL of the session's viewer WebSocket"),
 }).meta({ id: "ExecutionCreated" });
+/** A parsed {@link ExecutionCreated}. */
 export type ExecutionCreated = z.infer<typeof ExecutionCreated>;
 
-/** `200` of `GET /v1/sessions/:sid/executions`. */
+/** `200` of `GET /v1/sessions/:sid/executions`, oldest first (PROTOCOL.md section 4). */
 export const ExecutionList = z.object({ executions: z.array(ExecutionView) }).meta({
   id: "ExecutionList",
 });
+/** A parsed {@link ExecutionList}. */
 export type ExecutionList = z.infer<typeof ExecutionList>;
 
-/** `202` of the interrupt route. */
+/** `202` of the interrupt route (PROTOCOL.md section 4). */
 export const InterruptAccepted = z.object({
   executionId: z.string(),
   status: ExecutionStatus.describe("the status after the call"),
 }).meta({ id: "InterruptAccepted" });
+/** A parsed {@link InterruptAccepted}. */
 export type InterruptAccepted = z.infer<typeof InterruptAccepted>;
 
-/** `200` of the fail route. */
+/** `200` of the fail route (PROTOCOL.md section 4). */
 export const FailResult = z.object({
   failed: z.boolean().describe("false when the execution was already terminal"),
 }).meta({ id: "FailResult" });
+/** A parsed {@link FailResult}. */
 export type FailResult = z.infer<typeof FailResult>;
 
-/** `200` of `GET /v1/sessions/:sid/events` (JSON). */
+/**
+ * `200` of `GET /v1/sessions/:sid/events` as JSON (PROTOCOL.md section 4): the read is complete
+ * when `nextAfter` reaches `lastEventId`.
+ */
 export const EventsPage = z.object({
   events: z.array(Envelope),
   lastEventId: z.int().min(0).describe("the session's newest eventId"),
   nextAfter: z.int().min(0).describe("the cursor to continue from"),
 }).meta({ id: "EventsPage" });
+/** A parsed {@link EventsPage}. */
 export type EventsPage = z.infer<typeof EventsPage>;
 
-/** `201` of `POST /v1/sessions/:sid/tickets`. */
+/** `201` of `POST /v1/sessions/:sid/tickets` (PROTOCOL.md section 2). */
 export const TicketCreated = z.object({ ticket: z.string(), expiresAt: isoTime }).meta({
   id: "TicketCreated",
 });
+/** A parsed {@link TicketCreated}. */
 export type TicketCreated = z.infer<typeof TicketCreated>;
 
-/** `data` of an `execution_status` event. */
+/** `data` of an `execution_status` event (PROTOCOL.md section 7). */
 export interface ExecutionStatusData {
   status: ExecutionStatus;
   previousStatus: ExecutionStatus | null;
@@ -489,7 +600,10 @@ export interface InputEventData {
   endOfInput?: true;
 }
 
-/** `data` of the `wrapper_disconnected` event: the legacy keys must stay. */
+/**
+ * `data` of the `wrapper_disconnected` event (PROTOCOL.md section 5.4): the legacy keys must
+ * stay.
+ */
 export interface WrapperDisconnectedData {
   error: string;
   fatal: true;
@@ -498,7 +612,7 @@ export interface WrapperDisconnectedData {
   wsCloseReason: string;
 }
 
-/** Body POSTed to an execution's `callbackUrl` when it ends. */
+/** Body POSTed to an execution's `callbackUrl` when it ends (PROTOCOL.md section 4). */
 export interface CallbackBody {
   sessionId: string;
   executionId: string;
@@ -511,12 +625,21 @@ export interface CallbackBody {
 // Ingest frames (PROTOCOL.md section 5)
 
 // Frames from the wrapper: their rules and one classifier are in `src/frames.ts`.
-/** `data` of the wrapper's `input_delivered` frame: inputs up to `inputId` were written. */
+/**
+ * `data` of the wrapper's `input_delivered` frame (PROTOCOL.md section 12): inputs up to
+ * `inputId` were written.
+ */
 export const InputDeliveredData = z.strictObject({
   inputId: z.int().min(1).max(Number.MAX_SAFE_INTEGER),
 });
+/** A parsed {@link InputDeliveredData}. */
 export type InputDeliveredData = z.infer<typeof InputDeliveredData>;
 
+/**
+ * The `hello` frame the service sends first on an admitted ingest connection (PROTOCOL.md
+ * section 5): `lastSeq` is the highest durable `seq` (0 if none), then the execution's
+ * `graceMs`, the frame size and in-flight limits, and `deliveredInputId` (section 12).
+ */
 export const HelloFrame = z.object({
   type: z.literal("hello"),
   executionId: z.string(),
@@ -527,13 +650,27 @@ export const HelloFrame = z.object({
   /** Highest inputId the wrapper confirmed (section 12); inputs up to it are never written. */
   deliveredInputId: z.int().min(0),
 });
+/** A parsed {@link HelloFrame}. */
 export type HelloFrame = z.infer<typeof HelloFrame>;
+/**
+ * The `ack` frame (PROTOCOL.md section 5.1): every wrapper frame with a `seq` up to this one is
+ * stored, or was refused with an error frame naming its seq.
+ */
 export const AckFrame = z.object({ type: z.literal("ack"), seq: z.int().min(0) });
+/**
+ * The `kill` frame (PROTOCOL.md section 5.2): stop the agent. This service always asks for
+ * `SIGTERM`, which is also the default when `signal` is absent; other senders may ask for
+ * `SIGKILL`.
+ */
 export const KillFrame = z.object({
   type: z.literal("kill"),
   signal: z.enum(["SIGTERM", "SIGKILL"]).default("SIGTERM"),
   reason: z.string().optional(),
 });
+/**
+ * The `ping` frame (PROTOCOL.md section 5.2), sent on a connection the service has sent nothing
+ * to for `TETHER_PING_MS`; the wrapper answers with a `pong` frame.
+ */
 export const PingFrame = z.object({ type: z.literal("ping") });
 /** An input for the agent (section 12), sent for every inputId above `deliveredInputId`. */
 export const InputFrame = z.object({
@@ -542,7 +679,13 @@ export const InputFrame = z.object({
   data: z.unknown().optional(),
   endOfInput: z.boolean().optional(),
 });
+/** A parsed {@link InputFrame}. */
 export type InputFrame = z.infer<typeof InputFrame>;
+/**
+ * The `error` frame for a refused wrapper frame (PROTOCOL.md section 5.2): `code` is
+ * `INVALID_FRAME`, `BINARY_NOT_SUPPORTED` or `SEQ_GAP` (with `expectedSeq`). The refused frame
+ * is not stored and the socket stays open.
+ */
 export const ServiceErrorFrame = z.object({
   type: z.literal("error"),
   code: z.string(),
@@ -560,22 +703,51 @@ export const ServiceFrame = z.discriminatedUnion("type", [
   ServiceErrorFrame,
   InputFrame,
 ]);
+/** A parsed {@link ServiceFrame}, narrowed by its `type`. */
 export type ServiceFrame = z.infer<typeof ServiceFrame>;
+/** A parsed {@link KillFrame}: `signal` is always set. */
 export type KillFrame = z.infer<typeof KillFrame>;
+/** A parsed {@link ServiceErrorFrame}. */
 export type ServiceErrorFrame = z.infer<typeof ServiceErrorFrame>;
 
-/** The reason text of the 4000 close: `execution <status>`. */
+/**
+ * The reason text of the 4000 close (PROTOCOL.md section 5): `execution <status>`. The wrapper
+ * takes its exit code from it (section 9.2).
+ *
+ * @example
+ * ```ts
+ * socket.close(CloseCode.executionDone, executionDoneReason("failed")); // "execution failed"
+ * ```
+ */
 export function executionDoneReason(status: TerminalStatus): string {
   return `execution ${status}`;
 }
 
-/** Reads the status back from a 4000 close reason, or `undefined`. */
+/**
+ * Reads the status back from a 4000 close reason, or `undefined` for any other text.
+ *
+ * @example
+ * ```ts
+ * parseExecutionDoneReason("execution completed"); // "completed"
+ * parseExecutionDoneReason("replaced"); // undefined
+ * ```
+ */
 export function parseExecutionDoneReason(reason: string): TerminalStatus | undefined {
   const m = /^execution (completed|failed|interrupted)$/.exec(reason);
   return m ? (m[1] as TerminalStatus) : undefined;
 }
 
-/** Parses an `X-Tether-Dial` header; `undefined` for a missing or malformed one. */
+/**
+ * Parses an `X-Tether-Dial` header, `<wrapperId>/<n>` (PROTOCOL.md sections 5 and 9.3);
+ * `undefined` for a missing or malformed one, which admission treats as a dial of its own
+ * unknown wrapper.
+ *
+ * @example
+ * ```ts
+ * parseDialHeader("w_3f9a/2"); // { wrapperId: "w_3f9a", n: 2 }
+ * parseDialHeader("w_3f9a/0"); // undefined: n starts at 1
+ * ```
+ */
 export function parseDialHeader(
   header: string | null | undefined,
 ): { wrapperId: string; n: number } | undefined {

@@ -9,6 +9,12 @@
 /**
  * The queue listener of one KV handle: registered once (by the probe or the runner), with
  * the handler set later, so the probe's listener serves the deadline messages afterwards.
+ *
+ * @example
+ * ```ts
+ * const channel = new QueueChannel(kv);
+ * channel.onMessage((message) => console.log("queued", message));
+ * ```
  */
 export class QueueChannel {
   #handler?: (message: unknown) => Promise<void> | void;

@@ -95,7 +95,16 @@ export class ReadBudget {
   }
 }
 
-/** One reader's share of a {@link ReadBudget}. */
+/**
+ * One reader's share of a {@link ReadBudget}: the bytes of its read in flight plus what its
+ * connection still buffers. Disposing it gives them back.
+ *
+ * @example
+ * ```ts
+ * using lease = rt.readBudget.open({ buffered: () => socket.bufferedAmount });
+ * if (!(await lease.reserve(2 * 1024 * 1024, signal))) return; // aborted or evicted
+ * ```
+ */
 export class ReaderLease implements Disposable {
   #inFlight = 0;
   #held = 0;

@@ -48,7 +48,16 @@ export interface RuntimeOptions {
 /** Length below which a configured signing secret is warned about. */
 const MIN_SECRET_CHARS = 16;
 
-/** Builds the runtime of one instance over an open KV handle. */
+/**
+ * Builds the runtime of one instance over an open KV handle. It loads (or creates) the
+ * signing secret, so it needs KV; it starts nothing (`createService` does).
+ *
+ * @example
+ * ```ts
+ * const kv = await Deno.openKv(":memory:");
+ * const rt = await createRuntime(testConfig(), kv, { queues: false });
+ * ```
+ */
 export async function createRuntime(
   config: Config,
   kv: Deno.Kv,

@@ -80,7 +80,17 @@ async function takeOverFromPreviousProcess(rt: Runtime): Promise<void> {
   }
 }
 
-/** Builds and starts an instance (deadline wake-ups, hub watches). */
+/**
+ * Builds and starts an instance (deadline wake-ups, hub watches). Stop it with
+ * `service.stop()` before closing KV.
+ *
+ * @example
+ * ```ts
+ * const service = await createService(testConfig(), await Deno.openKv(":memory:"));
+ * const server = Deno.serve({ port: 0 }, service.fetch);
+ * await service.stop();
+ * ```
+ */
 export async function createService(
   config: Config,
   kv: Deno.Kv,

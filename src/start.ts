@@ -67,6 +67,12 @@ export interface StartOptions {
 /**
  * Reads the configuration, opens KV, starts the instance and serves it; SIGINT/SIGTERM stop
  * it within `shutdownMs`. Exits with status 78 on a configuration error.
+ *
+ * @example
+ * ```ts
+ * const slot = new ServiceSlot();
+ * if (import.meta.main) await startProcess({ slot });
+ * ```
  */
 export async function startProcess(options: StartOptions): Promise<void> {
   const env = options.env ?? Deno.env.toObject();

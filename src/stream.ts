@@ -52,7 +52,15 @@ const MAX_PUSHED_BYTES = 4 * 1024 * 1024;
 /** How often a full buffer is checked while waiting for it to drain. */
 const DRAIN_POLL_MS = 10;
 
-/** True when the event passes the filter. */
+/**
+ * True when the event passes the filter.
+ *
+ * @example
+ * ```ts
+ * const filter: ViewerFilter = { eventTypes: new Set(["agent", "output"]) };
+ * const wanted = events.filter((event) => matches(filter, event));
+ * ```
+ */
 export function matches(filter: ViewerFilter, event: StoredEvent): boolean {
   // The envelope is looked at only when a filter needs it (an event read back parses it then).
   return (!filter.executionIds || filter.executionIds.has(event.envelope.executionId)) &&
@@ -407,6 +415,12 @@ export async function readEventsPage(
 /**
  * The JSON body of a page as pieces to write one after the other: the stored envelopes are
  * neither re-serialized nor joined into one large copy.
+ *
+ * @example
+ * ```ts
+ * const page = await readEventsPage(rt, sid, { after: 0, limit: 100, filter: {} });
+ * const body = leasedBodyStream(lease, eventsPagePieces(page));
+ * ```
  */
 export function eventsPagePieces(page: EventsPage): BodyPiece[] {
   return [
@@ -419,6 +433,11 @@ export function eventsPagePieces(page: EventsPage): BodyPiece[] {
 /**
  * A JSON array of stored envelopes as pieces to write one after the other. Each envelope is
  * a piece of its own: joining it to its comma would copy a large one.
+ *
+ * @example
+ * ```ts
+ * const body = leasedBodyStream(lease, jsonArrayPieces(batch.events)); // "[" env "," env "]"
+ * ```
  */
 export function jsonArrayPieces(events: readonly StoredEvent[]): BodyPiece[] {
   const pieces: BodyPiece[] = ["["];

@@ -64,14 +64,32 @@ export interface DeadlineRunnerOptions extends DeadlineIoOptions {
   heartbeatSlotMs?: number;
 }
 
-/** A deadline's key as a log field: `timer/<due time ISO>/<kind>/<id>` (never redacted). */
+/**
+ * A deadline's key as a log field: `timer/<due time ISO>/<kind>/<id>` (never redacted).
+ *
+ * @example
+ * ```ts
+ * deadlineLabel(["timer", 0, "heartbeat", "exc_1"]);
+ * // "timer/1970-01-01T00:00:00.000Z/heartbeat/exc_1"
+ * ```
+ */
 export function deadlineLabel(key: Deno.KvKey): string {
   const [, dueAt, kind, id] = key;
   const due = typeof dueAt === "number" ? new Date(dueAt).toISOString() : String(dueAt);
   return `timer/${due}/${String(kind)}/${String(id)}`;
 }
 
-/** Wakes and fires the deadlines of one instance. */
+/**
+ * Wakes and fires the deadlines of one instance, from the wake-up sources it is given, in
+ * batches, retrying failed firings with backoff.
+ *
+ * @example
+ * ```ts
+ * const runner = new DeadlineRunner(rt, { wakeups: ["sweep"], sweepMs: 100 });
+ * runner.start();
+ * await runner.stop();
+ * ```
+ */
 export class DeadlineRunner {
   readonly #rt: Runtime;
   #options: Required<Omit<DeadlineRunnerOptions, keyof DeadlineIoOptions>>;

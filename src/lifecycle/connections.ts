@@ -82,7 +82,17 @@ export type AdmissionRefusal =
  * Admits an ingest connection (PROTOCOL.md 5): checks the token, the execution's state and
  * the dial order; makes it the current connection (the previous one, on any instance, gets
  * 4001); cancels a pending grace; `pending → running`. `known` (the connection's) keeps what
- * the admission's commit left, for the connection's frame commits.
+ * the admission's commit left, for the connection's frame commits. All of it is one checked
+ * commit; a refusal commits nothing, and the ingest route maps its code to a close code.
+ *
+ * @example
+ * ```ts
+ * const path = { sessionId, executionId };
+ * const dial = { wrapperId: "w1", n: 2 };
+ * const outcome = await admitConnection(ctx, path, token, connectionId, dial);
+ * if (outcome.ok) console.log("hello", outcome.value.lastSeq);
+ * else console.log(outcome.refusal.code); // e.g. "notActiveYet": close 4009
+ * ```
  */
 export async function admitConnection(
   ctx: LifecycleContext,
@@ -229,8 +239,16 @@ export interface FrameWork {
 /**
  * Commits a batch of frames from the current connection (group commit): stores the new
  * ones in order, skips resends (`seq ≤ lastSeq`), advances `lastSeq`, refreshes liveness
- * (debounced), and applies a terminal frame's transition in the same commit. Refused when
- * the connection is no longer current: nothing is stored.
+ * (debounced), and applies a terminal frame's transition in the same commit (PROTOCOL.md
+ * section 5.1). Refused with `notCurrent` when the connection is no longer current: nothing
+ * is stored. The caller acks up to the returned `lastSeq`.
+ *
+ * @example
+ * ```ts
+ * const work = { sessionId, executionId, connectionId, frames: [{ seq: 1, event }] };
+ * const outcome = await commitFrames(ctx, work);
+ * if (outcome.ok) console.log("ack", outcome.value.lastSeq);
+ * ```
  */
 export async function commitFrames(
   ctx: LifecycleContext,
@@ -353,6 +371,11 @@ function sortFrames(exec: ExecutionRecord, frames: readonly PreparedFrame[]) {
  * The debounce of liveness writes: `TETHER_HEARTBEAT_WRITE_MS`, but at most a quarter of the
  * execution's heartbeat timeout, so a wrapper that sends frames never looks `stale` (half the
  * timeout) only because its last write was debounced.
+ *
+ * @example
+ * ```ts
+ * heartbeatWriteEvery(ctx, exec); // 5000 with the defaults (5000 vs 120000 / 4)
+ * ```
  */
 export function heartbeatWriteEvery(ctx: LifecycleContext, exec: ExecutionRecord): number {
   return Math.min(ctx.config.heartbeatWriteMs, exec.heartbeatTimeoutMs / 4);
@@ -364,7 +387,15 @@ export function heartbeatWriteEvery(ctx: LifecycleContext, exec: ExecutionRecord
  * and a close that is not one of the service's own deliberate ones, a grace record and its
  * deadline are written. A wrapper that closes with one of those codes itself is gone all the
  * same (PROTOCOL.md 5.4 exempts only the service's own), so `byService` tells them apart.
- * Returns whether a grace started.
+ * Returns whether a grace started. One checked commit; no event is emitted yet.
+ *
+ * @example
+ * ```ts
+ * const graceStarted = await recordDisconnect(ctx, executionId, connectionId, {
+ *   code: 1006,
+ *   reason: "",
+ * });
+ * ```
  */
 export async function recordDisconnect(
   ctx: LifecycleContext,
@@ -421,7 +452,13 @@ async function disconnect(
  * 1012) starts again from now, since no wrapper could come back while no process ran
  * (PROTOCOL.md 9.3). The grace record's `disconnectedAt` moves to now and a deadline is armed
  * `graceMs` later; the old deadline, when it fires, finds the grace not run out and does
- * nothing. Returns how many graces started again.
+ * nothing. Returns how many graces started again. Run at start-up, before
+ * {@link recoverLostConnections} (whose graces start from now already).
+ *
+ * @example
+ * ```ts
+ * const restarted = await restartGraces(rt.ctx);
+ * ```
  */
 export async function restartGraces(ctx: LifecycleContext): Promise<number> {
   const now = ctx.now();
@@ -473,7 +510,14 @@ const RECOVERY_BATCH = 24;
  * KV held is gone, so each gets the disconnect record (close code 1012), which starts its
  * grace. Many share a commit (a restart storm must not take one commit per connection); a
  * wrapper that is already back has a new connection record, and its old one is skipped.
- * Returns how many graces started.
+ * Returns how many graces started. This is the restart rule of PROTOCOL.md section 5.4; a
+ * connection held by this same instance (its own id) is left alone.
+ *
+ * @example
+ * ```ts
+ * const started = await recoverLostConnections(rt.ctx);
+ * rt.metrics.inc(MetricName.graceStarted, {}, started);
+ * ```
  */
 export async function recoverLostConnections(ctx: LifecycleContext): Promise<number> {
   const lost = (await listConnections(ctx.kv))

@@ -68,7 +68,18 @@ export interface Fired {
   effects: Effects;
 }
 
-/** A stored deadline value that is not one (a corrupt or foreign record): never fired. */
+/**
+ * A stored deadline value that is not one (a corrupt or foreign record): never fired.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   parseTimer({ kind: "grace" }); // no id, no dueAt
+ * } catch (err) {
+ *   console.log(err instanceof MalformedDeadlineError); // true
+ * }
+ * ```
+ */
 export class MalformedDeadlineError extends Error {
   override name = "MalformedDeadlineError";
 }
@@ -104,6 +115,12 @@ const TimerSchema = z.discriminatedUnion("kind", [
 /**
  * Reads a stored deadline value; throws {@link MalformedDeadlineError} for anything that is
  * not one, so a corrupt record is reported instead of half-fired.
+ *
+ * @example
+ * ```ts
+ * const timer = parseTimer({ kind: "grace", id: "exc_1", dueAt: 1_767_225_600_000 });
+ * timer.kind; // "grace"
+ * ```
  */
 export function parseTimer(value: unknown): TimerRecord {
   const parsed = TimerSchema.safeParse(value);
@@ -254,8 +271,16 @@ async function subjectSession(tx: Tx, timer: TimerRecord): Promise<string> {
 export type DeadlineGone = Refusal<"gone">;
 
 /**
- * Fires one deadline: runs its effect and deletes its entry in one checked commit. A wake-up
- * that finds the entry gone (another one won) is refused with `gone`.
+ * Fires one deadline: runs its effect and deletes its entry in one checked commit, so its
+ * effect is committed at most once however many wake-ups race (PROTOCOL.md section 8). A
+ * wake-up that finds the entry gone (another one won) is refused with `gone`; one that comes
+ * early leaves it armed (`early`). Errors of the firing are thrown.
+ *
+ * @example
+ * ```ts
+ * const fired = await fireDeadline(ctx, timerKey(timer));
+ * if (fired.ok) console.log(fired.value.outcome); // e.g. "failed", "rearmed", "noop"
+ * ```
  */
 export async function fireDeadline(
   ctx: LifecycleContext,
@@ -270,7 +295,14 @@ export async function fireDeadline(
  * Fires several deadlines, sharing commits where their records do not overlap (within KV's
  * limits). Each keeps its own checks; one that fails or conflicts never costs another its
  * firing. Results are in the order of `deadlines` (`null`: the entry was gone); each committed
- * firing's after-commit step has run.
+ * firing's after-commit step has run. `callback` and `purge` deadlines are not fired here
+ * (they do I/O): the timer runner fires them.
+ *
+ * @example
+ * ```ts
+ * const results = await fireDeadlines(ctx, listedEntries);
+ * for (const r of results) if (r.ok && r.value) console.log(r.value.outcome);
+ * ```
  */
 export async function fireDeadlines(
   ctx: LifecycleContext,

@@ -86,8 +86,19 @@ async function newIdentity(ctx: LifecycleContext): Promise<NewIdentity> {
 }
 
 /**
- * Creates an execution: active at once on an idle session (arming the pending-start
- * deadline), else queued FIFO. With an idempotency key, a retry gets the first response.
+ * Creates an execution (PROTOCOL.md section 4): active at once on an idle session (arming the
+ * pending-start deadline), else queued FIFO; its `execution_status` event is in the same
+ * commit. Refused for an unknown session, with `EXECUTION_IN_PROGRESS` under `ifIdle` on a
+ * busy session, and with `QUEUE_FULL` when `TETHER_MAX_QUEUE` executions already wait. With
+ * an idempotency key, a retry gets the first response (`created: false`, its token derived
+ * again) and the same key with another body is refused.
+ *
+ * @example
+ * ```ts
+ * const urls = { ingestUrl: (eid: string) => `${base}/…/${eid}/ingest`, streamUrl };
+ * const creation = await createExecution(ctx, "ses_1", { input: "fix the tests" }, urls, "key-1");
+ * if (creation.ok) console.log(creation.value.body.queuePosition); // 0 when active
+ * ```
  */
 export async function createExecution(
   ctx: LifecycleContext,
@@ -207,7 +218,16 @@ function storeExecution(
   return response;
 }
 
-/** The execution as the API shows it, or `null` when it is not of this (live) session. */
+/**
+ * The execution as the API shows it (PROTOCOL.md section 4), or `null` when it is not of this
+ * session. It does not check that the session is live: the routes' middleware has.
+ *
+ * @example
+ * ```ts
+ * const view = await executionView(ctx, "ses_1", executionId);
+ * console.log(view?.status, view?.health);
+ * ```
+ */
 export async function executionView(
   ctx: LifecycleContext,
   sessionId: string,
@@ -217,7 +237,16 @@ export async function executionView(
   return views[0] ?? null;
 }
 
-/** Views of several executions of one session, in the order given (unknown ones skipped). */
+/**
+ * Views of several executions of one session, in the order given (unknown ones, and ones of
+ * another session, skipped), read as one snapshot.
+ *
+ * @example
+ * ```ts
+ * const ids = await listExecutionIds(kv, "ses_1", { limit: 100 });
+ * const executions = await executionViews(ctx, "ses_1", ids);
+ * ```
+ */
 export async function executionViews(
   ctx: LifecycleContext,
   sessionId: string,
@@ -273,7 +302,16 @@ function toView(
   });
 }
 
-/** `disconnected` over `stale` over `healthy`; `null` unless running. */
+/**
+ * An execution's `health` (PROTOCOL.md section 4): `null` unless running; then `disconnected`
+ * while its grace runs, else `stale` when its last frame is older than half the heartbeat
+ * timeout, else `healthy`.
+ *
+ * @example
+ * ```ts
+ * health(exec, grace, Date.now()); // "healthy", "stale", "disconnected" or null
+ * ```
+ */
 export function health(exec: ExecutionRecord, grace: GraceRecord | null, now: number): Health {
   if (exec.status !== "running") return null;
   if (grace?.executionId === exec.executionId) return "disconnected";

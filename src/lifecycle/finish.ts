@@ -74,9 +74,16 @@ export function finishReads(exec: ExecutionRecord): Deno.KvKey[] {
 /**
  * Moves `exec` to a terminal status inside the transaction. Appends `cause` events, then its
  * `execution_status`; clears the active slot, interrupt flag, grace record and connection
- * only when they name this execution; promotes the next queued execution (unless the
- * session is being deleted); closes the connection with 4000 wherever it is held; arms the
- * completion callback.
+ * only when they name this execution (the ownership rule, PROTOCOL.md section 3); promotes the
+ * next queued execution in the same commit (unless the session is being deleted); closes the
+ * connection with 4000 wherever it is held; arms the completion callback. The error text is
+ * cut to 1,024 code points; the caller checks that `exec` is not terminal yet.
+ *
+ * @example
+ * ```ts
+ * const cause = serviceEvent(exec.executionId, "interrupted", p.at, { reason });
+ * await finish(ctx, tx, p, exec, "interrupted", reason, [cause]);
+ * ```
  */
 export async function finish(
   ctx: LifecycleContext,
@@ -168,7 +175,12 @@ export interface FailOptions {
 /**
  * Inside a transaction: fails `exec` with one failure event `{error, fatal: true}`, the
  * failure of every ending that has no cause event of its own (fail route, deadlines,
- * deletion).
+ * deletion; PROTOCOL.md section 7).
+ *
+ * @example
+ * ```ts
+ * await failWithError(ctx, tx, p, exec, ErrorText.heartbeatTimeout);
+ * ```
  */
 export async function failWithError(
   ctx: LifecycleContext,
@@ -186,7 +198,14 @@ export async function failWithError(
 /**
  * Fails an execution of a live session with one failure event (type `streamEventType`,
  * default `error`; data `{error, fatal: true}`). `failed: false`, committing nothing, when
- * the execution is already terminal; refused when the session or the execution is unknown.
+ * the execution is already terminal (PROTOCOL.md section 3: failExecution is idempotent);
+ * refused when the session or the execution is unknown.
+ *
+ * @example
+ * ```ts
+ * const outcome = await failExecution(ctx, "ses_1", executionId, { error: "agent crashed" });
+ * if (outcome.ok) console.log(outcome.value.failed); // false when it had ended already
+ * ```
  */
 export async function failExecution(
   ctx: LifecycleContext,
@@ -207,6 +226,11 @@ export async function failExecution(
  * Inside the transaction that deletes a session: fails each of its live executions with
  * `Session deleted` (promoting nothing), then clears the session's active slot, queue,
  * interrupt flag and grace record, whatever they name: the session itself ends.
+ *
+ * @example
+ * ```ts
+ * await finishSession(ctx, tx, p, sessionId); // then write the tombstone
+ * ```
  */
 export async function finishSession(
   ctx: LifecycleContext,
@@ -229,7 +253,16 @@ export async function finishSession(
   }
 }
 
-/** Inside a transaction: the execution when it belongs to this live session, else `null`. */
+/**
+ * Inside a transaction: the execution when it belongs to this live session, else `null`
+ * (both reads checked at commit).
+ *
+ * @example
+ * ```ts
+ * const exec = await executionOf(tx, "ses_1", executionId);
+ * if (!exec) return refuse({ code: ErrorCode.executionNotFound });
+ * ```
+ */
 export async function executionOf(
   tx: Tx,
   sessionId: string,
@@ -250,10 +283,17 @@ export async function executionOf(
 const KEPT_REASON_CHARS = 8192;
 
 /**
- * Interrupts an execution. Queued or pending: `interrupted` at once. Running: sets the
- * interrupt flag (the first reason and deadline stay), asks the connection's instance to
- * send `kill`, and arms the interrupt deadline. Terminal: unchanged. Returns the status
- * after the call; refused when the session or the execution is unknown.
+ * Interrupts an execution (PROTOCOL.md section 8). Queued or pending: `interrupted` at once.
+ * Running: sets the interrupt flag (the first reason and deadline stay), asks the
+ * connection's instance to send `kill`, and arms the interrupt deadline. Terminal: unchanged.
+ * One checked commit. Returns the status after the call; refused when the session or the
+ * execution is unknown.
+ *
+ * @example
+ * ```ts
+ * const outcome = await interruptExecution(ctx, "ses_1", executionId, "user pressed stop");
+ * if (outcome.ok) console.log(outcome.value.status); // "running" until the wrapper confirms
+ * ```
  */
 export async function interruptExecution(
   ctx: LifecycleContext,

@@ -35,14 +35,29 @@ function canonicalJson(value: unknown): string {
   );
 }
 
-/** The hash a request body is remembered by. */
+/**
+ * The hash a request body is remembered by: SHA-256 of its canonical JSON, so key order does
+ * not matter.
+ *
+ * @example
+ * ```ts
+ * (await requestHash({ a: 1, b: 2 })) === (await requestHash({ b: 2, a: 1 })); // true
+ * ```
+ */
 export function requestHash(body: unknown): Promise<string> {
   return sha256Hex(canonicalJson(body));
 }
 
 /**
  * The response stored under the key when the body matches, `"reused"` when the key was
- * used with another body, `null` when the key is new (or expired).
+ * used with another body, `null` when the key is new (or expired). The read is checked at
+ * commit, so of two concurrent first uses of a key only one commits.
+ *
+ * @example
+ * ```ts
+ * const previous = await recallIdempotent(tx, records.idempotency(sid, key), hash);
+ * if (previous === "reused") return refuse({ code: ErrorCode.idempotencyKeyReused });
+ * ```
  */
 export async function recallIdempotent(
   tx: Tx,
@@ -54,7 +69,14 @@ export async function recallIdempotent(
   return previous.requestHash === hash ? previous : "reused";
 }
 
-/** Stores the response under the key, for 24 h. */
+/**
+ * Stores the response under the key, for 24 h, in the commit that acts on the request.
+ *
+ * @example
+ * ```ts
+ * rememberIdempotent(tx, records.idempotency(sid, key), { requestHash: hash, executionId, body });
+ * ```
+ */
 export function rememberIdempotent(
   tx: Tx,
   entry: Entry<IdempotencyRecord>,

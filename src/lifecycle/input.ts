@@ -54,7 +54,15 @@ export type InputRefusal =
   | Refusal<typeof ErrorCode.inputQueueFull>
   | Refusal<typeof ErrorCode.idempotencyKeyReused>;
 
-/** The input counters of an execution, with the defaults of a record that has none. */
+/**
+ * The input counters of an execution (PROTOCOL.md section 12), with the defaults of a record
+ * that has none.
+ *
+ * @example
+ * ```ts
+ * inputState(exec); // { lastInputId: 0, deliveredInputId: 0, inputClosed: false } before any input
+ * ```
+ */
 export function inputState(exec: ExecutionRecord): {
   lastInputId: number;
   deliveredInputId: number;
@@ -152,6 +160,14 @@ function refusalFor(ctx: LifecycleContext, exec: ExecutionRecord): InputRefusal 
 /**
  * In a frame commit: whether a confirmation of `inputId` is valid for the execution as
  * stored (it names an accepted input), and the record with `deliveredInputId` raised to it.
+ * A confirmation at or below `deliveredInputId` is valid and changes nothing; one above
+ * `lastInputId` is invalid, an `INVALID_FRAME` (PROTOCOL.md section 12).
+ *
+ * @example
+ * ```ts
+ * const delivery = confirmDelivery(exec, 3);
+ * if (delivery.valid) exec = delivery.exec; // deliveredInputId is now at least 3
+ * ```
  */
 export function confirmDelivery(
   exec: ExecutionRecord,

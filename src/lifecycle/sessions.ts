@@ -32,7 +32,17 @@ import { finishSession } from "./finish.ts";
 /** Why a session transition refused: the session is unknown or deleted. */
 export type SessionNotFound = Refusal<typeof ErrorCode.sessionNotFound>;
 
-/** Creates a session (and arms its TTL); fails when the id exists or is still a tombstone. */
+/**
+ * Creates a session and arms its TTL deadline in one commit (PROTOCOL.md section 4). Refused
+ * with `SESSION_EXISTS` when the id is taken, also while a deleted session of that id is still
+ * being removed. Each creation gets a new incarnation, which tickets name.
+ *
+ * @example
+ * ```ts
+ * const created = await createSession(ctx, { sessionId: "ses_1", metadata: { repo: "web" } });
+ * if (!created.ok) console.log(created.refusal.code); // "SESSION_EXISTS"
+ * ```
+ */
 export async function createSession(
   ctx: LifecycleContext,
   input: { sessionId?: string; metadata?: Record<string, unknown> },
@@ -56,7 +66,15 @@ export async function createSession(
   });
 }
 
-/** A live (not deleted) session, or `null`. */
+/**
+ * A live (not deleted) session, or `null`.
+ *
+ * @example
+ * ```ts
+ * const session = await getLiveSession(kv, "ses_1");
+ * if (session) console.log(session.incarnation);
+ * ```
+ */
 export async function getLiveSession(
   kv: Deno.Kv,
   sessionId: string,
@@ -65,7 +83,16 @@ export async function getLiveSession(
   return isLive(session) ? session : null;
 }
 
-/** `GET /v1/sessions/:sid` body, or `null` for an unknown or deleted session. */
+/**
+ * The `GET /v1/sessions/:sid` body (PROTOCOL.md section 4), read as one snapshot, or `null`
+ * for an unknown or deleted session.
+ *
+ * @example
+ * ```ts
+ * const view = await sessionView(ctx, "ses_1");
+ * console.log(view?.activeExecutionId, view?.queuedExecutionIds, view?.lastEventId);
+ * ```
+ */
 export async function sessionView(
   ctx: LifecycleContext,
   sessionId: string,
@@ -94,9 +121,16 @@ export async function sessionView(
 }
 
 /**
- * Deletes a session in one commit: a tombstone, every non-terminal execution failed with
- * `Session deleted`, and a `purge` deadline that removes the data in the background.
- * Refused for an unknown or already deleted session.
+ * Deletes a session in one commit (PROTOCOL.md section 4): a tombstone, every non-terminal
+ * execution failed with `Session deleted` (their connections closed with 4000), and a `purge`
+ * deadline that removes the data in the background. Refused with `SESSION_NOT_FOUND` for an
+ * unknown or already deleted session.
+ *
+ * @example
+ * ```ts
+ * const deleted = await deleteSession(ctx, "ses_1");
+ * if (!deleted.ok) console.log(deleted.refusal.code); // "SESSION_NOT_FOUND"
+ * ```
  */
 export async function deleteSession(
   ctx: LifecycleContext,
@@ -114,7 +148,13 @@ export async function deleteSession(
 
 /**
  * Inside a transaction: marks the session deleted, fails its live executions with `Session
- * deleted`, clears its records and arms the purge. `false` when already gone.
+ * deleted`, clears its records, wakes its viewers (through the head) and arms the purge.
+ * `false`, writing nothing, when already gone. Shared by deletion and the TTL deadline.
+ *
+ * @example
+ * ```ts
+ * if (!(await tombstone(ctx, tx, p, sessionId))) return "noop";
+ * ```
  */
 export async function tombstone(
   ctx: LifecycleContext,

@@ -50,7 +50,16 @@ export interface Effects {
   notified: Set<string>;
 }
 
-/** The events and notifications a transition accumulates before its commit. */
+/**
+ * The events and notifications a transition accumulates before its commit, and the commit's
+ * clock: every event the service emits in one commit carries `at` (PROTOCOL.md section 3).
+ *
+ * @example
+ * ```ts
+ * const p = new Pending(ctx.now());
+ * p.events.push(statusEvent(exec, null, true, p.at));
+ * ```
+ */
 export class Pending {
   readonly events: NewEvent[] = [];
   readonly notified = new Set<string>();
@@ -91,7 +100,18 @@ export const refuse = <R extends Refusal>(refusal: R): { ok: false; refusal: R }
  * Runs `body` as one optimistic transaction; the events it pushed onto `Pending` are
  * appended to the session's log in the same commit, with consecutive eventIds. Once the
  * commit succeeded, runs `ctx.committed` with what it stored and whom it notified.
- * `options.known`: records the caller's last commit left (see `KnownEntries`).
+ * `options.known`: records the caller's last commit left (see `KnownEntries`). A refusal
+ * should write nothing, so that it commits nothing.
+ *
+ * @example
+ * ```ts
+ * const outcome = await change(ctx, "ses_1", async (tx, p) => {
+ *   const exec = await records.execution(executionId).get(tx);
+ *   if (!exec) return refuse({ code: ErrorCode.executionNotFound });
+ *   p.events.push(serviceEvent(executionId, "interrupted", p.at, { reason }));
+ *   return done(exec.status);
+ * });
+ * ```
  */
 export async function change<T>(
   ctx: LifecycleContext,
@@ -109,12 +129,28 @@ export async function change<T>(
   return result;
 }
 
-/** Runs `ctx.committed` for a commit that stored events or notified an instance. */
+/**
+ * Runs `ctx.committed` for a commit that stored events or notified an instance. For callers
+ * that commit without {@link change} (the batched deadline firing).
+ *
+ * @example
+ * ```ts
+ * if (result.ok && result.value) afterCommit(ctx, result.value.effects);
+ * ```
+ */
 export function afterCommit(ctx: LifecycleContext, effects: Effects): void {
   if (effects.stored.length > 0 || effects.notified.size > 0) ctx.committed(effects);
 }
 
-/** The `execution_status` event of a creation, promotion or transition (PROTOCOL.md 7). */
+/**
+ * The `execution_status` event of a creation, promotion or transition (PROTOCOL.md section 7):
+ * `error` is included only for `failed` and `interrupted`.
+ *
+ * @example
+ * ```ts
+ * p.events.push(statusEvent(running, "pending", true, p.at)); // pending → running
+ * ```
+ */
 export function statusEvent(
   exec: ExecutionRecord,
   previousStatus: ExecutionStatus | null,

@@ -22,19 +22,40 @@ export type DenialCode =
   | typeof ErrorCode.forbidden
   | typeof ErrorCode.sessionNotFound;
 
+/**
+ * The outcome of {@link authorize}: the caller's kind and the live session (`null` for a
+ * route outside any session), or the denial to answer.
+ */
 export type Decision =
   | { ok: true; kind: "client" | "viewer"; session: SessionRecord | null }
   | { ok: false; code: DenialCode; message: string };
 
 const deny = (code: DenialCode, message: string): Decision => ({ ok: false, code, message });
 
-/** The bearer token of an `Authorization` header, if any. */
+/**
+ * The bearer token of an `Authorization` header, if any (the scheme is case-insensitive).
+ *
+ * @example
+ * ```ts
+ * bearer("Bearer tk_123"); // "tk_123"
+ * bearer("Basic dXNlcg=="); // undefined
+ * ```
+ */
 export function bearer(header: string | null | undefined): string | undefined {
   const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? "");
   return m?.[1];
 }
 
-/** False when an allow-list is set and the request's `Origin` is not on it. */
+/**
+ * False when an allow-list is set and the request's `Origin` is not on it
+ * (`TETHER_ALLOWED_ORIGINS`, PROTOCOL.md section 2). A request without `Origin` (not from a
+ * browser) is allowed.
+ *
+ * @example
+ * ```ts
+ * const allowed = originAllowed(rt, c.req.raw); // false: 403, or close 4403 after an upgrade
+ * ```
+ */
 export function originAllowed(rt: Runtime, req: Request): boolean {
   const origin = req.headers.get("origin");
   return !origin || rt.config.allowedOrigins.length === 0 ||
@@ -42,9 +63,17 @@ export function originAllowed(rt: Runtime, req: Request): boolean {
 }
 
 /**
- * Decides a request for session `sessionId` (`undefined` for routes outside any session).
- * The api key wins over a ticket when both are sent. A live session is looked up and
- * returned (404 when missing for an authorized caller).
+ * Decides a request for session `sessionId` (`undefined` for routes outside any session),
+ * by the rules of PROTOCOL.md section 2. The api key wins over a ticket when both are sent; a
+ * ticket of a deleted or re-created session is `UNAUTHORIZED`, one of another session or on a
+ * route that needs the client `FORBIDDEN`. A live session is looked up and returned (404
+ * when missing for an authorized caller).
+ *
+ * @example
+ * ```ts
+ * const decision = await authorize(rt, c.req.raw, sid, "read");
+ * if (!decision.ok) socket.close(DENIAL_CLOSE[decision.code], decision.message);
+ * ```
  */
 export async function authorize(
   rt: Runtime,
@@ -91,7 +120,16 @@ export const requireClient: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
 };
 
-/** Middleware for `/:sid/...` routes: authorizes and loads the live session. */
+/**
+ * Middleware for `/:sid/...` routes: authorizes and loads the live session (into
+ * `c.get("session")`), or throws the denial as its HTTP error.
+ *
+ * @example
+ * ```ts
+ * app.get("/:sid/executions", requireSession("read"), handler); // a ticket may read
+ * app.delete("/:sid", requireSession("client"), handler); // a ticket gets 403
+ * ```
+ */
 export function requireSession(need: Need): MiddlewareHandler<AppEnv> {
   return async (c: Context<AppEnv>, next) => {
     const sid = c.req.param("sid") ?? "";

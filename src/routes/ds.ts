@@ -74,7 +74,14 @@ function parseRead(c: Context<AppEnv>): ReadRequest {
   return { offset, live: query.live, cursor: query.cursor, timeoutMs };
 }
 
-/** The Durable Streams routes, mounted at `/v1/sessions`. */
+/**
+ * The Durable Streams routes (PROTOCOL.md section 6.1), mounted at `/v1/sessions`.
+ *
+ * @example
+ * ```ts
+ * app.route("/v1/sessions", dsRoutes({ longPollMs: 1000 }));
+ * ```
+ */
 export function dsRoutes(options: DsRouteOptions = {}): Hono<AppEnv> {
   const { longPollMs = 20_000, sseMs = 60_000 } = options;
   const app = new Hono<AppEnv>();

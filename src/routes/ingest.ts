@@ -32,7 +32,16 @@ function admissionClose(refusal: AdmissionRefusal): { code: CloseCode; reason: s
   }
 }
 
-/** The ingest route, mounted at `/v1/sessions`. */
+/**
+ * The ingest route (PROTOCOL.md section 5), mounted at `/v1/sessions`. Past the upgrade (426
+ * without one), admission runs once the socket is open, so each refusal is a close code the
+ * wrapper can read.
+ *
+ * @example
+ * ```ts
+ * app.route("/v1/sessions", ingestRoutes());
+ * ```
+ */
 export function ingestRoutes(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.get("/:sid/executions/:eid/ingest", (c) => {

@@ -12,7 +12,14 @@ import { ErrorCode, EXECUTION_ID_RE, type InputAccepted, InputRequest } from "..
 import { requireSession } from "./auth.ts";
 import { refusalError } from "./refusals.ts";
 
-/** The input route, mounted at `/v1/sessions`. */
+/**
+ * The input route (PROTOCOL.md section 12), mounted at `/v1/sessions`.
+ *
+ * @example
+ * ```ts
+ * app.route("/v1/sessions", inputRoutes());
+ * ```
+ */
 export function inputRoutes(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 

@@ -41,7 +41,15 @@ import { refusalError } from "./refusals.ts";
 
 const executionNotFound = () => refusalError({ code: ErrorCode.executionNotFound });
 
-/** The session and execution routes, mounted at `/v1/sessions`. */
+/**
+ * The session, execution and ticket routes (PROTOCOL.md sections 2 and 4), mounted at
+ * `/v1/sessions`.
+ *
+ * @example
+ * ```ts
+ * app.route("/v1/sessions", sessionRoutes());
+ * ```
+ */
 export function sessionRoutes(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   addSessionRoutes(app);

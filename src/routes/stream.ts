@@ -62,7 +62,15 @@ async function jsonPage(
   }
 }
 
-/** The viewer routes, mounted at `/v1/sessions`. */
+/**
+ * The viewer routes (PROTOCOL.md section 6), mounted at `/v1/sessions`. The WebSocket route
+ * authorizes before the upgrade and closes a refused socket with 4401, 4403 or 4404.
+ *
+ * @example
+ * ```ts
+ * app.route("/v1/sessions", streamRoutes());
+ * ```
+ */
 export function streamRoutes(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
 

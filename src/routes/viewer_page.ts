@@ -41,7 +41,14 @@ async function sha256Base64(text: string): Promise<string> {
   return btoa(String.fromCharCode(...new Uint8Array(digest)));
 }
 
-/** The URL a module is served at, as the import map and the browser see it. */
+/**
+ * The URL a module is served at, as the import map and the browser see it.
+ *
+ * @example
+ * ```ts
+ * moduleUrl("protocol.js"); // "/?module=protocol.js"
+ * ```
+ */
 export function moduleUrl(name: string): string {
   return `/?${MODULE_PARAM}=${encodeURIComponent(name)}`;
 }
@@ -98,7 +105,15 @@ const COMMON_HEADERS = {
   "x-content-type-options": "nosniff",
 };
 
-/** The viewer page route, mounted at `/`. */
+/**
+ * The viewer page route, mounted at `/` (PROTOCOL.md section 1), without credentials: the
+ * page holds no secret; the api key is entered in the browser, or a ticket comes in its URL.
+ *
+ * @example
+ * ```ts
+ * app.route("/", viewerPageRoutes());
+ * ```
+ */
 export function viewerPageRoutes(): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.get("/", async (c) => {

@@ -127,7 +127,16 @@ export class LargeEventCache {
 
 const caches = new WeakMap<Deno.Kv, LargeEventCache>();
 
-/** The cache shared by every reader of one KV handle. */
+/**
+ * The cache shared by every reader of one KV handle, made on first use. Keyed by the handle,
+ * so separate KV handles (tests, several services in one process) never share entries.
+ *
+ * @example
+ * ```ts
+ * largeEventCache(kv) === largeEventCache(kv); // true: one cache per handle
+ * largeEventCache(kv).bytes; // what the cached large events hold now
+ * ```
+ */
 export function largeEventCache(kv: Deno.Kv): LargeEventCache {
   let cache = caches.get(kv);
   if (!cache) {

@@ -52,7 +52,16 @@ const decoder = new TextDecoder();
 /**
  * The envelope JSON of an event without its leading `{"eventId":N,`. The ingest path
  * computes it when a frame arrives, so a commit only prefixes the id (the contract's key
- * order: eventId, executionId, sessionId, streamEventType, timestamp, data).
+ * order: eventId, executionId, sessionId, streamEventType, timestamp, data; PROTOCOL.md
+ * section 6). An absent `data` is written as `null`.
+ *
+ * @example
+ * ```ts
+ * const timestamp = "2026-01-01T00:00:00.000Z";
+ * const event = { executionId: "exc_1", streamEventType: "output", timestamp, data: 1 };
+ * envelopeTail("ses_1", event);
+ * // '"executionId":"exc_1","sessionId":"ses_1","streamEventType":"output",…,"data":1}'
+ * ```
  */
 export function envelopeTail(sessionId: string, event: NewEvent): string {
   const { executionId, streamEventType, timestamp } = event;
@@ -62,25 +71,61 @@ export function envelopeTail(sessionId: string, event: NewEvent): string {
 
 const withId = (eventId: number, tail: string) => `{"eventId":${eventId},${tail}`;
 
-/** Serializes an envelope with the contract's key order. */
+/**
+ * Serializes an envelope with the contract's key order (PROTOCOL.md section 6), the same
+ * text {@link appendEvents} stores.
+ *
+ * @example
+ * ```ts
+ * const timestamp = "2026-01-01T00:00:00.000Z";
+ * const base = { executionId: "exc_1", sessionId: "ses_1", streamEventType: "output" };
+ * envelopeJson({ eventId: 7, ...base, timestamp, data: null });
+ * // '{"eventId":7,"executionId":"exc_1","sessionId":"ses_1",…,"data":null}'
+ * ```
+ */
 export function envelopeJson(envelope: Envelope): string {
   return withId(envelope.eventId, envelopeTail(envelope.sessionId, envelope));
 }
 
-/** Reads the session's head (`lastEventId` 0 for a new id). */
+/**
+ * Reads the session's head, checked at commit like any read: `lastEventId` 0 for an id that
+ * never had an event (PROTOCOL.md section 4). The head survives deletion, so a session created
+ * again under the same id continues its eventIds.
+ *
+ * @example
+ * ```ts
+ * const { lastEventId } = await transact(kv, (tx) => readHead(tx, "ses_1"));
+ * ```
+ */
 export async function readHead(tx: Tx, sessionId: string): Promise<HeadRecord> {
   return (await tx.get<HeadRecord>(keys.head(sessionId))) ?? { lastEventId: 0, lastEventAt: 0 };
 }
 
-/** Rewrites the head unchanged, so viewers watching it on every instance wake up. */
+/**
+ * Rewrites the head unchanged, so viewers watching it on every instance wake up. A deletion
+ * uses it: it stores no event, yet open viewers must notice it and close.
+ *
+ * @example
+ * ```ts
+ * await touchHead(tx, sessionId); // in the commit that writes the tombstone
+ * ```
+ */
 export async function touchHead(tx: Tx, sessionId: string): Promise<void> {
   tx.set(keys.head(sessionId), { ...(await readHead(tx, sessionId)) });
 }
 
 /**
  * Appends events in order inside a transaction: consecutive eventIds after the head, packed
- * into pages (a large event gets its own value, chunked beyond 60 KB), and the head.
- * Returns what was stored.
+ * into pages (a large event gets its own value, chunked beyond 60 KB), and the head, whose
+ * `lastEventAt` becomes `now` (the session TTL counts from it). The head is a checked read,
+ * so two commits to one session can never take the same eventIds (PROTOCOL.md section 3:
+ * the events of one commit have consecutive eventIds). Returns what was stored.
+ *
+ * @example
+ * ```ts
+ * const stored = await transact(kv, (tx) => appendEvents(tx, "ses_1", events, Date.now()));
+ * stored[0].eventId; // the old lastEventId + 1
+ * ```
  */
 export async function appendEvents(
   tx: Tx,
@@ -187,7 +232,15 @@ export interface ReadEventsOptions {
   maxBytes?: number;
 }
 
-/** What a byte bound counts of `events` (see {@link StoredEvent.size}). */
+/**
+ * What a byte bound counts of `events` (see {@link StoredEvent.size}): characters of text
+ * events plus bytes of large ones, an estimate of the memory a reader holds for them.
+ *
+ * @example
+ * ```ts
+ * lease.hold(jsonSize(page.events)); // the read budget holds what the page keeps in memory
+ * ```
+ */
 export function jsonSize(events: readonly StoredEvent[]): number {
   let size = 0;
   for (const event of events) size += event.size;

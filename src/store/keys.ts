@@ -16,7 +16,7 @@
  * ["head", sid]                       {lastEventId}: outlives deletion so ids are never reused
  * ["exec", eid]                       execution record
  * ["exec", eid, "input"]              the execution's input (written once)
- * ["conn", eid]                      the current ingest connection (listed by the restart sweep)
+ * ["conn", eid]                       the current ingest connection (listed by the restart sweep)
  * ["timer", dueAt, kind, id]          a durable deadline
  * ["idem", sid, key]                  a creation's response for Idempotency-Key retries
  * ["idem", sid, "input", eid, key]    an input's response for Idempotency-Key retries
@@ -41,6 +41,17 @@ export type TimerKind =
   | "ttl"
   | "purge";
 
+/**
+ * The key builders, one per record (the layout above). The plural ones (`events`, `timers`,
+ * `conns`, …) are the prefixes that list a kind; `sessionPrefix` is the whole session subtree,
+ * which a purge removes.
+ *
+ * @example
+ * ```ts
+ * keys.exec("exc_1"); // ["exec", "exc_1"]
+ * kv.list({ prefix: keys.sessionExecs("ses_1") }); // the session's executions, oldest first
+ * ```
+ */
 export const keys = {
   session: (sid: string): Deno.KvKey => ["session", sid],
   active: (sid: string): Deno.KvKey => ["session", sid, "active"],

@@ -59,7 +59,15 @@ export type StoredExecutionInput = Uint8Array | { input: unknown };
 export const storeExecutionInput = (input: unknown): StoredExecutionInput =>
   new TextEncoder().encode(JSON.stringify(input ?? null));
 
-/** An execution's `input` read back (`null` when there is none). */
+/**
+ * An execution's `input` read back (`null` when there is none), from either stored form.
+ *
+ * @example
+ * ```ts
+ * readExecutionInput(storeExecutionInput({ prompt: "fix it" })); // { prompt: "fix it" }
+ * readExecutionInput(null); // null
+ * ```
+ */
 export function readExecutionInput(stored: StoredExecutionInput | null): unknown {
   if (stored instanceof Uint8Array) return JSON.parse(new TextDecoder().decode(stored));
   return stored?.input ?? null;
@@ -72,6 +80,16 @@ const MAX_QUEUE_DELAY_MS = 30 * 24 * 60 * 60 * 1000;
 /** Inbox messages of an instance that died are garbage-collected after this. */
 const INBOX_TTL_MS = 60 * 60 * 1000;
 
+/**
+ * Typed entries of the records that live under one key each, by the ids their key is made of.
+ * The event log, inputs, timers and inbox are lists and have functions of their own.
+ *
+ * @example
+ * ```ts
+ * const exec = await records.execution(executionId).get(tx);
+ * records.active(sessionId).set(tx, { executionId });
+ * ```
+ */
 export const records = {
   session: (sid: string) => entry<SessionRecord>(keys.session(sid)),
   head: (sid: string) => entry<HeadRecord>(keys.head(sid)),
@@ -90,8 +108,9 @@ export const records = {
 
 /**
  * Arms a durable deadline in the transaction: the timer entry, plus a queue message with
- * the same due time (dropped by `transact` where KV queues are off). Each kind takes its own
- * fields: none for execution deadlines, `{incarnation}` for `ttl`/`purge`, `{attempt,
+ * the same due time (dropped by `transact` where KV queues are off). So a deadline is stored
+ * in the same commit as the change that arms it (PROTOCOL.md section 8). Each kind takes its
+ * own fields: none for execution deadlines, `{incarnation}` for `ttl`/`purge`, `{attempt,
  * callback}` for `callback`.
  *
  * @example
@@ -101,6 +120,16 @@ export const records = {
  * ```
  */
 export function armTimer(tx: Tx, kind: ExecutionTimerKind, id: string, dueAt: number): void;
+/**
+ * Arms a session deadline (`ttl`, `purge`: with the session's incarnation, so a session
+ * created again under the same id is not affected) or a completion callback's try.
+ *
+ * @example
+ * ```ts
+ * armTimer(tx, "purge", sessionId, p.now, { incarnation: session.incarnation });
+ * armTimer(tx, "callback", executionId, p.now, { attempt: 1, callback: { url, body } });
+ * ```
+ */
 export function armTimer<K extends "ttl" | "purge" | "callback">(
   tx: Tx,
   kind: K,
@@ -108,6 +137,15 @@ export function armTimer<K extends "ttl" | "purge" | "callback">(
   dueAt: number,
   fields: TimerFields<K>,
 ): void;
+/**
+ * The body of both overloads. A deadline further away than KV queues accept (30 days) gets
+ * no queue message: the in-process sweep and the cron tick fire it.
+ *
+ * @example
+ * ```ts
+ * armTimer(tx, "pending", executionId, p.now + ctx.config.pendingTimeoutMs);
+ * ```
+ */
 export function armTimer(
   tx: Tx,
   kind: TimerKind,
@@ -134,7 +172,14 @@ export type TimerEntry = Deno.KvEntry<unknown>;
 
 /**
  * Lists timer entries due at or before `until`, in due order, starting after `after` (a key
- * a previous page ended with). Reads nothing due later.
+ * a previous page ended with). Reads nothing due later. The timer runner's sweep pages
+ * through it; entries come with their versionstamps, so a firing can use them as read.
+ *
+ * @example
+ * ```ts
+ * const page = await listDueTimers(kv, Date.now(), { limit: 100 });
+ * const next = await listDueTimers(kv, Date.now(), { limit: 100, after: page.at(-1)?.key });
+ * ```
  */
 export async function listDueTimers(
   kv: Deno.Kv,
@@ -175,13 +220,33 @@ export async function listTimers(
   return out;
 }
 
-/** Posts a message to the instance holding a socket, and rings its bell. */
+/**
+ * Posts a message to the instance holding a socket, and rings its bell (the key that
+ * instance watches). Written inside the transaction of the change that causes it, so the
+ * message exists exactly when the change committed. A message for an instance that died
+ * expires after an hour.
+ *
+ * @example
+ * ```ts
+ * postToInbox(tx, conn.instanceId, { type: "kill", connectionId: conn.connectionId, reason });
+ * p.notified.add(conn.instanceId);
+ * ```
+ */
 export function postToInbox(tx: Tx, instanceId: string, message: InboxMessage): void {
   tx.set(keys.inboxMessage(instanceId, ulid()), message, { expireIn: INBOX_TTL_MS });
   tx.set(keys.bell(instanceId), Date.now());
 }
 
-/** Takes (reads and deletes) the messages waiting for an instance. */
+/**
+ * Takes (reads and deletes) the messages waiting for an instance, at most 500 per call
+ * (later ones wait for the next call). The deletions are not checked: only the instance
+ * itself takes its inbox, one call at a time.
+ *
+ * @example
+ * ```ts
+ * for (const message of await takeInbox(kv, instanceId)) console.log(message.type);
+ * ```
+ */
 export async function takeInbox(kv: Deno.Kv, instanceId: string): Promise<InboxMessage[]> {
   const entries = await Array.fromAsync(
     kv.list<InboxMessage>({ prefix: keys.inbox(instanceId) }, { limit: 500 }),
@@ -221,7 +286,16 @@ export const bellKey = (instanceId: string): Deno.KvKey => keys.bell(instanceId)
 /** The keys a viewer watches: the session's head (new events) and record (deletion). */
 export const viewerWatchKeys = (sid: string): Deno.KvKey[] => [keys.head(sid), keys.session(sid)];
 
-/** Execution ids of a session in creation order, after `after` (exclusive). */
+/**
+ * Execution ids of a session in creation order, after `after` (exclusive), at most `limit`:
+ * the page of `GET /v1/sessions/:sid/executions` (PROTOCOL.md section 4). Ids are ULIDs, so
+ * key order is creation order.
+ *
+ * @example
+ * ```ts
+ * const ids = await listExecutionIds(kv, "ses_1", { after: "exc_01J…", limit: 100 });
+ * ```
+ */
 export async function listExecutionIds(
   kv: Deno.Kv,
   sid: string,
@@ -236,7 +310,15 @@ export async function listExecutionIds(
   return out;
 }
 
-/** Reads the current ingest connections this KV knows of (start-up sweep). */
+/**
+ * Reads the current ingest connections this KV knows of (start-up sweep), with the
+ * execution each belongs to. Not a snapshot: each one is checked again when acted on.
+ *
+ * @example
+ * ```ts
+ * const held = await listConnections(kv); // [{ executionId, conn: { instanceId, … } }, …]
+ * ```
+ */
 export async function listConnections(
   kv: Deno.Kv,
 ): Promise<{ executionId: string; conn: ConnRecord }[]> {
@@ -250,7 +332,14 @@ export async function listConnections(
 /**
  * Removes a deleted session's data in batches: events, chunks, records, executions and
  * idempotency records. The tombstone and the head stay (the caller removes the tombstone;
- * the head keeps eventIds from being reused).
+ * the head keeps eventIds from being reused). The deletions are plain, unchecked batches of
+ * 500: while the tombstone stands nothing writes under the session (PROTOCOL.md section 4:
+ * the data is removed in the background).
+ *
+ * @example
+ * ```ts
+ * await purgeSessionData(kv, "ses_1"); // then delete the tombstone in a checked commit
+ * ```
  */
 export async function purgeSessionData(kv: Deno.Kv, sid: string): Promise<void> {
   const doomed: Deno.KvKey[] = [];

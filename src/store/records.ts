@@ -69,14 +69,20 @@ export interface AgentInputRecord {
   endOfInput?: true;
 }
 
+/** The session's active slot: the one execution that may run now (PROTOCOL.md section 3). */
 export interface ActiveSlot {
   executionId: string;
 }
 
+/** The executions waiting behind the active one, oldest first. */
 export interface QueueRecord {
   executionIds: string[];
 }
 
+/**
+ * A pending interrupt of the running execution it names (PROTOCOL.md section 8): the first
+ * interrupt's reason and time stay until that execution ends.
+ */
 export interface InterruptFlag {
   executionId: string;
   reason: string;
@@ -84,6 +90,10 @@ export interface InterruptFlag {
   at: number;
 }
 
+/**
+ * A disconnect grace in progress (PROTOCOL.md section 5.4): which connection of which
+ * execution closed, when, and with what close code and reason.
+ */
 export interface GraceRecord {
   executionId: string;
   connectionId: string;

@@ -63,7 +63,19 @@ export interface TransactOptions {
   known?: KnownEntries;
 }
 
-/** Raised when a transaction kept conflicting for `maxAttempts` runs. */
+/**
+ * Raised when a transaction kept conflicting for `maxAttempts` runs. Nothing of it was
+ * committed.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await transact(kv, body, { maxAttempts: 5 });
+ * } catch (err) {
+ *   if (err instanceof TransactionConflictError) console.warn("too busy, try later");
+ * }
+ * ```
+ */
 export class TransactionConflictError extends Error {
   override name = "TransactionConflictError";
 }
@@ -101,7 +113,18 @@ export const keyId = (key: Deno.KvKey): string =>
     ? JSON.stringify(key, (_k, v) => typeof v === "bigint" ? `${v}n` : v)
     : JSON.stringify(key);
 
-/** One run of a transaction body: its reads (checked at commit), writes and messages. */
+/**
+ * One run of a transaction body: its reads (checked at commit), writes and messages. Use
+ * {@link transact}, which reruns on conflicts; a run is built directly only to add several
+ * runs to one atomic operation (`addTo`, as `transactMany` does).
+ *
+ * @example
+ * ```ts
+ * const tx = new Transaction(kv, true);
+ * tx.set(["n"], ((await tx.get<number>(["n"])) ?? 0) + 1);
+ * const result = await tx.commit(); // result.ok is false when ["n"] changed meanwhile
+ * ```
+ */
 export class Transaction implements Tx {
   readonly reads = new Map<string, { key: Deno.KvKey; versionstamp: string | null }>();
   readonly writes = new Map<string, Write>();
@@ -267,7 +290,15 @@ export async function transact<T>(
   throw new TransactionConflictError(`transaction conflicted ${maxAttempts} times`);
 }
 
-/** SQLite's busy error, as a local KV file reports it while another handle writes. */
+/**
+ * Whether `err` is SQLite's busy error, as a local KV file reports it while another handle
+ * writes. Nothing was committed then, so {@link transact} treats it as a conflict.
+ *
+ * @example
+ * ```ts
+ * isLocked(new Error("database is locked")); // true
+ * ```
+ */
 export function isLocked(err: unknown): boolean {
   return err instanceof Error && /database is locked/.test(err.message);
 }

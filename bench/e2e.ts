@@ -41,8 +41,11 @@ export interface E2eOptions {
 
 /** What one run measured. */
 export interface E2eResult {
+  /** Frames per second a bare WebSocket relay passes from one socket to another. */
   relayPerSec: number;
+  /** Events per second written to an on-disk KV file, 100 per commit. */
   kvPerSec: number;
+  /** Frames per second through Tether, from the ingest socket to a live viewer. */
   tetherPerSec: number;
   /** Tether throughput / relay throughput. */
   ratio: number;
@@ -51,14 +54,19 @@ export interface E2eResult {
    * throughput runs; `undefined` where `/proc` is not available.
    */
   relayCpuUs?: number;
+  /** The same for Tether's throughput run. */
   tetherCpuUs?: number;
+  /** Median send → viewer latency of the paced run (ms). */
   p50Ms: number;
+  /** 99th percentile of the same (ms). */
   p99Ms: number;
 }
 
 /** A measured rate and the main thread's CPU time per frame over it (µs; see {@link mainThreadCpuMs}). */
 export interface Throughput {
+  /** Frames (or events) per second. */
   perSec: number;
+  /** Main thread CPU µs per frame; `undefined` without `/proc`. */
   cpuUs?: number;
 }
 
@@ -74,6 +82,14 @@ const payload = (bytes: number) => "x".repeat(Math.max(0, bytes - 80));
  * The whole benchmark (client, service, viewer) runs on this one thread, and unlike the
  * rate its CPU time per frame hardly moves when other processes load the machine; KV's
  * SQLite work runs on other threads and is not counted.
+ *
+ * @example
+ * ```ts
+ * const before = mainThreadCpuMs();
+ * await runWork();
+ * const after = mainThreadCpuMs();
+ * if (before !== undefined && after !== undefined) console.log(`${after - before} ms of CPU`);
+ * ```
  */
 export function mainThreadCpuMs(): number | undefined {
   try {
@@ -95,7 +111,15 @@ function cpuUsPerFrame(frames: number, startMs: number | undefined): number | un
     : (endMs - startMs) * 1000 / frames;
 }
 
-/** (a) Frames relayed by a bare WebSocket server from one client socket to another. */
+/**
+ * (a) Frames relayed by a bare WebSocket server from one client socket to another.
+ *
+ * @example
+ * ```ts
+ * const relay = await benchRelay(20_000, 500);
+ * console.log(`${Math.round(relay.perSec)} frames/s, ${relay.cpuUs ?? "n/a"} µs CPU per frame`);
+ * ```
+ */
 export async function benchRelay(frames: number, bytes: number): Promise<Throughput> {
   let viewer: WebSocket | undefined;
   const server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, (req) => {
@@ -128,7 +152,14 @@ export async function benchRelay(frames: number, bytes: number): Promise<Through
   return { perSec, cpuUs };
 }
 
-/** (b) Events written to an on-disk KV file, 100 per atomic commit. */
+/**
+ * (b) Events written to an on-disk KV file, 100 per atomic commit.
+ *
+ * @example
+ * ```ts
+ * const kvPerSec = await benchKv(20_000, 500);
+ * ```
+ */
 export async function benchKv(events: number, bytes: number): Promise<number> {
   const dir = await Deno.makeTempDir({ prefix: "tether-bench-" });
   const kv = await Deno.openKv(`${dir}/raw.kv`);
@@ -151,6 +182,12 @@ export async function benchKv(events: number, bytes: number): Promise<number> {
 /**
  * (c) and latency: a fake wrapper streams into a service on an on-disk KV, one viewer reads.
  * Throughput counts from the first frame sent until the viewer has the last one.
+ *
+ * @example
+ * ```ts
+ * const options = { frames: 20_000, bytes: 500, latencyFrames: 3000, rate: 1000, kvDelayMs: 0 };
+ * const { perSec, p50Ms, p99Ms } = await benchTether(options);
+ * ```
  */
 export async function benchTether(
   options: Required<E2eOptions>,
@@ -225,7 +262,15 @@ export async function benchTether(
   }
 }
 
-/** Runs the three measurements once. */
+/**
+ * Runs the three measurements once.
+ *
+ * @example
+ * ```ts
+ * const result = await runE2e({ frames: 300, bytes: 200, latencyFrames: 50, rate: 1000 });
+ * console.log(`${result.ratio.toFixed(2)}× relay, p99 ${result.p99Ms.toFixed(1)} ms`);
+ * ```
+ */
 export async function runE2e(options: E2eOptions = {}): Promise<E2eResult> {
   const o: Required<E2eOptions> = {
     frames: options.frames ?? 20_000,
@@ -262,7 +307,15 @@ function open(url: string): Promise<WebSocket> {
   });
 }
 
-/** A positive number from `--name`, `--name=…` or env `BENCH_NAME`, else `fallback`. */
+/**
+ * A positive number from `--name`, `--name=…` or env `BENCH_NAME`, else `fallback`.
+ *
+ * @example
+ * ```ts
+ * // --frames 5000, --frames=5000 or BENCH_FRAMES=5000; else 20000
+ * const frames = flag(Deno.args, "frames", 20_000);
+ * ```
+ */
 export function flag(args: string[], name: string, fallback: number): number {
   const i = args.findIndex((a) => a === `--${name}` || a.startsWith(`--${name}=`));
   const text = i < 0

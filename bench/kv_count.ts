@@ -13,7 +13,9 @@
 
 /** What the file holds. */
 export interface KvCounts {
+  /** Atomic commits attempted (a failed check counts too). */
   commits: number;
+  /** Calls of `get` and `getMany`. */
   reads: number;
   /** Sets, deletes and enqueues committed. */
   mutations: number;

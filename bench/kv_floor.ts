@@ -21,9 +21,13 @@ import process from "node:process";
 
 /** Options of {@link commitAtRate}. */
 export interface FloorOptions {
+  /** Commits to make per second. */
   commitsPerSec: number;
+  /** Mutations in each commit (three per run touched). */
   mutationsPerCommit: number;
+  /** Size of each value set (bytes). */
   bytesPerValue: number;
+  /** How long the timed commits last. */
   seconds: number;
   /** Runs the commits are spread over (and the database holds). Default 2,000. */
   runs?: number;

@@ -37,15 +37,23 @@ const SLOW_ENTRY = "tests/helpers/slow_main.ts";
 
 /** Options of one bench run. */
 export interface ManyOptions {
+  /** The numbers of runs N to measure, one table row each (`--steps`). */
   steps: number[];
+  /** Events per second across all runs (`--rate`). */
   rate: number;
+  /** Length of each measured window (`--seconds`). */
   seconds: number;
+  /** Client processes the sockets are spread over (`--clients`). */
   clients: number;
+  /** Heartbeat interval of every socket (`--heartbeat-ms`). */
   heartbeatMs: number;
+  /** Delay of every KV read and commit in the slow-KV table; 0 skips it (`--slow-kv-ms`). */
   slowKvMs: number;
+  /** The numbers of runs of the slow-KV table (`--slow-steps`). */
   slowSteps: number[];
   /** Wrappers of the restart storm (0: none). */
   storm: number;
+  /** Where the service writes a CPU profile (`--cpu-prof`); none when absent. */
   cpuProfDir?: string;
 }
 

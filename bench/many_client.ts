@@ -13,7 +13,9 @@
 
 /** A socket target as the orchestrator hands it over. */
 export interface ClientTarget {
+  /** The execution's ingest URL. */
   url: string;
+  /** Its ingest token. */
   token: string;
 }
 
@@ -25,8 +27,11 @@ export type ClientCommand =
 
 /** The answer to `run`. */
 export interface RunReport {
+  /** Frames sent. */
   sent: number;
+  /** Frames acknowledged. */
   acked: number;
+  /** Send → ack latency of each acknowledged frame (ms). */
   latencies: number[];
 }
 

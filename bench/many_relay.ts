@@ -7,7 +7,15 @@
  * @module
  */
 
-/** Starts the relay on an ephemeral port. */
+/**
+ * Starts the relay on an ephemeral port.
+ *
+ * @example
+ * ```ts
+ * const server = startRelay();
+ * console.log(JSON.stringify({ port: server.addr.port }));
+ * ```
+ */
 export function startRelay(): Deno.HttpServer<Deno.NetAddr> {
   return Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, (req) => {
     const { socket, response } = Deno.upgradeWebSocket(req, { idleTimeout: 0 });

@@ -36,12 +36,19 @@ export interface ReplayOptions {
 
 /** Rates of one run, in events (or deliveries) per second. */
 export interface ReplayResult {
+  /** One wrapper streaming the session's frames. */
   ingest: number;
+  /** A fresh WebSocket viewer replaying from `after=0`. */
   ws: number;
+  /** The same over SSE. */
   sse: number;
+  /** JSON pages of 1000 events, following `nextAfter`. */
   json: number;
+  /** Durable Streams catch-up reads. */
   ds: number;
+  /** Deliveries to the live WebSocket viewers of one wrapper. */
   fanout: number;
+  /** The same fan-out through a raw WebSocket relay (the baseline). */
   relayFanout: number;
 }
 
@@ -213,7 +220,15 @@ function countMessages(sockets: WebSocket[], total: number): Promise<void> {
   return done.promise;
 }
 
-/** Runs every measurement once. */
+/**
+ * Runs every measurement once.
+ *
+ * @example
+ * ```ts
+ * const rates = await runReplay({ events: 50_000, bytes: 500, viewers: 100, fanoutFrames: 2000 });
+ * console.log(`SSE replay ${Math.round(rates.sse)} events/s`);
+ * ```
+ */
 export async function runReplay(o: ReplayOptions): Promise<ReplayResult> {
   const dir = await Deno.makeTempDir({ prefix: "tether-bench-" });
   const server = await startServer({

@@ -16,6 +16,7 @@ import { FLAG_OPTION_NAMES, OPTION_NAMES as WRAPPER_OPTIONS } from "../wrapper/o
  * ```
  */
 export class UsageError extends Error {
+  /** Always `"UsageError"`, as stack traces and `String(error)` show it. */
   override name = "UsageError";
 }
 
@@ -55,10 +56,15 @@ const GLOBAL: Record<string, OptionSpec> = {
  * ```
  */
 export interface CommandSpec {
+  /** The words that name it, e.g. `["executions", "input"]`. */
   words: string[];
+  /** Required positional arguments, by name (for usage and errors). */
   args: string[];
+  /** Positional arguments that may follow the required ones. */
   optionalArgs?: string[];
+  /** Its own options, by name without `--`, each with a line of help. */
   options?: Record<string, OptionSpec & { help: string }>;
+  /** One line for the usage text. */
   summary: string;
 }
 
@@ -172,9 +178,11 @@ const ALL_OPTIONS: Record<string, OptionSpec> = Object.assign(
  * ```
  */
 export interface Invocation {
+  /** The command named; `undefined` only with `--help` and no (known) command. */
   command: CommandSpec | undefined;
   /** Positional arguments after the command words. */
   args: string[];
+  /** Global and command options by name without `--`; absent ones are `undefined`. */
   options: Record<string, string | boolean | undefined>;
   /** Everything after `--` (the agent command of `run`). */
   rest: string[];

@@ -28,7 +28,9 @@ import { runCommand } from "./run.ts";
  * ```
  */
 export interface CliContext {
+  /** Environment lookup: `TETHER_URL`, `TETHER_API_KEY`, and for `run` the wrapper's fallbacks. */
   env: (name: string) => string | undefined;
+  /** Where output goes, and whether it may be colored or animated. */
   term: Terminal;
 }
 
@@ -41,7 +43,9 @@ export interface CliContext {
  * ```
  */
 export interface CommandContext extends CliContext {
+  /** A client for `--url` / `TETHER_URL` with `--api-key` / `TETHER_API_KEY`. */
   client: TetherClient;
+  /** The parsed command line. */
   inv: Invocation;
   /** Prints a result: its JSON with `--json`, else `human()`. */
   print(body: unknown, human: () => string): void;

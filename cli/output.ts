@@ -17,7 +17,9 @@ import { eventKind, type EventLines } from "./render.ts";
  * ```
  */
 export interface Terminal {
+  /** Writes to stdout (the result: JSON with `--json`, else text). */
   out(text: string): void;
+  /** Writes to stderr (errors, progress, the spinner). */
   err(text: string): void;
   /** Colors on stdout. */
   color: boolean;
@@ -114,6 +116,7 @@ export class Spinner {
   #frame = 0;
   #timer: ReturnType<typeof setInterval> | undefined;
 
+  /** Starts spinning at once when `term.animate`; otherwise draws nothing at all. */
   constructor(term: Terminal, text: string) {
     this.#term = term;
     this.#text = text;
@@ -130,6 +133,7 @@ export class Spinner {
     if (this.#timer !== undefined) this.#term.err("\r\x1b[2K");
   }
 
+  /** Erases the line and stops for good. */
   stop(): void {
     this.clear();
     clearInterval(this.#timer);

@@ -22,26 +22,47 @@ const UPDATES_PER_TURN = 10;
 /** A POST with the demo's api key; resolves with the parsed body, throws on an error status. */
 export type DemoPost = <T>(path: string, body: unknown) => Promise<T>;
 
-/** The scripted ACP agent's command line, its updates spread over about `durationMs`. */
+/**
+ * The scripted ACP agent's command line, its updates spread over about `durationMs`.
+ *
+ * @example
+ * ```ts
+ * const wrapperArgs = ["--acp", "--", ...pacedAcpAgentCommand(20_000)];
+ * ```
+ */
 export function pacedAcpAgentCommand(durationMs: number): string[] {
   const delayMs = Math.round(durationMs / (ACP_PROMPTS.length * UPDATES_PER_TURN));
   return acpAgentCommand("--chunks", "6", "--delay-ms", String(delayMs));
 }
 
-/** Sends the demo's prompts to the execution at `inputPath`. */
+/**
+ * Sends the demo's prompts to the execution at `inputPath`.
+ *
+ * @example
+ * ```ts
+ * const inputPath = `/v1/sessions/${sessionId}/executions/${executionId}/input`;
+ * await sendAcpPrompts(api, inputPath);
+ * ```
+ */
 export async function sendAcpPrompts(post: DemoPost, inputPath: string): Promise<void> {
   for (const prompt of ACP_PROMPTS) await post(inputPath, { data: prompt });
 }
 
 /** Options of {@link conductAcpRun}. */
 export interface ConductOptions {
+  /** The service URL, e.g. `http://localhost:8000`. */
   base: string;
+  /** Api key for reading the events. */
   apiKey: string;
+  /** The demo's session. */
   sessionId: string;
+  /** Posts an input with the api key. */
   post: DemoPost;
+  /** `/v1/sessions/:sid/executions/:eid/input`. */
   inputPath: string;
   /** Answer each permission request with its first option (no user to click). */
   approve: boolean;
+  /** Stops following when aborted (the demo ends). */
   signal: AbortSignal;
 }
 
@@ -49,6 +70,14 @@ export interface ConductOptions {
  * Follows the run's events: answers permission requests when `approve` is set, and once
  * every prompt's turn has ended sends `endOfInput` (not before: answers are inputs too, and
  * none is accepted after `endOfInput`).
+ *
+ * @example
+ * ```ts
+ * const conducting = new AbortController();
+ * const { signal } = conducting;
+ * conductAcpRun({ base, apiKey, sessionId, post: api, inputPath, approve: true, signal })
+ *   .catch((error) => console.error(error));
+ * ```
  */
 export async function conductAcpRun(options: ConductOptions): Promise<void> {
   const { base, apiKey, sessionId, post, inputPath, signal } = options;
@@ -80,6 +109,11 @@ function firstOption(data: unknown): { requestId: number; optionId: string } {
 /**
  * What the demo prints in `--acp` mode about answering; `approves`: the demo allows the
  * permission request itself (`--exit`, an unattended run).
+ *
+ * @example
+ * ```ts
+ * console.log(acpInstructions("http://localhost:8000", apiKey, inputPath));
+ * ```
  */
 export function acpInstructions(
   base: string,

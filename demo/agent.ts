@@ -132,6 +132,12 @@ function acknowledge(answer: string | null): Record<string, unknown> {
 /**
  * Runs the script; `--duration-ms` (default 20000) spreads it, `--repeat` loops it, `--ask`
  * makes it wait for an answer on stdin halfway.
+ *
+ * @example
+ * ```ts
+ * const code = await runAgent(["--duration-ms", "6000", "--repeat", "2", "--ask"]);
+ * Deno.exit(code);
+ * ```
  */
 export async function runAgent(args: string[]): Promise<number> {
   const durationMs = numberFlag(args, "--duration-ms", 20_000);

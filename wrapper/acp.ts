@@ -57,8 +57,11 @@ export interface AcpHost {
 
 /** One input, taken once and in `inputId` order (PROTOCOL.md section 12). */
 export interface AcpInput {
+  /** 1, 2, 3… per execution. */
   inputId: number;
+  /** A prompt (a string or `{prompt: [ContentBlock…]}`) or a permission answer; else ignored. */
   data?: unknown;
+  /** No prompt follows: once every turn has ended the agent's stdin is closed. */
   endOfInput?: boolean;
 }
 
@@ -138,6 +141,7 @@ export class AcpClient {
   /** The last input taken before the agent started: confirmed once it has started. */
   #takenBeforeStart: number | undefined;
 
+  /** Starts nothing: the agent is started by {@link AcpClient.start}. */
   constructor(options: AcpClientOptions) {
     this.#options = options;
     this.#host = options.host;

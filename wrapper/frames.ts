@@ -73,6 +73,15 @@ export function outputFrame(
  * parsed JSON object (or `{raw}` when the data is no JSON object, or one nested deeper than
  * the service stores) plus `event`, the SSE event name, or `data.type` when there is none
  * (else `message`, the SSE default).
+ *
+ * @example
+ * ```ts
+ * const event = { event: undefined, data: '{"type":"message.updated"}', id: undefined };
+ * kilocodeFrame(event, 524288);
+ * // { name: "message.updated",
+ * //   frame: { streamEventType: "kilocode",
+ * //     data: { type: "message.updated", event: "message.updated" } } }
+ * ```
  */
 export function kilocodeFrame(event: SseEvent, maxFrameBytes: number): {
   name: string;
@@ -104,6 +113,14 @@ export function kilocodeFrame(event: SseEvent, maxFrameBytes: number): {
 /**
  * The frame `build(prefix)` for the longest prefix of `text` (in whole code points) whose
  * frame fits `maxFrameBytes`.
+ *
+ * @example
+ * ```ts
+ * const line = "x".repeat(1_000_000);
+ * const build = (text: string) => ({ streamEventType: "output", data: { text } });
+ * const frame = fitText(build, line, 524288);
+ * // frame's text: the first characters of `line`, as many as keep the frame within 524288 bytes
+ * ```
  */
 export function fitText(
   build: (text: string) => OutgoingFrame,
@@ -143,12 +160,30 @@ function parseJsonObject(text: string): Record<string, unknown> | undefined {
   return value as Record<string, unknown>;
 }
 
-/** `complete {exitCode}`; the exit code defaults to 0. */
+/**
+ * `complete {exitCode}` (PROTOCOL.md 9.2); the exit code defaults to 0.
+ *
+ * @example
+ * ```ts
+ * completeFrame(); // { streamEventType: "complete", data: { exitCode: 0 } }
+ * ```
+ */
 export function completeFrame(exitCode = 0): OutgoingFrame {
   return { streamEventType: EventType.complete, data: { exitCode } };
 }
 
-/** The fatal `AGENT_EXIT` error of an agent that exited by itself with a code other than 0. */
+/**
+ * The fatal `AGENT_EXIT` error of an agent that exited by itself with a code other than 0
+ * (PROTOCOL.md 9.2). An agent killed by a signal the wrapper did not send has code 128 + n;
+ * the frame then also names the signal (a key the contract does not list).
+ *
+ * @example
+ * ```ts
+ * agentExitFrame(2, null);
+ * // { streamEventType: "error",
+ * //   data: { fatal: true, code: "AGENT_EXIT", exitCode: 2, error: "agent exited with code 2" } }
+ * ```
+ */
 export function agentExitFrame(exitCode: number, signal: string | null): OutgoingFrame {
   return {
     streamEventType: EventType.error,
@@ -162,7 +197,15 @@ export function agentExitFrame(exitCode: number, signal: string | null): Outgoin
   };
 }
 
-/** `interrupted {reason}`; the reason defaults to `User interrupted`. */
+/**
+ * `interrupted {reason}` (PROTOCOL.md 9.2); the reason defaults to `User interrupted`.
+ *
+ * @example
+ * ```ts
+ * interruptedFrame(undefined);
+ * // { streamEventType: "interrupted", data: { reason: "User interrupted" } }
+ * ```
+ */
 export function interruptedFrame(reason: string | undefined): OutgoingFrame {
   return {
     streamEventType: EventType.interrupted,
@@ -170,7 +213,16 @@ export function interruptedFrame(reason: string | undefined): OutgoingFrame {
   };
 }
 
-/** The fatal `AGENT_IDLE_TIMEOUT` error. */
+/**
+ * The fatal `AGENT_IDLE_TIMEOUT` error of `--idle-timeout-ms` (PROTOCOL.md 9.1).
+ *
+ * @example
+ * ```ts
+ * idleTimeoutFrame(60_000);
+ * // { streamEventType: "error", data: { fatal: true, code: "AGENT_IDLE_TIMEOUT",
+ * //   error: "agent produced no output for 60000 ms" } }
+ * ```
+ */
 export function idleTimeoutFrame(idleTimeoutMs: number): OutgoingFrame {
   return {
     streamEventType: EventType.error,
@@ -182,7 +234,17 @@ export function idleTimeoutFrame(idleTimeoutMs: number): OutgoingFrame {
   };
 }
 
-/** The fatal `AGENT_START_FAILED` error of an agent command that could not be started. */
+/**
+ * The fatal `AGENT_START_FAILED` error of an agent command that could not be started. The
+ * contract names no code for this case: the code is this wrapper's own.
+ *
+ * @example
+ * ```ts
+ * startFailedFrame("No such file or directory (os error 2)");
+ * // { streamEventType: "error", data: { fatal: true, code: "AGENT_START_FAILED",
+ * //   error: "cannot start agent: No such file or directory (os error 2)" } }
+ * ```
+ */
 export function startFailedFrame(message: string): OutgoingFrame {
   return {
     streamEventType: EventType.error,

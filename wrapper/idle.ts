@@ -21,6 +21,7 @@ export class IdleWatch {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #running = false;
 
+  /** Not running until {@link IdleWatch.restart}; `onIdle` runs at most once per period. */
   constructor(readonly timeoutMs: number, readonly onIdle: () => void) {}
 
   /** Starts a full period now (after a `hello`). */

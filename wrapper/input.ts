@@ -77,6 +77,15 @@ export function inputDeliveredFrame(inputId: number): OutgoingFrame {
  * Yields each input once, in `inputId` order; see the module documentation. An input at or
  * below the floor (the highest one already yielded, or `hello.deliveredInputId`, whichever
  * is higher) is dropped; one above the next expected id waits for the ones before it.
+ *
+ * @example
+ * ```ts
+ * const gate = new InputGate({ send: (frame) => conn.send(frame), onInput: write });
+ * gate.hello(2); // inputs 1 and 2 were written by an earlier process
+ * gate.receive({ inputId: 4, data: "later" }); // held: 3 has not arrived
+ * gate.receive({ inputId: 3, data: "next" }); // onInput(3), then onInput(4)
+ * gate.confirm(4); // sends input_delivered {inputId: 4}
+ * ```
  */
 export class InputGate {
   readonly #onInput: (input: AgentInput) => void;
@@ -87,6 +96,7 @@ export class InputGate {
   #floor = 0;
   #confirmed = 0;
 
+  /** Starts with floor 0: until a `hello` says otherwise, input 1 is the next one. */
   constructor(options: InputGateOptions) {
     this.#onInput = options.onInput;
     this.#send = options.send;

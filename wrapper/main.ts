@@ -14,7 +14,15 @@
 import { parseOptions, USAGE, UsageError } from "./options.ts";
 import { ExitCode, runWrapper } from "./run.ts";
 
-/** Parses `args` and runs the wrapper; resolves with the process exit code. */
+/**
+ * Parses `args` and runs the wrapper; resolves with the process exit code.
+ *
+ * @example
+ * ```ts
+ * const code = await main(["--ingest-url", url, "--token", token, "--", "claude", "-p", "hi"]);
+ * Deno.exit(code); // 0 completed, 1 failed, 130 interrupted, 64 usage…
+ * ```
+ */
 export async function main(
   args: readonly string[],
   env: (name: string) => string | undefined = (name) => Deno.env.get(name),

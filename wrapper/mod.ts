@@ -163,7 +163,16 @@ type Timer = ReturnType<typeof setTimeout>;
 const HEARTBEAT_FRAME = JSON.stringify({ streamEventType: EventType.heartbeat, data: {} });
 const PONG_FRAME = JSON.stringify({ streamEventType: EventType.pong, data: {} });
 
-/** `http(s)://` → `ws(s)://`; throws a `TypeError` for any other scheme. */
+/**
+ * `http(s)://` → `ws(s)://` (PROTOCOL.md 9, `--ingest-url`); `ws(s)://` is kept as it is, and
+ * any other scheme throws a `TypeError`.
+ *
+ * @example
+ * ```ts
+ * toWebSocketUrl("https://tether.example/v1/sessions/s1/executions/e1/ingest");
+ * // "wss://tether.example/v1/sessions/s1/executions/e1/ingest"
+ * ```
+ */
 export function toWebSocketUrl(url: string): string {
   const parsed = new URL(url);
   const scheme = { "http:": "ws:", "https:": "wss:", "ws:": "ws:", "wss:": "wss:" }[
@@ -181,6 +190,14 @@ export function toWebSocketUrl(url: string): string {
  * The connection ends for good on 4000, 4001, 4401/4403, after `reconnectAttempts` failed
  * dials in a row, or on {@link IngestConnection.close}; {@link IngestConnection.closed}
  * tells how.
+ *
+ * @example
+ * ```ts
+ * const conn = new IngestConnection({ url: ingestUrl, token, onEvent: console.log });
+ * conn.connect();
+ * conn.send({ streamEventType: "output", data: { stream: "stdout", text: "building…" } });
+ * const end = await conn.finish({ streamEventType: "complete", data: { exitCode: 0 } });
+ * ```
  */
 export class IngestConnection {
   /** Resolves once, when the connection has ended for good. */
@@ -212,6 +229,10 @@ export class IngestConnection {
   #ackTimer: Timer | undefined;
   #terminalStatus: TerminalStatus | undefined;
 
+  /**
+   * Checks the URL (a `TypeError` for a scheme other than http(s) or ws(s)) and fills in the
+   * defaults; dials nothing until {@link IngestConnection.connect}.
+   */
   constructor(options: IngestConnectionOptions) {
     this.#url = toWebSocketUrl(options.url);
     this.#token = options.token;

@@ -9,22 +9,35 @@ import { INPUT_MODES, type InputMode } from "./stdin.ts";
 
 /** Everything the wrapper runs with. */
 export interface WrapperOptions {
+  /** `--ingest-url` / `TETHER_INGEST_URL`: the execution's ingest URL (http(s) or ws(s)). */
   ingestUrl: string;
+  /** `--token` / `TETHER_INGEST_TOKEN`: the execution's ingest token. */
   token: string;
+  /** Heartbeat interval while connected (ms). Default 20000. */
   heartbeatMs: number;
+  /** Silence after which the wrapper closes with 4408 and reconnects (ms). Default 45000. */
   silenceTimeoutMs: number;
+  /** First reconnect delay (ms, PROTOCOL.md 9.3). Default 1000. */
   reconnectBaseMs: number;
+  /** Longest reconnect delay before jitter, and the wait after a 4009 (ms). Default 5000. */
   reconnectMaxMs: number;
+  /** Failed dials in a row before giving up with exit 2. Default 10. */
   reconnectAttempts: number;
+  /** Time a dial has to deliver its `hello` (ms). Default 5000. */
   connectTimeoutMs: number;
+  /** Frames held back while they cannot be sent. Default 10000. */
   bufferLimit: number;
+  /** Serialized bytes held back while they cannot be sent. Default 67108864. */
   bufferBytes: number;
+  /** Wait between SIGTERM and SIGKILL (ms, PROTOCOL.md 9.2). Default 5000. */
   killGraceMs: number;
+  /** Frame size limit; the smaller of this and `hello.maxFrameBytes` applies. Default 524288. */
   maxFrameBytes: number;
   /** Server-Sent Events URL to forward as `kilocode` frames, if any. */
   sse: string | undefined;
+  /** The `--sse` event that ends the run as `complete {exitCode: 0}`. Default `session.idle`. */
   doneEvent: string;
-  /** 0 = off. */
+  /** Ends the run when the agent produces no event for this long (ms, PROTOCOL.md 9.1); 0 = off. */
   idleTimeoutMs: number;
   /** How inputs (PROTOCOL.md 12) reach the agent's stdin; `none` closes it at start. */
   input: InputMode;
@@ -34,8 +47,21 @@ export interface WrapperOptions {
   command: string[];
 }
 
-/** A bad command line; the message names the option. The CLI exits with 64. */
+/**
+ * A bad command line; the message names the option. The CLI exits with 64.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   parseOptions(["--ingest-url", url, "--token", token, "--heartbeat-ms=soon", "--", "a"], env);
+ * } catch (error) {
+ *   // "option --heartbeat-ms must be an integer ≥ 1, got \"soon\""
+ *   if (error instanceof UsageError) console.error(error.message);
+ * }
+ * ```
+ */
 export class UsageError extends Error {
+  /** Always `"UsageError"`, as stack traces and `String(error)` show it. */
   override name = "UsageError";
 }
 

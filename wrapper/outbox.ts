@@ -51,7 +51,15 @@ const SEQ_FIELD_BYTES = `"seq":${Number.MAX_SAFE_INTEGER},`.length;
 
 const encoder = new TextEncoder();
 
-/** UTF-8 size of `text`, with a fast path for the common case of short strings. */
+/**
+ * UTF-8 size of `text`, with a fast path for the common case of short strings.
+ *
+ * @example
+ * ```ts
+ * utf8Bytes("abc"); // 3
+ * utf8Bytes("héllo"); // 6
+ * ```
+ */
 export function utf8Bytes(text: string): number {
   // Each UTF-16 code unit takes at most 3 UTF-8 bytes; only count when that matters.
   return text.length < 128 && !/[\u0080-\uffff]/.test(text)
@@ -116,6 +124,7 @@ export class Outbox {
   #terminalHeld = false;
   #acked = 0;
 
+  /** Holds frames from the start; nothing is sent before the first {@link Outbox.resume}. */
   constructor(options: OutboxOptions = {}) {
     this.#bufferLimit = options.bufferLimit ?? 10_000;
     this.#bufferBytes = options.bufferBytes ?? 64 * 1024 * 1024;

@@ -69,6 +69,7 @@ export class StdinWriter {
   #pumping = false;
   #finished = false;
 
+  /** Writes nothing until {@link StdinWriter.attach} gives it the child's stdin. */
   constructor(options: StdinWriterOptions) {
     this.#options = options;
   }

@@ -11,7 +11,15 @@ import { IngestConnection, type IngestConnectionOptions, type IngestEvent } from
 import type { WrapperOptions } from "./options.ts";
 import { type RunEnvironment, runWrapper, type WrapperSignal } from "./run.ts";
 
-/** Polls `check` (sync or async) until it holds, or rejects naming `what` after `timeoutMs`. */
+/**
+ * Polls `check` (sync or async) until it holds, or rejects naming `what` after `timeoutMs`.
+ *
+ * @example
+ * ```ts
+ * await using t = testConnection(service.url);
+ * await eventually(() => t.conn.state === "open", "the first hello");
+ * ```
+ */
 export async function eventually(
   check: () => boolean | Promise<boolean>,
   what = check.toString(),
@@ -28,8 +36,11 @@ const WRAPPER_MAIN = new URL("./main.ts", import.meta.url).pathname;
 
 /** A wrapper CLI process; `stderr` grows while it runs. */
 export interface Cli {
+  /** The process; its stdout is discarded. */
   child: Deno.ChildProcess;
+  /** Its exit code, once stderr has been read to the end. */
   exit: Promise<number>;
+  /** Everything it has written to stderr so far. */
   stderr: () => string;
 }
 
@@ -44,6 +55,13 @@ export const FAST_CLI_OPTIONS = [
  * Runs the wrapper CLI (`deno run -A wrapper/main.ts`) with `args` as given (no defaults),
  * the environment extended by `env`. A process still running after 20 s is killed, so a
  * probe that hangs fails instead of holding the whole suite.
+ *
+ * @example
+ * ```ts
+ * const url = `--ingest-url=${service.url}`;
+ * const cli = spawnCli([...FAST_CLI_OPTIONS, url, "--token=tok-1", "--", ...agent("exit:0")]);
+ * assertEquals(await cli.exit, 0);
+ * ```
  */
 export function spawnCli(args: string[], env: Record<string, string> = {}): Cli {
   const child = new Deno.Command(Deno.execPath(), {
@@ -81,13 +99,24 @@ export const FAST_TIMERS = {
 
 /** A connected {@link IngestConnection} plus the events it reported; closes on dispose. */
 export interface TestConnection extends AsyncDisposable {
+  /** The connection, already dialing. */
   conn: IngestConnection;
+  /** Every event it reported, in order. */
   events: IngestEvent[];
   /** The events of one type. */
   of<T extends IngestEvent["type"]>(type: T): Extract<IngestEvent, { type: T }>[];
 }
 
-/** Connects to `url` with {@link FAST_TIMERS} and `options`, recording every event. */
+/**
+ * Connects to `url` with {@link FAST_TIMERS} and `options`, recording every event.
+ *
+ * @example
+ * ```ts
+ * await using service = await startFakeService();
+ * await using t = testConnection(service.url, { connectTimeoutMs: 100 });
+ * await eventually(() => t.of("hello").length === 1);
+ * ```
+ */
 export function testConnection(
   url: string,
   options: Partial<IngestConnectionOptions> = {},
@@ -121,12 +150,27 @@ export function testConnection(
 
 const FAKE_AGENT = new URL("./testdata/fake_agent.ts", import.meta.url).pathname;
 
-/** The command line of the fake agent (wrapper/testdata/fake_agent.ts) running `steps`. */
+/**
+ * The command line of the fake agent (wrapper/testdata/fake_agent.ts) running `steps`.
+ *
+ * @example
+ * ```ts
+ * startAgent(agent("out:a", "err:b", "exit:5"), { onLine }); // prints a, then b on stderr, exits 5
+ * ```
+ */
 export function agent(...steps: string[]): string[] {
   return [Deno.execPath(), "run", "--no-config", "-A", FAKE_AGENT, ...steps];
 }
 
-/** Wrapper options with test-sized timers against `service`. */
+/**
+ * Wrapper options with test-sized timers against `service`.
+ *
+ * @example
+ * ```ts
+ * const options = wrapperOptions(service, { input: "jsonl", command: agent("exit:0") });
+ * await runWrapper(options);
+ * ```
+ */
 export function wrapperOptions(
   service: FakeService,
   overrides: Partial<WrapperOptions> = {},
@@ -156,14 +200,26 @@ export function wrapperOptions(
 
 /** A wrapper run in this process: its exit code, its log, and a way to signal it. */
 export interface TestRun {
+  /** The wrapper's exit code (PROTOCOL.md 9.2). */
   exit: Promise<number>;
+  /** Its progress messages, in order. */
   logs: string[];
+  /** Delivers SIGINT or SIGTERM to the run, as the process would receive it. */
   signal(signal: WrapperSignal): void;
   /** True once a log line starts with `prefix`. */
   logged(prefix: string): boolean;
 }
 
-/** Starts {@link runWrapper} against `service` with {@link wrapperOptions}. */
+/**
+ * Starts {@link runWrapper} against `service` with {@link wrapperOptions}.
+ *
+ * @example
+ * ```ts
+ * await using service = await startFakeService();
+ * const run = startRun(service, { command: agent("out:hi", "exit:0") });
+ * assertEquals(await run.exit, ExitCode.completed);
+ * ```
+ */
 export function startRun(
   service: FakeService,
   overrides: Partial<WrapperOptions> = {},
@@ -188,6 +244,7 @@ export function startRun(
 
 /** A Server-Sent Events endpoint that answers the n-th request with the n-th body. */
 export interface SseServer extends AsyncDisposable {
+  /** `http://127.0.0.1:<port>/event`. */
   url: string;
   /** The `Last-Event-ID` header of every request. */
   lastEventIds: (string | null)[];
@@ -196,6 +253,12 @@ export interface SseServer extends AsyncDisposable {
 /**
  * Serves `bodies[n]` to the n-th request (the last one again beyond them); a body that
  * ends in `"…"` stays open after its text, as a live stream does.
+ *
+ * @example
+ * ```ts
+ * await using sse = startSseServer(['data: {"type":"session.idle"}\n\n…']);
+ * const run = startRun(service, { sse: sse.url, command: [] });
+ * ```
  */
 export function startSseServer(bodies: string[]): SseServer {
   const lastEventIds: (string | null)[] = [];
@@ -232,6 +295,7 @@ export function startSseServer(bodies: string[]): SseServer {
 
 /** Holds every reconnect wait until {@link ReconnectGate.open}; counts the waits. */
 export interface ReconnectGate {
+  /** Pass as {@link IngestConnectionOptions.delay}. */
   delay: NonNullable<IngestConnectionOptions["delay"]>;
   /** Ends the current wait (the dial follows). */
   open(): void;
@@ -239,7 +303,17 @@ export interface ReconnectGate {
   waits: number[];
 }
 
-/** A {@link ReconnectGate}: the test decides when a reconnect happens. */
+/**
+ * A {@link ReconnectGate}: the test decides when a reconnect happens.
+ *
+ * @example
+ * ```ts
+ * const gate = reconnectGate();
+ * await using t = testConnection(service.url, { delay: gate.delay });
+ * service.cut(); // the connection now waits in gate.delay
+ * gate.open(); // …until the test lets it dial again
+ * ```
+ */
 export function reconnectGate(): ReconnectGate {
   let release = () => {};
   const waits: number[] = [];

@@ -7,7 +7,15 @@
 import assert from "node:assert/strict";
 import type { TestServer } from "./server.ts";
 
-/** Asserts `{status, body}` is the documented error: status, `error` code and a message. */
+/**
+ * Asserts `{status, body}` is the documented error: status, `error` code and a message.
+ *
+ * @example
+ * ```ts
+ * const res = await server.call("/v1/sessions/nope/executions", { method: "POST", json: {} });
+ * assertError(res, 404, "SESSION_NOT_FOUND");
+ * ```
+ */
 export function assertError(
   res: { status: number; body: unknown },
   status: number,
@@ -19,7 +27,14 @@ export function assertError(
   assert.equal(typeof body?.message, "string", JSON.stringify(body));
 }
 
-/** Asserts a `400 INVALID_REQUEST` with an `issues` array. */
+/**
+ * Asserts a `400 INVALID_REQUEST` with an `issues` array.
+ *
+ * @example
+ * ```ts
+ * assertInvalid(await server.call("/v1/sessions/s1/executions?after=junk"));
+ * ```
+ */
 export function assertInvalid(res: { status: number; body: unknown }): void {
   assertError(res, 400, "INVALID_REQUEST");
   assert.ok(Array.isArray((res.body as { issues?: unknown }).issues), JSON.stringify(res.body));
@@ -27,12 +42,25 @@ export function assertInvalid(res: { status: number; body: unknown }): void {
 
 /** Everything the API shows about a session: its record, events and executions. */
 export interface SessionSnapshot {
+  /** `GET /v1/sessions/:sid`'s body. */
   session: unknown;
+  /** Every stored event. */
   events: unknown;
+  /** Every execution (health left out: it moves with time). */
   executions: unknown;
 }
 
-/** Reads a session's record, all its events and all its executions (health excluded). */
+/**
+ * Reads a session's record, all its events and all its executions (health excluded).
+ *
+ * @example
+ * ```ts
+ * const before = await snapshot(server, "s1");
+ * const res = await server.call("/v1/sessions/s1", { method: "PATCH" });
+ * assertError(res, 405, "METHOD_NOT_ALLOWED");
+ * assert.deepEqual(await snapshot(server, "s1"), before);
+ * ```
+ */
 export async function snapshot(server: TestServer, sessionId: string): Promise<SessionSnapshot> {
   const base = `/v1/sessions/${encodeURIComponent(sessionId)}`;
   const [session, events, executions] = await Promise.all([

@@ -79,7 +79,15 @@ const MiB = 1024 * 1024;
 
 type Sizes = Required<Omit<AttackMixOptions, "env">> & { env?: Record<string, string> };
 
-/** Runs the attack mix once; the service is stopped and its KV removed afterwards. */
+/**
+ * Runs the attack mix once; the service is stopped and its KV removed afterwards.
+ *
+ * @example
+ * ```ts
+ * const result = await runAttackMix({ events: 100, holdMs: 3000 });
+ * assert.equal(attackFailure(result), undefined, describeAttack(result));
+ * ```
+ */
 export async function runAttackMix(options: AttackMixOptions = {}): Promise<AttackMixResult> {
   const opts: Sizes = {
     events: 100,
@@ -156,6 +164,12 @@ async function attack(service: ChildService, opts: Sizes): Promise<(number | und
  * under its bound (the readers', or with the floods), `/healthz` within 1 s of an idle
  * server's slowest answer (on a loaded machine the idle server is slow too, and that much is
  * the machine's, not the service's).
+ *
+ * @example
+ * ```ts
+ * const failure = attackFailure(await runAttackMix({ events: 100 }));
+ * if (failure) throw new Error(failure);
+ * ```
  */
 export function attackFailure(r: AttackMixResult): string | undefined {
   const bound = r.floodCloses.length > 0 ? PEAK_RSS_BOUND_WITH_FLOODS : PEAK_RSS_BOUND;
@@ -165,7 +179,14 @@ export function attackFailure(r: AttackMixResult): string | undefined {
   return undefined;
 }
 
-/** One line of figures for logs and the soak table. */
+/**
+ * One line of figures for logs and the soak table.
+ *
+ * @example
+ * ```ts
+ * console.log(`attack mix: ${describeAttack(await runAttackMix())}`);
+ * ```
+ */
 export function describeAttack(r: AttackMixResult): string {
   return `peak RSS ${Math.round(r.peakRssBytes / MiB)} MB (${
     Math.round(r.rssBeforeBytes / MiB)
@@ -175,7 +196,14 @@ export function describeAttack(r: AttackMixResult): string {
     JSON.stringify(r.floodCloses);
 }
 
-/** VmRSS and VmHWM of a process, in bytes. */
+/**
+ * VmRSS and VmHWM of a process, in bytes.
+ *
+ * @example
+ * ```ts
+ * const { rss, hwm } = memoryOf(child.pid); // Linux only: reads /proc/<pid>/status
+ * ```
+ */
 export function memoryOf(pid: number): { rss: number; hwm: number } {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
   const field = (name: string) =>

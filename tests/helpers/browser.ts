@@ -20,11 +20,25 @@ export const ARTIFACTS = new URL("../../test-artifacts/", import.meta.url);
 
 /** A browser with one persistent context, and how to close both. */
 export interface TestBrowser {
+  /** The persistent context pages are opened in. */
   context: BrowserContext;
+  /** Closes the context and the browser, and removes the profile. */
   close(): Promise<void>;
 }
 
-/** Starts headless Chromium with a throwaway profile. */
+/**
+ * Starts headless Chromium with a throwaway profile.
+ *
+ * @example
+ * ```ts
+ * const browser = await launchBrowser();
+ * try {
+ *   const { page } = await newPage(browser);
+ * } finally {
+ *   await browser.close();
+ * }
+ * ```
+ */
 export async function launchBrowser(
   viewport = { width: 1400, height: 860 },
 ): Promise<TestBrowser> {
@@ -53,7 +67,16 @@ export async function launchBrowser(
   };
 }
 
-/** A page that records its uncaught errors and CSP violations. */
+/**
+ * A page that records its uncaught errors and CSP violations.
+ *
+ * @example
+ * ```ts
+ * const { page, errors } = await newPage(browser);
+ * await openSession(page, server, "viewer-e2e");
+ * assert.deepEqual(errors, []);
+ * ```
+ */
 export async function newPage(
   browser: TestBrowser,
 ): Promise<{ page: Page; errors: string[] }> {
@@ -68,7 +91,15 @@ export async function newPage(
   return { page, errors };
 }
 
-/** Opens a session on the page: with the api key (typed into the form) or a ticket link. */
+/**
+ * Opens a session on the page: with the api key (typed into the form) or a ticket link.
+ *
+ * @example
+ * ```ts
+ * await openSession(page, server, "s1"); // types the api key into the form
+ * await openSession(page, server, "s1", { ticket: await ticketFor(server, "s1") });
+ * ```
+ */
 export async function openSession(
   page: Page,
   server: TestServer,
@@ -87,7 +118,15 @@ export async function openSession(
   await page.click("#open-button");
 }
 
-/** A ticket for a session (read-only view). */
+/**
+ * A ticket for a session (read-only view).
+ *
+ * @example
+ * ```ts
+ * const ticket = await ticketFor(server, "s1");
+ * await openSession(page, server, "s1", { ticket });
+ * ```
+ */
 export async function ticketFor(server: TestServer, sessionId: string): Promise<string> {
   const { body } = await server.call<{ ticket: string }>(`/v1/sessions/${sessionId}/tickets`, {
     method: "POST",
@@ -98,13 +137,23 @@ export async function ticketFor(server: TestServer, sessionId: string): Promise<
 
 /** A frame to ingest: its type and data (seq and timestamp are added). */
 export interface TestFrame {
+  /** The frame's type, e.g. `agent`. */
   streamEventType: string;
+  /** Its data. */
   data?: unknown;
 }
 
 /**
  * Creates an execution and streams `frames` through a raw ingest connection, waiting for
  * every ack. The connection stays open (for more frames) unless `end` sends a `complete`.
+ *
+ * @example
+ * ```ts
+ * const { run, send, close } = await ingestRun(server, "s1", jsonlFrames(fixture), {
+ *   input: { prompt: "fix the tests" },
+ * });
+ * await send([{ streamEventType: "complete", data: { exitCode: 0 } }]);
+ * ```
  */
 export async function ingestRun(
   server: TestServer,
@@ -129,7 +178,15 @@ export async function ingestRun(
   return { run, send, close: async () => void (await client.close()) };
 }
 
-/** The frames of a JSON-lines fixture as `agent` events. */
+/**
+ * The frames of a JSON-lines fixture as `agent` events.
+ *
+ * @example
+ * ```ts
+ * const frames = jsonlFrames(new URL("claude_code_stream_json.jsonl", FIXTURES));
+ * await ingestRun(server, "s1", frames, { end: true });
+ * ```
+ */
 export function jsonlFrames(url: URL): TestFrame[] {
   return Deno.readTextFileSync(url).trimEnd().split("\n").map((line) => ({
     streamEventType: "agent",
@@ -137,7 +194,14 @@ export function jsonlFrames(url: URL): TestFrame[] {
   }));
 }
 
-/** Saves a screenshot of the page under {@link ARTIFACTS}. */
+/**
+ * Saves a screenshot of the page under {@link ARTIFACTS}.
+ *
+ * @example
+ * ```ts
+ * const path = await screenshot(page, "viewer.png"); // test-artifacts/viewer.png
+ * ```
+ */
 export async function screenshot(page: Page, name: string): Promise<string> {
   await Deno.mkdir(ARTIFACTS, { recursive: true });
   const path = new URL(name, ARTIFACTS).pathname;

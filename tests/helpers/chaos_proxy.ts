@@ -46,13 +46,17 @@ export interface ChaosProxyOptions {
 
 /** What the proxy did so far. */
 export interface ChaosStats {
+  /** Connections accepted. */
   connections: number;
   /** Connections cut by the schedule. */
   scheduledCuts: number;
   /** Connections cut by {@link ChaosProxy.cut}. */
   manualCuts: number;
+  /** Chunks held back `delayMs` before being forwarded. */
   delays: number;
+  /** Stalls of a connection (`stallMs`). */
   stalls: number;
+  /** Bytes forwarded, both ways. */
   bytes: number;
   /** The lifetime drawn for each connection, in accept order (`null`: never cut). */
   lifetimes: (number | null)[];
@@ -62,6 +66,7 @@ export interface ChaosStats {
 export interface ChaosProxy extends AsyncDisposable {
   /** Port the proxy listens on (127.0.0.1). */
   readonly port: number;
+  /** What it did so far; updated live. */
   readonly stats: ChaosStats;
   /** Rewrites a `ws(s)://` or `http(s)://` URL to go through the proxy (plain ws/http). */
   via(url: string): string;
@@ -82,7 +87,16 @@ interface Link {
   abort: AbortController;
 }
 
-/** Starts a chaos proxy on an ephemeral port of 127.0.0.1. */
+/**
+ * Starts a chaos proxy on an ephemeral port of 127.0.0.1.
+ *
+ * @example
+ * ```ts
+ * const proxy = startChaosProxy({ targetPort: Number(new URL(server.url).port), seed: 42 });
+ * const url = proxy.via(run.ingestUrl); // dial this instead of the service
+ * await proxy.close();
+ * ```
+ */
 export function startChaosProxy(options: ChaosProxyOptions): ChaosProxy {
   const {
     seed = 1,

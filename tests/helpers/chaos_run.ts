@@ -31,6 +31,7 @@ export const FAST_RECONNECT_ARGS = [
 
 /** Options of {@link runChaos}. */
 export interface ChaosOptions {
+  /** Seed of the proxy's schedule (print it to replay a failure). */
   seed: number;
   /** Lines printed by each agent. */
   events: number;
@@ -46,13 +47,21 @@ export interface ChaosOptions {
 
 /** What a chaos run measured. */
 export interface ChaosStats {
+  /** Lines stored, over every run. */
   events: number;
+  /** Connections cut by the proxy's schedule. */
   cuts: number;
+  /** Stalls the proxy made. */
   stalls: number;
+  /** Connections through the proxy. */
   connections: number;
+  /** Lines never stored (must be 0). */
   lost: number;
+  /** Lines stored more than once (must be 0). */
   duplicated: number;
+  /** Executions that ended `failed`. */
   failedExecutions: number;
+  /** Wall time of the run. */
   seconds: number;
 }
 
@@ -66,7 +75,15 @@ function lineNumber(e: Envelope): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-/** Runs the chaos scenario; throws with the seed on a violation. */
+/**
+ * Runs the chaos scenario; throws with the seed on a violation.
+ *
+ * @example
+ * ```ts
+ * const seed = seedFrom("TETHER_CHAOS_SEED");
+ * const stats = await runChaos({ seed, events: 2500, wrappers: 2, pauseMs: 15 });
+ * ```
+ */
 export async function runChaos(options: ChaosOptions): Promise<ChaosStats> {
   const started = Date.now();
   const server = await startServer({

@@ -11,7 +11,9 @@ const ROOT = new URL("../../", import.meta.url).pathname;
 
 /** A running service process. */
 export interface ChildService extends AsyncDisposable {
+  /** `http://127.0.0.1:<port>`. */
   readonly url: string;
+  /** `ws://127.0.0.1:<port>`. */
   readonly wsUrl: string;
   /** The process id (to sample its memory from `/proc`). */
   readonly pid: number;
@@ -30,7 +32,9 @@ export interface ChildService extends AsyncDisposable {
 
 /** Options of {@link startChildService}. */
 export interface ChildServiceOptions {
+  /** The KV file (kept across restarts of the same path). */
   kvPath: string;
+  /** Port on 127.0.0.1 (see {@link freePort}). */
   port: number;
   /** The entry point, relative to the repository root. Default `main.ts`. */
   entry?: string;
@@ -42,7 +46,15 @@ export interface ChildServiceOptions {
   startTimeoutMs?: number;
 }
 
-/** A port that was free a moment ago (the restart reuses it, as a real service would). */
+/**
+ * A port that was free a moment ago (the restart reuses it, as a real service would).
+ *
+ * @example
+ * ```ts
+ * const port = freePort();
+ * const service = await startChildService({ kvPath: `${dir}/tether.kv`, port });
+ * ```
+ */
 export function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const { port } = listener.addr;
@@ -50,7 +62,18 @@ export function freePort(): number {
   return port;
 }
 
-/** Starts `main.ts` and resolves once it listens. */
+/**
+ * Starts `main.ts` and resolves once it listens.
+ *
+ * @example
+ * ```ts
+ * const service = await startChildService({
+ *   kvPath: `${dir}/tether.kv`,
+ *   port: freePort(),
+ *   env: { TETHER_DISCONNECT_GRACE_MS: "2000" },
+ * });
+ * ```
+ */
 export async function startChildService(options: ChildServiceOptions): Promise<ChildService> {
   const wakeups = Deno.env.get("TETHER_TIMER_WAKEUPS");
   const command = new Deno.Command(Deno.execPath(), {

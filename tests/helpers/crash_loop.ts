@@ -22,6 +22,7 @@ import { Random } from "./random.ts";
 
 /** Options of {@link runCrashLoop}. */
 export interface CrashLoopOptions {
+  /** Seed of the kill schedule (print it to replay a failure). */
   seed: number;
   /** Live runs, one after another. */
   runs: number;
@@ -33,11 +34,17 @@ export interface CrashLoopOptions {
 
 /** Figures of a finished loop. */
 export interface CrashLoopStats {
+  /** SIGKILLs of the service. */
   crashes: number;
+  /** Live runs finished. */
   runs: number;
+  /** Runs whose client never came back after a kill (each must end `failed`). */
   abandoned: number;
+  /** Frames stored for the live runs, duplicates included. */
   events: number;
+  /** Frames of the live runs never stored (must be 0). */
   lost: number;
+  /** Frames stored more than once (must be 0). */
   duplicated: number;
 }
 
@@ -45,7 +52,15 @@ const GRACE_MS = 3000;
 
 type Call = ChildService["call"];
 
-/** Runs the loop; throws with the seed on a violation. */
+/**
+ * Runs the loop; throws with the seed on a violation.
+ *
+ * @example
+ * ```ts
+ * const seed = seedFrom("TETHER_CRASH_SEED");
+ * const stats = await runCrashLoop({ seed, runs: 3, eventsPerRun: 400, killsPerRun: 2 });
+ * ```
+ */
 export async function runCrashLoop(options: CrashLoopOptions): Promise<CrashLoopStats> {
   const r = new Random(options.seed);
   const dir = await Deno.makeTempDir({ prefix: "tether-crash-" });

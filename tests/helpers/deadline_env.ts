@@ -22,11 +22,24 @@ import type { TestServer } from "./server.ts";
 
 /** One way of waking deadlines, as a label and the config it needs. */
 export interface WakeupVariant {
+  /** For test names, e.g. `queue+sweep`. */
   label: string;
+  /** `timerWakeups` and a `sweepMs` to suit them. */
   config: Partial<Config>;
 }
 
-/** The variants to run: from `TETHER_TIMER_WAKEUPS` when set, else sweep and queue+sweep. */
+/**
+ * The variants to run: from `TETHER_TIMER_WAKEUPS` when set, else sweep and queue+sweep.
+ *
+ * @example
+ * ```ts
+ * for (const { label, config } of wakeupVariants()) {
+ *   serverTest(`[${label}] a grace fires once`, async (server) => {
+ *     const run = await createRun(server, "s1");
+ *   }, { config });
+ * }
+ * ```
+ */
 export function wakeupVariants(): WakeupVariant[] {
   const fromEnv = loadConfig({ TETHER_TIMER_WAKEUPS: Deno.env.get("TETHER_TIMER_WAKEUPS") })
     .timerWakeups;
@@ -38,12 +51,26 @@ export function wakeupVariants(): WakeupVariant[] {
   return fromEnv ? [variant(fromEnv)] : [variant(["sweep"]), variant(["queue", "sweep"])];
 }
 
-/** The session's grace record, or `null`. */
+/**
+ * The session's grace record, or `null`.
+ *
+ * @example
+ * ```ts
+ * await eventually(async () => (await graceRecord(server, "s1")) !== null, "the grace");
+ * ```
+ */
 export function graceRecord(server: TestServer, sessionId: string): Promise<GraceRecord | null> {
   return transact(server.kv, (tx) => records.grace(sessionId).get(tx));
 }
 
-/** The session's interrupt flag, or `null`. */
+/**
+ * The session's interrupt flag, or `null`.
+ *
+ * @example
+ * ```ts
+ * assert.equal(await interruptFlag(server, "s1"), null);
+ * ```
+ */
 export function interruptFlag(
   server: TestServer,
   sessionId: string,
@@ -51,7 +78,15 @@ export function interruptFlag(
   return transact(server.kv, (tx) => records.interrupt(sessionId).get(tx));
 }
 
-/** Armed deadlines of one execution or session (any kind unless given). */
+/**
+ * Armed deadlines of one execution or session (any kind unless given).
+ *
+ * @example
+ * ```ts
+ * const armed = await timersOf(server, run.executionId, "heartbeat");
+ * assert.equal(armed.length, 1);
+ * ```
+ */
 export async function timersOf(
   server: TestServer,
   id: string,

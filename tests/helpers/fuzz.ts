@@ -17,6 +17,7 @@ import { API_KEY, startServer, type TestServer } from "./server.ts";
 
 /** Options of {@link runFuzz}. */
 export interface FuzzOptions {
+  /** Seed of every random choice (print it to replay a failure). */
   seed: number;
   /** Frames to send. */
   frames: number;
@@ -30,10 +31,13 @@ export interface FuzzOptions {
 
 /** What a fuzz run sent. */
 export interface FuzzStats {
+  /** Frames sent. */
   frames: number;
+  /** REST requests sent. */
   requests: number;
   /** Executions the frame fuzzer went through (a terminal or fatal frame ends one). */
   executions: number;
+  /** REST answers by HTTP status. */
   statuses: Record<string, number>;
 }
 
@@ -132,7 +136,15 @@ function setOwn(o: Record<string, unknown>, key: string, value: unknown): void {
 /** Percent-encodes a path segment, lone surrogates included (as U+FFFD). */
 const segment = (s: string) => encodeURIComponent(s.toWellFormed());
 
-/** A random JSON value, at most `depth` levels deep. */
+/**
+ * A random JSON value, at most `depth` levels deep.
+ *
+ * @example
+ * ```ts
+ * const r = new Random(7);
+ * const data = randomJson(r); // same seed, same value
+ * ```
+ */
 export function randomJson(r: Random, depth = 3): unknown {
   const kind = r.int(0, depth > 0 ? 7 : 4);
   switch (kind) {
@@ -160,14 +172,29 @@ export function randomJson(r: Random, depth = 3): unknown {
 /** Depths around and far past the nesting limit (PROTOCOL.md 10). */
 const DEEP_DEPTHS = [MAX_JSON_DEPTH - 1, MAX_JSON_DEPTH, MAX_JSON_DEPTH + 1, 200, 5000];
 
-/** A value nested about the limit or far deeper: arrays and objects, built without recursion. */
+/**
+ * A value nested about the limit or far deeper: arrays and objects, built without recursion.
+ *
+ * @example
+ * ```ts
+ * client.send({ streamEventType: "agent", data: deepJson(new Random(seed)) });
+ * ```
+ */
 export function deepJson(r: Random): unknown {
   let value: unknown = r.chance(0.5) ? [] : {};
   for (let i = r.pick(DEEP_DEPTHS); i > 1; i--) value = r.chance(0.5) ? [value] : { k: value };
   return value;
 }
 
-/** Mutates a text: flips, drops, duplicates or inserts characters, or cuts it. */
+/**
+ * Mutates a text: flips, drops, duplicates or inserts characters, or cuts it.
+ *
+ * @example
+ * ```ts
+ * const text = JSON.stringify({ streamEventType: "agent", seq: 1, data: {} });
+ * client.send(mutateText(new Random(seed), text)); // often no longer valid JSON
+ * ```
+ */
 export function mutateText(r: Random, text: string): string {
   let s = text;
   for (let i = r.int(1, 4); i > 0; i--) {
@@ -375,7 +402,15 @@ function fuzzRequest(r: Random, known: { executionIds: string[]; tickets: string
 // ---------------------------------------------------------------------------------------
 // Checks
 
-/** Every stored event is a valid envelope; reserved types only as the service emits them. */
+/**
+ * Every stored event is a valid envelope; reserved types only as the service emits them.
+ *
+ * @example
+ * ```ts
+ * const events = await storedEvents(server, "s1");
+ * checkEnvelopes("s1", events, new Set([run.executionId]));
+ * ```
+ */
 export function checkEnvelopes(sessionId: string, events: Envelope[], executionIds: Set<string>) {
   let expected = 1;
   for (const e of events) {
@@ -431,7 +466,15 @@ async function healthy(server: TestServer, signal?: AbortSignal): Promise<void> 
 // ---------------------------------------------------------------------------------------
 // The run
 
-/** Runs the frame and REST fuzzers against a fresh instance; throws with the seed on failure. */
+/**
+ * Runs the frame and REST fuzzers against a fresh instance; throws with the seed on failure.
+ *
+ * @example
+ * ```ts
+ * const seed = seedFrom("TETHER_FUZZ_SEED");
+ * const stats = await runFuzz({ seed, frames: 5000, requests: 5000 });
+ * ```
+ */
 export async function runFuzz(options: FuzzOptions): Promise<FuzzStats> {
   const r = new Random(options.seed);
   const stats: FuzzStats = { frames: 0, requests: 0, executions: 0, statuses: {} };

@@ -14,13 +14,17 @@ export { eventually } from "../../wrapper/test_util.ts";
 
 /** A frame the service sent, parsed. */
 export interface ServiceMessage {
+  /** `hello`, `ack`, `kill`, `ping`, `input` or `error` (PROTOCOL.md 5.2). */
   type: string;
+  /** The frame's other fields (`seq`, `lastSeq`, `code`…). */
   [key: string]: unknown;
 }
 
 /** How a socket ended. */
 export interface CloseInfo {
+  /** The close code (PROTOCOL.md 5.3). */
   code: number;
+  /** The close reason. */
   reason: string;
 }
 
@@ -32,7 +36,17 @@ export interface DialOptions {
   dial?: string;
 }
 
-/** One raw ingest socket. */
+/**
+ * One raw ingest socket.
+ *
+ * @example
+ * ```ts
+ * const client = await IngestClient.connect(run.ingestUrl, { token: run.ingestToken });
+ * client.send({ streamEventType: "output", seq: 1, data: { text: "hi" } });
+ * await client.ackOf(1);
+ * await client.close();
+ * ```
+ */
 export class IngestClient {
   /** Every message received, in order. */
   readonly messages: ServiceMessage[] = [];
@@ -146,15 +160,29 @@ export class IngestClient {
 
 /** An execution as its creation returns it. */
 export interface Run {
+  /** The session. */
   sessionId: string;
+  /** The execution created. */
   executionId: string;
+  /** Its ingest token. */
   ingestToken: string;
+  /** Its ingest URL (`ws://…`). */
   ingestUrl: string;
+  /** The session's viewer stream URL. */
   streamUrl: string;
+  /** Whether it started at once (else it is queued). */
   active: boolean;
 }
 
-/** Creates the session when needed and an execution in it. */
+/**
+ * Creates the session when needed and an execution in it.
+ *
+ * @example
+ * ```ts
+ * const run = await createRun(server, "s1", { graceMs: 600_000 });
+ * const client = await connectRun(run);
+ * ```
+ */
 export async function createRun(
   server: TestServer,
   sessionId: string,
@@ -168,7 +196,15 @@ export async function createRun(
   return await server.client.createExecution(sessionId, body);
 }
 
-/** Reads an execution through the REST API. */
+/**
+ * Reads an execution through the REST API.
+ *
+ * @example
+ * ```ts
+ * const exec = await getExecution(server, run);
+ * assert.equal(exec.status, "pending"); // no wrapper has connected yet
+ * ```
+ */
 export function getExecution(
   server: TestServer,
   run: { sessionId: string; executionId: string },
@@ -176,7 +212,15 @@ export function getExecution(
   return server.client.getExecution(run.sessionId, run.executionId);
 }
 
-/** Reads every stored envelope of a session through `GET …/events`, paging to the end. */
+/**
+ * Reads every stored envelope of a session through `GET …/events`, paging to the end.
+ *
+ * @example
+ * ```ts
+ * const events = await storedEvents(server, run.sessionId);
+ * assert.deepEqual(eventIds(events), range(1, events.length));
+ * ```
+ */
 export async function storedEvents(
   server: TestServer,
   sessionId: string,
@@ -198,7 +242,15 @@ export type { Envelope };
 /** A grace long enough that no test run ever reaches it. */
 export const LONG_GRACE = { graceMs: 600_000 };
 
-/** Dials a run's ingest URL with its token (and `X-Tether-Dial` when given). */
+/**
+ * Dials a run's ingest URL with its token (and `X-Tether-Dial` when given).
+ *
+ * @example
+ * ```ts
+ * const client = await connectRun(run, "w/1"); // X-Tether-Dial: w/1
+ * await pump(client, 1, 10);
+ * ```
+ */
 export function connectRun(run: Run, dial?: string): Promise<IngestClient> {
   return IngestClient.connect(run.ingestUrl, { token: run.ingestToken, dial });
 }
@@ -206,7 +258,15 @@ export function connectRun(run: Run, dial?: string): Promise<IngestClient> {
 /** The eventIds of envelopes, in order. */
 export const eventIds = (events: readonly Envelope[]): number[] => events.map((e) => e.eventId);
 
-/** The integers from `from` to `to`, inclusive (empty when `to < from`). */
+/**
+ * The integers from `from` to `to`, inclusive (empty when `to < from`).
+ *
+ * @example
+ * ```ts
+ * range(2, 5); // [2, 3, 4, 5]
+ * range(3, 1); // []
+ * ```
+ */
 export function range(from: number, to: number): number[] {
   return Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
 }
@@ -214,6 +274,14 @@ export function range(from: number, to: number): number[] {
 /**
  * Declares a test that runs `fn` against a fresh instance (closed afterwards). Deno's op and
  * resource sanitizers stay on: closing the instance must close everything it opened.
+ *
+ * @example
+ * ```ts
+ * serverTest("a request without an upgrade is answered 426", async (server) => {
+ *   const run = await createRun(server, "s426");
+ *   // …
+ * });
+ * ```
  */
 export function serverTest(
   name: string,
@@ -237,6 +305,13 @@ export function serverTest(
  * Completes a WebSocket handshake over plain TCP and returns the connection, positioned
  * right after the 101 answer. For what `WebSocket` cannot do: close with a reserved code
  * such as 1001, or never read.
+ *
+ * @example
+ * ```ts
+ * const conn = await rawUpgrade({ hostname: "127.0.0.1", port }, new URL(run.ingestUrl).pathname, {
+ *   authorization: `Bearer ${run.ingestToken}`,
+ * });
+ * ```
  */
 export async function rawUpgrade(
   host: { hostname: string; port: number },
@@ -269,7 +344,15 @@ export async function rawUpgrade(
   return conn;
 }
 
-/** Writes a masked client close frame with `code` on a raw connection. */
+/**
+ * Writes a masked client close frame with `code` on a raw connection.
+ *
+ * @example
+ * ```ts
+ * const conn = await rawUpgrade(host, path, { authorization: `Bearer ${run.ingestToken}` });
+ * await rawClose(conn, 1001);
+ * ```
+ */
 export async function rawClose(conn: Deno.Conn, code: number): Promise<void> {
   const mask = crypto.getRandomValues(new Uint8Array(4));
   const payload = [code >> 8, code & 0xff];
@@ -280,6 +363,12 @@ export async function rawClose(conn: Deno.Conn, code: number): Promise<void> {
 /**
  * Streams frames `from..to` (seq = n, data `{n}`) through a connected client, keeping at
  * most `window` unacknowledged, and waits for the last ack. `onSent` runs after each frame.
+ *
+ * @example
+ * ```ts
+ * const client = await connectRun(run);
+ * await pump(client, 1, 1000, { window: 100 }); // seq 1…1000, all acknowledged
+ * ```
  */
 export async function pump(
   client: IngestClient,

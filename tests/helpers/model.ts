@@ -43,13 +43,21 @@ export interface ModelOptions {
 
 /** Figures of a finished model check. */
 export interface ModelStats {
+  /** Random command sequences run. */
   runs: number;
+  /** Commands executed. */
   commands: number;
+  /** Executions created. */
   executions: number;
+  /** Instance crashes. */
   crashes: number;
+  /** Deadline firings. */
   firings: number;
+  /** Frames acknowledged. */
   framesAcked: number;
+  /** Inputs accepted by the service. */
   inputsAccepted: number;
+  /** Inputs written to a simulated agent. */
   inputsWritten: number;
 }
 
@@ -793,6 +801,12 @@ export const commandArbitraries: fc.Arbitrary<Cmd>[] = (() => {
 
 /**
  * Runs the model check; throws with the seed and the shrunk command sequence on failure.
+ *
+ * @example
+ * ```ts
+ * const seed = seedFrom("TETHER_MODEL_SEED");
+ * const stats = await runModel({ seed, runs: 200 });
+ * ```
  */
 export async function runModel(options: ModelOptions): Promise<ModelStats> {
   const totals: ModelStats = {

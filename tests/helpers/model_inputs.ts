@@ -13,7 +13,16 @@ import type { ExecutionRecord } from "../../src/store/mod.ts";
 import { InputGate } from "../../wrapper/input.ts";
 import type { IngestClient } from "./ingest_client.ts";
 
-/** One wrapper process of an execution: it lives across its connections, its agent with it. */
+/**
+ * One wrapper process of an execution: it lives across its connections, its agent with it.
+ *
+ * @example
+ * ```ts
+ * const process = new WrapperProcess();
+ * process.attach(client); // after the connection's hello
+ * process.feed(); // hands the input frames received so far to its gate
+ * ```
+ */
 export class WrapperProcess {
   /** The inputIds written to this process's agent, in order. */
   readonly written: number[] = [];
@@ -74,6 +83,12 @@ export class WrapperProcess {
  * Waits until every input up to `inputId` reached the process through `client` (written by
  * it, or confirmed before its first `hello`), or the connection closed; then until its
  * confirmations are committed, so the next step starts from a settled state.
+ *
+ * @example
+ * ```ts
+ * await awaitWritten(kv, run.executionId, process, client, 3, 5000);
+ * assert.ok(process.reached >= 3 || client.closeInfo !== undefined);
+ * ```
  */
 export async function awaitWritten(
   kv: Deno.Kv,
@@ -102,6 +117,11 @@ export async function awaitWritten(
  * as the model had accepted; `deliveredInputId` is the highest stored confirmation and never
  * above `lastInputId`; each process wrote consecutive inputs, each once, starting right
  * after the `deliveredInputId` of its first `hello`.
+ *
+ * @example
+ * ```ts
+ * checkInputs(`seed ${seed}, ${run.executionId}`, rec, mine, accepted, processes);
+ * ```
  */
 export function checkInputs(
   where: string,

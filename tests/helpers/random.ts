@@ -5,7 +5,16 @@
  * @module
  */
 
-/** A seeded random source. */
+/**
+ * A seeded random source.
+ *
+ * @example
+ * ```ts
+ * const r = new Random(42);
+ * r.int(1, 6); // the same on every run with seed 42
+ * r.chance(0.1);
+ * ```
+ */
 export class Random {
   #state: number;
 
@@ -43,14 +52,28 @@ export class Random {
   }
 }
 
-/** The seed from an environment variable, or a fresh one (printed by callers on failure). */
+/**
+ * The seed from an environment variable, or a fresh one (printed by callers on failure).
+ *
+ * @example
+ * ```ts
+ * const seed = seedFrom("TETHER_FUZZ_SEED"); // replay a failure with TETHER_FUZZ_SEED=<seed>
+ * ```
+ */
 export function seedFrom(envName: string): number {
   const text = Deno.env.get(envName);
   if (text !== undefined && /^\d+$/.test(text)) return Number(text);
   return Math.floor(Math.random() * 2 ** 31);
 }
 
-/** A positive integer from an environment variable, or `fallback`. */
+/**
+ * A positive integer from an environment variable, or `fallback`.
+ *
+ * @example
+ * ```ts
+ * const events = countFrom("TETHER_CHAOS_EVENTS", 2500);
+ * ```
+ */
 export function countFrom(envName: string, fallback: number): number {
   const n = Number(Deno.env.get(envName));
   return Number.isSafeInteger(n) && n > 0 ? n : fallback;

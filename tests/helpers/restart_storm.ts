@@ -19,6 +19,7 @@ export interface RestartStormOptions {
   graceMs: number;
   /** Wrapper backoff (PROTOCOL.md 9 defaults: 1000 and 5000). */
   reconnectBaseMs: number;
+  /** Longest reconnect delay (before jitter). */
   reconnectMaxMs: number;
   /** How long all may take to come back before the storm counts as failed. Default 60000. */
   timeoutMs?: number;
@@ -28,6 +29,7 @@ export interface RestartStormOptions {
 
 /** What one storm measured. */
 export interface RestartStormResult {
+  /** Wrappers in the storm. */
   n: number;
   /** From the restarted service's `listening` line until the last wrapper's `hello`. */
   allBackMs: number;
@@ -55,7 +57,16 @@ const CREATE_CONCURRENCY = 16;
 /** Wrappers connected at once before the storm. */
 const OPEN_BATCH = 100;
 
-/** Runs one storm and returns its figures (it asserts nothing itself). */
+/**
+ * Runs one storm and returns its figures (it asserts nothing itself).
+ *
+ * @example
+ * ```ts
+ * const options = { n: 60, graceMs: 4000, reconnectBaseMs: 100, reconnectMaxMs: 500 };
+ * const result = await restartStorm(options);
+ * console.log(`all back ${result.allBackMs} ms after the restart`);
+ * ```
+ */
 export async function restartStorm(options: RestartStormOptions): Promise<RestartStormResult> {
   const kv = await tempKvPath();
   const port = freePort();

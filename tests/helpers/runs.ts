@@ -8,7 +8,16 @@
 import { IngestConnection } from "../../wrapper/mod.ts";
 import type { Run } from "./ingest_client.ts";
 
-/** An ingest connection for the run, connected and past its first `hello`. */
+/**
+ * An ingest connection for the run, connected and past its first `hello`.
+ *
+ * @example
+ * ```ts
+ * const conn = await connectIngest(await createRun(server, "s1"));
+ * conn.send({ streamEventType: "output", data: { stream: "stdout", text: "hi" } });
+ * await conn.finish({ streamEventType: "complete", data: { exitCode: 0 } });
+ * ```
+ */
 export async function connectIngest(run: Run): Promise<IngestConnection> {
   const hello = Promise.withResolvers<void>();
   const conn = new IngestConnection({
@@ -32,7 +41,17 @@ export interface SpawnWrapperOptions {
   output?: "inherit" | "null" | "piped";
 }
 
-/** Starts `wrapper/main.ts` for the run with `agent` as the agent command. */
+/**
+ * Starts `wrapper/main.ts` for the run with `agent` as the agent command.
+ *
+ * @example
+ * ```ts
+ * const wrapper = spawnWrapper(run, [Deno.execPath(), "run", AGENT], {
+ *   wrapperArgs: ["--heartbeat-ms", "1000"],
+ * });
+ * assert.equal((await wrapper.status).code, 0);
+ * ```
+ */
 export function spawnWrapper(
   run: Run,
   agent: string[],

@@ -10,12 +10,18 @@ import { createService, type Service, type ServiceOptions } from "../../src/serv
 import { TetherClient } from "../../client/mod.ts";
 import { slowKv } from "./slow_kv.ts";
 
+/**
+ * The api key of `testConfig()` (`apiKeys: ["test-key"]`), sent by `api` and `call`.
+ */
 export const API_KEY = "test-key";
 
 /** A running instance. */
 export interface TestServer {
+  /** The service under test. */
   service: Service;
+  /** Its KV handle. */
   kv: Deno.Kv;
+  /** The configuration it runs with. */
   config: Config;
   /** `http://127.0.0.1:<port>` */
   url: string;
@@ -38,6 +44,7 @@ export interface TestServer {
 
 /** Options of {@link startServer}. */
 export interface StartOptions extends ServiceOptions {
+  /** Overrides of the test configuration. */
   config?: Partial<Config>;
   /** A KV file to share between instances; default `:memory:`. */
   kvPath?: string;
@@ -53,6 +60,16 @@ export interface StartOptions extends ServiceOptions {
 /**
  * Starts one instance with test defaults: `:memory:` KV, api key `test-key`, silent logs,
  * sweep-only deadlines every 50 ms (override with `config`).
+ *
+ * @example
+ * ```ts
+ * const server = await startServer({ config: { maxFrameBytes: 16_384 } });
+ * try {
+ *   const res = await server.call("/v1/sessions", { method: "POST", json: { sessionId: "s1" } });
+ * } finally {
+ *   await server.close();
+ * }
+ * ```
  */
 export async function startServer(options: StartOptions = {}): Promise<TestServer> {
   const kvPath = options.kvPath ?? ":memory:";
@@ -109,7 +126,17 @@ export async function startServer(options: StartOptions = {}): Promise<TestServe
   };
 }
 
-/** A temporary KV file path (removed with its directory by the returned cleanup). */
+/**
+ * A temporary KV file path (removed with its directory by the returned cleanup).
+ *
+ * @example
+ * ```ts
+ * const { path, cleanup } = await tempKvPath();
+ * const server = await startServer({ kvPath: path });
+ * await server.close();
+ * await cleanup();
+ * ```
+ */
 export async function tempKvPath(): Promise<{ path: string; cleanup: () => Promise<void> }> {
   const dir = await Deno.makeTempDir({ prefix: "tether-test-" });
   return {

@@ -5,7 +5,14 @@
  * @module
  */
 
-/** The `X-Tether-Signature` value a receiver expects for `body`. */
+/**
+ * The `X-Tether-Signature` value a receiver expects for `body`.
+ *
+ * @example
+ * ```ts
+ * assert.equal(hook.signature, await expectedSignature(SECRET, hook.body)); // "sha256=…"
+ * ```
+ */
 export async function expectedSignature(secret: string, body: string): Promise<string> {
   const key = await crypto.subtle.importKey(
     "raw",

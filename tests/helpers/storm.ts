@@ -18,14 +18,25 @@ import {
 import type { Service } from "../../src/service.ts";
 import { type ExecutionRecord, records, transact } from "../../src/store/mod.ts";
 
-/** A clock the storm freezes while it arms the graces; pass `now` to `createService`. */
+/**
+ * A clock the storm freezes while it arms the graces; pass `now` to `createService`.
+ *
+ * @example
+ * ```ts
+ * const clock = new StormClock();
+ * const service = await createService(config, kv, { now: clock.now });
+ * const { runs, dueAt } = await armGraceStorm(service, clock, { count: 300, graceMs: 2000 });
+ * ```
+ */
 export class StormClock {
   #frozen?: number;
   /** The service's clock: real time, except while frozen. */
   readonly now = (): number => this.#frozen ?? Date.now();
+  /** From now on `now()` returns `at`, until {@link StormClock.thaw}. */
   freeze(at: number): void {
     this.#frozen = at;
   }
+  /** Back to real time. */
   thaw(): void {
     this.#frozen = undefined;
   }
@@ -33,13 +44,17 @@ export class StormClock {
 
 /** One execution of the storm. */
 export interface StormRun {
+  /** Its session. */
   sessionId: string;
+  /** The execution. */
   executionId: string;
+  /** The connection admitted for it. */
   connectionId: string;
 }
 
 /** Options of {@link armGraceStorm}. */
 export interface StormOptions {
+  /** Executions in the storm. */
   count: number;
   /** Grace of every execution (ms); every grace is due at the same instant, this long after arming began. */
   graceMs: number;
@@ -58,6 +73,7 @@ async function pool(count: number, concurrency: number, task: (i: number) => Pro
 
 /** Options of {@link admitRuns}. */
 export interface AdmitOptions {
+  /** Sessions and executions to create and admit. */
   count: number;
   /** Grace of every execution (ms); the service's default when absent. */
   graceMs?: number;
@@ -70,6 +86,11 @@ export interface AdmitOptions {
 /**
  * Creates `count` sessions with one execution each and admits a connection for each (as a
  * wrapper's `hello` would): `count` running executions, each with its heartbeat deadline.
+ *
+ * @example
+ * ```ts
+ * const [run] = await admitRuns(service, { count: 1, heartbeatTimeoutMs: 1000 });
+ * ```
  */
 export async function admitRuns(service: Service, options: AdmitOptions): Promise<StormRun[]> {
   const { count, graceMs, heartbeatTimeoutMs, concurrency = 8 } = options;
@@ -94,7 +115,15 @@ export async function admitRuns(service: Service, options: AdmitOptions): Promis
   return runs;
 }
 
-/** Creates and admits `count` executions, then disconnects them all at one frozen instant. */
+/**
+ * Creates and admits `count` executions, then disconnects them all at one frozen instant.
+ *
+ * @example
+ * ```ts
+ * const { runs, dueAt } = await armGraceStorm(service, clock, { count: 300, graceMs: 2000 });
+ * const execs = await stormExecutions(kv, runs); // after every grace fired: all failed
+ * ```
+ */
 export async function armGraceStorm(
   service: Service,
   clock: StormClock,
@@ -118,7 +147,15 @@ export async function armGraceStorm(
   return { runs, dueAt: armedFrom + graceMs, armMs };
 }
 
-/** The execution records of the runs (read 10 per transaction). */
+/**
+ * The execution records of the runs (read 10 per transaction).
+ *
+ * @example
+ * ```ts
+ * const execs = await stormExecutions(kv, runs);
+ * assert.ok(execs.every((exec) => exec.status === "failed"));
+ * ```
+ */
 export async function stormExecutions(kv: Deno.Kv, runs: StormRun[]): Promise<ExecutionRecord[]> {
   const out: ExecutionRecord[] = [];
   for (let i = 0; i < runs.length; i += 10) {

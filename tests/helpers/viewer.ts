@@ -65,11 +65,21 @@ class Collector {
   }
 }
 
-/** A WebSocket viewer of `…/stream`. */
+/**
+ * A WebSocket viewer of `…/stream`.
+ *
+ * @example
+ * ```ts
+ * const viewer = await WsViewer.open(server.wsUrl, "s1", { after: "0" });
+ * await viewer.until((events) => events.length === 3, "three events");
+ * await viewer.close();
+ * ```
+ */
 export class WsViewer implements Viewer {
   readonly #collector = new Collector();
   /** Control messages (`{"type":"error",…}`). */
   readonly controls: Record<string, unknown>[] = [];
+  /** Resolves with the close code and reason. */
   readonly closed: Promise<{ code: number; reason: string }>;
 
   private constructor(readonly socket: WebSocket) {
@@ -123,7 +133,16 @@ export class WsViewer implements Viewer {
   }
 }
 
-/** An SSE viewer of `GET …/events` with `Accept: text/event-stream`. */
+/**
+ * An SSE viewer of `GET …/events` with `Accept: text/event-stream`.
+ *
+ * @example
+ * ```ts
+ * const viewer = await SseViewer.open(server.url, "s1", {}, { lastEventId: "2" });
+ * await viewer.until((events) => events.length === 5);
+ * await viewer.close();
+ * ```
+ */
 export class SseViewer implements Viewer {
   readonly #collector = new Collector();
   /** The `id:` of every event, as sent. */
@@ -144,8 +163,8 @@ export class SseViewer implements Viewer {
   }
 
   /**
-   * Opens the stream; resolves with the viewer once the response headers arrived, or with the
-   * plain response when the status is not 200.
+   * Opens the stream; resolves with the viewer once the response headers arrived, or rejects
+   * with {@link SseRefused} (status and body) when the status is not 200.
    */
   static async open(
     baseUrl: string,
@@ -223,8 +242,20 @@ export class SseViewer implements Viewer {
   }
 }
 
-/** A non-200 answer to an SSE request. */
+/**
+ * A non-200 answer to an SSE request.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await SseViewer.open(server.url, "no-such-session");
+ * } catch (err) {
+ *   if (err instanceof SseRefused) assert.equal(err.status, 404);
+ * }
+ * ```
+ */
 export class SseRefused extends Error {
+  /** `status` and `body` of the refusal, both kept as fields. */
   constructor(readonly status: number, readonly body: string) {
     super(`SSE refused with ${status}: ${body}`);
   }
@@ -233,6 +264,12 @@ export class SseRefused extends Error {
 /**
  * A viewer that completes the WebSocket handshake and then never reads, so everything the
  * service sends piles up in its buffers.
+ *
+ * @example
+ * ```ts
+ * const host = { hostname: url.hostname, port: Number(url.port) };
+ * const stalled = await stalledViewer(host, "/v1/sessions/s-slow/stream");
+ * ```
  */
 export function stalledViewer(
   host: { hostname: string; port: number },
@@ -244,6 +281,12 @@ export function stalledViewer(
 /**
  * Reads a raw server-to-client WebSocket stream until its close frame and returns the close
  * code (or `null` when the connection ended without one). Data frames are skipped.
+ *
+ * @example
+ * ```ts
+ * const stalled = await stalledViewer(host, "/v1/sessions/s-slow/stream");
+ * assert.equal(await readUntilClose(stalled), 1013); // the viewer buffer limit
+ * ```
  */
 export async function readUntilClose(conn: Deno.Conn): Promise<number | null> {
   let buffer = new Uint8Array(0);

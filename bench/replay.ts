@@ -22,15 +22,15 @@ import { API_KEY, startServer, type TestServer } from "../tests/helpers/server.t
 import { createRun, IngestClient } from "../tests/helpers/ingest_client.ts";
 import { flag } from "./e2e.ts";
 
-/** Sizes of one run. */
+/** Sizes of one run (the command line's defaults in brackets). */
 export interface ReplayOptions {
-  /** Events in the session. Default 50,000. */
+  /** Events in the session [50,000]. */
   events: number;
-  /** Approximate JSON size of one frame in bytes. Default 500. */
+  /** Approximate JSON size of one frame in bytes [500]. */
   bytes: number;
-  /** Live viewers of the fan-out measurement. Default 100. */
+  /** Live viewers of the fan-out measurement [100]. */
   viewers: number;
-  /** Frames of the fan-out measurement. Default 2,000. */
+  /** Frames of the fan-out measurement [2,000]. */
   fanoutFrames: number;
 }
 

@@ -34,14 +34,23 @@ import { isoTime } from "./iso_time.ts";
 import { Limiter } from "./limiter.ts";
 import type { Runtime } from "./runtime.ts";
 import type { ConnectionHandle } from "./hub.ts";
-import { envelopeTail, KnownEntries, type NewEvent } from "./store/mod.ts";
+import {
+  envelopeTail,
+  KnownEntries,
+  MAX_EVENT_BYTES,
+  type NewEvent,
+  StoredBytes,
+  type StoredSize,
+  storedSize,
+} from "./store/mod.ts";
 
-/** A connection's own commit carries at most this many bytes of events (KV allows 819,200 per commit). */
+/**
+ * A connection's own commit carries at most this many bytes of events as KV stores them (KV
+ * allows 819,200 per commit, the records written beside them included).
+ */
 const MAX_BATCH_BYTES = 700_000;
 /** …and at most this many events (KV allows 1,000 mutations per commit). */
 const MAX_BATCH_EVENTS = 800;
-/** Bytes counted per frame on top of its own for the envelope around it. */
-const ENVELOPE_BYTES = 200;
 /** A service close waits until the wrapper has sent nothing for this long… */
 const CLOSE_QUIET_MS = 10;
 /** …but never longer than this. */
@@ -83,6 +92,8 @@ class QueuedFrame implements PreparedFrame {
     readonly event?: NewEvent,
     readonly terminal?: FrameEnd,
     readonly deliveredInputId?: number,
+    /** What its event takes in KV (a frame that stores nothing takes nothing). */
+    readonly stored?: StoredSize,
   ) {}
 }
 
@@ -325,8 +336,6 @@ export class IngestConnection implements ConnectionHandle {
     if (verdict.kind === "invalid") return this.#invalid(verdict.message, verdict.seq);
     if (verdict.kind === "liveness") return;
     const { frame, end, deliveredInputId } = verdict;
-    if (frame.seq !== undefined && !this.#admitSeq(frame.seq)) return;
-    if (end) this.#terminalSeen = true;
     const event = new FrameEvent(
       this.admitted.executionId,
       frame.streamEventType,
@@ -335,7 +344,17 @@ export class IngestConnection implements ConnectionHandle {
     );
     // Serialize now, while the previous batch's commit is in flight, not in the next commit.
     event.tail = envelopeTail(this.admitted.sessionId, event);
-    this.#enqueue(new QueuedFrame(bytes, frame.seq, event, end, deliveredInputId));
+    const stored = storedSize(event.tail);
+    if (stored.units > MAX_EVENT_BYTES) {
+      // Its data written again is longer than the frame (numbers such as 1E20): it can never
+      // be stored, and a wrapper resending it after every storage error would never get past it.
+      const message =
+        `frame data takes ${stored.units} bytes once stored, more than ${MAX_EVENT_BYTES}`;
+      return this.#invalid(message, frame.seq);
+    }
+    if (frame.seq !== undefined && !this.#admitSeq(frame.seq)) return;
+    if (end) this.#terminalSeen = true;
+    this.#enqueue(new QueuedFrame(bytes, frame.seq, event, end, deliveredInputId, stored));
   }
 
   /** A rejected frame: error frame; its seq, when next in line, is used up (acked at once). */
@@ -473,13 +492,16 @@ export class IngestConnection implements ConnectionHandle {
     this.#pendingBytes = 0;
   }
 
+  /** The next frames to commit: as many as one commit holds, in KV's bytes of their events. */
   #takeBatch(): { frames: QueuedFrame[]; bytes: number } {
-    let bytes = 0;
+    const stored = new StoredBytes();
     let n = 0;
     while (n < this.#batch.length && n < MAX_BATCH_EVENTS) {
-      const size = this.#batch[n].bytes + ENVELOPE_BYTES;
-      if (n > 0 && bytes + size > MAX_BATCH_BYTES) break;
-      bytes += size;
+      const size = this.#batch[n].stored;
+      if (size) {
+        if (n > 0 && stored.with(size) > MAX_BATCH_BYTES) break;
+        stored.add(size);
+      }
       n++;
     }
     const frames = this.#batch.splice(0, n);

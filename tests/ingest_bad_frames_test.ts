@@ -144,6 +144,29 @@ serverTest("an oversize frame closes with 1009 and stores nothing", async (serve
   await other.check();
 }, { config: { maxFrameBytes: 2048 } });
 
+serverTest(
+  "a frame whose data grows past one commit once stored is refused, not retried forever",
+  async (
+    server,
+  ) => {
+    const other = await neighbour(server);
+    const run = await createRun(server, "grows", LONG_GRACE);
+    const client = await connectRun(run, "w/1");
+    // 200 KB of `1E20`s: within the frame limit, but `JSON.stringify` writes each number as
+    // 21 digits, and the envelope would not fit one KV commit.
+    const numbers = Array(40_000).fill("1E20").join(",");
+    client.send(`{"streamEventType":"agent","seq":1,"data":[${numbers}]}`);
+    await client.ackOf(1); // its seq is used up: the frames after it are not held back
+    assert.deepEqual(client.of("error").map((e) => [e.code, e.seq]), [["INVALID_FRAME", 1]]);
+    client.send({ streamEventType: "agent", seq: 2, data: [1e20] });
+    await client.ackOf(2);
+    assert.equal(client.socket.readyState, WebSocket.OPEN);
+    assert.deepEqual(await storedTypes(server, "grows"), ["agent"]);
+    await client.close();
+    await other.check();
+  },
+);
+
 serverTest("a flood over the frame rate for 3 seconds closes with 1008", async (server) => {
   const other = await neighbour(server);
   const run = await createRun(server, "flood", LONG_GRACE);

@@ -197,6 +197,32 @@ serverTest("acks cover several frames and never run ahead of storage", async (se
   await client.close();
 });
 
+serverTest(
+  "frames of text beyond Latin-1 that arrive together are stored in commits KV takes",
+  async (
+    server,
+  ) => {
+    // 100 frames of 10,000 CJK characters (30 KB of UTF-8 each): KV keeps such text two bytes
+    // per character, and a commit sized by the frames' character counts would be refused.
+    const run = await createRun(server, "s-wide", LONG_GRACE);
+    const client = await connectRun(run, "w/1");
+    const text = "漢".repeat(10_000);
+    for (let seq = 1; seq <= 100; seq++) {
+      client.send({
+        streamEventType: "agent",
+        seq,
+        data: { text },
+      });
+    }
+    await client.ackOf(100, 30_000);
+    assert.equal(client.socket.readyState, WebSocket.OPEN);
+    const stored = await wrapperEvents(server, run);
+    assert.equal(stored.length, 100);
+    assert.ok(stored.every((e) => (e.data as { text: string }).text === text));
+    await client.close();
+  },
+);
+
 serverTest("a resend after a cut stores nothing twice; hello.lastSeq is the last ack", async (
   server,
 ) => {

@@ -72,6 +72,88 @@ export function envelopeTail(sessionId: string, event: NewEvent): string {
 const withId = (eventId: number, tail: string) => `{"eventId":${eventId},${tail}`;
 
 /**
+ * Most bytes one event may take in KV: it must fit one commit (KV allows 819,200 bytes of keys
+ * and values) beside the records that commit writes too. Any frame within the frame limit
+ * (at most 716,800 bytes) fits; the data written again by `JSON.stringify` can be longer than
+ * the frame's own text (`1E20` becomes 21 digits), and such an event may not.
+ */
+export const MAX_EVENT_BYTES = 768 * 1024;
+
+/** Characters an envelope's `{"eventId":N,` head and its page's newline add to its tail. */
+const HEAD_CHARS = 30;
+
+/** A character V8 cannot keep in a one-byte (Latin-1) string. */
+const WIDE_CHAR = /[\u0100-\uffff]/;
+
+/** What one event's envelope takes in KV, from its tail (see {@link storedSize}). */
+export interface StoredSize {
+  /** Characters in a page, or (when `large`) the UTF-8 bytes it is stored as alone. */
+  readonly units: number;
+  /** Stored alone as UTF-8 bytes: too long for a page. */
+  readonly large: boolean;
+  /** Holds a character beyond Latin-1: a page holding it keeps two bytes per character. */
+  readonly wide: boolean;
+}
+
+/**
+ * What an event's envelope will take in KV, from its tail ({@link envelopeTail}), as
+ * {@link appendEvents} lays it out: a page keeps one byte per character, or two when a text
+ * in it goes beyond Latin-1 (V8's string forms); an event too long for a page is stored alone
+ * as UTF-8.
+ *
+ * @example
+ * ```ts
+ * storedSize('"data":"abc"}'); // { units: 43, large: false, wide: false }
+ * storedSize('"data":"漢"}').wide; // true
+ * ```
+ */
+export function storedSize(tail: string): StoredSize {
+  const chars = tail.length + HEAD_CHARS;
+  const wide = WIDE_CHAR.test(tail);
+  if (chars <= PAGE_CHARS) return { units: chars, large: false, wide };
+  const bytes = wide || /[\u0080-\u00ff]/.test(tail) ? encoder.encode(tail).length : tail.length;
+  return { units: bytes + HEAD_CHARS, large: true, wide };
+}
+
+/**
+ * Adds up what a run of events committed together takes in KV ({@link storedSize} of each):
+ * one text beyond Latin-1 makes its page two bytes per character, so the pages count double
+ * once any event is wide.
+ *
+ * @example
+ * ```ts
+ * const total = new StoredBytes();
+ * for (const size of sizes) {
+ *   if (total.bytes > 0 && total.with(size) > 700_000) break;
+ *   total.add(size);
+ * }
+ * ```
+ */
+export class StoredBytes {
+  #pageChars = 0;
+  #wide = false;
+  #large = 0;
+
+  /** Bytes of the events added so far. */
+  get bytes(): number {
+    return this.#large + this.#pageChars * (this.#wide ? 2 : 1);
+  }
+
+  /** Bytes with `size` added, without adding it. */
+  with(size: StoredSize): number {
+    if (size.large) return this.bytes + size.units;
+    return this.#large + (this.#pageChars + size.units) * (this.#wide || size.wide ? 2 : 1);
+  }
+
+  /** Counts `size` in. */
+  add(size: StoredSize): void {
+    if (size.large) this.#large += size.units;
+    else this.#pageChars += size.units;
+    this.#wide ||= size.wide && !size.large;
+  }
+}
+
+/**
  * Reads the session's head, checked at commit like any read: `lastEventId` 0 for an id that
  * never had an event (PROTOCOL.md section 4). The head survives deletion, so a session created
  * again under the same id continues its eventIds.

@@ -7,6 +7,8 @@ import {
   PAGE_CHARS,
   readEvents,
   readHead,
+  StoredBytes,
+  storedSize,
 } from "./events.ts";
 import { keys } from "./keys.ts";
 import { transact } from "./transact.ts";
@@ -248,4 +250,47 @@ Deno.test("envelopeTail is JSON.stringify of the envelope's fields, whatever the
       assert.equal(envelopeTail(sessionId, e), expected, `${executionId} ${String(data)}`);
     }
   }
+});
+
+Deno.test("storedSize: characters of a page text, one or two bytes each; UTF-8 bytes alone", () => {
+  assert.deepEqual(storedSize('"data":"abc"}'), { units: 43, large: false, wide: false });
+  assert.deepEqual(storedSize('"data":"é"}'), { units: 41, large: false, wide: false });
+  assert.equal(storedSize('"data":"漢"}').wide, true);
+  assert.equal(storedSize('"data":"😀"}').wide, true);
+  const long = "é".repeat(PAGE_CHARS);
+  assert.deepEqual(storedSize(long), { units: 2 * PAGE_CHARS + 30, large: true, wide: false });
+  assert.deepEqual(storedSize("x".repeat(PAGE_CHARS)), {
+    units: PAGE_CHARS + 30,
+    large: true,
+    wide: false,
+  });
+});
+
+Deno.test("StoredBytes: one wide text doubles the pages; large events count apart", () => {
+  const total = new StoredBytes();
+  const narrow = { units: 100, large: false, wide: false };
+  const wide = { units: 10, large: false, wide: true };
+  const large = { units: 50_000, large: true, wide: true };
+  total.add(narrow);
+  total.add(narrow);
+  assert.equal(total.bytes, 200);
+  assert.equal(total.with(wide), 420);
+  assert.equal(total.bytes, 200, "with() adds nothing");
+  total.add(large);
+  assert.equal(total.bytes, 50_200, "a large event is stored apart: the pages stay narrow");
+  total.add(wide);
+  assert.equal(total.bytes, 50_420);
+});
+
+Deno.test("a page holding one text beyond Latin-1 is stored two bytes per character", async () => {
+  // What StoredBytes assumes of KV: measured through its commit-size limit (819,200 bytes).
+  await withKv(async (kv) => {
+    const narrow = "x".repeat(25_000);
+    const fits = kv.atomic();
+    for (let i = 0; i < 20; i++) fits.set(["p", i], narrow); // 500,000 one-byte characters
+    assert.ok((await fits.commit()).ok);
+    const tooBig = kv.atomic();
+    for (let i = 0; i < 20; i++) tooBig.set(["p", i], narrow + "漢"); // the same, two bytes each
+    await assert.rejects(() => tooBig.commit(), /too large/);
+  });
 });

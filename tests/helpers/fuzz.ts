@@ -10,7 +10,12 @@
 import assert from "node:assert/strict";
 import { delay } from "../../src/async.ts";
 import { jsonDepth, MAX_JSON_DEPTH } from "../../src/json_depth.ts";
-import { isTerminal, RESERVED_EVENT_TYPES, STREAM_EVENT_TYPE_RE } from "../../src/protocol.ts";
+import {
+  CloseCode,
+  isTerminal,
+  RESERVED_EVENT_TYPES,
+  STREAM_EVENT_TYPE_RE,
+} from "../../src/protocol.ts";
 import { type Envelope, IngestClient, storedEvents } from "./ingest_client.ts";
 import { Random } from "./random.ts";
 import { API_KEY, startServer, type TestServer } from "./server.ts";
@@ -260,6 +265,11 @@ function fuzzFrame(r: Random, nextSeq: number): string | Uint8Array {
   const roll = r.next();
   if (roll < 0.03) return new Uint8Array(Array.from({ length: r.int(0, 64) }, () => r.int(0, 255)));
   if (roll < 0.25) return JSON.stringify(randomJson(r, 3));
+  if (roll < 0.27) {
+    // Data that grows when written again (`1E20` → 21 digits), some of it beyond Latin-1.
+    const data = Array(r.int(1, 2000)).fill(r.pick(["1E20", "1e21", "-0", '"漢"', '"\\u00e9"']));
+    return `{"streamEventType":"agent","data":[${data.join(",")}]}`;
+  }
   const frame = plausibleFrame(r);
   if (r.chance(0.03)) frame.data = deepJson(r);
   if (r.chance(0.6)) {
@@ -504,6 +514,8 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzStats> {
     let nextSeq = 1;
     while (stats.frames < options.frames) {
       if (current.client.closeInfo !== undefined) {
+        // No input may make storing fail (a wrapper would resend it into the same error).
+        assert.notEqual(current.client.closeInfo.code, CloseCode.internalError, "storage error");
         // Ended (terminal frame) or closed (1008/1009): end it for sure, start the next run.
         const over = `/v1/sessions/${current.sessionId}/executions/${current.executionId}/fail`;
         await step(

@@ -8,7 +8,7 @@
  *   `ws` can, and its event interface (`onmessage` with string data for text frames,
  *   `onclose` with the code and reason) is the one the wrapper already uses;
  * - the small part of the `Deno` namespace the CLI and wrapper call (`Command`, signal
- *   listeners, `env`, `args`, `exit`, `stdout`/`stderr`, `errors.NotFound`), built on
+ *   listeners, `env`, `args`, `exit`, `stdout`/`stderr`, `errors.NotFound`/`BrokenPipe`), built on
  *   `node:child_process` and `node:process`;
  * - `Promise.withResolvers`, which Node gained only in 22.
  *
@@ -32,6 +32,10 @@ export const isDeno = typeof (globalThis as { Deno?: unknown }).Deno !== "undefi
 
 class NotFound extends Error {
   override name = "NotFound";
+}
+
+class BrokenPipe extends Error {
+  override name = "BrokenPipe";
 }
 
 type Stdio = "inherit" | "piped" | "null" | undefined;
@@ -110,11 +114,30 @@ class NodeCommand {
   }
 }
 
-/** A `Deno.stdout`-like writer on a file descriptor. */
+/** How long a write to a full pipe waits before it tries again (ms). */
+const FULL_PIPE_WAIT_MS = 2;
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * A `Deno.stdout`-like writer on a file descriptor. Node leaves a piped stdout non-blocking,
+ * so a write to a full pipe fails with EAGAIN: it waits and writes nothing (callers loop until
+ * all is written, as with Deno's partial writes). A closed pipe throws `BrokenPipe`, as Deno.
+ */
 function writer(fd: number, stream: { isTTY?: boolean }) {
+  const write = (bytes: Uint8Array) => {
+    try {
+      return writeSync(fd, bytes);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === "EPIPE") throw new BrokenPipe(String(err));
+      if (code !== "EAGAIN") throw err;
+      Atomics.wait(sleeper, 0, 0, FULL_PIPE_WAIT_MS);
+      return 0;
+    }
+  };
   return {
-    writeSync: (bytes: Uint8Array) => writeSync(fd, bytes),
-    write: (bytes: Uint8Array) => Promise.resolve(writeSync(fd, bytes)),
+    writeSync: write,
+    write: (bytes: Uint8Array) => Promise.resolve(write(bytes)),
     isTerminal: () => stream.isTTY === true,
   };
 }
@@ -128,7 +151,7 @@ function denoOnNode() {
       set: (name: string, value: string) => void (process.env[name] = value),
       toObject: () => ({ ...process.env }),
     },
-    errors: { NotFound },
+    errors: { NotFound, BrokenPipe },
     exit: (code?: number) => process.exit(code),
     execPath: () => process.execPath,
     cwd: () => process.cwd(),

@@ -35,6 +35,8 @@ export const CliExit = {
   connection: 2,
   usage: 64,
   interrupted: 130,
+  /** stdout's reader went away (`tether events s | head`): 128 + SIGPIPE, as a shell tool. */
+  brokenPipe: 141,
 } as const;
 
 type OptionSpec = { type: "string" | "boolean"; short?: string };
@@ -201,19 +203,20 @@ export interface Invocation {
  */
 export function parseCommandLine(argv: readonly string[]): Invocation {
   const dash = argv.indexOf("--");
-  const before = dash < 0 ? [...argv] : argv.slice(0, dash);
+  let before = dash < 0 ? [...argv] : argv.slice(0, dash);
   const rest = dash < 0 ? [] : argv.slice(dash + 1);
-  // A first pass with every command's options finds the command words wherever they stand.
-  const loose = parseArgs({
-    args: before,
-    options: ALL_OPTIONS,
-    strict: false,
-    allowPositionals: true,
-  });
-  const words = loose.positionals;
-  const command = COMMANDS.find((c) => c.words.every((w, i) => words[i] === w));
-  if (loose.values.help) return { command, args: [], options: { help: true }, rest };
-  if (!command) throw new UsageError(unknownCommand(words));
+  // PROTOCOL.md 13 gives `--json` two meanings: the global flag, and `executions input`'s
+  // data. A JSON value right after `--json` is that data, for that command only.
+  const plain = findCommand(before);
+  const valued = findCommand(jsonValuesJoined(before));
+  const { command, help } = takesJson(valued.command) ? valued : plain;
+  if (takesJson(command)) before = outputJsonFlagsDropped(jsonValuesJoined(before));
+  if (help) return { command, args: [], options: { help: true }, rest };
+  if (!command) {
+    // An unknown option takes the next word as its value, which then looks like a command.
+    const unknown = Object.keys(plain.options).find((name) => !(name in ALL_OPTIONS));
+    throw new UsageError(unknown ? `unknown option --${unknown}` : unknownCommand(plain.words));
+  }
   let parsed;
   try {
     parsed = parseArgs({
@@ -239,6 +242,46 @@ export function parseCommandLine(argv: readonly string[]): Invocation {
     throw new UsageError(`${command.words.join(" ")}: takes nothing after --`);
   }
   return { command, args, options: parsed.values, rest };
+}
+
+/** A first pass with every command's options finds the command words wherever they stand. */
+function findCommand(args: string[]) {
+  const loose = parseArgs({ args, options: ALL_OPTIONS, strict: false, allowPositionals: true });
+  const words = loose.positionals;
+  const command = COMMANDS.find((c) => c.words.every((w, i) => words[i] === w));
+  return { command, words, options: loose.values, help: loose.values.help === true };
+}
+
+/** Whether the command's own `--json` takes a value (`executions input`). */
+const takesJson = (command?: CommandSpec) => command?.options?.json?.type === "string";
+
+/**
+ * `--json <value>` as `--json=<value>` where the value is JSON (PROTOCOL.md 13 gives
+ * `executions input` a `--json <json>` beside the global `--json` flag): `--json` followed by
+ * anything else stays the flag.
+ */
+function jsonValuesJoined(args: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const next = args[i + 1];
+    if (args[i] === "--json" && next !== undefined && !next.startsWith("-") && isJson(next)) {
+      out.push(`--json=${next}`);
+      i++;
+    } else out.push(args[i]);
+  }
+  return out;
+}
+
+/** The flag `--json` left where `--json` takes a value: its answer is JSON anyway. */
+const outputJsonFlagsDropped = (args: string[]) => args.filter((arg) => arg !== "--json");
+
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function unknownCommand(words: string[]): string {
@@ -278,7 +321,7 @@ ${lines.join("\n")}
 ${GLOBAL_HELP}
 
 Exit codes: 0 ok, 1 API error (or watch/run: failed), 2 service unreachable,
-64 usage, 130 interrupted. \`tether <command> --help\` for a command's options.`;
+64 usage, 130 interrupted, 141 stdout closed. \`tether <command> --help\` for a command's options.`;
   }
   const own = Object.entries(command.options ?? {}).map(([name, spec]) =>
     `  --${name.padEnd(20)} ${spec.help}`

@@ -82,10 +82,18 @@ cliTest("executions: create, list, get, interrupt, fail", async (tether) => {
   assert.deepEqual(got.input, { p: 1 });
   const sent = json(await tether("executions", "input", "e1", first.executionId, "hello agent"));
   assert.deepEqual(sent, { executionId: first.executionId, inputId: 1, status: "pending" });
+  // `--json` is the global flag unless a JSON value follows it (PROTOCOL.md 13 uses it twice).
+  const eid = first.executionId;
+  assert.equal(json(await tether("--json", "executions", "input", "e1", eid, "two")).inputId, 2);
+  assert.equal(json(await tether("executions", "input", "e1", eid, "three", "--json")).inputId, 3);
+  assert.equal(json(await tether("--json", "[4]", "executions", "input", "e1", eid)).inputId, 4);
   const data = json(
     await tether("executions", "input", "e1", first.executionId, "--json", '{"a":1}', "--end"),
   );
-  assert.equal(data.inputId, 2);
+  assert.equal(data.inputId, 5);
+  const inputs = (await tether("events", "e1", "--json")).stdout.trim().split("\n")
+    .map((line) => JSON.parse(line)).filter((e) => e.streamEventType === "input");
+  assert.deepEqual(inputs.map((e) => e.data.data), ["hello agent", "two", "three", [4], { a: 1 }]);
   const closed = await tether("executions", "input", "e1", first.executionId, "more");
   assert.equal(closed.code, 1);
   assert.match(closed.stderr, /^INPUT_CLOSED: /);
@@ -209,6 +217,7 @@ Deno.test("usage errors exit 64 and name the problem; --help exits 0 everywhere"
     [["sessions", "get"], /missing <sid>/],
     [["sessions", "get", "a", "b"], /unexpected argument "b"/],
     [["sessions", "get", "a", "--bogus"], /--bogus/],
+    [["--bogus", "val", "sessions", "get", "a"], /unknown option --bogus/],
     [["sessions", "create", "a", "--metadata", "{nope"], /--metadata must be JSON/],
     [["sessions", "create", "a", "--metadata", "[1]"], /--metadata must be a JSON object/],
     [["executions", "fail", "s", "e"], /--error/],
@@ -287,6 +296,29 @@ async function cliProcess(url: string, argv: string[], timeoutMs = 15_000): Prom
   assert.equal(out.signal, null, `killed after ${timeoutMs} ms: ${decode(out.stderr)}`);
   return { code: out.code, stdout: decode(out.stdout), stderr: decode(out.stderr) };
 }
+
+serverTest("a reader that goes away (`| head`) ends the CLI quietly with 141", async (server) => {
+  await server.client.createSession({ sessionId: "pipe" });
+  const conn = await connectIngest(await server.client.createExecution("pipe"));
+  const text = "x".repeat(500);
+  for (let i = 0; i < 1000; i++) conn.send({ streamEventType: "output", data: { text } });
+  await conn.finish({ streamEventType: "complete", data: { exitCode: 0 } });
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", CLI_PATH, "events", "pipe"],
+    env: { TETHER_URL: server.url, TETHER_API_KEY: API_KEY, NO_COLOR: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+    signal: AbortSignal.timeout(15_000),
+  }).spawn();
+  // Read one chunk of the ~500 KB, then stop reading, as `head` does.
+  const reader = child.stdout.getReader();
+  assert.ok((await reader.read()).value);
+  await reader.cancel();
+  const [status, stderr] = await Promise.all([child.status, new Response(child.stderr).text()]);
+  assert.equal(status.code, 141, stderr);
+  assert.equal(stderr, "");
+});
 
 serverTest("watch of an unknown execution or session prints the API error and exits 1", async (
   server,

@@ -6,6 +6,7 @@
  * @module
  */
 import type { Envelope } from "../src/protocol.ts";
+import { CliExit } from "./args.ts";
 import { eventKind, type EventLines } from "./render.ts";
 
 /**
@@ -41,7 +42,13 @@ export function processTerminal(env: (name: string) => string | undefined): Term
   const write = (stream: typeof Deno.stdout, text: string) => {
     const bytes = encoder.encode(text);
     let at = 0;
-    while (at < bytes.length) at += stream.writeSync(bytes.subarray(at));
+    try {
+      while (at < bytes.length) at += stream.writeSync(bytes.subarray(at));
+    } catch (err) {
+      if (!(err instanceof Deno.errors.BrokenPipe)) throw err;
+      // Nobody reads any more: stop quietly, as a tool killed by SIGPIPE does.
+      Deno.exit(CliExit.brokenPipe);
+    }
   };
   return {
     out: (text) => write(Deno.stdout, `${text}\n`),

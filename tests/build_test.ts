@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { build } from "../build/build.ts";
 import { startChaosProxy } from "./helpers/chaos_proxy.ts";
 import { eventually } from "./helpers/ingest_client.ts";
+import { connectIngest } from "./helpers/runs.ts";
 import { API_KEY, startServer } from "./helpers/server.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
@@ -80,6 +81,41 @@ Deno.test({
       }).output();
       assert.equal(cli.code, 0, decoder.decode(cli.stderr));
       assert.equal(JSON.parse(decoder.decode(cli.stdout)).status, "completed");
+
+      // ~500 KB into a pipe, which Node leaves non-blocking: every line arrives.
+      await server.client.createSession({ sessionId: "pipe" });
+      const conn = await connectIngest(await server.client.createExecution("pipe"));
+      const text = "x".repeat(500);
+      for (let i = 0; i < 1000; i++) conn.send({ streamEventType: "output", data: { text } });
+      await conn.finish({ streamEventType: "complete", data: { exitCode: 0 } });
+      const whole = await new Deno.Command("node", {
+        args: ["dist/tether.mjs", "events", "pipe"],
+        cwd: ROOT,
+        env: { TETHER_URL: server.url, TETHER_API_KEY: API_KEY },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(whole.code, 0, decoder.decode(whole.stderr));
+      const printed = decoder.decode(whole.stdout).trim().split("\n");
+      assert.equal(printed.filter((line) => / output /.test(line)).length, 1000);
+
+      // A reader that goes away (`| head`): the Node build ends quietly with 141 too.
+      const piped = new Deno.Command("node", {
+        args: ["dist/tether.mjs", "events", "pipe"],
+        cwd: ROOT,
+        env: { TETHER_URL: server.url, TETHER_API_KEY: API_KEY },
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const reader = piped.stdout.getReader();
+      assert.ok((await reader.read()).value);
+      await reader.cancel();
+      const [status, pipeErr] = await Promise.all([
+        piped.status,
+        new Response(piped.stderr).text(),
+      ]);
+      assert.equal(status.code, 141, pipeErr);
+      assert.equal(pipeErr, "");
 
       for (const file of ["dist/tether.mjs", "dist/tether-wrapper.mjs"]) {
         const help = await new Deno.Command(Deno.execPath(), {

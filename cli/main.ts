@@ -96,6 +96,11 @@ export async function main(
     return CliExit.usage;
   }
   const apiKey = inv.options["api-key"] ?? env("TETHER_API_KEY");
+  if (apiKey !== undefined && !printable(String(apiKey))) {
+    const source = inv.options["api-key"] === undefined ? " (TETHER_API_KEY)" : "";
+    term.err(`tether: --api-key${source} must be printable ASCII (it is sent as a header)\n`);
+    return CliExit.usage;
+  }
   const client = new TetherClient({ url, apiKey: apiKey ? String(apiKey) : undefined });
   const json = inv.options.json === true;
   const ctx: CommandContext = {
@@ -365,3 +370,12 @@ export async function followExecution(
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));
+
+/** Whether a text can go into an HTTP header as it is: printable ASCII only. */
+function printable(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x20 || code > 0x7e) return false;
+  }
+  return true;
+}

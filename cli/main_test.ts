@@ -228,6 +228,7 @@ Deno.test("usage errors exit 64 and name the problem; --help exits 0 everywhere"
     [["run", "--acp", "--input", "text", "--", "true"], /--acp/],
     [["run", "--input", "loud", "--", "true"], /--input/],
     [["--url", "ftp://x", "sessions", "get", "s"], /--url/],
+    [["--api-key", "a\nb", "sessions", "get", "s"], /--api-key must be printable/],
   ];
   for (const [argv, message] of cases) {
     const result = await tether(...argv);

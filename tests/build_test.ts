@@ -88,25 +88,20 @@ Deno.test({
       const text = "x".repeat(500);
       for (let i = 0; i < 1000; i++) conn.send({ streamEventType: "output", data: { text } });
       await conn.finish({ streamEventType: "complete", data: { exitCode: 0 } });
-      const whole = await new Deno.Command("node", {
+      const printEvents = new Deno.Command("node", {
         args: ["dist/tether.mjs", "events", "pipe"],
         cwd: ROOT,
         env: { TETHER_URL: server.url, TETHER_API_KEY: API_KEY },
         stdout: "piped",
         stderr: "piped",
-      }).output();
+      });
+      const whole = await printEvents.output();
       assert.equal(whole.code, 0, decoder.decode(whole.stderr));
       const printed = decoder.decode(whole.stdout).trim().split("\n");
       assert.equal(printed.filter((line) => / output /.test(line)).length, 1000);
 
       // A reader that goes away (`| head`): the Node build ends quietly with 141 too.
-      const piped = new Deno.Command("node", {
-        args: ["dist/tether.mjs", "events", "pipe"],
-        cwd: ROOT,
-        env: { TETHER_URL: server.url, TETHER_API_KEY: API_KEY },
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
+      const piped = printEvents.spawn();
       const reader = piped.stdout.getReader();
       assert.ok((await reader.read()).value);
       await reader.cancel();

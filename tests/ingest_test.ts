@@ -22,6 +22,7 @@ import {
 import { WsViewer } from "./helpers/viewer.ts";
 import { startServer, type TestServer } from "./helpers/server.ts";
 import { keys } from "../src/store/keys.ts";
+import { envelopeTail, MAX_EVENT_BYTES, storedSize } from "../src/store/events.ts";
 
 const frame = (seq: number | undefined, streamEventType = "output", data: unknown = { n: seq }) =>
   seq === undefined ? { streamEventType, data } : { streamEventType, seq, data };
@@ -222,6 +223,39 @@ serverTest(
     await client.close();
   },
 );
+
+serverTest("a fatal frame whose event is as large as one may be still ends the execution", async (
+  server,
+) => {
+  // The largest commit ending an execution writes: a 128-character session id, callbacks with
+  // 2,048-character URLs on the ended and on the promoted execution, a 1,024-emoji error.
+  const sid = "S".padEnd(128, "x");
+  const body = { callbackUrl: `https://example.com/${"一".repeat(2000)}`, graceMs: 600_000 };
+  const run = await createRun(server, sid, body);
+  const next = await server.client.createExecution(sid, body);
+  const client = await connectRun(run, "w/1");
+  const timestamp = "2026-01-01T00:00:00.000Z";
+  const error = "😀".repeat(1024);
+  const numbers = Array(30_000).fill("1E20").join(",");
+  const tail = (pad: string) =>
+    envelopeTail(sid, {
+      executionId: run.executionId,
+      streamEventType: "error",
+      timestamp,
+      data: { fatal: true, error, pad, n: Array(30_000).fill(1e20) },
+    });
+  const pad = "x".repeat(MAX_EVENT_BYTES - storedSize(tail("")).units);
+  assert.equal(storedSize(tail(pad)).units, MAX_EVENT_BYTES);
+  client.send(
+    `{"streamEventType":"error","seq":1,"timestamp":"${timestamp}","data":{"fatal":true,` +
+      `"error":"${error}","pad":"${pad}","n":[${numbers}]}}`,
+  );
+  await client.ackOf(1, 20_000);
+  assert.equal((await client.closed).code, 4000);
+  assert.equal((await getExecution(server, run)).status, "failed");
+  const promoted = await server.client.getExecution(sid, next.executionId);
+  assert.equal(promoted.active, true);
+});
 
 serverTest("a resend after a cut stores nothing twice; hello.lastSeq is the last ack", async (
   server,

@@ -17,3 +17,17 @@
 export function withoutUndefined<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }
+
+/**
+ * `value` as its JSON text reads back. A value measured as JSON is stored as this: V8 keeps
+ * some values in more bytes than JSON writes them (`-0` is an 8-byte number, written `0`), and
+ * no reader sees more of a value than its JSON.
+ *
+ * @example
+ * ```ts
+ * Object.is(asJson({ a: -0 }).a, 0); // true
+ * ```
+ */
+export function asJson<T>(value: T): T {
+  return JSON.parse(JSON.stringify(value));
+}

@@ -58,6 +58,25 @@ serverTest("POST /v1/sessions creates a session; GET shows an idle one", async (
   });
 });
 
+serverTest("metadata is kept as its JSON reads back: 16 KiB of -0 creates and deletes", async (
+  server,
+) => {
+  // JSON writes -0 as `0` (2 bytes with its comma); V8 would keep each as an 8-byte number and
+  // the record would outgrow one KV value, at creation or when the deletion adds to it.
+  for (const [sid, count] of [["zeros", 8188], ["fits", 7268]] as const) {
+    const body = `{"sessionId":"${sid}","metadata":{"a":[${Array(count).fill("-0").join(",")}]}}`;
+    const created = await server.call("/v1/sessions", {
+      method: "POST",
+      body,
+      headers: { "content-type": "application/json" },
+    });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    const read = await server.call(`/v1/sessions/${sid}`);
+    assert.deepEqual(read.body.metadata, { a: Array(count).fill(0) });
+    assert.equal((await server.call(`/v1/sessions/${sid}`, { method: "DELETE" })).status, 204);
+  }
+});
+
 serverTest("a session id is generated when none is given", async (server) => {
   const created = await post(server, "/v1/sessions");
   assert.equal(created.status, 201);

@@ -5,6 +5,7 @@
  * @module
  */
 import { newSessionId, randomSecret } from "../ids.ts";
+import { asJson } from "../objects.ts";
 import { ErrorCode, type SessionView } from "../protocol.ts";
 import {
   type ActiveSlot,
@@ -55,7 +56,8 @@ export async function createSession(
     const session: SessionRecord = {
       sessionId,
       createdAt: p.at,
-      metadata: input.metadata ?? {},
+      // Measured as JSON at the edge, so stored as JSON reads back (see asJson).
+      metadata: asJson(input.metadata ?? {}),
       incarnation: randomSecret(12),
     };
     records.session(sessionId).set(tx, session);

@@ -244,7 +244,9 @@ serverTest("bad query parameters are 400 and change nothing", async (server) => 
     for (const after of ["-1", "abc", "1.5", "1e3", ""]) {
       assertInvalid(await raw(server, "GET", `/v1/sessions/s/events?after=${after}`));
     }
-    for (const after of ["junk", "exc_01JAAAAAAAAAAAAAAAAAAAAAAA", ""]) {
+    // Too long for a KV key too (it is never looked up).
+    const huge = `exc_${"A".repeat(3000)}`;
+    for (const after of ["junk", "exc_01JAAAAAAAAAAAAAAAAAAAAAAA", "", huge]) {
       assertInvalid(await raw(server, "GET", `/v1/sessions/s/executions?after=${after}`));
     }
   });

@@ -119,7 +119,12 @@ function addExecutionRoutes(app: Hono<AppEnv>): void {
     const rt = c.get("runtime");
     const sid = c.req.param("sid");
     const query = validate(ListExecutionsQuery, c.req.query(), "query");
-    if (query.after !== undefined && !(await executionView(rt.ctx, sid, query.after))) {
+    const { after } = query;
+    // An `after` that cannot be an id is unknown too, and is not looked up (KV keys are bounded).
+    if (
+      after !== undefined &&
+      !(EXECUTION_ID_RE.test(after) && await executionView(rt.ctx, sid, after))
+    ) {
       throw new HttpError(ErrorCode.invalidRequest, "after names no execution of this session", {
         issues: [{ path: ["after"], message: "unknown executionId" }],
       });

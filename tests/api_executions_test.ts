@@ -66,6 +66,33 @@ serverTest("TETHER_PUBLIC_URL sets the scheme and host of the URLs", async (serv
   assert.equal(run.streamUrl, "wss://tether.example:8443/v1/sessions/pub/stream");
 }, { config: { publicUrl: "https://tether.example:8443" } });
 
+serverTest("a Host header longer than a host name is refused, not stored in the URLs", async (
+  server,
+) => {
+  await server.call("/v1/sessions", { method: "POST", json: { sessionId: "host" } });
+  const { port } = new URL(server.url);
+  /** A creation with its own Host header (fetch would not send one this long). */
+  async function createWithHost(host: string): Promise<string> {
+    await using conn = await Deno.connect({ hostname: "127.0.0.1", port: Number(port) });
+    await conn.write(new TextEncoder().encode([
+      "POST /v1/sessions/host/executions HTTP/1.1",
+      `Host: ${host}:${port}`,
+      `Authorization: Bearer ${API_KEY}`,
+      `Idempotency-Key: ${host.length}`,
+      "Content-Type: application/json",
+      "Content-Length: 2",
+      "Connection: close",
+      "",
+      "{}",
+    ].join("\r\n")));
+    return await new Response(conn.readable).text();
+  }
+  assert.match(await createWithHost(`${"a".repeat(60)}.example`), /^HTTP\/1.1 201 /);
+  const refused = await createWithHost(`${"a".repeat(40_000)}.example`);
+  assert.match(refused, /^HTTP\/1.1 400 /);
+  assert.match(refused, /"error":"INVALID_REQUEST"/);
+});
+
 serverTest("an execution reads back with every documented field", async (server) => {
   await createSession(server, "v");
   const created = await post(server, "/v1/sessions/v/executions", {

@@ -88,6 +88,13 @@ function addSessionRoutes(app: Hono<AppEnv>): void {
   });
 }
 
+/**
+ * Longest `Host` the execution URLs may be built from: a host name (DNS allows 253 characters)
+ * and `:port`. The URLs are stored with an idempotent creation (one KV value), so a longer one
+ * is refused instead.
+ */
+const MAX_HOST_CHARS = 253 + ":65535".length;
+
 /** `POST /:sid/executions`, `GET /:sid/executions`, `GET /:sid/executions/:eid`. */
 function addExecutionRoutes(app: Hono<AppEnv>): void {
   app.post("/:sid/executions", requireSession("client"), async (c) => {
@@ -96,6 +103,9 @@ function addExecutionRoutes(app: Hono<AppEnv>): void {
     const idempotencyKey = readIdempotencyKey(c);
     const body = await readBody(c, CreateExecutionBody);
     refuseCallbackUrl(body.callbackUrl, rt.config.callbackPrivate);
+    if (!rt.config.publicUrl && new URL(c.req.url).host.length > MAX_HOST_CHARS) {
+      throw new HttpError(ErrorCode.invalidRequest, "Host header is longer than a host name");
+    }
     const base = rt.publicBase(c.req.url);
     // A live session's id matches SESSION_ID_RE, whose characters are all valid in a path
     // segment: the URLs spell it as it is (PROTOCOL.md 4), ':' included.

@@ -55,6 +55,7 @@ const EnvSchema = z.object({
   TETHER_PENDING_TIMEOUT_MS: ms(300_000),
   TETHER_INTERRUPT_TIMEOUT_MS: ms(10_000),
   TETHER_SESSION_TTL_MS: ms(7_776_000_000),
+  TETHER_PURGE_DELAY_MS: ms(5000, 0, 30_000),
   TETHER_TIMER_WAKEUPS: z.string().optional().transform((s, ctx) => {
     if (s === undefined || s.trim() === "") return undefined;
     const parts = s.split(",").map((x) => x.trim()).filter(Boolean);
@@ -154,6 +155,12 @@ export interface Config {
   pendingTimeoutMs: number;
   interruptTimeoutMs: number;
   sessionTtlMs: number;
+  /**
+   * How long a deleted session's data stays before it is removed (`TETHER_PURGE_DELAY_MS`):
+   * viewers on other instances, which learn of the deletion by polling, still read its last
+   * events. PROTOCOL.md 4 allows removal "within a minute".
+   */
+  purgeDelayMs: number;
   /** Wake-up sources for deadlines; `undefined` = chosen at start-up (queues probed). */
   timerWakeups?: TimerWakeup[];
   sweepMs: number;
@@ -252,6 +259,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     pendingTimeoutMs: e.TETHER_PENDING_TIMEOUT_MS,
     interruptTimeoutMs: e.TETHER_INTERRUPT_TIMEOUT_MS,
     sessionTtlMs: e.TETHER_SESSION_TTL_MS,
+    purgeDelayMs: e.TETHER_PURGE_DELAY_MS,
     timerWakeups: e.TETHER_TIMER_WAKEUPS,
     sweepMs: e.TETHER_SWEEP_MS,
     heartbeatSlotMs: e.TETHER_HEARTBEAT_SLOT_MS,
@@ -275,6 +283,7 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
     ...loadConfig({ TETHER_KV_PATH: ":memory:", PORT: "0" }),
     apiKeys: ["test-key"],
     logLevel: "silent",
+    purgeDelayMs: 0,
     ...overrides,
   };
 }

@@ -10,7 +10,7 @@
  */
 import { delay } from "./async.ts";
 import type { Runtime } from "./runtime.ts";
-import { getLiveSession } from "./lifecycle.ts";
+import { getLiveSession, sessionAndHead } from "./lifecycle.ts";
 import { CloseCode } from "./protocol.ts";
 import type { Wake } from "./hub.ts";
 import type { BodyPiece, ReaderLease } from "./read_budget.ts";
@@ -104,7 +104,10 @@ class ViewerLoop {
   #pushed: StoredEvent[] = [];
   #pushedBytes = 0;
   #dirty = true;
-  #checkSession = true;
+  /** Set by a change of the session record (and when it is gone at the start). */
+  #checkSession = false;
+  /** The session this viewer opened: one created again under its id is another. */
+  #incarnation?: string;
   /** Set when only a KV read can tell what is new (the first step, a dropped push). */
   #mustRead = true;
   /** Events up to this eventId are stored without a push this viewer holds: read what it lacks. */
@@ -137,6 +140,9 @@ class ViewerLoop {
     const onAbort = () => this.#wake();
     this.signal.addEventListener("abort", onAbort);
     try {
+      // Read after subscribing: a change from here on wakes the loop.
+      this.#incarnation = (await getLiveSession(this.rt.kv, this.sessionId))?.incarnation;
+      if (this.#incarnation === undefined) this.#checkSession = true;
       while (!this.signal.aborted && await this.#step());
     } finally {
       this.signal.removeEventListener("abort", onAbort);
@@ -154,25 +160,35 @@ class ViewerLoop {
       return true;
     }
     this.#dirty = false;
-    // Pushed events that continue the cursor are sent as they are; pushed events the cursor
-    // is already past (a KV read got them first) mean nothing is new. A gap, a dropped push
-    // or events stored elsewhere beyond the cursor are read from KV. A change of the session
-    // record is looked at, but brings no events by itself.
-    const pushed = await this.#sendPushed();
+    // A change of the session record is looked at first: once the session is deleted, later
+    // events under its id belong to a session created again.
     if (this.#checkSession) {
       this.#checkSession = false;
-      if (!(await getLiveSession(this.rt.kv, this.sessionId))) {
-        // What was stored up to the deletion (its own events included) still reaches this
-        // viewer, whichever instance stored it and however the wake-ups raced; then it ends.
-        if (await this.#catchUp({ untilPushed: false })) {
-          this.sink.close(CloseCode.normal, "session deleted");
-        }
-        return false;
-      }
+      if (await this.#endedWithSession()) return false;
     }
+    // Pushed events that continue the cursor are sent as they are; pushed events the cursor
+    // is already past (a KV read got them first) mean nothing is new. A gap, a dropped push
+    // or events stored elsewhere beyond the cursor are read from KV.
+    const pushed = await this.#sendPushed();
     if (pushed !== "read" && !this.#mustRead && this.#storedUpTo <= this.#cursor) return true;
     this.#mustRead = false;
     return await this.#catchUp({ untilPushed: true });
+  }
+
+  /**
+   * After a change of the session record: false while it is the session this viewer opened.
+   * Once it was deleted, what was stored up to the deletion (its own events included) still
+   * reaches the viewer, whichever instance stored it and however the wake-ups raced, and the
+   * viewer closes with 1000. A session created again under the same id (another incarnation,
+   * possible only once the deleted one's data is purged) is not followed: the viewer closes.
+   */
+  async #endedWithSession(): Promise<boolean> {
+    const { live, lastEventId } = await sessionAndHead(this.rt.kv, this.sessionId);
+    if (live && live.incarnation === this.#incarnation) return false;
+    this.#dropPushed();
+    if (!live && !(await this.#catchUp({ untilPushed: false, upTo: lastEventId }))) return true;
+    this.sink.close(CloseCode.normal, "session deleted");
+    return true;
   }
 
   /**
@@ -244,14 +260,16 @@ class ViewerLoop {
    * step sends those from memory (many viewers opening at once on a busy session would each
    * read back what was pushed to all of them).
    */
-  async #catchUp(options: { untilPushed: boolean }): Promise<boolean> {
+  async #catchUp(options: { untilPushed: boolean; upTo?: number }): Promise<boolean> {
     for (;;) {
+      // A change of the session record is looked at before anything more is read.
+      if (this.#checkSession && options.untilPushed) return true;
       const room = await this.#room();
       if (room === 0) return this.signal.aborted ? false : this.#tooSlow();
       // Taken after the wait for room: pushes arrive meanwhile.
       const firstPushed = options.untilPushed ? this.#pushed[0]?.eventId : undefined;
-      const upTo = firstPushed === undefined ? undefined : firstPushed - 1;
-      if (upTo !== undefined && upTo <= this.#cursor) {
+      const upTo = Math.min(options.upTo ?? Infinity, (firstPushed ?? Infinity) - 1);
+      if (upTo !== Infinity && upTo <= this.#cursor) {
         this.#lease.settle();
         return true;
       }
@@ -259,7 +277,7 @@ class ViewerLoop {
         after: this.#cursor,
         limit: READ_EVENTS,
         maxBytes: room,
-        upTo,
+        upTo: upTo === Infinity ? undefined : upTo,
       });
       const bytes = jsonSize(page);
       this.#lease.hold(bytes);

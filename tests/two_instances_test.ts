@@ -14,7 +14,7 @@ import {
   pump,
   storedEvents,
 } from "./helpers/ingest_client.ts";
-import { freePort, startChildService } from "./helpers/child_service.ts";
+import { type ChildService, freePort, startChildService } from "./helpers/child_service.ts";
 import { startServer, tempKvPath, type TestServer } from "./helpers/server.ts";
 import { SseViewer, WsViewer } from "./helpers/viewer.ts";
 import { keys } from "../src/store/keys.ts";
@@ -140,4 +140,70 @@ Deno.test({
       await kv.cleanup();
     }
   },
+});
+
+/**
+ * Instance 1 in this process (with `config`) and instance 2 in a child process, on one KV file:
+ * watches do not cross processes on a file, so instance 2 learns of changes by polling.
+ */
+async function withChildInstance(
+  config: Partial<TestServer["config"]>,
+  fn: (a: TestServer, b: ChildService) => Promise<void>,
+): Promise<void> {
+  const kv = await tempKvPath();
+  const a = await startServer({ kvPath: kv.path, config });
+  const b = await startChildService({ kvPath: kv.path, port: freePort() });
+  try {
+    await fn(a, b);
+  } finally {
+    await b[Symbol.asyncDispose]();
+    await a.close();
+    await kv.cleanup();
+  }
+}
+
+Deno.test("a viewer on another process gets the deletion's own events before it closes", async () => {
+  // The purge waits, so the events the deletion stored are still there when instance 2 polls.
+  await withChildInstance({ purgeDelayMs: 3000 }, async (a, b) => {
+    const run = await createRun(a, "del-b", { graceMs: 600_000 });
+    const wrapper = await IngestClient.connect(run.ingestUrl, { token: run.ingestToken });
+    await pump(wrapper, 1, 3, { window: 10 });
+    const viewer = await WsViewer.open(b.wsUrl, "del-b");
+    await viewer.until((events) => events.length >= 5, "the first events"); // status ×2, 3 frames
+    assert.equal((await a.call("/v1/sessions/del-b", { method: "DELETE" })).status, 204);
+    assert.equal((await viewer.closed).code, 1000);
+    const head = await a.kv.get<{ lastEventId: number }>(keys.head("del-b"));
+    const all = Array.from({ length: head.value!.lastEventId }, (_, i) => i + 1);
+    assert.deepEqual(eventIds(viewer.events), all);
+    assert.deepEqual(viewer.events.slice(-2).map((e) => e.streamEventType), [
+      "error",
+      "execution_status",
+    ]);
+  });
+});
+
+Deno.test("a viewer never follows a session created again under the same id", async () => {
+  // Instance 2 notices the deletion only at its next poll; by then the session is purged and
+  // created again, with events of its own under the same id.
+  await withChildInstance({ purgeDelayMs: 0 }, async (a, b) => {
+    await a.call("/v1/sessions", { method: "POST", json: { sessionId: "again" } });
+    const viewer = await WsViewer.open(b.wsUrl, "again");
+    assert.equal((await a.call("/v1/sessions/again", { method: "DELETE" })).status, 204);
+    await eventually(
+      async () =>
+        (await a.call("/v1/sessions", { method: "POST", json: { sessionId: "again" } }))
+          .status === 201,
+      "created again",
+    );
+    await createRun(a, "again");
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stillOpen = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error("the viewer follows the new session")), 10_000);
+    });
+    const closed = await Promise.race([viewer.closed, stillOpen]).finally(() =>
+      clearTimeout(timer)
+    );
+    assert.equal(closed.code, 1000);
+    assert.deepEqual(viewer.events, []);
+  });
 });

@@ -86,6 +86,29 @@ export async function getLiveSession(
 }
 
 /**
+ * The session's live record (`null` once deleted) and its newest eventId, as one snapshot:
+ * where a viewer of a deleted session stops (the deletion's own events included).
+ *
+ * @example
+ * ```ts
+ * const { live, lastEventId } = await sessionAndHead(kv, "ses_1");
+ * if (!live) console.log("deleted after event", lastEventId);
+ * ```
+ */
+export async function sessionAndHead(
+  kv: Deno.Kv,
+  sessionId: string,
+): Promise<{ live: SessionRecord | null; lastEventId: number }> {
+  return await transact(kv, async (tx) => {
+    const [session, head] = await tx.getMany<[SessionRecord, HeadRecord]>([
+      records.session(sessionId).key,
+      records.head(sessionId).key,
+    ]);
+    return { live: isLive(session) ? session : null, lastEventId: head?.lastEventId ?? 0 };
+  });
+}
+
+/**
  * The `GET /v1/sessions/:sid` body (PROTOCOL.md section 4), read as one snapshot, or `null`
  * for an unknown or deleted session.
  *
@@ -169,6 +192,8 @@ export async function tombstone(
   await finishSession(ctx, tx, p, sessionId);
   records.session(sessionId).set(tx, { ...session, deletedAt: p.at });
   await touchHead(tx, sessionId);
-  armTimer(tx, "purge", sessionId, p.now, { incarnation: session.incarnation });
+  armTimer(tx, "purge", sessionId, p.now + ctx.config.purgeDelayMs, {
+    incarnation: session.incarnation,
+  });
   return true;
 }

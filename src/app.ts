@@ -57,6 +57,10 @@ export function createApp(rt: Runtime): Hono<AppEnv> {
   const app = new Hono<AppEnv>();
   app.use("*", async (c, next) => {
     c.set("runtime", rt);
+    // A Host that makes no URL (`Host: a b`) is bad input, before any route reads the URL.
+    if (!URL.canParse(c.req.url)) {
+      return errorResponse(c, ErrorCode.invalidRequest, "malformed Host header");
+    }
     await next();
   });
   useOriginPolicy(app, rt);

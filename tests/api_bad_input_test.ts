@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { assertError, assertInvalid, snapshot } from "./helpers/assertions.ts";
 import { createRun, IngestClient, type Run, serverTest } from "./helpers/ingest_client.ts";
-import type { TestServer } from "./helpers/server.ts";
+import { API_KEY, rawRequest, type TestServer } from "./helpers/server.ts";
 
 /** A raw request: `body` is sent as given (text or a stream), with a JSON content type. */
 async function raw(
@@ -194,6 +194,34 @@ serverTest("interrupt, fail and tickets refuse bad bodies and change nothing", a
       assertInvalid(await raw(server, "POST", "/v1/sessions/s/tickets", JSON.stringify(body)));
     }
   });
+});
+
+serverTest("a Host header that makes no URL is a 400 on every route, not a 500", async (
+  server,
+) => {
+  await server.call("/v1/sessions", { method: "POST", json: { sessionId: "hosts" } });
+  const before = await snapshot(server, "hosts");
+  const port = Number(new URL(server.url).port);
+  for (const host of ["a b", "a:b:c"]) {
+    for (
+      const [method, path] of [
+        ["GET", "/v1/sessions/hosts"],
+        ["POST", "/v1/sessions"],
+        ["GET", "/metrics"],
+        ["GET", "/healthz"],
+      ]
+    ) {
+      const answer = await rawRequest(port, [
+        `${method} ${path} HTTP/1.1`,
+        `Host: ${host}`,
+        `Authorization: Bearer ${API_KEY}`,
+        "Content-Type: application/json",
+      ], method === "POST" ? "{}" : "");
+      assert.match(answer, /^HTTP\/1.1 400 /, `${host} ${method} ${path}`);
+      assert.match(answer, /"error":"INVALID_REQUEST"/);
+    }
+  }
+  assert.deepEqual(await snapshot(server, "hosts"), before);
 });
 
 serverTest("bad ids are 404 and change nothing", async (server) => {

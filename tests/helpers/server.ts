@@ -144,3 +144,21 @@ export async function tempKvPath(): Promise<{ path: string; cleanup: () => Promi
     cleanup: () => Deno.remove(dir, { recursive: true }).catch(() => {}),
   };
 }
+
+/**
+ * Sends one HTTP/1.1 request written by hand (for what `fetch` will not send, such as a
+ * malformed or huge `Host` header) and returns the whole answer as text.
+ *
+ * @example
+ * ```ts
+ * const answer = await rawRequest(port, ["GET /healthz HTTP/1.1", "Host: a b"]);
+ * answer.startsWith("HTTP/1.1 400"); // true
+ * ```
+ */
+export async function rawRequest(port: number, head: string[], body = ""): Promise<string> {
+  await using conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const length = new TextEncoder().encode(body).length;
+  const lines = [...head, `Content-Length: ${length}`, "Connection: close", "", body];
+  await conn.write(new TextEncoder().encode(lines.join("\r\n")));
+  return await new Response(conn.readable).text();
+}

@@ -65,7 +65,18 @@ export class UsageError extends Error {
   override name = "UsageError";
 }
 
-type Kind = "url" | "sse-url" | "text" | "integer" | "positive" | "input-mode" | "flag";
+type Kind =
+  | "url"
+  | "sse-url"
+  | "text"
+  | "positive"
+  | "duration"
+  | "positive-duration"
+  | "input-mode"
+  | "flag";
+
+/** The longest wait a timer can take (ms): beyond it, `setTimeout` fires at once. */
+const MAX_TIMER_MS = 2_147_483_647;
 
 interface OptionSpec {
   key: Exclude<keyof WrapperOptions, "command">;
@@ -78,19 +89,19 @@ interface OptionSpec {
 const OPTIONS: Record<string, OptionSpec> = {
   "ingest-url": { key: "ingestUrl", kind: "url", env: "TETHER_INGEST_URL" },
   "token": { key: "token", kind: "text", env: "TETHER_INGEST_TOKEN" },
-  "heartbeat-ms": { key: "heartbeatMs", kind: "positive", default: 20_000 },
-  "silence-timeout-ms": { key: "silenceTimeoutMs", kind: "positive", default: 45_000 },
-  "reconnect-base-ms": { key: "reconnectBaseMs", kind: "positive", default: 1000 },
-  "reconnect-max-ms": { key: "reconnectMaxMs", kind: "positive", default: 5000 },
+  "heartbeat-ms": { key: "heartbeatMs", kind: "positive-duration", default: 20_000 },
+  "silence-timeout-ms": { key: "silenceTimeoutMs", kind: "positive-duration", default: 45_000 },
+  "reconnect-base-ms": { key: "reconnectBaseMs", kind: "positive-duration", default: 1000 },
+  "reconnect-max-ms": { key: "reconnectMaxMs", kind: "positive-duration", default: 5000 },
   "reconnect-attempts": { key: "reconnectAttempts", kind: "positive", default: 10 },
-  "connect-timeout-ms": { key: "connectTimeoutMs", kind: "positive", default: 5000 },
+  "connect-timeout-ms": { key: "connectTimeoutMs", kind: "positive-duration", default: 5000 },
   "buffer-limit": { key: "bufferLimit", kind: "positive", default: 10_000 },
   "buffer-bytes": { key: "bufferBytes", kind: "positive", default: 67_108_864 },
-  "kill-grace-ms": { key: "killGraceMs", kind: "integer", default: 5000 },
+  "kill-grace-ms": { key: "killGraceMs", kind: "duration", default: 5000 },
   "max-frame-bytes": { key: "maxFrameBytes", kind: "positive", default: 524_288 },
   "sse": { key: "sse", kind: "sse-url" },
   "done-event": { key: "doneEvent", kind: "text", default: "session.idle" },
-  "idle-timeout-ms": { key: "idleTimeoutMs", kind: "integer", default: 0 },
+  "idle-timeout-ms": { key: "idleTimeoutMs", kind: "duration", default: 0 },
   "input": { key: "input", kind: "input-mode", default: "none" },
   "acp": { key: "acp", kind: "flag", default: false },
 };
@@ -110,8 +121,9 @@ const PLACEHOLDERS: Record<Kind, string> = {
   url: "url",
   "sse-url": "url",
   text: "type",
-  integer: "n",
   positive: "n",
+  duration: "ms",
+  "positive-duration": "ms",
   "input-mode": INPUT_MODES.join("|"),
   flag: "",
 };
@@ -241,12 +253,16 @@ function convert(label: string, kind: Kind, raw: string): string | number | bool
         );
       }
       return raw;
-    case "integer":
-    case "positive": {
+    case "positive":
+    case "duration":
+    case "positive-duration": {
       const value = Number(raw);
-      const min = kind === "positive" ? 1 : 0;
+      const min = kind === "positive" || kind === "positive-duration" ? 1 : 0;
       if (!/^\d+$/.test(raw) || !Number.isSafeInteger(value) || value < min) {
         throw new UsageError(`option ${label} must be an integer ≥ ${min}, got "${raw}"`);
+      }
+      if (kind.endsWith("duration") && value > MAX_TIMER_MS) {
+        throw new UsageError(`option ${label} must be at most ${MAX_TIMER_MS} ms, got "${raw}"`);
       }
       return value;
     }

@@ -95,6 +95,9 @@ Deno.test("bad command lines name the option", () => {
     [[...base, "--heartbeat-ms", "soon", "--", "a"], /--heartbeat-ms/],
     [[...base, "--heartbeat-ms=0", "--", "a"], /--heartbeat-ms must be an integer ≥ 1/],
     [[...base, "--kill-grace-ms=-1", "--", "a"], /--kill-grace-ms/],
+    // What a timer can wait: a longer setTimeout fires at once.
+    [[...base, "--idle-timeout-ms=2147483648", "--", "a"], /--idle-timeout-ms must be at most/],
+    [[...base, "--connect-timeout-ms=3000000000", "--", "a"], /--connect-timeout-ms must be at/],
     [[...base, "--reconnect-attempts=1.5", "--", "a"], /--reconnect-attempts/],
     [[...base, "--max-frame-bytes=100", "--", "a"], /--max-frame-bytes must be at least/],
     [[...base, "--bogus=1", "--", "a"], /unknown option --bogus/],

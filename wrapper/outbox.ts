@@ -170,22 +170,27 @@ export class Outbox {
     this.#transmitted = 0;
     this.#window = hello.maxInFlight;
     this.#maxFrameBytes = hello.maxFrameBytes;
-    if (this.#held.length > 0 || this.#dropped > 0) {
-      const marker = {
-        streamEventType: EventType.wrapperResumed,
-        timestamp: this.#now().toISOString(),
-        data: {
-          bufferedEvents: this.#held.length,
-          eventsLost: this.#dropped > 0,
-          droppedEvents: this.#dropped,
-        },
-      };
-      const body = serializeBody(marker);
-      // The marker bypasses the limits: it is what reports them.
-      this.#held.unshift({ body, bytes: utf8Bytes(body), terminal: false });
-      this.#heldBytes += this.#held[0].bytes;
-      this.#dropped = 0;
-    }
+    if (this.#held.length > 0 || this.#dropped > 0) this.#queueMarker();
+  }
+
+  /**
+   * Puts the `wrapper_resumed` marker before the held frames, reporting them and the frames
+   * dropped since the last one. It bypasses the limits: it is what reports them.
+   */
+  #queueMarker(): void {
+    const marker = {
+      streamEventType: EventType.wrapperResumed,
+      timestamp: this.#now().toISOString(),
+      data: {
+        bufferedEvents: this.#held.length,
+        eventsLost: this.#dropped > 0,
+        droppedEvents: this.#dropped,
+      },
+    };
+    const body = serializeBody(marker);
+    this.#held.unshift({ body, bytes: utf8Bytes(body), terminal: false });
+    this.#heldBytes += this.#held[0].bytes;
+    this.#dropped = 0;
   }
 
   /** The connection is lost: nothing goes out, and new frames are held back, until {@link Outbox.resume}. */
@@ -222,6 +227,9 @@ export class Outbox {
       out.push(this.#fitted(this.#sent[this.#transmitted++]));
     }
     while (this.#held.length > 0 && this.#sent.length < this.#window) {
+      // Drops not reported yet (the window was full, no reconnect followed) are reported
+      // before the run's last frame: after it, the service stores nothing more.
+      if (this.#held[0].terminal && this.#dropped > 0) this.#queueMarker();
       const held = this.#held.shift()!;
       this.#heldBytes -= held.bytes;
       const seq = this.#nextSeq++;

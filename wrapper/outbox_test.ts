@@ -109,3 +109,25 @@ Deno.test("a kept frame over a lowered frame limit is resent as a stub", () => {
   assert.equal(stub.seq, 1);
   assert.equal(stub.data.truncated, true);
 });
+
+Deno.test("drops not reported yet go out in a marker before the terminal frame", () => {
+  const outbox = new Outbox({ now: clock, bufferLimit: 3 });
+  outbox.resume(hello(0, 1)); // connected, one frame in flight at a time
+  for (let n = 1; n <= 3; n++) assert.equal(outbox.push(frame(n)), "queued");
+  assert.equal(outbox.push(frame(4)), "dropped");
+  assert.equal(outbox.push({ streamEventType: "complete", data: { exitCode: 0 } }), "queued");
+  const sent: string[] = [];
+  for (let seq = 1; seq <= 6; seq++) {
+    sent.push(...outbox.take());
+    outbox.ack(seq);
+  }
+  const frames = parsed(sent);
+  assert.deepEqual(frames.map((f) => [f.seq, f.streamEventType]), [
+    [1, "agent"],
+    [2, "agent"],
+    [3, "agent"],
+    [4, "wrapper_resumed"],
+    [5, "complete"],
+  ]);
+  assert.deepEqual(frames[3].data, { bufferedEvents: 1, eventsLost: true, droppedEvents: 1 });
+});

@@ -359,3 +359,21 @@ serverTest(
   },
   { config: { heartbeatTimeoutMs: 800, heartbeatWriteMs: 5000, disconnectGraceMs: 60_000 } },
 );
+
+serverTest(
+  "a stored frame inside the liveness debounce counts: the timeout runs from it, not earlier",
+  async (server) => {
+    const run = await createRun(server, "s1");
+    const client = await IngestClient.connect(run.ingestUrl, { token: run.ingestToken });
+    // Admission wrote liveness; this frame comes within the debounce (a quarter: 250 ms).
+    await delay(150);
+    client.send({ streamEventType: "output", seq: 1 });
+    await client.ackOf(1);
+    const lastFrameAt = Date.now();
+    await eventually(async () => await statusOf(server, run) === "failed", "timed out", 5000);
+    const silent = Date.now() - lastFrameAt;
+    assert.ok(silent >= 1000, `failed after ${silent} ms of silence, before the 1000 ms timeout`);
+    await client.closed;
+  },
+  { config: { heartbeatTimeoutMs: 1000, heartbeatWriteMs: 5000, disconnectGraceMs: 60_000 } },
+);

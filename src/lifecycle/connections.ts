@@ -319,8 +319,11 @@ async function applyFrames(
   ]);
   if (!exec || conn?.connectionId !== connectionId) return refuse({ code: "notCurrent" });
   const { lastSeq, confirmed, events, refused, terminal } = sortFrames(exec, work.frames);
+  const recordChanges = lastSeq !== exec.lastSeq || confirmed !== exec;
+  // Liveness rides along whenever the record is written anyway: a frame inside the debounce
+  // must not leave it stale, or the heartbeat deadline would fire early after it (section 8).
   const heartbeatDue = exec.status === "running" &&
-    p.now - (exec.lastHeartbeatAt ?? 0) >= heartbeatWriteEvery(ctx, exec);
+    (recordChanges || p.now - (exec.lastHeartbeatAt ?? 0) >= heartbeatWriteEvery(ctx, exec));
   const updated: ExecutionRecord = {
     ...confirmed,
     lastSeq,
@@ -331,7 +334,7 @@ async function applyFrames(
     return done({ lastSeq, status: terminal.status, refused });
   }
   p.events.push(...events);
-  if (lastSeq !== exec.lastSeq || heartbeatDue || confirmed !== exec) {
+  if (recordChanges || heartbeatDue) {
     records.execution(executionId).set(tx, updated);
   }
   return done({ lastSeq, status: exec.status, refused });

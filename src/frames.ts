@@ -66,7 +66,7 @@ export const FRAME_TYPES: Readonly<Record<string, TypeRule>> = {
   [EventType.heartbeat]: () => "liveness",
   [EventType.pong]: () => "liveness",
   [EventType.complete]: (data) =>
-    isFields(data) && typeof data.exitCode === "number"
+    isFields(data) && Number.isFinite(data.exitCode)
       ? { end: { status: "completed" } }
       : { invalid: "complete needs data.exitCode (number)" },
   [EventType.interrupted]: (data) => {
@@ -98,13 +98,15 @@ export const FRAME_TYPES: Readonly<Record<string, TypeRule>> = {
   },
 };
 
-const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/;
+const ISO_TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2})T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})$/;
 
 /** The frame's timestamp when it is a valid ISO 8601 time; otherwise the service's clock applies. */
 function isoTimestamp(value: unknown): string | undefined {
-  return typeof value === "string" && ISO_TIMESTAMP.test(value) && !Number.isNaN(Date.parse(value))
-    ? value
-    : undefined;
+  const match = typeof value === "string" ? ISO_TIMESTAMP.exec(value) : null;
+  if (!match || Number.isNaN(Date.parse(match[0]))) return undefined;
+  // V8 takes day 31 of any month; a date that does not exist is no ISO 8601 time.
+  const [year, month, day] = [match[1], match[2], match[3]].map(Number);
+  return new Date(Date.UTC(year, month - 1, day)).getUTCDate() === day ? match[0] : undefined;
 }
 
 /** The effect of a plain event: none besides being stored. */

@@ -20,7 +20,13 @@ Deno.test("plain events keep their fields; a bad timestamp is dropped for the se
       },
     },
   );
-  for (const timestamp of [12, "yesterday", "2026-13-45T99:99:99Z", null]) {
+  const leapDay = classifyFrame({
+    streamEventType: "agent",
+    timestamp: "2024-02-29T23:59:59+05:30",
+  });
+  assert.equal(leapDay.kind === "event" && leapDay.frame.timestamp, "2024-02-29T23:59:59+05:30");
+  const noSuchDays = ["2026-02-30T00:00:00Z", "2026-04-31T10:00:00+02:00", "2025-02-29T00:00Z"];
+  for (const timestamp of [12, "yesterday", "2026-13-45T99:99:99Z", null, ...noSuchDays]) {
     const verdict = classifyFrame({ streamEventType: "agent", timestamp });
     assert.deepEqual(verdict, { kind: "event", frame: { streamEventType: "agent" } });
   }
@@ -89,6 +95,11 @@ Deno.test("garbage is refused with a reason, and the seq only when it is a valid
     [{ streamEventType: "complete", seq: 4 }, "complete needs data.exitCode (number)", 4],
     [
       { streamEventType: "complete", data: { exitCode: "0" } },
+      "complete needs data.exitCode (number)",
+    ],
+    [
+      // What JSON.parse makes of 1e400: a number JSON cannot write back.
+      { streamEventType: "complete", data: { exitCode: Infinity } },
       "complete needs data.exitCode (number)",
     ],
     [

@@ -55,6 +55,8 @@ const MAX_BATCH_EVENTS = 800;
 const CLOSE_QUIET_MS = 10;
 /** …but never longer than this. */
 const CLOSE_MAX_WAIT_MS = 1000;
+/** Why a connection holding more than `maxPendingBytes` of frames is closed. */
+const PENDING_BYTES_REASON = "too many bytes waiting to be stored";
 /** Consecutive seconds over the frame rate that close the connection. */
 const FLOOD_SECONDS = 3;
 
@@ -144,6 +146,52 @@ export function inAdmissionTurn<T>(
 }
 
 /**
+ * Frames a wrapper sends before its `hello` (a simple wrapper need not wait for it): kept
+ * while its dial is admitted, then served in order by the connection. Beyond
+ * `maxPendingBytes` of them none is kept, and the connection closes with 1008 once admitted,
+ * as it does for frames waiting to be stored.
+ *
+ * @example
+ * ```ts
+ * const early = new EarlyFrames(socket, rt.config.maxPendingBytes);
+ * // … admission …
+ * new IngestConnection(rt, socket, admitted).start(early);
+ * ```
+ */
+export class EarlyFrames {
+  #frames: unknown[] = [];
+  #bytes = 0;
+  #overflowed = false;
+
+  constructor(socket: WebSocket, maxBytes: number) {
+    socket.onmessage = (ev) => {
+      if (this.#overflowed) return;
+      const data = ev.data as string | Blob | ArrayBuffer;
+      this.#frames.push(data);
+      this.#bytes += typeof data === "string"
+        ? data.length
+        : data instanceof Blob
+        ? data.size
+        : data.byteLength;
+      if (this.#bytes > maxBytes) {
+        this.#overflowed = true;
+        this.#frames = [];
+      }
+    };
+  }
+
+  /** Whether more than `maxBytes` arrived (then nothing is kept). */
+  get overflowed(): boolean {
+    return this.#overflowed;
+  }
+
+  /** The frames kept so far, oldest first (the socket's own handler takes the next ones). */
+  take(): unknown[] {
+    return this.#frames.splice(0);
+  }
+}
+
+/**
  * Serves one admitted ingest socket until it closes: it sends `hello` (then `kill` and inputs
  * when due), commits the wrapper's frames in order, acknowledges them, enforces the limits,
  * and records the close.
@@ -199,8 +247,11 @@ export class IngestConnection implements ConnectionHandle {
     });
   }
 
-  /** Sends `hello` (then `kill` when an interrupt is pending, then inputs) and starts serving. */
-  start(): void {
+  /**
+   * Sends `hello` (then `kill` when an interrupt is pending, then inputs) and starts serving,
+   * beginning with the frames that arrived before `hello`.
+   */
+  start(early?: EarlyFrames): void {
     const { executionId, lastSeq, graceMs, killReason, deliveredInputId } = this.admitted;
     this.#release = this.rt.hub.holdConnection(this.admitted.connectionId, this);
     this.rt.metrics.set(MetricName.ingestSockets, this.rt.hub.connectionCount);
@@ -224,6 +275,8 @@ export class IngestConnection implements ConnectionHandle {
     if (killReason !== undefined) this.kill(killReason);
     void this.#inputs.wake();
     this.#armPing();
+    if (early?.overflowed) return this.#tooManyPendingBytes();
+    for (const data of early?.take() ?? []) this.#onMessage(data);
   }
 
   /** Hub command: close with a service code (4000 done, 4001 replaced, 1012 restart). */
@@ -427,10 +480,12 @@ export class IngestConnection implements ConnectionHandle {
   #enqueue(frame: QueuedFrame): void {
     this.#batch.push(frame);
     this.#pendingBytes += frame.bytes;
-    if (this.#pendingBytes > this.rt.config.maxPendingBytes) {
-      this.rt.metrics.inc(MetricName.framesRejected, { code: SocketRejection.pendingBytes });
-      this.close(CloseCode.policy, "too many bytes waiting to be stored");
-    }
+    if (this.#pendingBytes > this.rt.config.maxPendingBytes) this.#tooManyPendingBytes();
+  }
+
+  #tooManyPendingBytes(): void {
+    this.rt.metrics.inc(MetricName.framesRejected, { code: SocketRejection.pendingBytes });
+    this.close(CloseCode.policy, PENDING_BYTES_REASON);
   }
 
   /** Commits batches until none is left; frames arriving meanwhile join the next batch. */

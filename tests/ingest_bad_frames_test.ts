@@ -9,6 +9,7 @@ import {
   createRun,
   eventually,
   getExecution,
+  IngestClient,
   LONG_GRACE,
   serverTest,
   storedEvents,
@@ -166,6 +167,15 @@ serverTest(
     await other.check();
   },
 );
+
+serverTest("more than maxPendingBytes sent before hello closes with 1008", async (server) => {
+  // A slow KV keeps the admission going while the bytes pile up.
+  const run = await createRun(server, "early-flood", LONG_GRACE);
+  const client = await IngestClient.dial(run.ingestUrl, { token: run.ingestToken });
+  for (let i = 0; i < 4; i++) client.send({ streamEventType: "output", data: "x".repeat(500) });
+  assert.equal((await client.closed).code, 1008);
+  assert.deepEqual(await storedTypes(server, "early-flood"), []);
+}, { kvDelayMs: 20, config: { maxPendingBytes: 1024 } });
 
 serverTest("a flood over the frame rate for 3 seconds closes with 1008", async (server) => {
   const other = await neighbour(server);

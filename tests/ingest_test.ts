@@ -257,6 +257,20 @@ serverTest("a fatal frame whose event is as large as one may be still ends the e
   assert.equal(promoted.active, true);
 });
 
+serverTest("frames sent before hello are served after it, in order", async (server) => {
+  // A slow KV keeps the admission going while the frames arrive (a simple wrapper need not
+  // wait for hello).
+  const run = await createRun(server, "s-early", LONG_GRACE);
+  const client = await IngestClient.dial(run.ingestUrl, { token: run.ingestToken });
+  client.send({ streamEventType: "output", data: { n: 0 } });
+  client.send({ streamEventType: "output", seq: 1, data: { n: 1 } });
+  await client.ackOf(1);
+  assert.equal(client.messages[0].type, "hello");
+  const stored = await wrapperEvents(server, run);
+  assert.deepEqual(stored.map((e) => (e.data as { n: number }).n), [0, 1]);
+  await client.close();
+}, { kvDelayMs: 20 });
+
 serverTest("a resend after a cut stores nothing twice; hello.lastSeq is the last ack", async (
   server,
 ) => {

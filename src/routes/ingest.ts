@@ -10,7 +10,7 @@ import { Hono } from "hono";
 import type { AppEnv } from "../context.ts";
 import { HttpError, upgradeWebSocket } from "../http.ts";
 import { ulid } from "../ids.ts";
-import { inAdmissionTurn, IngestConnection } from "../ingest.ts";
+import { EarlyFrames, inAdmissionTurn, IngestConnection } from "../ingest.ts";
 import { KnownEntries } from "../store/mod.ts";
 import { type AdmissionRefusal, admitConnection } from "../lifecycle.ts";
 import { CloseCode, ErrorCode, executionDoneReason, parseDialHeader } from "../protocol.ts";
@@ -56,6 +56,7 @@ export function ingestRoutes(): Hono<AppEnv> {
     const { socket, response } = upgradeWebSocket(c.req.raw, {
       idleTimeout: 0,
     });
+    const early = new EarlyFrames(socket, rt.config.maxPendingBytes);
     socket.onopen = async () => {
       if (!allowed) return socket.close(CloseCode.forbidden, "origin not allowed");
       const connectionId = `con_${ulid()}`;
@@ -79,7 +80,7 @@ export function ingestRoutes(): Hono<AppEnv> {
           connectionId,
           known,
         });
-        connection.start();
+        connection.start(early);
         rt.log.info("wrapper connected", {
           sessionId: admission.sessionId,
           executionId: admission.executionId,

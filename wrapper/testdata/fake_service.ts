@@ -89,7 +89,15 @@ export interface FakeServiceOptions {
   closeOnTerminal?: boolean;
 }
 
-/** One accepted WebSocket. */
+/**
+ * One accepted WebSocket.
+ *
+ * @example
+ * ```ts
+ * const [connection] = service.connections;
+ * connection.send({ type: "kill", signal: "SIGTERM", reason: "stop" });
+ * ```
+ */
 export class FakeConnection {
   /** Every parsed frame received on this connection, liveness frames included. */
   readonly frames: Record<string, unknown>[] = [];
@@ -120,7 +128,15 @@ export class FakeConnection {
   }
 }
 
-/** The running fake service; see {@link startFakeService}. */
+/**
+ * The running fake service; see {@link startFakeService}.
+ *
+ * @example
+ * ```ts
+ * await using service = await startFakeService({ ack: "manual" });
+ * await service.waitFor(() => service.stored.length === 2);
+ * ```
+ */
 export class FakeService {
   /** `http://127.0.0.1:<port>/v1/sessions/…/ingest` (the wrapper rewrites it to `ws:`). */
   readonly url: string;
@@ -416,12 +432,27 @@ export class FakeService {
   }
 }
 
-/** Starts a {@link FakeService} on ephemeral ports. */
+/**
+ * Starts a {@link FakeService} on ephemeral ports.
+ *
+ * @example
+ * ```ts
+ * await using service = await startFakeService();
+ * service.plan({ kind: "silent" }); // the next dial gets no hello
+ * ```
+ */
 export function startFakeService(options: FakeServiceOptions = {}): Promise<FakeService> {
   return Promise.resolve(new FakeService(options));
 }
 
-/** The parsed `X-Tether-Dial` headers of every dial that had one. */
+/**
+ * The parsed `X-Tether-Dial` headers of every dial that had one.
+ *
+ * @example
+ * ```ts
+ * dialNumbers(service).map((d) => d.n); // [1, 2, 3]
+ * ```
+ */
 export function dialNumbers(service: FakeService): { wrapperId: string; n: number }[] {
   return service.dials.flatMap((d) => parseDialHeader(d.dial) ?? []);
 }

@@ -57,6 +57,7 @@ serverTest("Last-Event-ID wins over after, which wins over fromId", async (serve
     [{ fromId: "2" }, undefined, 3],
     [{}, undefined, 1],
     [{ fromId: "9" }, "3", 4],
+    [{ after: "5" }, "", 6], // an empty Last-Event-ID is none
   ];
   for (const [query, lastEventId, first] of cases) {
     const viewer = await SseViewer.open(server.url, "sse-cursor", query, { lastEventId });

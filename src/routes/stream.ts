@@ -87,12 +87,13 @@ export function streamRoutes(): Hono<AppEnv> {
     }
     const query = validate(StreamQuery, c.req.query(), "query");
     if (c.req.method === "HEAD") return head(SSE_TYPE);
-    const lastEventId = c.req.header("last-event-id");
-    if (lastEventId !== undefined && !LAST_EVENT_ID.test(lastEventId.trim())) {
+    // An empty id is no id (the SSE standard's reading): the query decides.
+    const lastEventId = c.req.header("last-event-id")?.trim() || undefined;
+    if (lastEventId !== undefined && !LAST_EVENT_ID.test(lastEventId)) {
       throw new HttpError(ErrorCode.invalidRequest, "invalid Last-Event-ID", { issues: [] });
     }
     const after = lastEventId !== undefined
-      ? Number(lastEventId.trim())
+      ? Number(lastEventId)
       : query.after ?? query.fromId ?? 0;
     return sseResponse(rt, sid, after, filterOf(query));
   });

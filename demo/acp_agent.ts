@@ -5,7 +5,8 @@
  * makes a tool call that edits `notes.md` in the session's `cwd`, asks for permission first,
  * waits for the answer as long as it takes, and reports the edit as a diff (or the refusal).
  * `session/cancel` ends the running turn with `cancelled`; a prompt with the word `fail` is
- * answered with an error.
+ * answered with an error, and one with the word `crash` makes the agent exit with code 5 in
+ * the middle of its turn.
  *
  * ```sh
  * deno run -A demo/acp_agent.ts [--chunks 3] [--delay-ms 0] [--log <file>] [--file <path>] [--noise]
@@ -132,6 +133,7 @@ class ScriptedAgent {
     const number = ++this.#turns;
     this.record("prompt", { text, turn: number });
     if (/\bfail\b/i.test(text)) throw RequestError.internalError(undefined, "asked to fail");
+    if (/\bcrash\b/i.test(text)) Deno.exit(5);
     const turn = new AbortController();
     session.turn = turn;
     try {

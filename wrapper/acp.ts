@@ -203,8 +203,11 @@ export class AcpClient {
         );
         break;
     }
-    if (input.endOfInput) this.#endInputId = input.inputId;
-    else if (this.#phase === "idle") this.#takenBeforeStart = input.inputId;
+    if (input.endOfInput) {
+      this.#endInputId = input.inputId;
+      // Requests still open can no longer be answered either.
+      this.#cancelPermissions();
+    } else if (this.#phase === "idle") this.#takenBeforeStart = input.inputId;
     else this.#host.confirm(input.inputId);
     this.#pump();
   }
@@ -241,7 +244,9 @@ export class AcpClient {
    * code after `endOfInput` (0 when the wrapper had to stop it).
    */
   endFrame(exit: AgentExit): OutgoingFrame | undefined {
-    if (this.#failure !== undefined) return agentProtocolErrorFrame(this.#failure);
+    if (this.#failure !== undefined) {
+      return agentProtocolErrorFrame(this.#failure, this.#maxFrameBytes);
+    }
     if (this.#phase === "ending") return completeFrame(this.#stoppedByWrapper ? 0 : exit.code);
     return undefined;
   }
@@ -324,11 +329,17 @@ export class AcpClient {
           this.#turn = undefined;
           this.#pump();
         });
-      } else if (this.#endInputId !== undefined) {
+      } else if (this.#endInputId !== undefined && !this.#agentGone) {
+        // An agent that is gone already ends the run by its own exit (section 9.2).
         void this.#endInput(this.#endInputId);
       }
     }
     this.#checkWaiting();
+  }
+
+  /** The agent exited, or its ACP connection closed. */
+  get #agentGone(): boolean {
+    return this.#processExited || this.#connection?.signal.aborted === true;
   }
 
   async #runTurn({ inputId, prompt }: QueuedPrompt): Promise<void> {
@@ -341,10 +352,10 @@ export class AcpClient {
       end = { stopReason: response.stopReason };
     } catch (error) {
       // An agent that is gone ends the run by its exit; no turn end to report.
-      if (this.#processExited || this.#connection!.signal.aborted) return;
+      if (this.#agentGone) return;
       end = { stopReason: "error", error: errorText(error) };
     }
-    this.#host.send(acpTurnFrame(inputId, end));
+    this.#host.send(acpTurnFrame(inputId, end, this.#maxFrameBytes));
   }
 
   /** After `endOfInput` and the last turn: close stdin, give the agent time to exit. */
@@ -368,6 +379,8 @@ export class AcpClient {
     signal: AbortSignal,
   ): Promise<RequestPermissionResponse> {
     if (this.#phase === "stopping" || this.#phase === "failed") return { outcome: CANCELLED };
+    // After `endOfInput` no answer can come (section 12 refuses later inputs): it is cancelled.
+    if (this.#endInputId !== undefined) return { outcome: CANCELLED };
     const requestId = ++this.#lastRequestId;
     const answered = Promise.withResolvers<RequestPermissionOutcome>();
     this.#permissions.set(requestId, {

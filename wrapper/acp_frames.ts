@@ -88,16 +88,23 @@ export function acpUpdateFrame(update: unknown, maxFrameBytes: number): Outgoing
 }
 
 /**
- * `acp_turn {inputId, stopReason}` (plus `error` when the prompt request itself failed).
+ * `acp_turn {inputId, stopReason}` (plus `error` when the prompt request itself failed,
+ * keeping the start of its text when it does not fit the frame).
  *
  * @example
  * ```ts
- * acpTurnFrame(1, { stopReason: "end_turn" });
+ * acpTurnFrame(1, { stopReason: "end_turn" }, 524288);
  * // { streamEventType: "acp_turn", data: { inputId: 1, stopReason: "end_turn" } }
  * ```
  */
-export function acpTurnFrame(inputId: number, end: TurnEnd): OutgoingFrame {
-  return { streamEventType: AcpEventType.turn, data: { inputId, ...end } };
+export function acpTurnFrame(inputId: number, end: TurnEnd, maxFrameBytes: number): OutgoingFrame {
+  const build = (error?: string): OutgoingFrame => ({
+    streamEventType: AcpEventType.turn,
+    data: error === undefined ? { inputId, ...end } : { inputId, ...end, error },
+  });
+  const frame = build();
+  if (!("error" in end) || frameBytes(frame) <= maxFrameBytes) return frame;
+  return fitText(build, end.error, maxFrameBytes);
 }
 
 /**
@@ -129,7 +136,17 @@ export function permissionRequestFrame(
     },
   };
   if (frameBytes(frame) <= maxFrameBytes) return frame;
-  return { ...frame, data: { requestId, toolCall: truncated(toolCall), options: storedOptions } };
+  const slim = {
+    ...frame,
+    data: { requestId, toolCall: truncated(toolCall), options: storedOptions },
+  };
+  if (frameBytes(slim) <= maxFrameBytes) return slim;
+  // Still too large: each option keeps what answers it (`optionId`, `kind`) and a short name.
+  const answers = (Array.isArray(options) ? options : []).map((option) => {
+    const { optionId, kind, name } = record(option);
+    return { optionId, kind, name: typeof name === "string" ? name.slice(0, 256) : name };
+  });
+  return { ...slim, data: { ...slim.data, options: answers, truncated: true } };
 }
 
 /**
@@ -162,13 +179,17 @@ export function acpInputIgnoredFrame(
  *
  * @example
  * ```ts
- * agentProtocolErrorFrame("initialize failed: Internal error").data;
+ * agentProtocolErrorFrame("initialize failed: Internal error", 524288).data;
  * // { fatal: true, code: "AGENT_PROTOCOL_ERROR", error: "initialize failed: Internal error" }
  * ```
  */
-export function agentProtocolErrorFrame(message: string): OutgoingFrame {
-  return {
-    streamEventType: EventType.error,
-    data: { fatal: true, code: ErrorCode.agentProtocolError, error: message },
-  };
+export function agentProtocolErrorFrame(message: string, maxFrameBytes: number): OutgoingFrame {
+  return fitText(
+    (error) => ({
+      streamEventType: EventType.error,
+      data: { fatal: true, code: ErrorCode.agentProtocolError, error },
+    }),
+    message,
+    maxFrameBytes,
+  );
 }

@@ -63,7 +63,7 @@ Deno.test("acp frames: a permission request keeps its options whatever the tool 
 });
 
 Deno.test("acp frames: turn ends, ignored inputs and the protocol error", () => {
-  assert.deepEqual(acpTurnFrame(2, { stopReason: "cancelled" }), {
+  assert.deepEqual(acpTurnFrame(2, { stopReason: "cancelled" }, LIMIT), {
     streamEventType: "acp_turn",
     data: { inputId: 2, stopReason: "cancelled" },
   });
@@ -77,11 +77,44 @@ Deno.test("acp frames: turn ends, ignored inputs and the protocol error", () => 
     reason: "why",
     truncated: true,
   });
-  assert.deepEqual(agentProtocolErrorFrame("session/new failed: no").data, {
+  assert.deepEqual(agentProtocolErrorFrame("session/new failed: no", LIMIT).data, {
     fatal: true,
     code: "AGENT_PROTOCOL_ERROR",
     error: "session/new failed: no",
   });
+});
+
+Deno.test("acp frames: a turn end or protocol error too large keeps its fields, cutting the text", () => {
+  // Cut to a stub by the outbox, they would lose what matches the turn or ends the run.
+  const turn = acpTurnFrame(7, { stopReason: "error", error: big }, LIMIT);
+  const turnData = turn.data as { inputId: number; stopReason: string; error: string };
+  assert.equal(turnData.inputId, 7);
+  assert.equal(turnData.stopReason, "error");
+  assert.ok(turnData.error.length > 1000 && big.startsWith(turnData.error));
+  assert.ok(frameBytes(turn) <= LIMIT);
+  const failure = agentProtocolErrorFrame(`initialize failed: ${big}`, LIMIT);
+  const failureData = failure.data as { fatal: boolean; code: string; error: string };
+  assert.equal(failureData.fatal, true);
+  assert.equal(failureData.code, "AGENT_PROTOCOL_ERROR");
+  assert.ok(failureData.error.startsWith("initialize failed: x"));
+  assert.ok(frameBytes(failure) <= LIMIT);
+});
+
+Deno.test("acp frames: a permission request with options too large keeps what answers them", () => {
+  const options = Array.from({ length: 40 }, (_, i) => ({
+    optionId: `o${i}`,
+    kind: "allow_once",
+    name: "n".repeat(2000),
+    extra: big,
+  }));
+  const frame = permissionRequestFrame(9, { toolCallId: "t" }, options, 64 * 1024);
+  const data = frame.data as { requestId: number; options: Record<string, unknown>[] };
+  assert.equal(data.requestId, 9);
+  assert.deepEqual(data.options.map((o) => o.optionId), options.map((o) => o.optionId));
+  assert.ok(
+    data.options.every((o) => o.kind === "allow_once" && (o.name as string).length === 256),
+  );
+  assert.ok(frameBytes(frame) <= 64 * 1024);
 });
 
 /** An object nested `depth` levels: `{a: {a: … {}}}`. */

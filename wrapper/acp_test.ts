@@ -274,3 +274,29 @@ Deno.test("acp: a prompt the agent answers with an error ends its turn; the next
   assert.match(String(failed.error), /asked to fail/);
   assert.deepEqual(next, { inputId: 2, stopReason: "end_turn" });
 });
+
+Deno.test("acp: an agent that exits in the middle of a turn ends the run by its exit, endOfInput or not", async () => {
+  // Section 14: an agent that exits on its own before the end of input ends the run as in
+  // section 9.2 (exit 5: AGENT_EXIT), not as a completed end of input.
+  await using h = await harness([]);
+  h.acp.take(input(1, "crash now"));
+  h.acp.take(input(2, undefined, true));
+  h.acp.start();
+  const exit = await h.acp.exited;
+  assert.equal(exit.code, 5);
+  assert.equal(h.acp.endFrame(exit), undefined, "no complete: the exit decides (AGENT_EXIT)");
+  assert.deepEqual(h.confirmed, [1], "the prompt was taken; the endOfInput never reached it");
+});
+
+Deno.test("acp: after endOfInput a permission request is answered cancelled (no answer can come)", async () => {
+  // Section 12 refuses inputs after endOfInput: a request left open would wait forever.
+  await using h = await harness([]);
+  h.acp.take(input(1, "edit notes"));
+  h.acp.take(input(2, undefined, true));
+  h.acp.start();
+  const exit = await h.acp.exited;
+  assert.deepEqual(h.acp.endFrame(exit)?.data, { exitCode: 0 });
+  assert.deepEqual(h.data("permission_request"), []);
+  assert.deepEqual(h.data("acp_turn").map((d) => d.stopReason), ["cancelled"]);
+  assert.deepEqual(h.confirmed, [1, 2]);
+});

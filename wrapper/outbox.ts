@@ -8,6 +8,7 @@
  * @module
  */
 import { terminalStatusOfFrame } from "../src/frames.ts";
+import { withoutUndefined } from "../src/objects.ts";
 import { EventType } from "../src/protocol.ts";
 
 /** A frame as the wrapper hands it over, before it gets its `seq` and `timestamp`. */
@@ -245,17 +246,25 @@ export class Outbox {
   /**
    * A frame over the current frame limit (lowered by a later `hello` than the one it was
    * made for) would be refused with 1009 on every reconnect, so it goes out as a stub that
-   * keeps its type, `seq` and timestamp.
+   * keeps its type, `seq` and timestamp, and what makes a terminal frame end the run
+   * (`fatal`, `code`, `exitCode`).
    */
   #fitted(frame: SentFrame): string {
     const bytes = utf8Bytes(frame.text);
     if (bytes <= this.#maxFrameBytes) return frame.text;
-    const { streamEventType, timestamp } = JSON.parse(frame.text);
+    const { streamEventType, timestamp, data } = JSON.parse(frame.text);
+    const { fatal, code, exitCode } = frame.terminal ? data ?? {} : {};
     frame.text = JSON.stringify({
       seq: frame.seq,
       streamEventType,
       timestamp,
-      data: { truncated: true, bytes },
+      data: withoutUndefined({
+        truncated: true,
+        bytes,
+        fatal,
+        code: typeof code === "string" ? code.slice(0, 64) : undefined,
+        exitCode,
+      }),
     });
     return frame.text;
   }

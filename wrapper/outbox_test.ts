@@ -131,3 +131,19 @@ Deno.test("drops not reported yet go out in a marker before the terminal frame",
   ]);
   assert.deepEqual(frames[3].data, { bufferedEvents: 1, eventsLost: true, droppedEvents: 1 });
 });
+
+Deno.test("a terminal frame over a lowered frame limit is cut to a stub that still ends the run", () => {
+  const outbox = new Outbox({ now: clock });
+  outbox.resume(hello());
+  outbox.push({
+    streamEventType: "error",
+    data: { fatal: true, code: "AGENT_PROTOCOL_ERROR", error: "x".repeat(5000) },
+  });
+  outbox.take(); // sent, then the connection is lost before its ack
+  outbox.resume({ lastSeq: 0, maxInFlight: 10, maxFrameBytes: 1024 }); // a lower limit
+  const [stub] = parsed(outbox.take());
+  assert.equal(stub.streamEventType, "error");
+  assert.equal(stub.data.fatal, true);
+  assert.equal(stub.data.code, "AGENT_PROTOCOL_ERROR");
+  assert.equal(stub.data.truncated, true);
+});

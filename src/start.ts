@@ -12,6 +12,7 @@
 import { delay } from "./async.ts";
 import { type Config, ConfigError, isKvConnectUrl, loadConfig } from "./config.ts";
 import { loadDevApiKey } from "./dev_key.ts";
+import { lockKvFile } from "./kv_file_lock.ts";
 import { createService, type Service } from "./service.ts";
 import { checkPlatformKv } from "./platform_kv.ts";
 
@@ -82,9 +83,14 @@ export async function startProcess(options: StartOptions): Promise<void> {
   if (localFile) await Deno.mkdir(dirOf(config.kvPath!), { recursive: true });
   const kv = await (options.openKv ?? Deno.openKv)(config.kvPath);
   if (config.apiKeys.length === 0) config = await withDevApiKey(config, kv);
-  // A single local process owned every connection and grace recorded in this file.
-  const service = await createService(config, kv, { singleProcess: localFile });
+  // A single local process owned every connection and grace recorded in this file; a second
+  // process started on it while the first still serves does not own them.
+  const alone = localFile && await lockKvFile(config.kvPath!);
+  const service = await createService(config, kv, { singleProcess: alone });
   const { rt } = service;
+  if (localFile && !alone) {
+    rt.log.warn("another process serves this KV file: the connections it holds stay its own");
+  }
   if (config.kvPath === undefined) await checkPlatformKv(kv, rt.log);
   options.slot.service = service;
   const server = Deno.serve({

@@ -18,6 +18,7 @@ import { type ChildService, freePort, startChildService } from "./helpers/child_
 import { startServer, tempKvPath, type TestServer } from "./helpers/server.ts";
 import { SseViewer, WsViewer } from "./helpers/viewer.ts";
 import { keys } from "../src/store/keys.ts";
+import { delay } from "../src/async.ts";
 
 function twoInstanceTest(name: string, fn: (a: TestServer, b: TestServer) => Promise<void>) {
   Deno.test({
@@ -206,4 +207,38 @@ Deno.test("a viewer never follows a session created again under the same id", as
     assert.equal(closed.code, 1000);
     assert.deepEqual(viewer.events, []);
   });
+});
+
+Deno.test("a second process started on the same KV file leaves the first one's runs alone", async () => {
+  // A rolling restart: the new process starts while the old one still serves. It must not
+  // take the old one's live connections for a crashed predecessor's and end their runs.
+  const kv = await tempKvPath();
+  const env = { TETHER_DISCONNECT_GRACE_MS: "1000" };
+  const first = await startChildService({ kvPath: kv.path, port: freePort(), env });
+  try {
+    await first.call("/v1/sessions", { method: "POST", json: { sessionId: "rolling" } });
+    const { body: run } = await first.call<
+      { executionId: string; ingestUrl: string; ingestToken: string }
+    >(
+      "/v1/sessions/rolling/executions",
+      { method: "POST", json: { graceMs: 1000 } },
+    );
+    const wrapper = await IngestClient.connect(run.ingestUrl, { token: run.ingestToken });
+    await pump(wrapper, 1, 5, { window: 10 });
+    const second = await startChildService({ kvPath: kv.path, port: freePort(), env });
+    try {
+      assert.ok(second.logs.some((line) => String(line.msg).startsWith("another process")));
+      await delay(2000); // more than the grace a takeover would have started
+      await pump(wrapper, 6, 10, { window: 10 });
+      assert.equal(wrapper.acked, 10);
+      const { body } = await first.call(`/v1/sessions/rolling/executions/${run.executionId}`);
+      assert.equal(body.status, "running");
+    } finally {
+      await second[Symbol.asyncDispose]();
+    }
+    await wrapper.close();
+  } finally {
+    await first[Symbol.asyncDispose]();
+    await kv.cleanup();
+  }
 });

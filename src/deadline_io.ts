@@ -16,6 +16,7 @@ import {
   type CallbackTarget,
   purgeSessionData,
   records,
+  type SessionRecord,
   timerKey,
   type TimerRecord,
   transact,
@@ -159,14 +160,17 @@ export class DeadlineIo {
 
   async #purge(key: Deno.KvKey, sessionId: string, incarnation: string): Promise<FiringOutcome> {
     const rt = this.#rt;
-    const session = await transact(rt.kv, (tx) => records.session(sessionId).get(tx));
-    if (!session?.deletedAt || session.incarnation !== incarnation) {
+    const tombstone = await rt.kv.get<SessionRecord>(records.session(sessionId).key);
+    const session = tombstone.value;
+    const ours = session?.deletedAt && session.incarnation === incarnation;
+    // Another instance may finish this purge first and the id be created again meanwhile:
+    // then what is left under the id is the new session's, and stays.
+    if (!ours || !(await purgeSessionData(rt.kv, sessionId, tombstone.versionstamp!))) {
       await transact(rt.kv, async (tx) => {
         if (await tx.get(key)) tx.delete(key);
       });
       return "noop";
     }
-    await purgeSessionData(rt.kv, sessionId);
     return await transact(rt.kv, async (tx): Promise<FiringOutcome> => {
       if (!(await tx.get(key))) return "noop";
       tx.delete(key);

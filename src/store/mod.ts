@@ -335,34 +335,43 @@ export async function listConnections(
 /**
  * Removes a deleted session's data in batches: events, chunks, records, executions and
  * idempotency records. The tombstone and the head stay (the caller removes the tombstone;
- * the head keeps eventIds from being reused). The deletions are plain, unchecked batches of
- * 500: while the tombstone stands nothing writes under the session (PROTOCOL.md section 4:
- * the data is removed in the background).
+ * the head keeps eventIds from being reused). While the tombstone stands nothing writes
+ * under the session (PROTOCOL.md section 4: the data is removed in the background), so each
+ * batch of 500 only checks that it still stands at `tombstoneVersionstamp`: once another
+ * instance has finished the purge and the id is created again, what is listed is the new
+ * session's, and the purge stops (`false`) without touching it.
  *
  * @example
  * ```ts
- * await purgeSessionData(kv, "ses_1"); // then delete the tombstone in a checked commit
+ * const tombstone = await kv.get(records.session("ses_1").key);
+ * await purgeSessionData(kv, "ses_1", tombstone.versionstamp!); // then drop the tombstone
  * ```
  */
-export async function purgeSessionData(kv: Deno.Kv, sid: string): Promise<void> {
+export async function purgeSessionData(
+  kv: Deno.Kv,
+  sid: string,
+  tombstoneVersionstamp: string,
+): Promise<boolean> {
   const doomed: Deno.KvKey[] = [];
+  const tombstone = { key: keys.session(sid), versionstamp: tombstoneVersionstamp };
   const flush = async (force: boolean) => {
     while (doomed.length >= 500 || (force && doomed.length > 0)) {
-      const op = kv.atomic();
+      const op = kv.atomic().check(tombstone);
       for (const key of doomed.splice(0, 500)) op.delete(key);
-      await op.commit();
+      if (!(await op.commit()).ok) return false;
     }
+    return true;
   };
   for await (const e of kv.list({ prefix: keys.sessionExecs(sid) })) {
     const eid = e.key[3] as string;
     doomed.push(keys.exec(eid), keys.execInput(eid), keys.conn(eid));
-    await flush(false);
+    if (!(await flush(false))) return false;
   }
   for (const prefix of [keys.idemPrefix(sid), keys.sessionPrefix(sid)]) {
     for await (const e of kv.list({ prefix })) {
       doomed.push(e.key);
-      await flush(false);
+      if (!(await flush(false))) return false;
     }
   }
-  await flush(true);
+  return await flush(true);
 }

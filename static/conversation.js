@@ -859,14 +859,14 @@ export class Conversation {
     if (typeof d.requestId !== "number" || !Array.isArray(d.options)) return false;
     const toolCall = obj(d.toolCall);
     const tool = this.#byId.get(`${env.executionId}\0tool\0${str(toolCall.toolCallId)}`);
-    const options = d.options.map((/** @type {unknown} */ o) => {
-      const option = obj(o);
-      return {
+    // Only an option with an id can be answered (the wrapper refuses any other answer).
+    const options = d.options.map((/** @type {unknown} */ o) => obj(o))
+      .filter((option) => str(option.optionId) !== "")
+      .map((option) => ({
         optionId: str(option.optionId),
         name: str(option.name) || str(option.optionId),
         kind: str(option.kind),
-      };
-    });
+      }));
     const title = str(toolCall.title) || tool?.title || tool?.name || "an action";
     this.#upsert(env, String(d.requestId), "permission", {
       requestId: d.requestId,

@@ -523,3 +523,23 @@ Deno.test("plain shapes (the demo agent's): text, tool_use and tool_result by to
   assert.equal(items[2].output, "no");
   assert.equal(items[2].isError, true);
 });
+
+Deno.test("ACP: a permission option without an id gets no button (no answer to it could work)", () => {
+  const conversation = new Conversation();
+  for (
+    const envelope of envelopes([{
+      streamEventType: "permission_request",
+      data: {
+        requestId: 2,
+        toolCall: { title: "Run" },
+        options: [7, null, { name: "NoId" }, { optionId: "", name: "" }, {
+          optionId: "ok",
+          name: "Allow",
+          kind: "allow_once",
+        }],
+      },
+    }])
+  ) conversation.add(envelope);
+  const permission = conversation.items.find((i) => i.kind === "permission")!;
+  assert.deepEqual(permission.options, [{ optionId: "ok", name: "Allow", kind: "allow_once" }]);
+});

@@ -310,6 +310,10 @@ async function refresh() {
     if (err instanceof ApiError && err.status === 404) {
       banner("This session has been deleted.");
       stop();
+    } else if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
+      // An expired ticket: what the page shows can no longer be kept up to date.
+      banner(explain(err));
+      stop();
     }
   }
 }
@@ -588,8 +592,8 @@ function onStreamClose(ws, event, generation) {
   }
   const status = CLOSE_CODE_HTTP_STATUS[event.code];
   if (status !== undefined) {
-    setConn("closed", "not connected");
     banner(explain(new ApiError(status, { message: event.reason })));
+    stop(); // the polls would be refused too
     return;
   }
   // Anything else (a restart, a slow-viewer close, a lost network) resumes after the

@@ -212,3 +212,31 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "viewer page: an expired ticket says so and stops, instead of showing a stale run",
+  ignore: !hasChromium,
+  async fn() {
+    const server = await startServer();
+    const browser = await launchBrowser();
+    try {
+      await createRun(server, "expiring");
+      const { body } = await server.call<{ ticket: string }>("/v1/sessions/expiring/tickets", {
+        method: "POST",
+        json: { ttlMs: 1000 },
+      });
+      const { page } = await newPage(browser);
+      const refused: string[] = [];
+      page.on("response", (res) => res.status() === 401 && refused.push(res.url()));
+      await openSession(page, server, "expiring", { ticket: body.ticket });
+      await page.locator("#banner", { hasText: "expired" }).waitFor();
+      assert.equal(await page.textContent("#conn-text"), "not connected");
+      const seen = refused.length;
+      await new Promise((r) => setTimeout(r, 4500)); // two of the page's 2 s polls
+      assert.equal(refused.length, seen, "the page stopped polling");
+    } finally {
+      await browser.close();
+      await server.close();
+    }
+  },
+});

@@ -219,8 +219,10 @@ function batchResponse(
   };
   if (batch.upToDate) headers[DurableStreamHeader.upToDate] = "true";
   if (cursor) headers[DurableStreamHeader.cursor] = cursor;
+  // RFC 9110 13.1.2: `*` matches, and tags compare weakly (a `W/` prefix is ignored).
   const ifNoneMatch = c.req.header("if-none-match");
-  if (ifNoneMatch?.split(",").some((tag) => tag.trim() === headers.etag)) {
+  const matches = (tag: string) => tag === "*" || tag.replace(/^W\//, "") === headers.etag;
+  if (ifNoneMatch?.split(",").some((tag) => matches(tag.trim()))) {
     lease[Symbol.dispose]();
     return new Response(null, { status: 304, headers });
   }

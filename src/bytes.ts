@@ -29,3 +29,19 @@ export function concatBytes(parts: readonly Uint8Array[], maxLength = Infinity):
   }
   return out;
 }
+
+const encoder = new TextEncoder();
+
+/**
+ * UTF-8 size of `text`. A text with no character beyond ASCII is its length, found without
+ * encoding it (the common case, short or long).
+ *
+ * @example
+ * ```ts
+ * utf8Bytes("abc"); // 3
+ * utf8Bytes("héllo"); // 6
+ * ```
+ */
+export function utf8Bytes(text: string): number {
+  return /[\u0080-\uffff]/.test(text) ? encoder.encode(text).length : text.length;
+}

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { concatBytes } from "./bytes.ts";
+import { concatBytes, utf8Bytes } from "./bytes.ts";
 
 const bytes = (...values: number[]) => new Uint8Array(values);
 
@@ -22,4 +22,11 @@ Deno.test("concatBytes returns a single part that fits without copying it", () =
   const only = bytes(1, 2, 3);
   assert.equal(concatBytes([only]).buffer, only.buffer);
   assert.deepEqual(concatBytes([only], 2), bytes(1, 2));
+});
+
+Deno.test("utf8Bytes counts UTF-8 bytes, short and long, ASCII or not", () => {
+  assert.equal(utf8Bytes("abc"), 3);
+  assert.equal(utf8Bytes("é😀"), 6);
+  assert.equal(utf8Bytes("x".repeat(100_000)), 100_000);
+  assert.equal(utf8Bytes(`${"x".repeat(1000)}漢`), 1003);
 });

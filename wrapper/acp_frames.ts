@@ -12,7 +12,8 @@
 import { jsonDepth, MAX_JSON_DEPTH } from "../src/json_depth.ts";
 import { AcpEventType, ErrorCode, EventType } from "../src/protocol.ts";
 import { fitText } from "./frames.ts";
-import { frameBytes, type OutgoingFrame, utf8Bytes } from "./outbox.ts";
+import { utf8Bytes } from "../src/bytes.ts";
+import { frameBytes, type OutgoingFrame } from "./outbox.ts";
 
 /** How a turn ended: an ACP `StopReason`, or `error` when `session/prompt` failed. */
 export type TurnEnd = { stopReason: string } | { stopReason: "error"; error: string };

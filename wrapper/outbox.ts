@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { utf8Bytes } from "../src/bytes.ts";
 import { terminalStatusOfFrame } from "../src/frames.ts";
 import { withoutUndefined } from "../src/objects.ts";
 import { EventType } from "../src/protocol.ts";
@@ -49,24 +50,6 @@ interface SentFrame {
 
 /** Room a `seq` field takes at most: `"seq":9007199254740991,` */
 const SEQ_FIELD_BYTES = `"seq":${Number.MAX_SAFE_INTEGER},`.length;
-
-const encoder = new TextEncoder();
-
-/**
- * UTF-8 size of `text`, with a fast path for the common case of short strings.
- *
- * @example
- * ```ts
- * utf8Bytes("abc"); // 3
- * utf8Bytes("héllo"); // 6
- * ```
- */
-export function utf8Bytes(text: string): number {
-  // Each UTF-16 code unit takes at most 3 UTF-8 bytes; only count when that matters.
-  return text.length < 128 && !/[\u0080-\uffff]/.test(text)
-    ? text.length
-    : encoder.encode(text).length;
-}
 
 /**
  * Upper bound of the size a frame has on the wire once it carries a `seq` and a

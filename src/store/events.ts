@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { concatBytes } from "../bytes.ts";
+import { concatBytes, utf8Bytes } from "../bytes.ts";
 import type { Envelope } from "../protocol.ts";
 import { largeEventCache, LargeEventText } from "./event_cache.ts";
 import { keys } from "./keys.ts";
@@ -113,8 +113,7 @@ export function storedSize(tail: string): StoredSize {
   const chars = tail.length + HEAD_CHARS;
   const wide = WIDE_CHAR.test(tail);
   if (chars <= PAGE_CHARS) return { units: chars, large: false, wide };
-  const bytes = wide || /[\u0080-\u00ff]/.test(tail) ? encoder.encode(tail).length : tail.length;
-  return { units: bytes + HEAD_CHARS, large: true, wide };
+  return { units: utf8Bytes(tail) + HEAD_CHARS, large: true, wide };
 }
 
 /**

@@ -207,10 +207,11 @@ export function parseCommandLine(argv: readonly string[]): Invocation {
   const rest = dash < 0 ? [] : argv.slice(dash + 1);
   // PROTOCOL.md 13 gives `--json` two meanings: the global flag, and `executions input`'s
   // data. A JSON value right after `--json` is that data, for that command only.
+  const joined = jsonValuesJoined(before);
   const plain = findCommand(before);
-  const valued = findCommand(jsonValuesJoined(before));
+  const valued = findCommand(joined);
   const { command, help } = takesJson(valued.command) ? valued : plain;
-  if (takesJson(command)) before = outputJsonFlagsDropped(jsonValuesJoined(before));
+  if (takesJson(command)) before = outputJsonFlagsDropped(joined);
   if (help) return { command, args: [], options: { help: true }, rest };
   if (!command) {
     // An unknown option takes the next word as its value, which then looks like a command.

@@ -19,6 +19,9 @@ import { formatEvent, paint, processTerminal, Spinner, type Terminal } from "./o
 import { EventLines } from "./render.ts";
 import { runCommand } from "./run.ts";
 
+/** What can go into an HTTP header as it is: printable ASCII only. */
+const HEADER_SAFE = /^[\x20-\x7e]*$/;
+
 /**
  * Where the CLI runs: its environment and terminal.
  *
@@ -96,7 +99,7 @@ export async function main(
     return CliExit.usage;
   }
   const apiKey = inv.options["api-key"] ?? env("TETHER_API_KEY");
-  if (apiKey !== undefined && !printable(String(apiKey))) {
+  if (apiKey !== undefined && !HEADER_SAFE.test(String(apiKey))) {
     const source = inv.options["api-key"] === undefined ? " (TETHER_API_KEY)" : "";
     term.err(`tether: --api-key${source} must be printable ASCII (it is sent as a header)\n`);
     return CliExit.usage;
@@ -370,12 +373,3 @@ export async function followExecution(
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));
-
-/** Whether a text can go into an HTTP header as it is: printable ASCII only. */
-function printable(text: string): boolean {
-  for (let i = 0; i < text.length; i++) {
-    const code = text.charCodeAt(i);
-    if (code < 0x20 || code > 0x7e) return false;
-  }
-  return true;
-}

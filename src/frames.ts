@@ -106,7 +106,9 @@ function isoTimestamp(value: unknown): string | undefined {
   if (!match || Number.isNaN(Date.parse(match[0]))) return undefined;
   // V8 takes day 31 of any month; a date that does not exist is no ISO 8601 time.
   const [year, month, day] = [match[1], match[2], match[3]].map(Number);
-  return new Date(Date.UTC(year, month - 1, day)).getUTCDate() === day ? match[0] : undefined;
+  const date = new Date(0);
+  date.setUTCFullYear(year, month - 1, day); // Date.UTC would read years 0–99 as 1900–1999
+  return date.getUTCDate() === day ? match[0] : undefined;
 }
 
 /** The effect of a plain event: none besides being stored. */

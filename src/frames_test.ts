@@ -25,6 +25,8 @@ Deno.test("plain events keep their fields; a bad timestamp is dropped for the se
     timestamp: "2024-02-29T23:59:59+05:30",
   });
   assert.equal(leapDay.kind === "event" && leapDay.frame.timestamp, "2024-02-29T23:59:59+05:30");
+  const yearZero = classifyFrame({ streamEventType: "agent", timestamp: "0000-02-29T00:00:00Z" });
+  assert.equal(yearZero.kind === "event" && yearZero.frame.timestamp, "0000-02-29T00:00:00Z");
   const noSuchDays = ["2026-02-30T00:00:00Z", "2026-04-31T10:00:00+02:00", "2025-02-29T00:00Z"];
   for (const timestamp of [12, "yesterday", "2026-13-45T99:99:99Z", null, ...noSuchDays]) {
     const verdict = classifyFrame({ streamEventType: "agent", timestamp });
